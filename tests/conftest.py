@@ -1,0 +1,50 @@
+"""Test-wide settings: quiet TensorFlow, no MLflow telemetry, and a helper to run code under JAX.
+
+Keras fixes its backend at import time, so tests that exercise the JAX backend run a small script in a
+subprocess with ``KERAS_BACKEND=jax`` (see ``run_with_backend``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_with_backend(code: str, backend: str = "jax", timeout: float = 600) -> dict:
+    """Runs ``code`` in a fresh interpreter under ``KERAS_BACKEND=backend`` and returns its JSON result.
+
+    The script must print one JSON object as its last line of stdout. Fails the test with the
+    subprocess's stderr when it exits non-zero.
+    """
+    environment = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
+    if completed.returncode != 0:
+        pytest.fail(f"{backend} subprocess failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
+    last_line = completed.stdout.strip().splitlines()[-1]
+    return json.loads(last_line)
+
+
+@pytest.fixture
+def jax_runner():
+    """The ``run_with_backend`` helper as a fixture; skips when JAX is not installed."""
+    pytest.importorskip("jax")
+    return run_with_backend

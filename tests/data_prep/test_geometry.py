@@ -1,0 +1,44 @@
+"""AcquisitionGeometry: defaults equal OpenFWI's layout, validation, derived positions in metres."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_prep.geometry import AcquisitionGeometry
+
+
+def test_default_is_openfwi_geometry():
+    geometry = AcquisitionGeometry()
+    assert geometry.grid_shape == (70, 70)
+    assert geometry.num_sources == 5 and geometry.num_receivers == 70
+    assert geometry.num_samples == 1000 and geometry.sample_interval_s == 0.001
+    assert geometry.peak_frequency_hz == 15.0
+    np.testing.assert_array_equal(geometry.source_positions_m()[:, 1], [0, 170, 340, 520, 690])
+    np.testing.assert_array_equal(geometry.receiver_positions_m()[:, 1], np.arange(70) * 10.0)
+    assert geometry.duration_s == pytest.approx(0.999)
+
+
+def test_surface_line_matches_default_and_scales_to_other_grids():
+    assert AcquisitionGeometry.surface_line() == AcquisitionGeometry()
+    geometry = AcquisitionGeometry.surface_line(grid_shape=(40, 100), num_sources=3, num_receivers=11,
+                                                receiver_depth_cell=2)
+    assert [x for _, x in geometry.source_cells] == [0, 50, 99]
+    assert [x for _, x in geometry.receiver_cells] == [0, 10, 20, 30, 40, 50, 59, 69, 79, 89, 99]
+    assert {depth for depth, _ in geometry.receiver_cells} == {2}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"grid_shape": (1, 70)}, "at least"),
+        ({"grid_spacing_m": 0.0}, "grid_spacing_m must be positive"),
+        ({"num_samples": 0}, "num_samples must be at least 1"),
+        ({"source_cells": ()}, "at least one"),
+        ({"source_cells": ((70, 0),)}, r"source_cells entry \(70, 0\) lies outside"),
+        ({"receiver_cells": ((0, -1),)}, "receiver_cells entry"),
+    ],
+)
+def test_invalid_geometry_is_refused_with_a_message(changes, message):
+    with pytest.raises(ValueError, match=message):
+        AcquisitionGeometry().replace(**changes)

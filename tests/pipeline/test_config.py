@@ -1,0 +1,109 @@
+"""The typed configuration system: YAML files, dotted overrides, type checking and error messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from data_prep.geometry import AcquisitionGeometry
+from pipeline.config import (
+    CONFIG_DIR,
+    ConfigError,
+    config_hash,
+    from_dict,
+    load_config,
+    parse_override,
+    to_dict,
+    to_yaml,
+)
+
+
+@dataclass(frozen=True)
+class Inner:
+    rate: float = 0.5
+    mode: Literal["a", "b"] = "a"
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str = "x"
+    count: int = 3
+    sizes: tuple[int, ...] = (1, 2)
+    optional: int | None = None
+    inner: Inner = Inner()
+    extra: dict = field(default_factory=dict)
+    geometry: AcquisitionGeometry = AcquisitionGeometry()
+
+
+def test_defaults_files_values_and_overrides_apply_in_order(tmp_path: Path):
+    first = tmp_path / "first.yaml"
+    first.write_text("count: 5\ninner:\n  rate: 0.1\n")
+    second = tmp_path / "second.yaml"
+    second.write_text("inner:\n  mode: b\n")
+    config = load_config(
+        Outer,
+        files=[first, second],
+        values={"name": "flag", "count": None},
+        overrides=["inner.rate=2e-3", "sizes=[4, 5, 6]", "optional=7"],
+    )
+    assert config == Outer(name="flag", count=5, sizes=(4, 5, 6), optional=7, inner=Inner(rate=0.002, mode="b"))
+
+
+def test_nested_geometry_override_is_validated():
+    config = load_config(Outer, overrides=["geometry.num_samples=500", "geometry.source_cells=[[0, 3], [1, 9]]"])
+    assert config.geometry.num_samples == 500
+    assert config.geometry.source_cells == ((0, 3), (1, 9))
+    with pytest.raises(ConfigError, match=r"outside the 70 x 70 grid"):
+        load_config(Outer, overrides=["geometry.receiver_cells=[[0, 70]]"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("inner.rat=1", r"Unknown configuration key\(s\) inner.rat .*Valid keys: mode, rate"),
+        ("count=three", r"count must be an integer. Received: 'three'"),
+        ("count=true", r"count must be an integer"),
+        ("inner.mode=c", r"inner.mode must be one of 'a', 'b'. Received: 'c'"),
+        ("sizes=5", r"sizes must be a list"),
+        ("novalue", r"key.subkey=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, message: str):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, overrides=[override])
+
+
+def test_missing_and_malformed_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Outer, files=[tmp_path / "missing.yaml"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("count: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(Outer, files=[broken])
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping at top level"):
+        load_config(Outer, files=[listed])
+
+
+def test_round_trip_through_yaml_and_hash_is_stable():
+    config = load_config(Outer, overrides=["inner.mode=b", "extra={k: 1}"])
+    again = from_dict(Outer, __import__("yaml").safe_load(to_yaml(config)))
+    assert again == config
+    assert config_hash(config) == config_hash(again)
+    assert config_hash(config) != config_hash(Outer())
+    assert to_dict(config)["geometry"]["source_cells"][1] == [0, 17]
+
+
+def test_parse_override_parses_yaml_scalars():
+    assert parse_override("a.b=1e-3") == ("a.b", 0.001)
+    assert parse_override("flag=false") == ("flag", False)
+    assert parse_override("name=salt") == ("name", "salt")
+    assert parse_override("empty=") == ("empty", "")
+
+
+def test_config_dir_points_at_repository_configs():
+    assert CONFIG_DIR.name == "configs" and CONFIG_DIR.is_dir()

@@ -21,7 +21,12 @@ class UserError(Exception):
 
 
 #: Exceptions reported as one clean line rather than a traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (UserError, ConfigError, FileNotFoundError, FileExistsError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    UserError,
+    ConfigError,
+    FileNotFoundError,
+    FileExistsError,
+)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,6 +46,7 @@ _Loader.add_implicit_resolver(
 def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
+
 #: Folder holding the YAML configuration files shipped with the project.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -181,7 +182,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"Configuration file {path} must hold a mapping at top level. Received: {type(data)}")
+        raise ConfigError(
+            f"Configuration file {path} must hold a mapping at top level. Received: {type(data)}"
+        )
     return data
 
 
@@ -196,9 +199,7 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any], source: str) ->
 
 
 def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (_drop_none(v) if isinstance(v, dict) else v) for k, v in data.items() if v is not None
-    }
+    return {k: (_drop_none(v) if isinstance(v, dict) else v) for k, v in data.items() if v is not None}
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
@@ -242,11 +243,15 @@ def _convert(value: Any, hint: Any, path: str) -> Any:  # noqa: C901 - one branc
             return tuple(_convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(value))
         if args and len(args) != len(value):
             raise ConfigError(f"{path} must have {len(args)} entries. Received: {value!r}")
-        return tuple(_convert(item, a, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, value)))
+        return tuple(
+            _convert(item, a, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, value, strict=True))
+        )
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{path} must be a list. Received: {value!r}")
-        return [_convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(value)] if args else list(value)
+        return (
+            [_convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(value)] if args else list(value)
+        )
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path} must be a mapping. Received: {value!r}")

@@ -21,8 +21,9 @@ def test_default_is_openfwi_geometry():
 
 def test_surface_line_matches_default_and_scales_to_other_grids():
     assert AcquisitionGeometry.surface_line() == AcquisitionGeometry()
-    geometry = AcquisitionGeometry.surface_line(grid_shape=(40, 100), num_sources=3, num_receivers=11,
-                                                receiver_depth_cell=2)
+    geometry = AcquisitionGeometry.surface_line(
+        grid_shape=(40, 100), num_sources=3, num_receivers=11, receiver_depth_cell=2
+    )
     assert [x for _, x in geometry.source_cells] == [0, 50, 99]
     assert [x for _, x in geometry.receiver_cells] == [0, 10, 20, 30, 40, 50, 59, 69, 79, 89, 99]
     assert {depth for depth, _ in geometry.receiver_cells} == {2}

@@ -49,11 +49,15 @@ def test_defaults_files_values_and_overrides_apply_in_order(tmp_path: Path):
         values={"name": "flag", "count": None},
         overrides=["inner.rate=2e-3", "sizes=[4, 5, 6]", "optional=7"],
     )
-    assert config == Outer(name="flag", count=5, sizes=(4, 5, 6), optional=7, inner=Inner(rate=0.002, mode="b"))
+    assert config == Outer(
+        name="flag", count=5, sizes=(4, 5, 6), optional=7, inner=Inner(rate=0.002, mode="b")
+    )
 
 
 def test_nested_geometry_override_is_validated():
-    config = load_config(Outer, overrides=["geometry.num_samples=500", "geometry.source_cells=[[0, 3], [1, 9]]"])
+    config = load_config(
+        Outer, overrides=["geometry.num_samples=500", "geometry.source_cells=[[0, 3], [1, 9]]"]
+    )
     assert config.geometry.num_samples == 500
     assert config.geometry.source_cells == ((0, 3), (1, 9))
     with pytest.raises(ConfigError, match=r"outside the 70 x 70 grid"):

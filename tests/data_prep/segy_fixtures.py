@@ -1,0 +1,171 @@
+"""SEG-Y and .npy fixtures generated in code (see FIXTURES.md for the table of fixtures).
+
+Sample values encode their position: in a survey of ``models x shots x receivers`` traces of ``samples``
+samples, the value of (model m, shot s, receiver r, time sample t) is its linear index
+``((m * shots + s) * receivers + r) * samples + t`` plus ``VALUE_OFFSET``. Reading the value back tells
+exactly which model, shot, receiver and sample landed where, so an assertion checks the indexing itself.
+Every value is an integer below 2**24 (exact in float32 and IBM float), and tiny fixtures fit int8.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.geometry import AcquisitionGeometry
+from data_prep.segy_io import (
+    shot_gather_headers,
+    write_segy_traces,
+    write_shot_gathers,
+    write_velocity_models,
+)
+
+#: Added to every encoded value so that no sample is 0 (a zero would hide a missing trace).
+VALUE_OFFSET = 1
+
+#: Sample formats segyio reads, each with a (models, shots, receivers, samples) survey small enough for
+#: the format's integer range.
+FORMATS = {
+    1: "IBM float",
+    2: "int32",
+    3: "int16",
+    5: "IEEE float",
+    6: "IEEE double",
+    8: "int8",
+}
+
+
+def tiny_geometry(num_samples: int = 8, num_shots: int = 2, num_receivers: int = 3) -> AcquisitionGeometry:
+    """A small surface survey on a 6 x 10 grid of 10 m cells, 2 ms sampling."""
+    return AcquisitionGeometry.surface_line(
+        grid_shape=(6, 10),
+        num_sources=num_shots,
+        num_receivers=num_receivers,
+        num_samples=num_samples,
+        sample_interval_s=0.002,
+    )
+
+
+def encoded_seismic(num_models: int, geometry: AcquisitionGeometry, first_model: int = 0) -> np.ndarray:
+    """``(models, shots, time, receivers)`` float32 whose values encode (model, shot, receiver, sample)."""
+    shots, samples, receivers = geometry.num_sources, geometry.num_samples, geometry.num_receivers
+    model, shot, time, receiver = np.meshgrid(
+        np.arange(first_model, first_model + num_models), np.arange(shots), np.arange(samples), np.arange(receivers),
+        indexing="ij",
+    )
+    values = ((model * shots + shot) * receivers + receiver) * samples + time + VALUE_OFFSET
+    return values.astype(np.float32)
+
+
+def decode(values: np.ndarray, geometry: AcquisitionGeometry) -> tuple[np.ndarray, ...]:
+    """Inverse of the encoding: ``(model, shot, receiver, sample)`` index arrays."""
+    index = np.asarray(values, dtype=np.int64) - VALUE_OFFSET
+    index, sample = np.divmod(index, geometry.num_samples)
+    index, receiver = np.divmod(index, geometry.num_receivers)
+    model, shot = np.divmod(index, geometry.num_sources)
+    return model, shot, receiver, sample
+
+
+def layered_velocity(num_models: int, geometry: AcquisitionGeometry, first_model: int = 0) -> np.ndarray:
+    """``(models, depth, x)`` m/s: two layers, the interface depth and velocities depending on the model."""
+    depth_cells, x_cells = geometry.grid_shape
+    velocity = np.empty((num_models, depth_cells, x_cells), dtype=np.float32)
+    for i in range(num_models):
+        model = first_model + i
+        velocity[i] = 1500.0 + 10.0 * model
+        velocity[i, 1 + model % (depth_cells - 1) :] = 3000.0 + 10.0 * model
+    return velocity
+
+
+def write_fixture(
+    path: str | Path,
+    seismic: np.ndarray,
+    geometry: AcquisitionGeometry,
+    first_model: int = 0,
+    sample_format: int = 5,
+    endian: str = "big",
+    trace_order: np.ndarray | None = None,
+    edit_headers=None,
+) -> Path:
+    """Writes shot gathers with the project's headers in any format, byte order and trace order.
+
+    Args:
+        seismic: ``(models, shots, time, receivers)``.
+        trace_order: a permutation of the ``models * shots * receivers`` traces (file position -> trace).
+        edit_headers: ``callable(headers)`` that modifies the structured header array in place (after the
+            reordering), to break the file on purpose.
+    """
+    num_models = len(seismic)
+    headers = shot_gather_headers(geometry, first_model, num_models)
+    traces = np.ascontiguousarray(seismic.transpose(0, 1, 3, 2)).reshape(-1, geometry.num_samples)
+    if trace_order is not None:
+        headers, traces = headers[trace_order], traces[trace_order]
+    if edit_headers is not None:
+        edit_headers(headers)
+    return write_segy_traces(
+        path,
+        headers,
+        traces,
+        num_samples=geometry.num_samples,
+        sample_interval=int(round(geometry.sample_interval_s * 1e6)),
+        sample_format=sample_format,
+        endian=endian,
+    )
+
+
+def write_synthetic_folder(
+    folder: str | Path,
+    geometry: AcquisitionGeometry,
+    num_models: int = 4,
+    chunk_size: int = 2,
+    family: str = "fixture",
+    seismic: np.ndarray | None = None,
+    velocity: np.ndarray | None = None,
+) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A folder laid out like ``data_prep.synthesize``'s output (manifest + per-chunk SEG-Y pairs).
+
+    Returns:
+        ``(folder, seismic (models, shots, time, receivers), velocity (models, depth, x))``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    seismic = encoded_seismic(num_models, geometry) if seismic is None else seismic
+    velocity = layered_velocity(num_models, geometry) if velocity is None else velocity
+    files = []
+    for first in range(0, num_models, chunk_size):
+        last = min(first + chunk_size, num_models) - 1
+        shots = f"{family}_shots_{first:06d}-{last:06d}.segy"
+        models = f"{family}_velocity_{first:06d}-{last:06d}.segy"
+        write_velocity_models(folder / models, velocity[first : last + 1], geometry.grid_spacing_m, first)
+        write_shot_gathers(folder / shots, seismic[first : last + 1], geometry, first)
+        files.append({"shots": shots, "velocity": models, "first_model": first, "num_models": last - first + 1})
+    manifest = {
+        "format": "seisinvert-synthetic-survey",
+        "format_version": 1,
+        "package_version": "test",
+        "family": family,
+        "count": num_models,
+        "seed": 0,
+        "chunk_size": chunk_size,
+        "geometry": asdict(geometry),
+        "engine": {},
+        "files": files,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder, seismic, velocity
+
+
+def write_openfwi_pair(folder: str | Path, index: int, num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``data{index}.npy`` (N, 5, 1000, 70) and ``model{index}.npy`` (N, 1, 70, 70) with OpenFWI's shapes."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    seismic = (rng.standard_normal((num_samples, 5, 1000, 70)) * 10).astype(np.float32)
+    velocity = np.repeat(np.linspace(1500, 4500, 70, dtype=np.float32)[None, None, :, None], num_samples, axis=0)
+    velocity = np.repeat(velocity, 70, axis=3) + rng.uniform(0, 50, (num_samples, 1, 1, 1)).astype(np.float32)
+    np.save(folder / f"data{index}.npy", seismic)
+    np.save(folder / f"model{index}.npy", velocity)
+    return seismic, velocity

@@ -1,0 +1,862 @@
+"""Acoustic forward modelling: velocity models in, shot gathers out.
+
+This is the physics engine of the data pipeline. ``data_prep.synthesize`` calls :func:`simulate` to turn
+velocity models into seismic shot gathers, and later stages call it again to check predicted velocity
+models against recorded data (it is differentiable with respect to velocity).
+
+The engine solves the 2D constant-density acoustic wave equation for pressure ``p``
+
+    (1 / v(x)^2) d^2p/dt^2 - laplacian(p) = s(t) delta(x - x_source)
+
+with
+
+* second-order (leapfrog) time stepping and 4th- or 8th-order centred spatial stencils;
+* a convolutional perfectly matched layer (CPML, the second-order formulation of Pasalic & McGarry,
+  SEG 2010) on every absorbing side, its damping scaled per velocity model so the theoretical reflection
+  is the same for every model of a batch;
+* an optional pressure-release free surface half a cell above the first grid row (odd image of the
+  wavefield), so sources and receivers may sit on row 0;
+* point sources of any wavelet (a Ricker by default) and point receivers at arbitrary grid cells;
+* one call for a whole batch: shots and velocity models are both leading axes of the wavefield, so a
+  single fused stencil kernel updates every shot of every model at each time step.
+
+Everything numerical is written with ``keras.ops`` and therefore runs under TensorFlow and JAX. The
+time loop is one ``keras.ops`` loop compiled with XLA. The only backend-aware code is the small "backend
+glue" section (``_xla_compile``, ``_fixed_trip_loop``, ``_register_tensorflow_slice_update_gradient``,
+``_accelerator_present``). Compiled propagators are cached per static configuration, and the backends
+cache per input shape, so repeated calls with the same shapes pay the compilation once.
+
+Discretisation (documented in ``docs/forward_modelling.md`` together with the tolerances of the physics
+tests)::
+
+    p[n+1] = 2 p[n] - p[n-1] + (v dt / dx)^2 * (dx^2 L p[n] + s[n] * [x == x_source])
+
+``L`` being the discrete (CPML-stretched) Laplacian; recorded sample ``k`` is ``p`` at time
+``k * sample_interval_s``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from data_prep.geometry import AcquisitionGeometry
+from data_prep.wavelets import ricker
+
+# --- Stencils -----------------------------------------------------------------------------------------------
+
+#: Centred second-derivative weights ``c_0 .. c_h`` (times 1/dx^2) per spatial order.
+SECOND_DERIVATIVE_WEIGHTS: dict[int, tuple[float, ...]] = {
+    4: (-5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0),
+    8: (-205.0 / 72.0, 8.0 / 5.0, -1.0 / 5.0, 8.0 / 315.0, -1.0 / 560.0),
+}
+#: Centred first-derivative weights ``d_1 .. d_h`` (times 1/dx) per spatial order, for the CPML terms.
+FIRST_DERIVATIVE_WEIGHTS: dict[int, tuple[float, ...]] = {
+    4: (2.0 / 3.0, -1.0 / 12.0),
+    8: (4.0 / 5.0, -1.0 / 5.0, 4.0 / 105.0, -1.0 / 280.0),
+}
+
+
+def _critical_courant_number(spatial_order: int) -> float:
+    """Largest stable ``vmax dt / dx`` of the 2D leapfrog scheme (von Neumann analysis).
+
+    The 1D second-derivative stencil's symbol peaks at the Nyquist wavenumber with magnitude
+    ``S = -(c_0 + 2 sum_k (-1)^k c_k)`` (times 1/dx^2); leapfrog in 2D is stable while
+    ``(v dt / dx)^2 * 2 S <= 4``.
+    """
+    weights = SECOND_DERIVATIVE_WEIGHTS[spatial_order]
+    nyquist_symbol = -(weights[0] + 2.0 * sum(w * (-1) ** k for k, w in enumerate(weights) if k > 0))
+    return 2.0 / math.sqrt(2.0 * nyquist_symbol)
+
+
+#: Stability limits of ``vmax * dt / dx``: 0.612 (4th order), 0.555 (8th order).
+CRITICAL_COURANT_NUMBER: dict[int, float] = {order: _critical_courant_number(order) for order in (4, 8)}
+
+#: Default dispersion threshold, cells per shortest wavelength, per spatial order. Both keep the
+#: stencil's phase-velocity error below 3 % at the highest frequency checked (see docs): 4 cells give
+#: 2.8 % at 4th order, 3 cells give 2.2 % at 8th order.
+DEFAULT_MIN_CELLS_PER_WAVELENGTH: dict[int, float] = {4: 4.0, 8: 3.0}
+
+#: The dispersion check looks at ``2.5 x`` the Ricker peak frequency, where the Ricker amplitude
+#: spectrum has fallen to 3 % of its peak.
+DISPERSION_FREQUENCY_FACTOR = 2.5
+
+# CPML design (Collino & Tsogka 2001; Komatitsch & Martin 2007): damping profile d(s) = d0 s^2 with
+# d0 = 3 vmax ln(1/R) / (2 L), frequency shift alpha = pi f_peak (1 - s), s in (0, 1] across the layer.
+_CPML_POLYNOMIAL_ORDER = 2
+_CPML_THEORETICAL_REFLECTION = 1e-3
+
+
+# --- Configuration ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings of the finite-difference engine (the survey itself is an ``AcquisitionGeometry``).
+
+    Attributes:
+        spatial_order: order of accuracy of the spatial stencils, 4 or 8.
+        absorbing_width_cells: width of the CPML on each absorbing side, in cells. The layer is added
+            outside the velocity model (the model's edge velocities are extended into it), so it costs
+            compute but never covers model cells.
+        free_surface: ``True`` puts a pressure-release (p = 0) surface half a cell above depth row 0
+            instead of an absorbing layer at the top.
+        time_step_s: internal time step in seconds. ``None`` uses the geometry's ``sample_interval_s``.
+            A smaller step must divide the sample interval an integer number of times (sub-stepping);
+            the wavelet is then evaluated (or, if given, band-limited resampled) at the internal step
+            and every ``sample_interval_s / time_step_s``-th wavefield is recorded.
+        min_cells_per_wavelength: dispersion warning threshold: grid cells per wavelength at the slowest
+            velocity and ``2.5 x`` the peak frequency. ``None`` picks the order's default
+            (4 cells at 4th order, 3 cells at 8th order; see ``DEFAULT_MIN_CELLS_PER_WAVELENGTH``).
+        max_concurrent_calls: for numpy velocity input only, split the batch (models, or the shots of a
+            single model) into this many propagator calls run on concurrent threads. XLA runs each call's
+            time loop on one core, so this is how the engine uses several cores. ``None`` = the number of
+            CPU cores (1 when a GPU is in use); 1 = a single call. Backend-tensor input always runs as
+            one call, so gradient tapes and tracers see the whole computation. Results do not depend on
+            it.
+    """
+
+    spatial_order: int = 4
+    absorbing_width_cells: int = 20
+    free_surface: bool = False
+    time_step_s: float | None = None
+    min_cells_per_wavelength: float | None = None
+    max_concurrent_calls: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.spatial_order not in SECOND_DERIVATIVE_WEIGHTS or isinstance(self.spatial_order, bool):
+            raise ValueError(
+                f"spatial_order must be 4 or 8. Received: {self.spatial_order!r}. "
+                "Use 8 for coarse grids (fewer cells per wavelength), 4 otherwise."
+            )
+        if not isinstance(self.absorbing_width_cells, int) or self.absorbing_width_cells < 1:
+            raise ValueError(
+                "absorbing_width_cells must be a positive integer (10-30 is typical). "
+                f"Received: {self.absorbing_width_cells!r}"
+            )
+        if self.time_step_s is not None and not self.time_step_s > 0:
+            raise ValueError(f"time_step_s must be positive or None. Received: {self.time_step_s!r}")
+        if self.max_concurrent_calls is not None and (
+            not isinstance(self.max_concurrent_calls, int) or self.max_concurrent_calls < 1
+        ):
+            raise ValueError(
+                f"max_concurrent_calls must be a positive integer or None. Received: {self.max_concurrent_calls!r}"
+            )
+        if self.min_cells_per_wavelength is not None and not self.min_cells_per_wavelength > 0:
+            raise ValueError(
+                f"min_cells_per_wavelength must be positive or None. Received: {self.min_cells_per_wavelength!r}"
+            )
+
+    @property
+    def resolved_min_cells_per_wavelength(self) -> float:
+        """The dispersion threshold in use: the configured one or the order's default."""
+        if self.min_cells_per_wavelength is not None:
+            return float(self.min_cells_per_wavelength)
+        return DEFAULT_MIN_CELLS_PER_WAVELENGTH[self.spatial_order]
+
+
+# --- Checks -------------------------------------------------------------------------------------------------
+
+
+def check_stability(
+    max_velocity_mps: float, grid_spacing_m: float, time_step_s: float, spatial_order: int
+) -> float:
+    """Checks the CFL condition of the leapfrog scheme and returns the Courant number.
+
+    Args:
+        max_velocity_mps: largest velocity of the model(s), m/s.
+        grid_spacing_m: cell size, m.
+        time_step_s: internal time step, s.
+        spatial_order: 4 or 8.
+
+    Returns:
+        The Courant number ``max_velocity_mps * time_step_s / grid_spacing_m``.
+
+    Raises:
+        ValueError: the Courant number exceeds the stencil's stability limit
+            (``CRITICAL_COURANT_NUMBER``); the message gives the largest stable time step.
+    """
+    if spatial_order not in CRITICAL_COURANT_NUMBER:
+        raise ValueError(f"spatial_order must be 4 or 8. Received: {spatial_order!r}")
+    for name, value in (
+        ("max_velocity_mps", max_velocity_mps),
+        ("grid_spacing_m", grid_spacing_m),
+        ("time_step_s", time_step_s),
+    ):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive finite number. Received: {value!r}")
+    courant = float(max_velocity_mps) * float(time_step_s) / float(grid_spacing_m)
+    limit = CRITICAL_COURANT_NUMBER[spatial_order]
+    if courant > limit:
+        stable_dt_ms = 1e3 * limit * grid_spacing_m / max_velocity_mps
+        raise ValueError(
+            f"CFL number {courant:.2f} exceeds {limit:.2f} for {spatial_order}th-order stencil: "
+            f"reduce dt below {stable_dt_ms:.2f} ms (e.g. EngineConfig(time_step_s=...) with an integer "
+            f"number of steps per sample) or coarsen dx. Received: dt={1e3 * time_step_s:g} ms, "
+            f"dx={grid_spacing_m:g} m, vmax={max_velocity_mps:g} m/s"
+        )
+    return courant
+
+
+def check_dispersion(
+    min_velocity_mps: float,
+    grid_spacing_m: float,
+    peak_frequency_hz: float,
+    config: EngineConfig = EngineConfig(),
+) -> float:
+    """Warns when the grid samples the shortest wavelength too coarsely; returns the cells per wavelength.
+
+    The shortest wavelength is ``min_velocity_mps / (2.5 * peak_frequency_hz)``.
+
+    Args:
+        min_velocity_mps: slowest velocity of the model(s), m/s.
+        grid_spacing_m: cell size, m.
+        peak_frequency_hz: Ricker peak frequency, Hz.
+        config: engine settings (spatial order and threshold).
+
+    Returns:
+        Cells per shortest wavelength.
+    """
+    max_frequency_hz = DISPERSION_FREQUENCY_FACTOR * peak_frequency_hz
+    cells = float(min_velocity_mps) / max_frequency_hz / float(grid_spacing_m)
+    threshold = config.resolved_min_cells_per_wavelength
+    # A tiny tolerance, so a geometry sitting exactly on the threshold (OpenFWI's, 4.0 cells) is not
+    # flagged because of float rounding.
+    if cells < threshold * (1.0 - 1e-9):
+        warnings.warn(
+            f"Numerical dispersion: {cells:.2f} cells per wavelength at vmin={min_velocity_mps:g} m/s and "
+            f"{max_frequency_hz:g} Hz (2.5 x the {peak_frequency_hz:g} Hz peak), below the "
+            f"{threshold:g} recommended for the {config.spatial_order}th-order stencil. Refine dx, lower the "
+            "peak frequency or use spatial_order=8.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return cells
+
+
+# --- Public entry point -------------------------------------------------------------------------------------
+
+
+def simulate(
+    velocity_mps: Any,
+    geometry: AcquisitionGeometry,
+    config: EngineConfig = EngineConfig(),
+    wavelet: Any = None,
+    *,
+    velocity_bounds_mps: tuple[float, float] | None = None,
+):
+    """Simulates shot gathers for one or a batch of velocity models.
+
+    Args:
+        velocity_mps: ``(batch, depth, x)`` or ``(depth, x)``, m/s; numpy array or backend tensor,
+            cast to float32. ``(depth, x)`` must equal ``geometry.grid_shape``.
+        geometry: survey geometry: grid spacing, time axis, source and receiver cells.
+        config: engine settings.
+        wavelet: source time function sampled at ``geometry.sample_interval_s``: ``(num_samples,)``
+            shared by all shots or ``(num_shots, num_samples)``; ``None`` means a Ricker wavelet of
+            ``geometry.peak_frequency_hz`` peaking at ``1.5 / peak_frequency_hz``. It is the right-hand
+            side ``s(t)`` of the wave equation in the module docstring (a point source of strength
+            ``s``), so traces scale linearly with it.
+        velocity_bounds_mps: ``(min, max)`` velocity used for the CFL and dispersion checks instead of
+            reading the values, required when ``velocity_mps`` is traced (inside ``jax.grad``/``jit`` or a
+            ``tf.function``), where the values cannot be read.
+
+    Returns:
+        ``(batch, shots, time, receivers)`` float32 backend tensor of pressure, ``batch`` being 1 for a
+        ``(depth, x)`` input. Sample ``k`` is at ``k * geometry.sample_interval_s``. Differentiable with
+        respect to ``velocity_mps`` (not through the CPML damping, which is scaled by each model's maximum
+        velocity treated as a constant).
+
+    Raises:
+        ValueError: wrong shape, non-positive or non-finite velocities, an unstable time step (CFL), a
+            time step that does not divide the sample interval, or a wavelet of the wrong shape.
+
+    Warns:
+        RuntimeWarning: too few cells per wavelength (numerical dispersion).
+    """
+    differentiable_input = _is_backend_tensor(velocity_mps)
+    velocity = velocity_mps if differentiable_input else np.asarray(velocity_mps, np.float32)
+    shape = tuple(ops.shape(velocity))
+    if len(shape) == 2:
+        velocity = velocity[None]
+        shape = (1, *shape)
+    if len(shape) != 3 or tuple(shape[1:]) != tuple(geometry.grid_shape):
+        raise ValueError(
+            f"velocity_mps must have shape (batch, depth, x) or (depth, x) with (depth, x) equal to "
+            f"geometry.grid_shape={tuple(geometry.grid_shape)}. Received: shape {shape}"
+        )
+    velocity = ops.cast(velocity, "float32") if differentiable_input else velocity.astype(np.float32)
+    if min(geometry.grid_shape) < config.spatial_order // 2:
+        raise ValueError(
+            f"The grid must be at least {config.spatial_order // 2} cells in each direction for the "
+            f"{config.spatial_order}th-order stencil. Received: grid_shape={tuple(geometry.grid_shape)}"
+        )
+
+    min_velocity, max_velocity = _velocity_bounds(velocity, velocity_bounds_mps)
+    time_step_s, substeps = _time_stepping(geometry, config)
+    check_stability(max_velocity, geometry.grid_spacing_m, time_step_s, config.spatial_order)
+    check_dispersion(min_velocity, geometry.grid_spacing_m, geometry.peak_frequency_hz, config)
+
+    source_time_functions = _source_time_functions(geometry, wavelet, time_step_s, substeps)
+    propagate = _compiled_propagator(
+        spatial_order=config.spatial_order,
+        free_surface=config.free_surface,
+        absorbing_width_cells=config.absorbing_width_cells,
+        time_step_s=time_step_s,
+        grid_spacing_m=float(geometry.grid_spacing_m),
+        substeps=substeps,
+        cpml_frequency_hz=float(geometry.peak_frequency_hz),
+        backend=keras.backend.backend(),
+    )
+
+    def run(models, shots: slice):
+        plan = _Plan.build(geometry.replace(source_cells=geometry.source_cells[shots]), config)
+        return propagate(
+            models,
+            source_time_functions[:, shots],
+            plan.source_depth_one_hot,
+            plan.source_x_one_hot,
+            plan.source_flat_index,
+            plan.receiver_flat_index,
+        )
+
+    num_models = int(shape[0])
+    workers = _concurrent_calls(config, differentiable_input, num_models, geometry.num_sources)
+    if workers == 1:
+        return run(velocity, slice(None))
+    # XLA's CPU executables run one fused loop nest per kernel on one core; independent calls on
+    # disjoint parts of the batch (models, or shots of a single model) use the other cores. Only for
+    # numpy input: a gradient tape or tracer would not see work done on other threads.
+    if num_models >= workers:
+        bounds = np.linspace(0, num_models, workers + 1).round().astype(int)
+        jobs = [(velocity[lo:hi], slice(None)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        axis = 0
+    else:
+        bounds = np.linspace(0, geometry.num_sources, workers + 1).round().astype(int)
+        jobs = [(velocity, slice(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        axis = 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda job: ops.convert_to_numpy(run(*job)), jobs))
+    return ops.convert_to_tensor(np.concatenate(parts, axis=axis))
+
+
+def _concurrent_calls(
+    config: EngineConfig, differentiable_input: bool, num_models: int, num_shots: int
+) -> int:
+    """How many concurrent propagator calls to split a batch into (1 = a single call)."""
+    if differentiable_input:
+        return 1
+    if config.max_concurrent_calls is not None:
+        requested = config.max_concurrent_calls
+    else:
+        # One call per CPU core; on an accelerator one large call keeps the device busiest.
+        requested = 1 if _accelerator_present() else (os.cpu_count() or 1)
+    return max(1, min(requested, max(num_models, num_shots)))
+
+
+# --- Input preparation --------------------------------------------------------------------------------------
+
+
+def _is_backend_tensor(value: Any) -> bool:
+    return not isinstance(value, np.ndarray | list | tuple | float | int) and hasattr(value, "shape")
+
+
+def _velocity_bounds(velocity, bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """(min, max) velocity for the checks: the given bounds, else the values; validates positivity."""
+    if bounds is not None:
+        low, high = (float(b) for b in bounds)
+        if not (0 < low <= high and np.isfinite(high)):
+            raise ValueError(
+                f"velocity_bounds_mps must be (min, max) with 0 < min <= max. Received: {bounds}"
+            )
+        return low, high
+    try:
+        values = np.asarray(ops.convert_to_numpy(ops.stop_gradient(velocity)))
+    except Exception as error:  # tracers of jax.jit/grad or tf.function symbolic tensors
+        raise ValueError(
+            "velocity_mps is a traced tensor whose values cannot be read for the CFL and dispersion "
+            "checks: pass velocity_bounds_mps=(min, max) when calling simulate inside jit/grad/tf.function."
+        ) from error
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            "velocity_mps contains NaN or infinite values. Received a model with non-finite cells."
+        )
+    low, high = float(values.min()), float(values.max())
+    if low <= 0:
+        raise ValueError(f"velocity_mps must be positive everywhere (m/s). Received: minimum {low:g} m/s")
+    return low, high
+
+
+def _time_stepping(geometry: AcquisitionGeometry, config: EngineConfig) -> tuple[float, int]:
+    """Internal time step and the number of internal steps per recorded sample."""
+    if config.time_step_s is None:
+        return float(geometry.sample_interval_s), 1
+    ratio = geometry.sample_interval_s / config.time_step_s
+    substeps = round(ratio)
+    if substeps < 1 or abs(ratio - substeps) > 1e-6 * ratio:
+        raise ValueError(
+            "time_step_s must divide the sample interval an integer number of times. Received: "
+            f"time_step_s={config.time_step_s:g} s, sample_interval_s={geometry.sample_interval_s:g} s "
+            f"(ratio {ratio:.6g}); use sample_interval_s / k for an integer k."
+        )
+    return float(geometry.sample_interval_s) / substeps, substeps
+
+
+def _source_time_functions(
+    geometry: AcquisitionGeometry, wavelet: Any, time_step_s: float, substeps: int
+) -> np.ndarray:
+    """``(num_samples * substeps, num_shots)`` float32 source amplitudes at the internal time step."""
+    num_steps = geometry.num_samples * substeps
+    num_shots = geometry.num_sources
+    if wavelet is None:
+        single = ricker(geometry.peak_frequency_hz, num_steps, time_step_s)
+        return np.repeat(single[:, None], num_shots, axis=1)
+    values = np.asarray(ops.convert_to_numpy(wavelet) if _is_backend_tensor(wavelet) else wavelet, np.float32)
+    if values.ndim == 1:
+        values = np.broadcast_to(values[None, :], (num_shots, values.shape[0]))
+    if values.shape != (num_shots, geometry.num_samples):
+        raise ValueError(
+            f"wavelet must have shape (num_samples,) = ({geometry.num_samples},) or (num_shots, num_samples) = "
+            f"({num_shots}, {geometry.num_samples}). Received: shape {np.shape(wavelet)}"
+        )
+    if substeps > 1:
+        # Band-limited (polyphase FIR) interpolation: the wavelet is assumed to be sampled above Nyquist
+        # at the recording interval, as any wavelet worth recording is.
+        from scipy.signal import resample_poly
+
+        values = resample_poly(values.astype(np.float64), substeps, 1, axis=1).astype(np.float32)
+    return np.ascontiguousarray(values.T)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Geometry turned into the small arrays the propagator needs (all in the padded domain)."""
+
+    source_depth_one_hot: np.ndarray  # (shots, padded_depth) float32
+    source_x_one_hot: np.ndarray  # (shots, padded_x) float32
+    source_flat_index: np.ndarray  # (shots,) int32
+    receiver_flat_index: np.ndarray  # (receivers,) int32
+
+    @staticmethod
+    def build(geometry: AcquisitionGeometry, config: EngineConfig) -> _Plan:
+        width = config.absorbing_width_cells
+        top = 0 if config.free_surface else width
+        depth_cells, x_cells = geometry.grid_shape
+        padded_depth, padded_x = top + depth_cells + width, 2 * width + x_cells
+        sources = np.asarray(geometry.source_cells, np.int64) + np.array([top, width])
+        receivers = np.asarray(geometry.receiver_cells, np.int64) + np.array([top, width])
+        eye_depth, eye_x = np.eye(padded_depth, dtype=np.float32), np.eye(padded_x, dtype=np.float32)
+        return _Plan(
+            source_depth_one_hot=eye_depth[sources[:, 0]],
+            source_x_one_hot=eye_x[sources[:, 1]],
+            source_flat_index=(sources[:, 0] * padded_x + sources[:, 1]).astype(np.int32),
+            receiver_flat_index=(receivers[:, 0] * padded_x + receivers[:, 1]).astype(np.int32),
+        )
+
+
+# --- Compiled propagator ------------------------------------------------------------------------------------
+
+
+def _pad_edge(velocity, top: int, bottom: int, side: int):
+    """Replicates the edge cells of ``(batch, depth, x)`` outwards (``mode="edge"``, which TF's pad lacks)."""
+    parts = [ops.repeat(velocity[:, :1], top, axis=1)] if top else []
+    parts += [velocity, ops.repeat(velocity[:, -1:], bottom, axis=1)]
+    velocity = ops.concatenate(parts, axis=1)
+    left, right = ops.repeat(velocity[:, :, :1], side, axis=2), ops.repeat(velocity[:, :, -1:], side, axis=2)
+    return ops.concatenate([left, velocity, right], axis=2)
+
+
+# --- Backend glue: the only code that knows which Keras backend runs -------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _accelerator_present() -> bool:
+    """Whether the active backend computes on a GPU/TPU (backend glue, like ``_xla_compile``)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    return False
+
+
+def _xla_compile(function):
+    """Compiles ``function`` with XLA on the active Keras backend: the engine's only backend-specific code.
+
+    ``keras.ops`` has no compile primitive, so this dispatches to ``tf.function(jit_compile=True)``
+    (TensorFlow) or ``jax.jit`` (JAX). Other backends run the same ``keras.ops`` code uncompiled.
+    Both compilers cache one executable per input shape and dtype. The result is differentiable with
+    respect to its first argument (the velocity) only.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        _register_tensorflow_slice_update_gradient()
+        forward = tf.function(function, jit_compile=True, reduce_retracing=False)
+
+        # An eager GradientTape around an XLA function would have to carry the loop's accumulators
+        # across the XLA boundary, which TensorFlow does not support. The backward pass is therefore its
+        # own XLA function that re-runs the forward under a tape inside XLA (the gradient costs one
+        # extra forward); the forward call itself stores nothing.
+        @tf.function(jit_compile=True, reduce_retracing=False)
+        def velocity_vjp(upstream, velocity, *others):
+            with tf.GradientTape() as tape:
+                tape.watch(velocity)
+                outputs = function(velocity, *others)
+            return tape.gradient(outputs, velocity, output_gradients=upstream)
+
+        @tf.custom_gradient
+        def differentiable(velocity, *others):
+            def gradient(upstream):
+                return (velocity_vjp(upstream, velocity, *others), *([None] * len(others)))
+
+            # stop_gradient: the tape must not record the forward call itself (see above).
+            return forward(tf.stop_gradient(velocity), *others), gradient
+
+        return differentiable
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
+def _fixed_trip_loop(num_iterations: int, body, carry):
+    """``for i in range(num_iterations): carry = body(i, carry)``, reverse-differentiable on every backend.
+
+    Backend glue, like ``_xla_compile``. ``keras.ops.fori_loop`` is JAX's ``fori_loop`` (a
+    differentiable ``scan`` for static bounds) but on TensorFlow a ``while_loop`` without
+    ``maximum_iterations``, whose gradient XLA refuses to compile (unbounded accumulators); TensorFlow
+    therefore gets ``keras.ops.while_loop`` with the trip count as ``maximum_iterations``.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return ops.fori_loop(0, num_iterations, body, carry)
+
+    def condition(index, state):
+        return index < num_iterations
+
+    def step(index, state):
+        return index + 1, body(index, state)
+
+    return ops.while_loop(condition, step, (0, carry), maximum_iterations=num_iterations)[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _register_tensorflow_slice_update_gradient() -> None:
+    """Gives TensorFlow's ``XlaDynamicUpdateSlice`` (behind ``keras.ops.slice_update``) a gradient.
+
+    TensorFlow 2.21 registers none, so ``GradientTape`` cannot differentiate ``slice_update``; JAX's
+    ``dynamic_update_slice`` is differentiable already. The gradient is the textbook one: the incoming
+    gradient with the updated window zeroed for ``inputs``, and that window for ``updates``.
+    """
+    import tensorflow as tf
+    from tensorflow.compiler.tf2xla.python import xla
+
+    def gradient(op, upstream):
+        _, updates, start_indices = op.inputs
+        return (
+            xla.dynamic_update_slice(upstream, tf.zeros_like(updates), start_indices),
+            xla.dynamic_slice(upstream, start_indices, tf.shape(updates)),
+            None,
+        )
+
+    try:
+        tf.RegisterGradient("XlaDynamicUpdateSlice")(gradient)
+    except KeyError:  # a later TensorFlow (or another library) registered one already
+        pass
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_propagator(
+    *,
+    spatial_order: int,
+    free_surface: bool,
+    absorbing_width_cells: int,
+    time_step_s: float,
+    grid_spacing_m: float,
+    substeps: int,
+    cpml_frequency_hz: float,
+    backend: str,
+):
+    """The XLA-compiled propagator for one static configuration (cached; ``backend`` is part of the key).
+
+    Performance notes (why the code looks the way it does):
+
+    * Wavefields carry a zero halo of ``spatial_order / 2`` cells, so every stencil tap is a plain slice
+      and the update is written back with ``slice_update`` (XLA dynamic-update-slice) into the buffer of
+      the oldest wavefield. XLA does this in place and vectorises the fused loop; padding inside the loop
+      instead costs a select per cell and ran 2x slower.
+    * The leapfrog swap ``(p, p_prev) -> (p_next, p)`` is unrolled twice per loop iteration so that the
+      buffers return to their loop-carry slots without copies.
+    * The CPML memory variables live only on strips along the absorbing sides (the layer plus the
+      stencil reach, ~36 % of the cells per axis on OpenFWI's grid instead of all of them); the far side
+      of each axis is mirrored onto the near one and stacked on the batch axis, so each axis's memory
+      update is one kernel. The full-grid update is the bare Laplacian and each strip adds its CPML
+      correction in place. This measured ~25 % faster than full-grid memory variables.
+    """
+    del backend  # only part of the cache key
+    second = SECOND_DERIVATIVE_WEIGHTS[spatial_order]
+    first = FIRST_DERIVATIVE_WEIGHTS[spatial_order]
+    halo = spatial_order // 2
+    dt, dx = time_step_s, grid_spacing_m
+    width = absorbing_width_cells
+    top = 0 if free_surface else width
+    damping_scale = (
+        (_CPML_POLYNOMIAL_ORDER + 1) * math.log(1.0 / _CPML_THEORETICAL_REFLECTION) / (2.0 * width * dx)
+    )
+
+    def cpml_coefficients(profile, max_velocity):
+        """Recursive-convolution coefficients ``(a, b)`` of the CPML, shape ``(batch, len(profile))``."""
+        damping = damping_scale * max_velocity[:, None] * profile[None, :] ** _CPML_POLYNOMIAL_ORDER
+        inside = ops.cast(profile > 0, "float32")[None, :]
+        shift = math.pi * cpml_frequency_hz * (1.0 - profile[None, :]) * inside
+        b = ops.exp(-(damping + shift) * dt)
+        # a = d / (d + alpha) (b - 1); zero outside the layer, where d = alpha = 0.
+        a = damping / (damping + shift + (1.0 - inside)) * (b - 1.0) * inside
+        return a, b
+
+    def second_and_first(field, axis, length):
+        """Second (x dx^2) and first (x dx) derivatives along ``axis`` of a field with ``halo`` extra
+        cells on both ends of that axis; returns arrays ``length`` long on that axis."""
+
+        def shifted(offset):
+            return _slice_axis(field, axis, halo + offset, length)
+
+        second_derivative = second[0] * shifted(0)
+        first_derivative = 0.0
+        for k in range(1, halo + 1):
+            plus, minus = shifted(k), shifted(-k)
+            second_derivative = second_derivative + second[k] * (plus + minus)
+            first_derivative = first_derivative + first[k - 1] * (plus - minus)
+        return second_derivative, first_derivative
+
+    def first_only(field, axis, length):
+        total = 0.0
+        for k in range(1, halo + 1):
+            total = total + first[k - 1] * (
+                _slice_axis(field, axis, halo + k, length) - _slice_axis(field, axis, halo - k, length)
+            )
+        return total
+
+    def propagate(
+        velocity,
+        source_time_functions,
+        source_depth_one_hot,
+        source_x_one_hot,
+        source_flat_index,
+        receiver_flat_index,
+    ):
+        batch, depth_cells, x_cells = (int(n) for n in velocity.shape)
+        num_shots = int(source_depth_one_hot.shape[0])
+        padded_depth, padded_x = int(source_depth_one_hot.shape[1]), int(source_x_one_hot.shape[1])
+        num_receivers = int(receiver_flat_index.shape[0])
+        num_steps = int(source_time_functions.shape[0])
+        num_samples = num_steps // substeps
+        bottom = padded_depth - top - depth_cells
+        haloed_depth, haloed_x = padded_depth + 2 * halo, padded_x + 2 * halo
+
+        # Edge velocities continue into the absorbing layer; the update coefficient (v dt / dx)^2 is
+        # precomputed once, so the loop does one multiply per cell for the whole Laplacian.
+        padded_velocity = _pad_edge(velocity, top, bottom, width)
+        courant_squared = ops.expand_dims((padded_velocity * (dt / dx)) ** 2, 1)  # (batch, 1, depth, x)
+        # CPML damping scales with each model's own vmax (a constant for the gradient), so a batched call
+        # reproduces the per-model results exactly.
+        max_velocity = ops.stop_gradient(ops.max(velocity, axis=(1, 2)))
+
+        # --- CPML on folded strips. Each absorbing side is a strip of `strip` cells (the layer plus the
+        # stencil reach, beyond which the memory variables and their derivatives are exactly zero). The
+        # far side is mirrored onto the near one (x -> -x flips the sign of psi but not of its derivative)
+        # and stacked on the batch axis, so both sides of an axis are one array and one kernel.
+        strip = width + halo
+        sides_x = ("before", "after")
+        sides_depth = ("after",) if free_surface else ("before", "after")
+        profile_near = np.zeros(strip, np.float32)
+        profile_near[:width] = np.arange(width, 0, -1) / width  # 1 at the outer edge, 1/width innermost
+        a_near, b_near = cpml_coefficients(profile_near, max_velocity)  # (batch, strip)
+
+        def folded(coefficient, sides, axis):
+            stacked = ops.concatenate([coefficient] * len(sides), axis=0)
+            shape = (-1, 1, strip, 1) if axis == 2 else (-1, 1, 1, strip)
+            return ops.reshape(stacked, shape)
+
+        a_x, b_x = folded(a_near, sides_x, 3), folded(b_near, sides_x, 3)
+        a_depth, b_depth = folded(a_near, sides_depth, 2), folded(b_near, sides_depth, 2)
+
+        def fold(field, sides, axis, length, rows_or_columns):
+            """Stack the strips (plus `halo` cells each side) of `field` along the batch axis, far side
+            mirrored. `field` is haloed along `axis`; the other axis is cut to `rows_or_columns`."""
+            size = field.shape[axis]
+            parts = []
+            for side in sides:
+                if side == "before":
+                    part = _slice_axis(field, axis, 0, length)
+                else:
+                    part = ops.flip(_slice_axis(field, axis, size - length, length), axis=axis)
+                parts.append(part)
+            stacked = ops.concatenate(parts, axis=0)
+            other = 3 if axis == 2 else 2
+            return _slice_axis(stacked, other, halo, rows_or_columns)
+
+        courant_x = fold(
+            ops.pad(courant_squared, ((0, 0), (0, 0), (halo, halo), (halo, halo))),
+            sides_x,
+            3,
+            strip + 2 * halo,
+            padded_depth,
+        )
+        courant_x = _slice_axis(courant_x, 3, halo, strip)
+        courant_depth = fold(
+            ops.pad(courant_squared, ((0, 0), (0, 0), (halo, halo), (halo, halo))),
+            sides_depth,
+            2,
+            strip + 2 * halo,
+            padded_x,
+        )
+        courant_depth = _slice_axis(courant_depth, 2, halo, strip)
+
+        # Source injection: (v dt/dx)^2 at the source cell times s[n], spread by a separable one-hot
+        # (outer product of two vectors) that XLA fuses into the update instead of a scatter.
+        flat_courant = ops.reshape(courant_squared, (batch, padded_depth * padded_x))
+        source_strength = ops.take(flat_courant, source_flat_index, axis=1)  # (batch, shots)
+        source_depth = source_depth_one_hot[None, :, :, None]
+        source_x = source_x_one_hot[None, :, None, :]
+        # Receivers are read from the haloed wavefield, flattened.
+        receiver_depth, receiver_x = receiver_flat_index // padded_x, receiver_flat_index % padded_x
+        receiver_index = (receiver_depth + halo) * haloed_x + receiver_x + halo
+
+        def interior(field):
+            return field[:, :, halo : halo + padded_depth, halo : halo + padded_x]
+
+        def strip_memory(pressure, psi, zeta, sides, axis, a, b, across):
+            """Memory-variable update on the folded strips of one axis; returns (correction, psi, zeta).
+
+            psi is haloed along `axis` (zero halo) and updated in place before its derivative is taken."""
+            window = fold(pressure, sides, axis, strip + 2 * halo, across)
+            d2, d1 = second_and_first(window, axis, strip)
+            origin = (0, 0, halo, 0) if axis == 2 else (0, 0, 0, halo)
+            psi = ops.slice_update(psi, origin, b * _slice_axis(psi, axis, halo, strip) + a * d1)
+            dpsi = first_only(psi, axis, strip)
+            zeta = b * zeta + a * (d2 + dpsi)
+            return dpsi + zeta, psi, zeta
+
+        def add_strips(field, correction, courant, sides, axis):
+            """Adds (v dt/dx)^2 * correction on each strip of `field` (haloed) in place."""
+            size = field.shape[axis]
+            for index, side in enumerate(sides):
+                part = correction[index * batch : (index + 1) * batch]
+                scale = courant[index * batch : (index + 1) * batch]
+                if side == "before":
+                    start = halo
+                else:
+                    start = size - halo - strip
+                    part, scale = ops.flip(part, axis=axis), ops.flip(scale, axis=axis)
+                if axis == 3:
+                    current = field[:, :, halo : halo + padded_depth, start : start + strip]
+                    origin = (0, 0, halo, start)
+                else:
+                    current = field[:, :, start : start + strip, halo : halo + padded_x]
+                    origin = (0, 0, start, halo)
+                field = ops.slice_update(field, origin, current + scale * part)
+            return field
+
+        def step(pressure, previous, memory, amplitude):
+            """One leapfrog step of all shots of all models; returns (p_next in previous's buffer, memory).
+
+            ``amplitude``: (shots,) source values at this step. ``memory`` holds the CPML variables
+            (psi_depth, psi_x, zeta_depth, zeta_x) on the folded strips: psi stretches the first
+            derivative, zeta the derivative of the stretched first derivative (Pasalic & McGarry 2010).
+            """
+            psi_depth, psi_x, zeta_depth, zeta_x = memory
+            correction_x, psi_x, zeta_x = strip_memory(
+                pressure, psi_x, zeta_x, sides_x, 3, a_x, b_x, padded_depth
+            )
+            correction_depth, psi_depth, zeta_depth = strip_memory(
+                pressure, psi_depth, zeta_depth, sides_depth, 2, a_depth, b_depth, padded_x
+            )
+            laplacian = (2.0 * second[0]) * interior(pressure)
+            for k in range(1, halo + 1):
+                laplacian = laplacian + second[k] * (
+                    pressure[:, :, halo + k : halo + k + padded_depth, halo : halo + padded_x]
+                    + pressure[:, :, halo - k : halo - k + padded_depth, halo : halo + padded_x]
+                    + pressure[:, :, halo : halo + padded_depth, halo + k : halo + k + padded_x]
+                    + pressure[:, :, halo : halo + padded_depth, halo - k : halo - k + padded_x]
+                )
+            injection = (source_strength * amplitude[None, :])[:, :, None, None] * source_depth * source_x
+            updated = 2.0 * interior(pressure) - interior(previous) + courant_squared * laplacian + injection
+            new = ops.slice_update(previous, (0, 0, halo, halo), updated)
+            new = add_strips(new, correction_x, courant_x, sides_x, 3)
+            new = add_strips(new, correction_depth, courant_depth, sides_depth, 2)
+            if free_surface:
+                # Pressure-release surface half a cell above row 0: the halo holds the odd image -p.
+                image = -ops.flip(new[:, :, halo : 2 * halo, :], axis=2)
+                new = ops.slice_update(new, (0, 0, 0, 0), image)
+            return new, (psi_depth, psi_x, zeta_depth, zeta_x)
+
+        def record(pressure):
+            flat = ops.reshape(pressure, (batch, num_shots, haloed_depth * haloed_x))
+            return ops.take(flat, receiver_index, axis=2)  # (batch, shots, receivers)
+
+        # Two recorded samples per loop iteration: an even number of leapfrog steps, so the two pressure
+        # buffers come back to their own loop-carry slots (no copies).
+        num_pairs = (num_samples + 1) // 2
+        padded_steps = 2 * num_pairs * substeps
+        source_time_functions = ops.pad(source_time_functions, ((0, padded_steps - num_steps), (0, 0)))
+
+        def body(pair, carry):
+            pressure, previous, memory, traces = carry
+            for half in range(2):
+                sample = 2 * pair + half
+                traces = ops.slice_update(traces, (sample, 0, 0, 0), record(pressure)[None])
+                for sub in range(substeps):
+                    amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
+                    previous, memory = step(pressure, previous, memory, amplitude)
+                    pressure, previous = previous, pressure
+            return pressure, previous, memory, traces
+
+        wavefield = ops.zeros((batch, num_shots, haloed_depth, haloed_x), "float32")
+        folds_x, folds_depth = len(sides_x) * batch, len(sides_depth) * batch
+        memory = (
+            ops.zeros((folds_depth, num_shots, strip + 2 * halo, padded_x), "float32"),
+            ops.zeros((folds_x, num_shots, padded_depth, strip + 2 * halo), "float32"),
+            ops.zeros((folds_depth, num_shots, strip, padded_x), "float32"),
+            ops.zeros((folds_x, num_shots, padded_depth, strip), "float32"),
+        )
+        traces = ops.zeros((2 * num_pairs, batch, num_shots, num_receivers), "float32")
+        carry = (wavefield, wavefield, memory, traces)
+        _, _, _, traces = _fixed_trip_loop(num_pairs, body, carry)
+        return ops.transpose(traces[:num_samples], (1, 2, 0, 3))
+
+    return _xla_compile(propagate)
+
+
+def _slice_axis(array, axis: int, start: int, length: int):
+    """``array[..., start:start + length, ...]`` along ``axis`` (static bounds)."""
+    index = [slice(None)] * len(array.shape)
+    index[axis] = slice(start, start + length)
+    return array[tuple(index)]
+
+
+__all__ = [
+    "CRITICAL_COURANT_NUMBER",
+    "DEFAULT_MIN_CELLS_PER_WAVELENGTH",
+    "DISPERSION_FREQUENCY_FACTOR",
+    "EngineConfig",
+    "check_dispersion",
+    "check_stability",
+    "ricker",
+    "simulate",
+]

@@ -1,0 +1,382 @@
+"""Synthetic surveys: velocity models from a family, acoustic modelling, SEG-Y files and a manifest.
+
+First stage of the pipeline. ``synthesize(config, out_dir)`` draws velocity models from one of the
+families in :mod:`data_prep.velocity_models`, simulates shot gathers with :mod:`data_prep.forward`
+and writes, per chunk of models, a pair of real SEG-Y files (IEEE float, big-endian) through
+:mod:`data_prep.segy_io`:
+
+    DIR/{family}_shots_{first:06d}-{last:06d}.segy      shot gathers, traces ordered model, shot, receiver
+    DIR/{family}_velocity_{first:06d}-{last:06d}.segy   the matching velocity models, one trace per x
+    DIR/manifest.json                                   geometry, family, seed, engine settings, files
+
+``first``/``last`` are 0-based global model indices (inclusive). Model ``i`` depends only on
+``(seed, i)``, chunk boundaries only on ``chunk_size``, and each chunk is simulated in the same batches
+whoever computes it, so:
+
+* the same seed gives the same bytes;
+* ``--shard K/N`` writes chunks ``K-1, K-1+N, ...``: N machines of a job array generate one dataset
+  together, and the union of their outputs equals the unsharded output file for file;
+* memory is bounded by one chunk, whatever ``--count`` is;
+* every file is written under a temporary name and renamed when complete, so a crash leaves nothing
+  that looks finished, and a re-run skips the chunks that are already complete.
+
+Command line::
+
+    python -m data_prep.synthesize --family flatvel-a --count 1000 --out data/flatvel-a --seed 7
+    python -m data_prep.synthesize --family salt --count 30000 --out data/salt --shard 3/16
+    python -m data_prep.synthesize --config configs/data/openfwi.yaml --set engine.spatial_order=8 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from data_prep.atomic import write_text_atomic
+from data_prep.forward import EngineConfig, simulate
+from data_prep.geometry import AcquisitionGeometry
+from data_prep.segy_io import write_shot_gathers, write_velocity_models
+from data_prep.velocity_models import FAMILY_NAMES, family_parameters, generate_model
+from pipeline import __version__
+from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.config import add_config_arguments, load_config, to_dict
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "seisinvert-synthetic-survey"
+MANIFEST_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    """Settings of ``python -m data_prep.synthesize``.
+
+    Attributes:
+        family: velocity-model family, one of ``data_prep.velocity_models.FAMILY_NAMES``.
+        count: number of velocity models (samples) in the whole dataset.
+        seed: base seed; model ``i`` is drawn from ``(seed, i)``.
+        chunk_size: models per SEG-Y file pair; bounds memory (about 1.4 MB of traces per OpenFWI model).
+        batch_size: models simulated per engine call (larger is faster up to memory limits).
+        geometry: acquisition geometry (default: OpenFWI's).
+        engine: forward-modelling settings.
+        family_overrides: field overrides of the family recipe, e.g. ``{"num_layers": [3, 5]}``.
+    """
+
+    family: str = "flatvel-a"
+    count: int = 100
+    seed: int = 0
+    chunk_size: int = 50
+    batch_size: int = 8
+    geometry: AcquisitionGeometry = AcquisitionGeometry()
+    engine: EngineConfig = EngineConfig()
+    family_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILY_NAMES:
+            raise ValueError(f"Unknown family {self.family!r}. Choose one of: {', '.join(FAMILY_NAMES)}.")
+        for name in ("count", "chunk_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1. Received: {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer. Received: {self.seed}")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One pair of SEG-Y files: models ``first .. first + num_models - 1``."""
+
+    index: int
+    first_model: int
+    num_models: int
+    family: str
+
+    @property
+    def last_model(self) -> int:
+        return self.first_model + self.num_models - 1
+
+    @property
+    def shots_name(self) -> str:
+        return f"{self.family}_shots_{self.first_model:06d}-{self.last_model:06d}.segy"
+
+    @property
+    def velocity_name(self) -> str:
+        return f"{self.family}_velocity_{self.first_model:06d}-{self.last_model:06d}.segy"
+
+
+def plan_chunks(count: int, chunk_size: int, family: str) -> list[Chunk]:
+    """Splits ``count`` models into consecutive chunks of ``chunk_size`` (the last may be shorter)."""
+    return [
+        Chunk(index=i, first_model=first, num_models=min(chunk_size, count - first), family=family)
+        for i, first in enumerate(range(0, count, chunk_size))
+    ]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parses ``"K/N"`` (1 <= K <= N) into ``(K, N)``."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise UserError(f"--shard takes K/N with whole numbers, e.g. 3/16. Received: {text!r}") from None
+    if not 1 <= k <= n:
+        raise UserError(f"--shard K/N needs 1 <= K <= N (K counts from 1). Received: {text!r}")
+    return k, n
+
+
+def shard_chunks(chunks: Sequence[Chunk], shard: tuple[int, int]) -> list[Chunk]:
+    """The chunks of shard ``K`` of ``N``: every N-th chunk starting at ``K - 1`` (disjoint, covering)."""
+    k, n = shard
+    return [chunk for chunk in chunks if chunk.index % n == k - 1]
+
+
+def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """The manifest describing the whole dataset (identical for every shard, so shards may share a folder)."""
+    geometry = config.geometry
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_FORMAT_VERSION,
+        "package_version": __version__,
+        "family": config.family,
+        "family_parameters": to_dict(family_parameters(config.family, **config.family_overrides)),
+        "count": config.count,
+        "seed": config.seed,
+        "chunk_size": config.chunk_size,
+        "batch_size": config.batch_size,
+        "geometry": to_dict(geometry),
+        "geometry_m": {
+            "source_positions_m": geometry.source_positions_m().tolist(),
+            "receiver_positions_m": geometry.receiver_positions_m().tolist(),
+            "grid_spacing_m": geometry.grid_spacing_m,
+            "sample_interval_s": geometry.sample_interval_s,
+            "num_samples": geometry.num_samples,
+        },
+        "engine": to_dict(config.engine),
+        "segy": {
+            "sample_format": "IEEE float32 (format 5), big-endian",
+            "model_id_header": "UnassignedInt1 (byte 233), 1-based global model index",
+            "shot_header": "FieldRecord (byte 9) global shot number; EnergySourcePoint (byte 17) shot within model",
+            "receiver_header": "TraceNumber (byte 13), receiver within shot",
+            "velocity_sample_interval": "depth spacing in millimetres",
+        },
+        "files": [
+            {
+                "shots": chunk.shots_name,
+                "velocity": chunk.velocity_name,
+                "first_model": chunk.first_model,
+                "num_models": chunk.num_models,
+            }
+            for chunk in chunks
+        ],
+    }
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """Reads ``DIR/manifest.json``; raises ``UserError`` if it is missing or not a synthesize manifest."""
+    path = Path(out_dir) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} does not exist: {out_dir} was not written by data_prep.synthesize."
+        ) from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON ({error}); regenerate the dataset.") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise UserError(f"{path} is not a {MANIFEST_FORMAT} manifest (format={manifest.get('format')!r}).")
+    return manifest
+
+
+def synthesize(
+    config: SynthesizeConfig,
+    out_dir: str | Path,
+    shard: tuple[int, int] = (1, 1),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Generates the dataset described by ``config`` (or one shard of it) into ``out_dir``.
+
+    Args:
+        config: what to generate.
+        out_dir: output folder; created if needed.
+        shard: ``(K, N)``: write only the K-th of N disjoint parts (1-based K).
+        overwrite: regenerate chunks whose files already exist (default: skip them, which resumes an
+            interrupted run).
+        progress: show a progress bar.
+
+    Returns:
+        The path of ``manifest.json``.
+
+    Raises:
+        UserError: ``out_dir`` holds a dataset with a different configuration.
+        ValueError: unstable engine settings (CFL) or an invalid configuration.
+    """
+    out_dir = Path(out_dir)
+    chunks = plan_chunks(config.count, config.chunk_size, config.family)
+    manifest = build_manifest(config, chunks)
+    manifest_path = out_dir / MANIFEST_NAME
+    if manifest_path.exists():
+        existing = read_manifest(out_dir)
+        differences = _describe_differences(existing, manifest)
+        if differences:
+            raise UserError(
+                f"{out_dir} already holds a different synthetic dataset ({'; '.join(differences)}). "
+                "Choose another --out folder, or delete that one to regenerate it."
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parameters = family_parameters(config.family, **config.family_overrides)
+
+    todo = [
+        chunk
+        for chunk in shard_chunks(chunks, shard)
+        if overwrite
+        or not ((out_dir / chunk.shots_name).exists() and (out_dir / chunk.velocity_name).exists())
+    ]
+    skipped = len(shard_chunks(chunks, shard)) - len(todo)
+    if skipped:
+        logger.info(
+            "%d chunk(s) already complete in %s: skipped (pass --overwrite to regenerate)", skipped, out_dir
+        )
+
+    total_models = sum(chunk.num_models for chunk in todo)
+    with tqdm(total=total_models, unit="model", desc=f"{config.family}", disable=not progress) as bar:
+        for chunk in todo:
+            velocity = np.stack(
+                [
+                    generate_model(parameters, config.seed, index, config.geometry.grid_shape).velocity_mps
+                    for index in range(chunk.first_model, chunk.first_model + chunk.num_models)
+                ]
+            ).astype(np.float32)
+            seismic = np.empty(
+                (
+                    chunk.num_models,
+                    config.geometry.num_sources,
+                    config.geometry.num_samples,
+                    config.geometry.num_receivers,
+                ),
+                dtype=np.float32,
+            )
+            # Batches start at the chunk's first model, so a chunk is simulated identically by any shard.
+            for start in range(0, chunk.num_models, config.batch_size):
+                stop = min(start + config.batch_size, chunk.num_models)
+                seismic[start:stop] = _to_numpy(
+                    simulate(velocity[start:stop], config.geometry, config.engine)
+                )
+                bar.update(stop - start)
+            if not np.all(np.isfinite(seismic)):
+                raise ValueError(
+                    f"The simulation of models {chunk.first_model}-{chunk.last_model} produced NaN/Inf values: "
+                    "the engine settings are unstable for these velocities. Reduce engine.time_step_s."
+                )
+            header = _textual_header(config, chunk)
+            # Velocity first: a chunk counts as complete only when its shots file exists too.
+            write_velocity_models(
+                out_dir / chunk.velocity_name,
+                velocity,
+                config.geometry.grid_spacing_m,
+                chunk.first_model,
+                textual_header=header,
+            )
+            write_shot_gathers(
+                out_dir / chunk.shots_name, seismic, config.geometry, chunk.first_model, textual_header=header
+            )
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    return manifest_path
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(tensor), dtype=np.float32)
+
+
+def _textual_header(config: SynthesizeConfig, chunk: Chunk) -> str:
+    geometry = config.geometry
+    return "\n".join(
+        [
+            f"SEISINVERT {__version__} SYNTHETIC SURVEY, FAMILY {config.family.upper()}, SEED {config.seed}",
+            f"MODELS {chunk.first_model}-{chunk.last_model} OF {config.count} (0-BASED GLOBAL INDICES)",
+            f"GRID {geometry.grid_shape[0]}X{geometry.grid_shape[1]} CELLS OF {geometry.grid_spacing_m:g} M",
+            f"{geometry.num_sources} SOURCES, {geometry.num_receivers} RECEIVERS, "
+            f"{geometry.num_samples} SAMPLES OF {geometry.sample_interval_s * 1000:g} MS",
+            f"RICKER {geometry.peak_frequency_hz:g} HZ, {config.engine.spatial_order}TH ORDER ACOUSTIC FD, "
+            f"ABSORBING {config.engine.absorbing_width_cells} CELLS, "
+            f"FREE SURFACE {'ON' if config.engine.free_surface else 'OFF'}",
+        ]
+    )
+
+
+def _describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = ("family", "count", "seed", "chunk_size", "batch_size", "geometry", "engine", "family_parameters")
+    return [
+        f"{key}: {existing.get(key)!r} there, {new.get(key)!r} now"
+        for key in keys
+        if existing.get(key) != new.get(key)
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep.synthesize",
+        description="Generate a synthetic survey (velocity models + acoustic shot gathers) as SEG-Y files.",
+    )
+    parser.add_argument("--family", choices=FAMILY_NAMES, help="Velocity-model family (default: flatvel-a).")
+    parser.add_argument("--count", type=int, help="Number of velocity models to generate.")
+    parser.add_argument("--out", required=True, type=Path, help="Output folder.")
+    parser.add_argument("--seed", type=int, help="Base random seed (default 0).")
+    parser.add_argument("--shard", default="1/1", help="Write only part K of N (K counts from 1), e.g. 3/16.")
+    parser.add_argument("--overwrite", action="store_true", help="Regenerate chunks that already exist.")
+    add_config_arguments(parser)
+    add_common_arguments(parser)
+    return parser
+
+
+def _main(args: argparse.Namespace) -> int:
+    config = load_config(
+        SynthesizeConfig,
+        files=args.config,
+        overrides=args.overrides,
+        values={"family": args.family, "count": args.count, "seed": args.seed},
+    )
+    shard = parse_shard(args.shard)
+    try:
+        manifest = synthesize(
+            config, args.out, shard=shard, overwrite=args.overwrite, progress=not args.quiet
+        )
+    # Unstable (CFL) or inconsistent physics settings: the engine's message says what to do.
+    except ValueError as error:
+        if args.debug:
+            raise
+        raise UserError(str(error)) from None
+    what = f"{config.count}" if shard == (1, 1) else f"shard {shard[0]}/{shard[1]} of {config.count}"
+    print(f"wrote {what} {config.family} model(s) to {args.out} (manifest: {manifest})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = [
+    "Chunk",
+    "SynthesizeConfig",
+    "build_manifest",
+    "parse_shard",
+    "plan_chunks",
+    "read_manifest",
+    "shard_chunks",
+    "synthesize",
+]

@@ -25,8 +25,9 @@ How the inputs are read:
 * Every input must have the dataset's geometry; otherwise it is refused with every difference listed,
   unless ``regularization.enabled`` resamples time and interpolates receivers onto the target.
 
-Safety: headers are scanned first (nothing is written if any input is bad); samples are then streamed in
-blocks of ``block_bytes`` into a temporary file, which is validated and renamed only when complete.
+All SEG-Y reading goes through segyio (``data_prep.segy_io``). Safety: headers are scanned first (nothing is
+written if any input is bad); samples are then streamed one sample at a time (velocity models and edges in
+blocks of ``block_bytes``) into a temporary file, which is validated and renamed only when complete.
 ``--append`` adds samples to an existing dataset in place without rewriting it: the file is flagged
 ``write_in_progress`` while it changes (so an interrupted append never looks valid), existing samples keep
 their split, the new ones are split among themselves, and the statistics of the new training samples are
@@ -139,7 +140,8 @@ class IngestConfig:
         sample_interval_us: sample interval to assume when no header gives one (µs).
         grid_spacing_m: velocity grid spacing for ``.npy`` velocity models (SEG-Y velocity files carry it).
         fallback_geometry: positions to assume when the SEG-Y headers carry no coordinates (repair, warned).
-        block_bytes: samples are read and written in blocks of about this many bytes (the memory bound).
+        block_bytes: velocity models and edges are written, and input files closed, every this many bytes of
+            samples (the memory bound; seismic itself is streamed one sample at a time).
         compression: HDF5 compression of seismic/velocity ("none" is the fast default; see NOTES).
         progress: show progress bars.
     """
@@ -173,13 +175,16 @@ class SamplePlan:
     """One sample to write: where its seismic and velocity come from.
 
     ``load`` returns ``(seismic (shots, time, receivers) float32, velocity (depth, x) float32 or None)``
-    already on the dataset's geometry.
+    already on the dataset's geometry (arrays or views; the writer copies them once). ``release``, when
+    given, closes the input files ``load`` opened (the writer calls it every block, so memory-mapped pages
+    do not accumulate over a large input).
     """
 
     sample_id: int
     source_index: int
     num_traces: int
     load: Callable[[], tuple[np.ndarray, np.ndarray | None]]
+    release: Callable[[], None] | None = None
 
 
 @dataclass
@@ -220,7 +225,8 @@ class BackgroundHasher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
 
     def submit(self, path: Path) -> Future:
-        return self._executor.submit(schema.file_sha256, path)
+        # 1 MiB reads: a small buffer, reused from the allocator, and as fast as larger ones.
+        return self._executor.submit(schema.file_sha256, path, 2**20)
 
     def __enter__(self) -> BackgroundHasher:
         return self
@@ -245,6 +251,7 @@ class VelocityIndex:
 
     lookup: dict[int, Callable[[], np.ndarray]] = field(default_factory=dict)
     origin: dict[int, str] = field(default_factory=dict)
+    scans: dict[int, SegyScan] = field(default_factory=dict)  # SEG-Y velocity files, to close after reading
     grid_shape: tuple[int, int] | None = None
     grid_spacing_m: float | None = None
 
@@ -263,7 +270,11 @@ class VelocityIndex:
                 f"{origin} holds {shape[0]} x {shape[1]} (depth, x) velocity models, other inputs "
                 f"{self.grid_shape[0]} x {self.grid_shape[1]}: all models of a dataset share one grid."
             )
-        if spacing_m is not None and self.grid_spacing_m is not None and abs(spacing_m - self.grid_spacing_m) > 1e-6:
+        if (
+            spacing_m is not None
+            and self.grid_spacing_m is not None
+            and abs(spacing_m - self.grid_spacing_m) > 1e-6
+        ):
             raise UserError(
                 f"{origin} has a grid spacing of {spacing_m:g} m, other inputs {self.grid_spacing_m:g} m."
             )
@@ -311,7 +322,9 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
         if any(char in text for char in "*?["):
             matches = sorted(Path(match) for match in glob.glob(text))
             if not matches:
-                raise UserError(f"The pattern {text!r} matches no file. Check the path (quote it for the shell).")
+                raise UserError(
+                    f"The pattern {text!r} matches no file. Check the path (quote it for the shell)."
+                )
             for match in matches:
                 if match.is_file():
                     add(match, None)
@@ -322,7 +335,9 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
             if manifest.is_file():
                 _add_manifest(path, manifest, add, resolved)
                 continue
-            entries = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (*SEGY_SUFFIXES, ".npy"))
+            entries = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (*SEGY_SUFFIXES, ".npy")
+            )
             if not entries:
                 raise UserError(f"Directory {path} holds no .segy, .sgy or .npy files.")
             for entry in entries:
@@ -340,11 +355,17 @@ def _add_manifest(directory: Path, manifest_path: Path, add: Callable, resolved:
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
-        raise UserError(f"{manifest_path} is not valid JSON ({error}): regenerate the folder with synthesize.") from None
+        raise UserError(
+            f"{manifest_path} is not valid JSON ({error}): regenerate the folder with synthesize."
+        ) from None
     if manifest.get("format") != SYNTHESIZE_FORMAT:
-        raise UserError(f"{manifest_path} is not a {SYNTHESIZE_FORMAT} manifest (format={manifest.get('format')!r}).")
+        raise UserError(
+            f"{manifest_path} is not a {SYNTHESIZE_FORMAT} manifest (format={manifest.get('format')!r})."
+        )
     missing = [
-        name for entry in manifest.get("files", []) for name in (entry["shots"], entry["velocity"])
+        name
+        for entry in manifest.get("files", [])
+        for name in (entry["shots"], entry["velocity"])
         if not (directory / name).is_file()
     ]
     if missing:
@@ -360,7 +381,11 @@ def _add_manifest(directory: Path, manifest_path: Path, add: Callable, resolved:
         try:
             acquisition = AcquisitionGeometry(
                 **{
-                    key: (tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value)
+                    key: (
+                        tuple(tuple(v) if isinstance(v, list) else v for v in value)
+                        if isinstance(value, list)
+                        else value
+                    )
                     for key, value in geometry.items()
                 }
             )
@@ -463,7 +488,9 @@ def group_shot_file(scan: SegyScan, config: IngestConfig) -> ShotFile:
     return ShotFile(scan=scan, sample_ids=sample_ids, trace_indices=trace_indices, geometry=geometry)
 
 
-def _geometry_from_headers(scan: SegyScan, trace_indices: np.ndarray, config: IngestConfig) -> DatasetGeometry:
+def _geometry_from_headers(
+    scan: SegyScan, trace_indices: np.ndarray, config: IngestConfig
+) -> DatasetGeometry:
     path = scan.path
     source_x, group_x = scan.source_x_m()[trace_indices], scan.group_x_m()[trace_indices]
     source_z, group_z = scan.source_depth_m()[trace_indices], scan.receiver_depth_m()[trace_indices]
@@ -486,8 +513,11 @@ def _geometry_from_headers(scan: SegyScan, trace_indices: np.ndarray, config: In
             )
         logger.warning("%s: no coordinates in the trace headers; assumed fallback_geometry (repair).", path)
         return dataclasses.replace(
-            DatasetGeometry.from_acquisition(fallback), sample_interval_s=sample_interval_s, num_samples=scan.num_samples,
-            grid_spacing_m=float("nan"), grid_shape=(0, 0),
+            DatasetGeometry.from_acquisition(fallback),
+            sample_interval_s=sample_interval_s,
+            num_samples=scan.num_samples,
+            grid_spacing_m=float("nan"),
+            grid_shape=(0, 0),
         )
     # A shot's source sits in one place; the receiver spread is the same for every shot and sample.
     for label, values, axis in (("source x", source_x, 2), ("source depth", source_z, 2)):
@@ -540,6 +570,7 @@ def index_velocity_segy(scan: SegyScan, index: VelocityIndex) -> None:
     scan.headers = {}  # the loaders need only the trace indices
     for model_id, traces in zip(ids, per_model, strict=True):
         index.add(int(model_id), lambda traces=traces: scan.read_traces(traces).T, str(scan.path))
+        index.scans[int(model_id)] = scan
 
 
 def index_velocity_npy(
@@ -562,7 +593,9 @@ def index_velocity_npy(
             )
         index.set_grid(array.shape[1:], config.grid_spacing_m, str(path))
         for k in range(len(array)):
-            index.add(row + 1, lambda array=array, k=k: np.asarray(array[k], dtype=np.float32), f"{path} row {k}")
+            index.add(
+                row + 1, lambda array=array, k=k: np.asarray(array[k], dtype=np.float32), f"{path} row {k}"
+            )
             row += 1
         digest = hasher.submit(path) if hasher else schema.file_sha256(path)
         records.append(SourceRecord(path, "velocity_npy", path.stat().st_size, digest))
@@ -596,15 +629,23 @@ def _load_shot_sample(
                 f"{where} holds NaN or Inf samples ({len(bad_rows)} bad trace(s) in this sample). Fix or drop "
                 "them, or set --set nonfinite=zero to replace them with zeros."
             )
-        logger.warning("%s: %d NaN/Inf sample(s) replaced with 0 (nonfinite=zero).", where, int((~finite).sum()))
+        logger.warning(
+            "%s: %d NaN/Inf sample(s) replaced with 0 (nonfinite=zero).", where, int((~finite).sum())
+        )
         traces = np.where(finite, traces, np.float32(0))
     gathers = traces.reshape(num_shots, num_receivers, -1).transpose(0, 2, 1)  # (shots, time, receivers)
     source = shot_file.geometry
-    if source.num_samples != target.num_samples or abs(source.sample_interval_s - target.sample_interval_s) > 1e-12:
-        gathers = resample_time(gathers, source.sample_interval_s, target.sample_interval_s, target.num_samples, axis=1)
-    if source.num_receivers != target.num_receivers or np.max(
-        np.abs(source.receiver_positions_m - target.receiver_positions_m)
-    ) > 0.005:
+    if (
+        source.num_samples != target.num_samples
+        or abs(source.sample_interval_s - target.sample_interval_s) > 1e-12
+    ):
+        gathers = resample_time(
+            gathers, source.sample_interval_s, target.sample_interval_s, target.num_samples, axis=1
+        )
+    if (
+        source.num_receivers != target.num_receivers
+        or np.max(np.abs(source.receiver_positions_m - target.receiver_positions_m)) > 0.005
+    ):
         gathers = interpolate_receivers(
             gathers, source.receiver_positions_m[:, 1], target.receiver_positions_m[:, 1], axis=2
         )
@@ -634,7 +675,9 @@ def target_geometry(reference: DatasetGeometry, config: IngestConfig) -> Dataset
     receivers = reference.receiver_positions_m
     if regularization.receiver_x_m is not None:
         depth = float(np.median(receivers[:, 0])) if len(receivers) else 0.0
-        receivers = np.stack([np.full(len(regularization.receiver_x_m), depth), regularization.receiver_x_m], axis=1)
+        receivers = np.stack(
+            [np.full(len(regularization.receiver_x_m), depth), regularization.receiver_x_m], axis=1
+        )
     return dataclasses.replace(
         reference,
         sample_interval_s=regularization.sample_interval_s or reference.sample_interval_s,
@@ -643,7 +686,9 @@ def target_geometry(reference: DatasetGeometry, config: IngestConfig) -> Dataset
     )
 
 
-def check_geometry(target: DatasetGeometry, candidate: DatasetGeometry, origin: str, config: IngestConfig) -> None:
+def check_geometry(
+    target: DatasetGeometry, candidate: DatasetGeometry, origin: str, config: IngestConfig
+) -> None:
     """Refuses an input whose geometry differs from the target, unless regularisation can fix it."""
     differences = target.differences(candidate)
     if not differences:
@@ -651,15 +696,20 @@ def check_geometry(target: DatasetGeometry, candidate: DatasetGeometry, origin: 
     if config.regularization.enabled:
         # Time axis and receivers can be regularised; shots and the velocity grid cannot.
         fixed = [
-            text for text in differences
-            if not text.startswith(("time samples", "sample interval", "receiver", f"{candidate.num_receivers} receivers"))
+            text
+            for text in differences
+            if not text.startswith(
+                ("time samples", "sample interval", "receiver", f"{candidate.num_receivers} receivers")
+            )
         ]
         if not fixed:
             logger.info("%s: regularising onto the dataset geometry (%s).", origin, "; ".join(differences))
             return
         differences = fixed
     raise UserError(
-        f"{origin} does not match the dataset geometry: " + "; ".join(differences) + ". Ingest it into another "
+        f"{origin} does not match the dataset geometry: "
+        + "; ".join(differences)
+        + ". Ingest it into another "
         "dataset, or enable --set regularization.enabled=true to resample time and interpolate receivers."
     )
 
@@ -692,16 +742,25 @@ def plan_segy_inputs(
     records: list[SourceRecord] = []
     shot_files: list[tuple[ShotFile, int]] = []
     velocity = VelocityIndex()
-    scans = [
-        (scan_segy(path, extra_fields=_grouping_fields(config), sample_interval_override=config.sample_interval_us,
-                   compute_sha256=hasher is None), role)
-        for path, role in tqdm(resolved.segy, desc="scanning headers", unit="file", disable=not config.progress)
-    ]
-    for scan, role in scans:
-        is_velocity = role == "velocity" if role else (scan.is_velocity_file or "velocity" in scan.path.name.lower())
+    # Each file is grouped right after its scan, so only one file's full header columns exist at a time.
+    for path, role in tqdm(resolved.segy, desc="scanning headers", unit="file", disable=not config.progress):
+        scan = scan_segy(
+            path,
+            extra_fields=_grouping_fields(config),
+            sample_interval_override=config.sample_interval_us,
+            compute_sha256=hasher is None,
+        )
+        is_velocity = (
+            role == "velocity" if role else (scan.is_velocity_file or "velocity" in scan.path.name.lower())
+        )
         records.append(
-            SourceRecord(scan.path, "velocity" if is_velocity else "shots", scan.path.stat().st_size,
-                         hasher.submit(scan.path) if hasher else scan.sha256, scan.textual_header)
+            SourceRecord(
+                scan.path,
+                "velocity" if is_velocity else "shots",
+                scan.path.stat().st_size,
+                hasher.submit(scan.path) if hasher else scan.sha256,
+                scan.textual_header,
+            )
         )
         if is_velocity:
             if config.require_velocity:
@@ -729,13 +788,18 @@ def plan_segy_inputs(
             differences = resolved.manifest_geometry.differences(reference)
             if differences:
                 raise UserError(
-                    "The SEG-Y headers disagree with manifest.json: " + "; ".join(differences)
+                    "The SEG-Y headers disagree with manifest.json: "
+                    + "; ".join(differences)
                     + ". The folder was modified after synthesize wrote it; regenerate it."
                 )
         target = target_geometry(reference, config)
     else:
         target = reference
-        if config.require_velocity and velocity.grid_shape and tuple(velocity.grid_shape) != tuple(reference.grid_shape):
+        if (
+            config.require_velocity
+            and velocity.grid_shape
+            and tuple(velocity.grid_shape) != tuple(reference.grid_shape)
+        ):
             raise UserError(
                 f"The new velocity models are {velocity.grid_shape} (depth, x) cells, the dataset's "
                 f"{tuple(reference.grid_shape)}."
@@ -745,8 +809,9 @@ def plan_segy_inputs(
             "The velocity models' grid spacing is unknown (.npy files do not carry it): set --set grid_spacing_m=<m>."
         )
     for shot_file, _ in shot_files:
-        candidate = dataclasses.replace(shot_file.geometry, grid_shape=target.grid_shape,
-                                        grid_spacing_m=target.grid_spacing_m)
+        candidate = dataclasses.replace(
+            shot_file.geometry, grid_shape=target.grid_shape, grid_spacing_m=target.grid_spacing_m
+        )
         check_geometry(target, candidate, str(shot_file.scan.path), config)
 
     plans: list[SamplePlan] = []
@@ -766,7 +831,9 @@ def plan_segy_inputs(
                 missing.append((sample_id, shot_file.scan.path))
                 continue
 
-            def load(shot_file=shot_file, sample=sample, sample_id=sample_id, velocity_loader=velocity_loader):
+            def load(
+                shot_file=shot_file, sample=sample, sample_id=sample_id, velocity_loader=velocity_loader
+            ):
                 seismic = _load_shot_sample(shot_file, sample, target, config)
                 model = None
                 if velocity_loader is not None:
@@ -775,7 +842,16 @@ def plan_segy_inputs(
                     )
                 return seismic, model
 
-            plans.append(SamplePlan(sample_id, source_index, int(shot_file.trace_indices[sample].size), load))
+            velocity_scan = velocity.scans.get(sample_id) if velocity_loader is not None else None
+
+            def release(shot_scan=shot_file.scan, velocity_scan=velocity_scan):
+                shot_scan.close()
+                if velocity_scan is not None:
+                    velocity_scan.close()
+
+            plans.append(
+                SamplePlan(sample_id, source_index, int(shot_file.trace_indices[sample].size), load, release)
+            )
     if missing:
         sample_id, path = missing[0]
         raise UserError(
@@ -789,7 +865,11 @@ def plan_segy_inputs(
 
 def _grouping_fields(config: IngestConfig) -> list[str]:
     grouping = config.grouping
-    return [key for key in (grouping.sample_key, grouping.shot_key, grouping.receiver_key) if key not in ("auto", "shots")]
+    return [
+        key
+        for key in (grouping.sample_key, grouping.shot_key, grouping.receiver_key)
+        if key not in ("auto", "shots")
+    ]
 
 
 def ingest(
@@ -820,10 +900,14 @@ def ingest(
             raise UserError(f"--append: {destination} does not exist. Create it first without --append.")
         with h5py.File(destination, "r") as h5:
             reference = schema.read_geometry(h5) if schema.GEOMETRY in h5 else None
-            num_sources = len(json.loads(h5[schema.PROVENANCE].attrs["sources"])) if schema.PROVENANCE in h5 else 0
+            num_sources = (
+                len(json.loads(h5[schema.PROVENANCE].attrs["sources"])) if schema.PROVENANCE in h5 else 0
+            )
         schema.validate(destination, check_values=False)
         with BackgroundHasher() as hasher:
-            plans, geometry, labelled, records = plan_segy_inputs(sources, config, reference, num_sources, hasher)
+            plans, geometry, labelled, records = plan_segy_inputs(
+                sources, config, reference, num_sources, hasher
+            )
             return append_samples(destination, plans, records, config, created_by="data_prep.ingest")
     if destination.exists() and not overwrite:
         raise FileExistsError(
@@ -832,7 +916,9 @@ def ingest(
         )
     with BackgroundHasher() as hasher:
         plans, geometry, labelled, records = plan_segy_inputs(sources, config, hasher=hasher)
-        return write_dataset(destination, plans, geometry, labelled, records, config, created_by="data_prep.ingest")
+        return write_dataset(
+            destination, plans, geometry, labelled, records, config, created_by="data_prep.ingest"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -840,7 +926,9 @@ def ingest(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _provenance(config: Any, records: Sequence[SourceRecord], created_by: str, history: list[dict]) -> dict[str, Any]:
+def _provenance(
+    config: Any, records: Sequence[SourceRecord], created_by: str, history: list[dict]
+) -> dict[str, Any]:
     return {
         "package_version": __version__,
         "segyio_version": importlib.metadata.version("segyio"),
@@ -866,41 +954,76 @@ def _stream_samples(
     block_bytes: int,
     progress: bool,
 ) -> None:
-    """Reads the planned samples block by block and writes them at ``offset``; accumulates train statistics."""
-    sample_bytes = 4 * geometry.num_shots * geometry.num_samples * geometry.num_receivers
-    block = max(1, block_bytes // max(1, sample_bytes))
+    """Reads the planned samples and writes them at ``offset``; accumulates the training statistics.
+
+    One sample at a time: its traces are copied once into a reused ``(shots, time, receivers)`` buffer
+    (while they are still in the CPU cache) and written as one HDF5 chunk (the schema's chunk is one
+    sample; without compression the chunk's bytes are written directly, skipping HDF5's per-call selection
+    and conversion machinery). Velocity models and edges, small, are written in blocks of about
+    ``block_bytes``; input files are closed after every block, so memory stays bounded by the block.
+    """
+    seismic_shape = (geometry.num_shots, geometry.num_samples, geometry.num_receivers)
+    seismic_dataset = h5[schema.SEISMIC]
+    buffer = np.empty(seismic_shape, dtype=np.float32)
+    direct_chunks = (
+        seismic_dataset.chunks == (1, *seismic_shape)
+        and seismic_dataset.dtype == buffer.dtype
+        and seismic_dataset.id.get_create_plist().get_nfilters() == 0
+    )
     train_mask = np.zeros(offset + len(plans), dtype=bool)
     train_mask[train] = True
-    total_traces = sum(plan.num_traces for plan in plans)
-    seismic_shape = (geometry.num_shots, geometry.num_samples, geometry.num_receivers)
-    # Block buffers are allocated once and reused: no page-faulting of fresh memory for every block.
-    seismic_block = np.empty((min(block, len(plans)), *seismic_shape), dtype=np.float32)
-    velocity_block = np.empty((min(block, len(plans)), *geometry.grid_shape), dtype=np.float32) if labelled else None
-    with tqdm(total=total_traces, unit="trace", unit_scale=True, desc="ingest", disable=not progress) as bar:
-        for start in range(0, len(plans), block):
-            chunk = plans[start : start + block]
-            seismic = seismic_block[: len(chunk)]
-            velocity = velocity_block[: len(chunk)] if labelled else None
-            for i, plan in enumerate(chunk):
-                seismic[i], model = plan.load()
+    grid_shape = tuple(geometry.grid_shape)
+    block = max(1, block_bytes // max(1, buffer.nbytes))
+    velocity_block = np.empty((min(block, len(plans)), *grid_shape), dtype=np.float32) if labelled else None
+    releases: list[Callable[[], None]] = []  # of the plans read since the last flush
+
+    def flush(stop: int) -> None:
+        """Writes the velocity block ending at plan ``stop`` and closes the files read since the last flush."""
+        start = (stop - 1) // block * block
+        if labelled:
+            where = slice(offset + start, offset + stop)
+            h5[schema.VELOCITY][where] = velocity_block[: stop - start]
+            h5[schema.EDGES][where] = edge_map(velocity_block[: stop - start], edges_config)
+        for release in releases:
+            release()
+        releases.clear()
+
+    try:
+        with tqdm(
+            total=sum(plan.num_traces for plan in plans),
+            unit="trace",
+            unit_scale=True,
+            desc="ingest",
+            disable=not progress,
+        ) as bar:
+            for i, plan in enumerate(plans):
+                seismic, model = plan.load()
+                # The one copy of the samples: (shots, receivers, time) -> (shots, time, receivers).
+                buffer[...] = seismic
                 if labelled:
-                    if model.shape != tuple(geometry.grid_shape):
+                    if model.shape != grid_shape:
                         raise UserError(
                             f"Velocity model {plan.sample_id} is {model.shape} (depth, x), the dataset's grid "
-                            f"{tuple(geometry.grid_shape)}."
+                            f"{grid_shape}."
                         )
-                    velocity[i] = model
-                if train_mask[offset + start + i]:
-                    # Views, not a boolean-indexed copy of the block.
-                    statistics.update(seismic[i : i + 1], velocity[i : i + 1] if labelled else None)
-            where = slice(offset + start, offset + start + len(chunk))
-            h5[schema.SEISMIC][where] = seismic
-            h5[schema.SAMPLE_ID][where] = [plan.sample_id for plan in chunk]
-            h5[schema.SAMPLE_SOURCE][where] = [plan.source_index for plan in chunk]
-            if labelled:
-                h5[schema.VELOCITY][where] = velocity
-                h5[schema.EDGES][where] = edge_map(velocity, edges_config)
-            bar.update(sum(plan.num_traces for plan in chunk))
+                    velocity_block[i % block] = model
+                if train_mask[offset + i]:
+                    statistics.update(buffer[None], velocity_block[i % block][None] if labelled else None)
+                if direct_chunks:
+                    seismic_dataset.id.write_direct_chunk((offset + i, 0, 0, 0), buffer)
+                else:
+                    seismic_dataset[offset + i] = buffer
+                if plan.release is not None:
+                    releases.append(plan.release)
+                if (i + 1) % block == 0 or i + 1 == len(plans):
+                    flush(i + 1)
+                bar.update(plan.num_traces)
+    finally:
+        for release in releases:
+            release()
+    where = slice(offset, offset + len(plans))
+    h5[schema.SAMPLE_ID][where] = [plan.sample_id for plan in plans]
+    h5[schema.SAMPLE_SOURCE][where] = [plan.source_index for plan in plans]
 
 
 def write_dataset(
@@ -926,8 +1049,18 @@ def write_dataset(
     with atomic_output(destination) as temporary:
         with h5py.File(temporary, "w") as h5:
             schema.create_layout(h5, len(plans), geometry, labelled, compression=compression)
-            _stream_samples(h5, plans, 0, geometry, labelled, splits["train"], statistics, config.edges,
-                            config.block_bytes, config.progress)
+            _stream_samples(
+                h5,
+                plans,
+                0,
+                geometry,
+                labelled,
+                splits["train"],
+                statistics,
+                config.edges,
+                config.block_bytes,
+                config.progress,
+            )
             schema.write_splits(h5, splits, config.splits.seed, config.splits.fractions)
             schema.write_normalization(h5, statistics.result(has_velocity=labelled), splits["train"])
             history = [{"action": "create", "num_samples": len(plans), "package_version": __version__}]
@@ -965,8 +1098,12 @@ def append_samples(
                 f"{destination} already holds sample (model) id(s) {clash[:5]}{'...' if len(clash) > 5 else ''}: "
                 "these inputs (or some of them) were ingested before."
             )
-        known = {entry["sha256"]: entry["name"] for entry in json.loads(h5[schema.PROVENANCE].attrs["sources"])}
-        repeated = [f"{record.path.name} (= {known[record.digest]})" for record in records if record.digest in known]
+        known = {
+            entry["sha256"]: entry["name"] for entry in json.loads(h5[schema.PROVENANCE].attrs["sources"])
+        }
+        repeated = [
+            f"{record.path.name} (= {known[record.digest]})" for record in records if record.digest in known
+        ]
         if repeated:
             raise UserError(
                 f"{destination} already holds data from {', '.join(repeated)} (same SHA-256): nothing appended."
@@ -978,7 +1115,10 @@ def append_samples(
         seed, fractions = int(split_attrs["seed"]), tuple(float(f) for f in split_attrs["fractions"])
         splits = extend_splits(old_splits, len(plans), fractions, seed)
         statistics = StatisticsAccumulator(config.normalization, previous=old_stats)
-        if statistics.config.method != old_stats.method or statistics.config.seismic_transform != old_stats.seismic_transform:
+        if (
+            statistics.config.method != old_stats.method
+            or statistics.config.seismic_transform != old_stats.seismic_transform
+        ):
             raise UserError(
                 f"{destination} was normalised with method={old_stats.method}, transform={old_stats.seismic_transform}; "
                 "the configuration asks for another convention. Use the same normalization settings to append."
@@ -988,15 +1128,29 @@ def append_samples(
         try:
             schema.resize_samples(h5, old_count + len(plans))
             new_train = splits["train"][splits["train"] >= old_count]
-            _stream_samples(h5, plans, old_count, geometry, labelled, new_train, statistics, config.edges,
-                            config.block_bytes, config.progress)
+            _stream_samples(
+                h5,
+                plans,
+                old_count,
+                geometry,
+                labelled,
+                new_train,
+                statistics,
+                config.edges,
+                config.block_bytes,
+                config.progress,
+            )
             schema.write_splits(h5, splits, seed, fractions)
             schema.write_normalization(h5, statistics.result(has_velocity=labelled), splits["train"])
             provenance = schema.read_provenance(h5)
             provenance["sources"] = provenance["sources"] + [record.to_json() for record in records]
             provenance["history"] = provenance["history"] + [
-                {"action": "append", "num_samples": len(plans), "package_version": __version__,
-                 "configuration": to_yaml(config)}
+                {
+                    "action": "append",
+                    "num_samples": len(plans),
+                    "package_version": __version__,
+                    "configuration": to_yaml(config),
+                }
             ]
             schema.write_provenance(h5, provenance)
         except BaseException:
@@ -1028,9 +1182,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m data_prep.ingest",
         description="Read prestack SEG-Y shot gathers (and velocity models) into a validated HDF5 dataset.",
     )
-    parser.add_argument("sources", nargs="+", help="SEG-Y files, directories (synthesize folders) or glob patterns.")
-    parser.add_argument("--out", required=True, type=Path, metavar="DATASET.h5", help="The HDF5 dataset to write.")
-    parser.add_argument("--append", action="store_true", help="Add the inputs' samples to an existing dataset.")
+    parser.add_argument(
+        "sources", nargs="+", help="SEG-Y files, directories (synthesize folders) or glob patterns."
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="DATASET.h5", help="The HDF5 dataset to write."
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="Add the inputs' samples to an existing dataset."
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing dataset.")
     add_config_arguments(parser)
     add_common_arguments(parser)

@@ -1,23 +1,29 @@
-"""SEG-Y input and output: shot gathers and velocity models, written and read with explicit conventions.
+"""SEG-Y input and output: shot gathers and velocity models, written and read through segyio.
 
 Sits between the data engine and the HDF5 datasets: ``data_prep.synthesize`` writes its simulated shot
 gathers and velocity models through ``write_shot_gathers`` / ``write_velocity_models``, and
 ``data_prep.ingest`` reads those files (or field SEG-Y in any sample format, byte order and trace
-order) through ``scan_segy`` / ``read_traces``.
+order) through ``scan_segy`` / ``SegyScan.read_traces``.
 
 Writing
 -------
-Files are written by this module directly with numpy (not through ``segyio.create``) because that is
-fast (one ``write`` per model), memory-bounded (one model at a time) and byte-for-byte deterministic
-(segyio stamps today's date into its default textual header). The result is a standard SEG-Y rev 1
-file; every test reads it back with segyio, an independent implementation.
+Files are created with ``segyio.create`` as unstructured (prestack) files: ``spec.tracecount`` is set and
+``spec.ilines``/``spec.xlines`` are not. This module only decides what goes into the headers; segyio
+encodes everything (EBCDIC text, byte order, IBM floats for format 1). Headers and samples are written in
+file order, one model (a block of traces) at a time, so memory is bounded by one model. The textual header
+is always assigned explicitly, because ``segyio.create`` stamps today's date into its default one: the same
+input gives the same bytes. Files are written under a temporary name and renamed when complete.
 
-* Textual header: 40 lines x 80 characters, EBCDIC, describing content, geometry and header bytes.
+* Textual header: 40 lines x 80 characters (EBCDIC on disk), describing content, geometry and header bytes.
 * Binary header: ``Interval`` (3217) µs (mm for velocity files), ``Samples`` (3221), ``Format`` (3225),
   ``SortingCode`` (3229) = 1 (as recorded), ``MeasurementSystem`` (3255) = 1 (metres),
-  ``SEGYRevision`` (3501) = 1, ``TraceFlag`` (3503) = 1 (fixed-length traces).
+  ``SEGYRevision`` (3501) = 1, ``TraceFlag`` (3503) = 1 (fixed-length traces); ``Traces`` (3213) and
+  ``AuxTraces`` (3215) are 0 (shots may differ in size; there are no auxiliary traces).
 * Byte order: big-endian (the standard). Sample format: IEEE float (5) by default, IBM float (1) on
-  request.
+  request (segyio converts float32 to IBM by truncation: at least 21 significant bits).
+* ``write_segy_traces``, the low-level writer used by test fixtures, writes any sample format segyio
+  writes in either byte order. segyio 1.9 leaves trace-header bytes 233-240 big-endian in little-endian
+  files; this writer compensates (``_SEGYIO_UNSWAPPED_LITTLE_ENDIAN_FIELDS``).
 
 Shot-gather files (``write_shot_gathers``), one trace per (model, shot, receiver), in that order:
 
@@ -61,14 +67,25 @@ Samples are velocities in m/s, IEEE float.
 
 Reading
 -------
-``detect_endianness`` checks the binary header for plausibility in both byte orders (segyio does not
-detect it). ``scan_segy`` checks the layout (empty, too short, truncated, unsupported format, sample count
-and interval with their documented repairs), confirms it by opening the file with segyio in the detected
-byte order, and returns a ``SegyScan`` with the trace-header columns, the decoded textual header and the
-file's SHA-256, all from one pass over the file in bounded blocks. ``SegyScan.read_traces(indices)`` then
-reads any traces, in any order, as float32 (integer formats cast, IBM floats decoded; equal to segyio's
-values, which the tests check for every format and byte order) through a buffer the size of the result,
-never mapping or loading the whole file. ``read_segy`` is the one-call version for small files.
+segyio reads everything it can: ``scan_segy`` opens the file with ``segyio.open(path,
+ignore_geometry=True, endian=...)`` and ``f.mmap()``, takes the trace-header columns from
+``f.attributes(field)[:]``, and ``SegyScan.read_traces`` reads runs of consecutive traces with
+``f.trace.raw[start:stop]`` (segyio decodes IBM floats and byte order; integer formats are cast to
+float32). This module adds only what segyio does not do:
+
+* the byte order, detected from the binary header (``detect_endianness``; segyio assumes big-endian);
+* checks before segyio opens the file, so that an empty, too short, truncated or non-SEG-Y file, an
+  unsupported sample format or a sample count of 0 in the binary header gives a message that names the
+  file (and trace) and says what to do, instead of segyio's "trace count inconsistent with file size";
+* consistency checks and documented repairs on the headers segyio returns (sample count 0 in every trace
+  header, sample interval missing from the binary header);
+* ASCII textual headers (segyio always decodes the textual header as EBCDIC).
+
+Memory is bounded by ``READ_BLOCK_BYTES`` per read, never by the file: ``scan_segy`` reads the header
+columns in blocks of traces, mapping the file afresh for each; ``read_traces`` asks segyio for ranges of
+traces, and ``SegyScan.close`` unmaps the file (``data_prep.ingest`` closes each file after every block).
+Pages of a mapped file count towards the process's resident memory while mapped (they are the page cache),
+which is why mappings are not kept. ``read_segy`` is the one-call version for small files.
 """
 
 from __future__ import annotations
@@ -76,8 +93,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.metadata
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +116,24 @@ COORDINATE_SCALAR = -100
 #: Header field holding the global model (sample) id in files written by this project.
 MODEL_ID_FIELD = "UnassignedInt1"
 
-#: Bytes per sample of the sample formats this module writes (segyio reads these and more).
-SAMPLE_FORMAT_BYTES = {1: 4, 2: 4, 3: 2, 5: 4, 6: 8, 8: 1}
+#: Trace headers as columns: segyio ``TraceField`` name -> ``(traces,)`` integers (or one value for all).
+TraceHeaders = Mapping[str, "np.ndarray | int"]
+
+#: The numpy dtype segyio 1.9 reads and writes for each sample format; its size is the size on disk.
+#: Format 1 (IBM float) is converted by segyio from and to float32.
+SAMPLE_FORMAT_DTYPES = {
+    1: "f4",
+    2: "i4",
+    3: "i2",
+    5: "f4",
+    6: "f8",
+    8: "i1",
+    9: "i8",
+    10: "u4",
+    11: "u2",
+    12: "u8",
+    16: "u1",
+}
 _SAMPLE_FORMAT_NAMES = {
     1: "4-byte IBM float",
     2: "4-byte signed integer",
@@ -107,100 +141,28 @@ _SAMPLE_FORMAT_NAMES = {
     5: "4-byte IEEE float",
     6: "8-byte IEEE float",
     8: "1-byte signed integer",
+    9: "8-byte signed integer",
+    10: "4-byte unsigned integer",
+    11: "2-byte unsigned integer",
+    12: "8-byte unsigned integer",
+    16: "1-byte unsigned integer",
 }
-_SAMPLE_DTYPES = {2: "i4", 3: "i2", 5: "f4", 6: "f8", 8: "i1"}
-
-# Trace-header field sizes follow from the byte offsets segyio knows (SEG-Y rev 1 layout): each field
-# runs up to the next one, the last one to byte 240.
-_FIELD_OFFSETS = sorted((offset, name) for name, offset in segyio.tracefield.keys.items())
-TRACE_FIELD_SIZES: dict[str, int] = {
-    name: (_FIELD_OFFSETS[i + 1][0] if i + 1 < len(_FIELD_OFFSETS) else TRACE_HEADER_BYTES + 1) - offset
-    for i, (offset, name) in enumerate(_FIELD_OFFSETS)
+#: Format codes that exist in the standard but that segyio (and so this project) cannot decode.
+UNSUPPORTED_SAMPLE_FORMATS = {
+    4: "4-byte fixed point with gain",
+    7: "3-byte signed integer",
+    15: "3-byte unsigned integer",
 }
+_UNSUPPORTED_FORMAT_BYTES = {4: 4, 7: 3, 15: 3}
 
-
-def trace_header_dtype(endian: str = "big") -> np.dtype:
-    """A numpy structured dtype for one 240-byte SEG-Y trace header in the given byte order.
-
-    Field names are segyio's ``TraceField`` names; 2- and 4-byte fields are signed integers.
-    """
-    order = ">" if endian == "big" else "<"
-    names, formats, offsets = [], [], []
-    for offset, name in _FIELD_OFFSETS:
-        names.append(name)
-        formats.append(f"{order}i{TRACE_FIELD_SIZES[name]}")
-        offsets.append(offset - 1)
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": TRACE_HEADER_BYTES})
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Sample encoding
-# ----------------------------------------------------------------------------------------------------------
-
-
-def ieee_to_ibm(values: np.ndarray) -> np.ndarray:
-    """Converts floats to IBM System/360 single-precision words (uint32), rounding to nearest.
-
-    IBM floats have a 7-bit base-16 exponent and a 24-bit fraction, so up to 3 low bits of an IEEE
-    float32 significand can be lost; values beyond the IBM range (about 7.2e75) cannot occur in float32.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    sign = np.signbit(values).astype(np.uint32) << np.uint32(31)
-    fraction, exponent2 = np.frexp(np.abs(values))  # |x| = fraction * 2**exponent2, 0.5 <= fraction < 1
-    exponent16 = -((-exponent2) // 4)  # ceil(exponent2 / 4)
-    mantissa = np.rint(np.ldexp(fraction, 24 + exponent2 - 4 * exponent16)).astype(np.int64)
-    # Rounding can carry into a 25th bit: renormalise by one hex digit.
-    carry = mantissa >= (1 << 24)
-    mantissa = np.where(carry, mantissa >> 4, mantissa)
-    exponent16 = exponent16 + carry
-    biased = exponent16 + 64
-    underflow = (biased < 0) | (mantissa == 0)
-    biased = np.clip(biased, 0, 127).astype(np.uint32)
-    words = sign | (biased << np.uint32(24)) | mantissa.astype(np.uint32)
-    return np.where(underflow, np.uint32(0), words).astype(np.uint32)
-
-
-def ibm_to_ieee(words: np.ndarray) -> np.ndarray:
-    """Converts IBM single-precision words (uint32) to float64 exactly."""
-    words = np.asarray(words, dtype=np.uint32).astype(np.int64)
-    sign = np.where(words >> 31, -1.0, 1.0)
-    exponent = ((words >> 24) & 0x7F) - 64
-    mantissa = (words & 0xFFFFFF).astype(np.float64)
-    return sign * np.ldexp(mantissa, 4 * exponent - 24)
-
-
-def encode_samples(values: np.ndarray, sample_format: int, endian: str = "big") -> np.ndarray:
-    """Encodes samples for a SEG-Y file: returns an array whose bytes are the on-disk samples.
-
-    Args:
-        values: any shape; floats for formats 1, 5 and 6, integers (or integral floats) for 2, 3 and 8.
-        sample_format: SEG-Y format code (1 IBM float, 2 int32, 3 int16, 5 IEEE float, 6 IEEE double,
-            8 int8).
-        endian: ``"big"`` (standard) or ``"little"``.
-
-    Raises:
-        ValueError: unsupported format, or integer samples that do not fit the format.
-    """
-    order = ">" if endian == "big" else "<"
-    if sample_format == 1:
-        return ieee_to_ibm(values).astype(f"{order}u4")
-    if sample_format not in _SAMPLE_DTYPES:
-        raise ValueError(
-            f"Cannot write SEG-Y sample format {sample_format}: supported formats are "
-            f"{', '.join(f'{k} ({v})' for k, v in _SAMPLE_FORMAT_NAMES.items())}."
-        )
-    dtype = np.dtype(f"{order}{_SAMPLE_DTYPES[sample_format]}")
-    if dtype.kind == "i":
-        info = np.iinfo(dtype)
-        values = np.asarray(values)
-        if values.size and (values.min() < info.min or values.max() > info.max):
-            raise ValueError(
-                f"Samples span [{values.min()}, {values.max()}], outside the range of format {sample_format} "
-                f"({_SAMPLE_FORMAT_NAMES[sample_format]}: [{info.min}, {info.max}]). Scale them or use format 5."
-            )
-        if values.dtype.kind == "f" and not np.array_equal(values, np.rint(values)):
-            raise ValueError(f"Format {sample_format} stores integers; the samples are not integral.")
-    return np.asarray(values).astype(dtype)
+#: segyio 1.9 leaves trace-header bytes 233-240 (UnassignedInt1/2, our model id) in big-endian order when it
+#: writes a little-endian file through ``f.header`` (the 4-byte list of its ``bswap_th`` misses them; its
+#: ``f.header`` reads mirror this, ``f.attributes`` reads them correctly). ``write_segy_traces`` swaps
+#: these two fields itself for little-endian files, and ``test_little_endian_model_id_bytes_on_disk``
+#: checks the bytes on disk, so a segyio that fixes this makes the test fail rather than the files wrong.
+_SEGYIO_UNSWAPPED_LITTLE_ENDIAN_FIELDS = (
+    ("UnassignedInt1", "UnassignedInt2") if importlib.metadata.version("segyio").startswith("1.") else ()
+)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -223,6 +185,7 @@ def format_textual_header(lines: Sequence[str]) -> str:
 
 
 def _textual_header_bytes(textual_header: str | None, default_lines: Sequence[str]) -> bytes:
+    """The 3200 ASCII bytes to assign to ``f.text[0]`` (segyio encodes them as EBCDIC on disk)."""
     if textual_header is None:
         text = format_textual_header(default_lines)
     elif len(textual_header) == TEXTUAL_HEADER_BYTES and "\n" not in textual_header:
@@ -237,51 +200,13 @@ def _textual_header_bytes(textual_header: str | None, default_lines: Sequence[st
             )
         text = "".join(line.ljust(80) for line in lines).ljust(TEXTUAL_HEADER_BYTES)
     try:
-        # EBCDIC, as SEG-Y rev 1 prescribes; segyio decodes it back to ASCII.
-        return text.encode("cp037")
+        return text.encode("ascii")
     except UnicodeEncodeError as error:
         raise ValueError(f"textual_header must be plain ASCII text: {error}") from None
 
 
-def binary_header_bytes(
-    num_samples: int,
-    sample_interval: int,
-    sample_format: int,
-    endian: str = "big",
-    sorting_code: int = 1,
-) -> bytes:
-    """The 400-byte binary header (SEG-Y rev 1) with the fields this project sets.
-
-    Args:
-        num_samples: samples per trace (``Samples``, byte 3221).
-        sample_interval: microseconds for time data, millimetres for depth data (``Interval``, 3217).
-        sample_format: format code (``Format``, 3225).
-        endian: byte order of the integers.
-        sorting_code: ``SortingCode`` (3229); 1 = as recorded.
-    """
-    order = ">" if endian == "big" else "<"
-    header = np.zeros(BINARY_HEADER_BYTES, dtype=np.uint8)
-
-    def put(byte: int, value: int, size: int) -> None:
-        header[byte - 3201 : byte - 3201 + size] = np.frombuffer(
-            np.array(value, dtype=f"{order}i{size}").tobytes(), dtype=np.uint8
-        )
-
-    put(3213, 0, 2)  # Traces per ensemble: left 0, shots may differ.
-    put(3217, sample_interval, 2)
-    put(3219, sample_interval, 2)
-    put(3221, num_samples, 2)
-    put(3223, num_samples, 2)
-    put(3225, sample_format, 2)
-    put(3229, sorting_code, 2)
-    put(3255, 1, 2)  # Measurement system: metres.
-    header[3501 - 3201] = 1  # SEG-Y revision 1.0 (major byte, minor byte 0).
-    put(3503, 1, 2)  # Fixed-length traces.
-    return header.tobytes()
-
-
 def _check_short(name: str, value: int, what: str) -> int:
-    """2-byte header fields hold at most 32767: refuse rather than silently wrap."""
+    """2-byte header fields hold at most 32767: refuse rather than let the value wrap."""
     if not 0 < value <= 32767:
         raise ValueError(f"{what} must fit a 2-byte SEG-Y header field (1..32767). Received: {name}={value}.")
     return int(value)
@@ -292,6 +217,42 @@ def _scaled(metres: np.ndarray | float) -> np.ndarray:
     return np.rint(np.asarray(metres, dtype=np.float64) * -COORDINATE_SCALAR).astype(np.int64)
 
 
+def _header_rows(headers: TraceHeaders, count: int) -> list[dict[int, int]]:
+    """Header columns -> one ``{byte offset: value}`` dict per trace, the form ``f.header[...] = ...`` takes."""
+    unknown = [name for name in headers if name not in segyio.tracefield.keys]
+    if unknown:
+        raise ValueError(
+            f"Unknown trace-header field(s) {unknown}: use segyio TraceField names such as 'FieldRecord'."
+        )
+    offsets = [segyio.tracefield.keys[name] for name in headers]
+    columns = []
+    for name, values in headers.items():
+        values = np.asarray(values, dtype=np.int64)
+        if values.shape not in ((), (count,)):
+            raise ValueError(
+                f"Header column {name!r} has shape {values.shape}; expected one value or ({count},)."
+            )
+        columns.append(np.broadcast_to(values, (count,)))
+    if not columns:
+        return [{} for _ in range(count)]
+    return [dict(zip(offsets, row, strict=True)) for row in np.stack(columns, axis=1).tolist()]
+
+
+def _samples_for_format(values: np.ndarray, dtype: np.dtype, sample_format: int) -> np.ndarray:
+    """Samples in the dtype segyio writes for the format, refusing integers that would wrap or be cut."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise ValueError(
+                f"Samples span [{values.min()}, {values.max()}], outside the range of format {sample_format} "
+                f"({_SAMPLE_FORMAT_NAMES[sample_format]}: [{info.min}, {info.max}]). Scale them or use format 5."
+            )
+        if values.dtype.kind == "f" and not np.array_equal(values, np.rint(values)):
+            raise ValueError(f"Format {sample_format} stores integers; the samples are not integral.")
+    return np.ascontiguousarray(values, dtype=dtype)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------------------------------------
@@ -299,29 +260,34 @@ def _scaled(metres: np.ndarray | float) -> np.ndarray:
 
 def write_segy_traces(
     path: str | Path,
-    headers: np.ndarray,
-    traces: np.ndarray | Iterator[tuple[np.ndarray, np.ndarray]],
+    headers: TraceHeaders | None,
+    traces: np.ndarray | Iterable[tuple[TraceHeaders, np.ndarray]],
     num_samples: int,
     sample_interval: int,
     sample_format: int = 5,
     textual_header: str | None = None,
     endian: str = "big",
     atomic: bool = True,
+    num_traces: int | None = None,
 ) -> Path:
-    """Writes a SEG-Y file from header records and trace samples (the low-level writer).
+    """Writes a SEG-Y file from trace-header columns and trace samples with segyio (the low-level writer).
 
     Args:
         path: output file.
-        headers: ``(traces,)`` structured array of ``trace_header_dtype()`` (any byte order), or None when
-            ``traces`` is an iterator of ``(headers, samples)`` blocks.
-        traces: ``(traces, num_samples)`` samples, or an iterator of ``(headers, samples)`` blocks so a
+        headers: trace-header columns (segyio ``TraceField`` names -> ``(traces,)`` integers or one value for
+            every trace), or None when ``traces`` is an iterable of ``(headers, samples)`` blocks. Fields not
+            given are 0.
+        traces: ``(traces, num_samples)`` samples, or an iterable of ``(headers, samples)`` blocks so a
             large file is written block by block with bounded memory.
         num_samples: samples per trace.
-        sample_interval: binary-header interval (µs for time, mm for depth).
-        sample_format: SEG-Y format code, see ``encode_samples``.
-        textual_header: 40 lines of text; a minimal one when None.
+        sample_interval: binary-header interval (µs for time, mm for depth), 0..65535.
+        sample_format: SEG-Y format code, any of ``SAMPLE_FORMAT_DTYPES`` (integer formats refuse samples
+            that do not fit).
+        textual_header: 40 lines of text (or exactly 3200 characters); a minimal one when None.
         endian: ``"big"`` (standard) or ``"little"`` (for tests of byte-order detection).
         atomic: write under a temporary name and rename when complete.
+        num_traces: total number of traces; required when ``traces`` is an iterable of blocks (segyio
+            needs the trace count when it creates the file).
 
     Returns:
         The path written.
@@ -329,33 +295,78 @@ def write_segy_traces(
     path = Path(path)
     if endian not in ("big", "little"):
         raise ValueError(f"endian must be 'big' or 'little'. Received: {endian!r}")
-    header_dtype = trace_header_dtype(endian)
-    blocks = [(headers, traces)] if isinstance(traces, np.ndarray) else traces
+    if sample_format not in SAMPLE_FORMAT_DTYPES:
+        raise ValueError(
+            f"Cannot write SEG-Y sample format {sample_format}: supported formats are "
+            f"{', '.join(f'{k} ({v})' for k, v in _SAMPLE_FORMAT_NAMES.items())}."
+        )
+    if num_samples < 1 or not 0 <= sample_interval <= 65535:
+        raise ValueError(
+            "num_samples must be positive and sample_interval fit the 2-byte binary-header field (0..65535). "
+            f"Received: num_samples={num_samples}, sample_interval={sample_interval}."
+        )
+    if isinstance(traces, np.ndarray):
+        if headers is None:
+            raise ValueError("headers are required when traces is an array.")
+        blocks: Iterable[tuple[TraceHeaders, np.ndarray]] = [(headers, traces)]
+        num_traces = len(traces)
+    elif num_traces is None:
+        raise ValueError("num_traces is required when traces is an iterable of (headers, samples) blocks.")
+    else:
+        blocks = traces
     text = _textual_header_bytes(textual_header, [f"SEISINVERT {__version__}", "SEG-Y REV 1"])
-    binary = binary_header_bytes(num_samples, sample_interval, sample_format, endian)
+
+    spec = segyio.spec()  # ilines/xlines stay None: with a tracecount, segyio creates an unstructured file
+    spec.format = sample_format
+    spec.samples = np.arange(num_samples) * (sample_interval / 1000.0)
+    spec.tracecount = num_traces
+    spec.endian = endian
 
     context = atomic_output(path) if atomic else contextlib.nullcontext(path)
-    with context as target, open(target, "wb") as handle:
-        handle.write(text)
-        handle.write(binary)
+    with context as target, segyio.create(target, spec) as segy:
+        # segyio.create writes a default textual header with today's date: replace it (same input, same bytes).
+        segy.text[0] = text
+        segy.bin.update(
+            {
+                segyio.BinField.Traces: 0,
+                segyio.BinField.AuxTraces: 0,
+                segyio.BinField.Interval: sample_interval,
+                segyio.BinField.IntervalOriginal: sample_interval,
+                segyio.BinField.Samples: num_samples,
+                segyio.BinField.SamplesOriginal: num_samples,
+                segyio.BinField.Format: sample_format,
+                segyio.BinField.SortingCode: 1,
+                segyio.BinField.MeasurementSystem: 1,
+                segyio.BinField.SEGYRevision: 1,
+                segyio.BinField.TraceFlag: 1,
+            }
+        )
+        written = 0
         for block_headers, block_samples in blocks:
             block_samples = np.asarray(block_samples)
             if block_samples.ndim != 2 or block_samples.shape[1] != num_samples:
                 raise ValueError(
                     f"Trace samples must be (traces, {num_samples}). Received shape {block_samples.shape}."
                 )
-            if len(block_headers) != len(block_samples):
-                raise ValueError(
-                    f"{len(block_headers)} trace headers for {len(block_samples)} traces: give one header per trace."
-                )
-            encoded = encode_samples(block_samples, sample_format, endian)
-            record = np.zeros(
-                len(block_samples),
-                dtype=[("header", header_dtype), ("samples", encoded.dtype, (num_samples,))],
-            )
-            record["header"] = block_headers.astype(header_dtype)
-            record["samples"] = encoded
-            handle.write(record.tobytes())
+            count = len(block_samples)
+            if written + count > num_traces:
+                raise ValueError(f"More traces than num_traces={num_traces} were given.")
+            if endian == "little":
+                block_headers = {
+                    name: np.asarray(values, dtype=np.int32).byteswap()
+                    if name in _SEGYIO_UNSWAPPED_LITTLE_ENDIAN_FIELDS
+                    else values
+                    for name, values in block_headers.items()
+                }
+            rows = _header_rows(block_headers, count)
+            samples = _samples_for_format(block_samples, segy.dtype, sample_format)
+            # A block's headers, then its samples: segyio writes each straight to disk, and writing a new
+            # file in order is fast where scattered writes are not.
+            segy.header[written : written + count] = rows
+            segy.trace[written : written + count] = samples
+            written += count
+        if written != num_traces:
+            raise ValueError(f"{written} traces were given for num_traces={num_traces}.")
     return path
 
 
@@ -420,10 +431,14 @@ def _check_common(name: str, array: np.ndarray, ndim: int, axes: str, first_mode
     return array
 
 
-def shot_gather_headers(geometry: AcquisitionGeometry, first_model_index: int, num_models: int) -> np.ndarray:
-    """The trace headers ``write_shot_gathers`` writes, ``(models * shots * receivers,)`` in file order.
+def shot_gather_headers(
+    geometry: AcquisitionGeometry, first_model_index: int, num_models: int
+) -> dict[str, np.ndarray]:
+    """The trace headers ``write_shot_gathers`` writes, as columns ``(models * shots * receivers,)`` in file order.
 
-    Public so that tests and tools can build variants (other trace orders, byte orders, broken headers).
+    Keys are segyio ``TraceField`` names (the fields set; all others are 0). Public so that tests and tools
+    can build variants (other trace orders, byte orders, broken headers) and write them with
+    ``write_segy_traces``.
     """
     num_shots, num_receivers = geometry.num_sources, geometry.num_receivers
     sources_m = geometry.source_positions_m()  # (shots, 2): depth_m, x_m
@@ -435,27 +450,29 @@ def shot_gather_headers(geometry: AcquisitionGeometry, first_model_index: int, n
     )
     model, shot, receiver = model.ravel(), shot.ravel(), receiver.ravel()
     model_index = first_model_index + model
-    headers = np.zeros(model.size, dtype=trace_header_dtype("big"))
-    headers["TRACE_SEQUENCE_LINE"] = np.arange(1, model.size + 1)
-    headers["TRACE_SEQUENCE_FILE"] = np.arange(1, model.size + 1)
-    headers["FieldRecord"] = model_index * num_shots + shot + 1
-    headers["TraceNumber"] = receiver + 1
-    headers["EnergySourcePoint"] = shot + 1
-    headers["TraceIdentificationCode"] = 1
-    headers["SourceX"] = source_x[shot]
-    headers["GroupX"] = group_x[receiver]
-    headers["offset"] = group_x[receiver] - source_x[shot]
-    # Midpoint; integer halving keeps it exact for even sums and deterministic otherwise.
-    headers["CDP_X"] = (source_x[shot] + group_x[receiver]) // 2
-    headers["SourceDepth"] = _scaled(sources_m[:, 0])[shot]
-    headers["ReceiverGroupElevation"] = -_scaled(receivers_m[:, 0])[receiver]
-    headers["ElevationScalar"] = COORDINATE_SCALAR
-    headers["SourceGroupScalar"] = COORDINATE_SCALAR
-    headers["CoordinateUnits"] = 1
-    headers["TRACE_SAMPLE_COUNT"] = geometry.num_samples
-    headers["TRACE_SAMPLE_INTERVAL"] = int(round(geometry.sample_interval_s * 1e6))
-    headers[MODEL_ID_FIELD] = model_index + 1
-    return headers
+    count = model.size
+    sequence = np.arange(1, count + 1)
+    return {
+        "TRACE_SEQUENCE_LINE": sequence,
+        "TRACE_SEQUENCE_FILE": sequence.copy(),
+        "FieldRecord": model_index * num_shots + shot + 1,
+        "TraceNumber": receiver + 1,
+        "EnergySourcePoint": shot + 1,
+        "TraceIdentificationCode": np.full(count, 1),
+        "offset": group_x[receiver] - source_x[shot],
+        "ReceiverGroupElevation": -_scaled(receivers_m[:, 0])[receiver],
+        "SourceDepth": _scaled(sources_m[:, 0])[shot],
+        "ElevationScalar": np.full(count, COORDINATE_SCALAR),
+        "SourceGroupScalar": np.full(count, COORDINATE_SCALAR),
+        "SourceX": source_x[shot],
+        "GroupX": group_x[receiver],
+        "CoordinateUnits": np.full(count, 1),
+        "TRACE_SAMPLE_COUNT": np.full(count, geometry.num_samples),
+        "TRACE_SAMPLE_INTERVAL": np.full(count, int(round(geometry.sample_interval_s * 1e6))),
+        # Midpoint; integer halving keeps it exact for even sums and deterministic otherwise.
+        "CDP_X": (source_x[shot] + group_x[receiver]) // 2,
+        MODEL_ID_FIELD: model_index + 1,
+    }
 
 
 def write_shot_gathers(
@@ -466,7 +483,7 @@ def write_shot_gathers(
     textual_header: str | None = None,
     sample_format: int = 5,
 ) -> Path:
-    """Writes the shot gathers of consecutive velocity models to one prestack SEG-Y file.
+    """Writes the shot gathers of consecutive velocity models to one prestack SEG-Y file (with segyio).
 
     Traces are ordered model, shot, receiver; the header conventions are in the module docstring. The
     file is written under a temporary name and renamed when complete; the same input gives the same bytes.
@@ -480,14 +497,13 @@ def write_shot_gathers(
             ``first_model_index + m + 1``.
         textual_header: extra lines (at most 36, each cut to 76 characters) placed above the generated
             description of content, geometry and header bytes.
-        sample_format: 5 (IEEE float, default, exact) or 1 (IBM float, ~7 significant digits).
+        sample_format: 5 (IEEE float, default, exact) or 1 (IBM float, converted by segyio; about 6
+            significant digits).
 
     Returns:
         The path written.
     """
-    seismic = _check_common(
-        "seismic", seismic, 4, "(models, shots, time, receivers)", first_model_index
-    )
+    seismic = _check_common("seismic", seismic, 4, "(models, shots, time, receivers)", first_model_index)
     num_models, num_shots, num_samples, num_receivers = seismic.shape
     expected = (geometry.num_sources, geometry.num_samples, geometry.num_receivers)
     if (num_shots, num_samples, num_receivers) != expected:
@@ -507,19 +523,19 @@ def write_shot_gathers(
     _check_short("sample_interval_us", interval_us, "The sample interval in microseconds")
     _check_short("num_samples", num_samples, "The number of samples")
 
-    headers = shot_gather_headers(geometry, first_model_index, 1)
+    template = shot_gather_headers(geometry, first_model_index, 1)
     traces_per_model = num_shots * num_receivers
 
-    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def blocks():
         for model in range(num_models):
-            block = headers.copy()
-            block["TRACE_SEQUENCE_LINE"] += model * traces_per_model
-            block["TRACE_SEQUENCE_FILE"] += model * traces_per_model
-            block["FieldRecord"] += model * num_shots
-            block[MODEL_ID_FIELD] += model
+            headers = dict(template)
+            headers["TRACE_SEQUENCE_LINE"] = template["TRACE_SEQUENCE_LINE"] + model * traces_per_model
+            headers["TRACE_SEQUENCE_FILE"] = headers["TRACE_SEQUENCE_LINE"]
+            headers["FieldRecord"] = template["FieldRecord"] + model * num_shots
+            headers[MODEL_ID_FIELD] = template[MODEL_ID_FIELD] + model
             # (shots, time, receivers) -> (shots, receivers, time): one row per trace.
-            samples = np.ascontiguousarray(np.asarray(seismic[model], dtype=np.float32).transpose(0, 2, 1))
-            yield block, samples.reshape(traces_per_model, num_samples)
+            samples = np.asarray(seismic[model], dtype=np.float32).transpose(0, 2, 1)
+            yield headers, samples.reshape(traces_per_model, num_samples)
 
     lines = _shot_textual_lines(geometry, first_model_index, num_models, sample_format)
     return write_segy_traces(
@@ -530,6 +546,7 @@ def write_shot_gathers(
         sample_interval=interval_us,
         sample_format=sample_format,
         textual_header=format_textual_header(_with_user_lines(textual_header, lines)),
+        num_traces=num_models * traces_per_model,
     )
 
 
@@ -540,7 +557,7 @@ def write_velocity_models(
     first_model_index: int,
     textual_header: str | None = None,
 ) -> Path:
-    """Writes velocity models to one SEG-Y file: one trace per lateral position, depth down the trace.
+    """Writes velocity models to one SEG-Y file (with segyio): one trace per lateral position, depth down it.
 
     Args:
         path: output ``.segy`` file.
@@ -562,29 +579,32 @@ def write_velocity_models(
     _check_short("grid_spacing_mm", spacing_mm, "The grid spacing in millimetres (at most 32.767 m)")
     _check_short("depth_cells", depth_cells, "The number of depth cells")
 
-    template = np.zeros(x_cells, dtype=trace_header_dtype("big"))
     x_cm = _scaled(np.arange(x_cells) * float(grid_spacing_m))
-    template["TraceNumber"] = np.arange(1, x_cells + 1)
-    template["SourceX"] = x_cm
-    template["GroupX"] = x_cm
-    template["CDP_X"] = x_cm
-    template["SourceGroupScalar"] = COORDINATE_SCALAR
-    template["ElevationScalar"] = COORDINATE_SCALAR
-    template["CoordinateUnits"] = 1
-    template["TRACE_SAMPLE_COUNT"] = depth_cells
-    template["TRACE_SAMPLE_INTERVAL"] = spacing_mm
+    template = {
+        "TraceNumber": np.arange(1, x_cells + 1),
+        "SourceX": x_cm,
+        "GroupX": x_cm,
+        "CDP_X": x_cm,
+        "SourceGroupScalar": COORDINATE_SCALAR,
+        "ElevationScalar": COORDINATE_SCALAR,
+        "CoordinateUnits": 1,
+        "TRACE_SAMPLE_COUNT": depth_cells,
+        "TRACE_SAMPLE_INTERVAL": spacing_mm,
+    }
 
-    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def blocks():
         for model in range(num_models):
             model_id = first_model_index + model + 1
-            headers = template.copy()
             sequence = model * x_cells + np.arange(1, x_cells + 1)
-            headers["TRACE_SEQUENCE_LINE"] = sequence
-            headers["TRACE_SEQUENCE_FILE"] = sequence
-            headers["FieldRecord"] = model_id
-            headers[MODEL_ID_FIELD] = model_id
+            headers = {
+                **template,
+                "TRACE_SEQUENCE_LINE": sequence,
+                "TRACE_SEQUENCE_FILE": sequence,
+                "FieldRecord": model_id,
+                MODEL_ID_FIELD: model_id,
+            }
             # (depth, x) -> (x, depth): one trace per x position.
-            yield headers, np.ascontiguousarray(np.asarray(velocity_mps[model], dtype=np.float32).T)
+            yield headers, np.asarray(velocity_mps[model], dtype=np.float32).T
 
     lines = [
         f"SEISINVERT {__version__} - DEEP-LEARNING SEISMIC VELOCITY INVERSION",
@@ -612,19 +632,13 @@ def write_velocity_models(
         sample_interval=spacing_mm,
         sample_format=5,
         textual_header=format_textual_header(_with_user_lines(textual_header, lines)),
+        num_traces=num_models * x_cells,
     )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading
 # ----------------------------------------------------------------------------------------------------------
-
-#: numpy dtypes of the sample formats segyio 1.9 reads (1, IBM float, is decoded from uint32 words).
-READ_SAMPLE_DTYPES = {
-    1: "u4", 2: "i4", 3: "i2", 5: "f4", 6: "f8", 8: "i1", 9: "i8", 10: "u4", 11: "u2", 12: "u8", 16: "u1"
-}
-#: Format codes that exist in the standard but that segyio (and so this project) cannot decode.
-UNSUPPORTED_SAMPLE_FORMATS = {4: "4-byte fixed point with gain", 7: "3-byte signed integer", 15: "3-byte unsigned integer"}
 
 #: Trace-header columns kept by ``scan_segy`` (plus any extra ones asked for).
 SCAN_FIELDS = (
@@ -649,7 +663,7 @@ SCAN_FIELDS = (
     "UnassignedInt1",
 )
 
-#: Bytes read at a time while scanning headers or reading traces: bounds memory whatever the file size.
+#: Samples asked of segyio at a time by ``read_traces``: bounds memory whatever the file size.
 READ_BLOCK_BYTES = 32 * 2**20
 
 
@@ -670,12 +684,26 @@ def _binary_values(binary: bytes, order: str) -> dict[str, int]:
     }
 
 
+def _first_trace_sample_count(head: bytes, order: str) -> int:
+    """``TRACE_SAMPLE_COUNT`` (bytes 115-116) of the first trace header."""
+    start = TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + 114
+    return int(np.frombuffer(head[start : start + 2], dtype=f"{order}u2")[0])
+
+
+def _format_bytes(sample_format: int) -> int:
+    if sample_format in SAMPLE_FORMAT_DTYPES:
+        return np.dtype(SAMPLE_FORMAT_DTYPES[sample_format]).itemsize
+    return _UNSUPPORTED_FORMAT_BYTES[sample_format]
+
+
 def detect_endianness(path: str | Path) -> str:
     """Detects the byte order of a SEG-Y file from the plausibility of its headers in both orders.
 
-    A byte order is plausible when the binary header's format code is a known SEG-Y sample format and a
-    sample count can be found (binary header, else the first trace header); among plausible orders the one
-    whose trace length divides the file size wins, then big-endian (the standard).
+    segyio does not detect it (a little-endian file opened as big-endian fails with "trace count
+    inconsistent with file size"). A byte order is plausible when the binary header's format code is a
+    known SEG-Y sample format and a sample count can be found (binary header, else the first trace header);
+    among plausible orders the one whose trace length divides the file size wins, then big-endian (the
+    standard).
 
     Returns:
         ``"big"`` or ``"little"``.
@@ -686,7 +714,9 @@ def detect_endianness(path: str | Path) -> str:
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
-        raise SegyFormatError(f"{path} is empty (0 bytes): re-copy or re-export it, or remove it from the inputs.")
+        raise SegyFormatError(
+            f"{path} is empty (0 bytes): re-copy or re-export it, or remove it from the inputs."
+        )
     if size < TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES:
         raise SegyFormatError(
             f"{path} is not a SEG-Y file: it has {size} bytes, fewer than the 3840 of a textual header, a binary "
@@ -699,17 +729,18 @@ def detect_endianness(path: str | Path) -> str:
     described = []
     for endian, order in (("big", ">"), ("little", "<")):
         values = _binary_values(binary, order)
-        trace_samples = int(np.frombuffer(head[3600 + 114 : 3600 + 116], dtype=f"{order}u2")[0])
-        samples = values["samples"] or trace_samples
+        samples = values["samples"] or _first_trace_sample_count(head, order)
         described.append(f"{endian}-endian: format {values['format']}, {samples} samples")
-        known = values["format"] in READ_SAMPLE_DTYPES or values["format"] in UNSUPPORTED_SAMPLE_FORMATS
+        known = values["format"] in SAMPLE_FORMAT_DTYPES or values["format"] in UNSUPPORTED_SAMPLE_FORMATS
         if not known or samples == 0 or values["extended_headers"] < 0:
             continue
-        bytes_per_sample = SAMPLE_FORMAT_BYTES.get(values["format"]) or np.dtype(
-            READ_SAMPLE_DTYPES.get(values["format"], "u4")
-        ).itemsize
-        data = size - TEXTUAL_HEADER_BYTES - BINARY_HEADER_BYTES - TEXTUAL_HEADER_BYTES * values["extended_headers"]
-        divides = data > 0 and data % (TRACE_HEADER_BYTES + samples * bytes_per_sample) == 0
+        data = (
+            size
+            - TEXTUAL_HEADER_BYTES
+            - BINARY_HEADER_BYTES
+            - TEXTUAL_HEADER_BYTES * values["extended_headers"]
+        )
+        divides = data > 0 and data % (TRACE_HEADER_BYTES + samples * _format_bytes(values["format"])) == 0
         candidates.append((not divides, endian != "big", endian))
     if not candidates:
         raise SegyFormatError(
@@ -719,9 +750,26 @@ def detect_endianness(path: str | Path) -> str:
     return min(candidates)[2]
 
 
+def open_segy(path: str | Path, endian: str) -> segyio.SegyFile:
+    """Opens a prestack file with segyio (``ignore_geometry=True``, memory-mapped) in the given byte order.
+
+    Raises:
+        SegyFormatError: segyio cannot open it; the message names the file and the byte order.
+    """
+    try:
+        segy = segyio.open(path, ignore_geometry=True, endian=endian)
+    except RuntimeError as error:
+        raise SegyFormatError(
+            f"{path} could not be opened by segyio as {endian}-endian SEG-Y ({error}). Check that the file is "
+            "complete and uses one byte order throughout."
+        ) from None
+    segy.mmap()  # False when the file cannot be mapped; segyio then reads through the file handle
+    return segy
+
+
 @dataclasses.dataclass
 class SegyScan:
-    """What ``scan_segy`` learns about a SEG-Y file without reading its samples.
+    """What ``scan_segy`` learns about a SEG-Y file without reading its samples; reads them on request.
 
     Attributes:
         path: the file.
@@ -730,10 +778,10 @@ class SegyScan:
         num_traces: number of traces.
         num_samples: samples per trace.
         sample_interval: binary-header interval (µs for time data; mm for this project's velocity files).
-        textual_header: the 3200-character textual header decoded to ASCII (EBCDIC detected).
+        textual_header: the 3200-character textual header decoded to ASCII (EBCDIC or ASCII).
         headers: trace-header columns, ``(num_traces,)`` int32 arrays keyed by segyio ``TraceField`` names.
         data_offset: byte offset of the first trace.
-        sha256: SHA-256 of the whole file (computed while the headers are read, so the file is read once).
+        sha256: SHA-256 of the whole file ("" when not computed).
         repairs: warnings about repairs made while scanning (e.g. sample count 0 in the trace headers).
     """
 
@@ -748,10 +796,12 @@ class SegyScan:
     data_offset: int
     sha256: str = ""
     repairs: list[str] = dataclasses.field(default_factory=list)
+    _segy: segyio.SegyFile | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def sample_dtype(self) -> np.dtype:
-        return np.dtype(("<" if self.endian == "little" else ">") + READ_SAMPLE_DTYPES[self.sample_format])
+        """The dtype segyio returns for the samples (float32 for IBM floats)."""
+        return np.dtype(SAMPLE_FORMAT_DTYPES[self.sample_format])
 
     @property
     def trace_bytes(self) -> int:
@@ -783,74 +833,90 @@ class SegyScan:
         # "+ 0.0" turns -0.0 into 0.0, so surface receivers print and compare as depth 0.
         return -self.coordinates_m("ReceiverGroupElevation", "ElevationScalar") + 0.0
 
-    def read_traces(self, indices: np.ndarray | slice) -> np.ndarray:
-        """Reads traces as float32, ``(len(indices), num_samples)``, in the order given.
+    def open(self) -> segyio.SegyFile:
+        """The segyio handle (opened and memory-mapped on first use; ``close`` releases it)."""
+        if self._segy is None:
+            self._segy = open_segy(self.path, self.endian)
+        return self._segy
 
-        Reads runs of consecutive traces with one system call each through a buffer, so memory is the
-        size of the result, not of the file. Integer formats are cast to float32 (exact up to 2**24),
-        IBM floats decoded.
+    def close(self) -> None:
+        """Closes the segyio handle, unmapping the file (a later read opens it again)."""
+        if self._segy is not None:
+            self._segy.close()
+            self._segy = None
+
+    def __enter__(self) -> SegyScan:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def read_traces(self, indices: np.ndarray | slice) -> np.ndarray:
+        """Reads traces with segyio as float32, ``(len(indices), num_samples)``, in the order given.
+
+        Runs of consecutive traces are read with one ``f.trace.raw[start:stop]`` each (at most
+        ``READ_BLOCK_BYTES`` at a time), so memory is the size of the result, not of the file. When the
+        indices are one run in file order (a sorted file), segyio's array is returned as it is (float
+        formats) or cast once (integer formats, exact up to 2**24).
         """
         if isinstance(indices, slice):
             indices = np.arange(self.num_traces)[indices]
         indices = np.asarray(indices, dtype=np.int64)
-        record = np.dtype([("header", "V240"), ("samples", self.sample_dtype, (self.num_samples,))])
-        result = np.empty((len(indices), self.num_samples), dtype=np.float32)
         if len(indices) == 0:
-            return result
+            return np.empty((0, self.num_samples), dtype=np.float32)
         if indices.min() < 0 or indices.max() >= self.num_traces:
             raise IndexError(f"Trace indices must lie in 0..{self.num_traces - 1} for {self.path}.")
-        order = np.argsort(indices, kind="stable")
-        sorted_indices = indices[order]
-        # The common case (a sorted file): traces wanted in file order, decoded straight into the result.
-        in_order = bool(np.all(order[1:] > order[:-1])) if len(order) > 1 else True
-        # Runs of consecutive trace numbers, each read in one go (bounded by READ_BLOCK_BYTES).
-        breaks = np.flatnonzero(np.diff(sorted_indices) != 1) + 1
+        raw = self.open().trace.raw
         max_run = max(1, READ_BLOCK_BYTES // self.trace_bytes)
-        with open(self.path, "rb", buffering=0) as handle:
+        try:
+            first = int(indices[0])
+            if len(indices) <= max_run and np.all(np.diff(indices) == 1):
+                return raw[first : first + len(indices)].astype(np.float32, copy=False)
+            result = np.empty((len(indices), self.num_samples), dtype=np.float32)
+            order = np.argsort(indices, kind="stable")
+            sorted_indices = indices[order]
+            in_order = bool(np.all(order[1:] > order[:-1]))
+            breaks = np.flatnonzero(np.diff(sorted_indices) != 1) + 1
             position = 0
             for run in np.split(sorted_indices, breaks):
                 for start in range(0, len(run), max_run):
-                    first = int(run[start])
-                    count = min(max_run, len(run) - start)
-                    buffer = np.empty(count, dtype=record)
-                    handle.seek(self.data_offset + first * self.trace_bytes)
-                    read = handle.readinto(memoryview(buffer).cast("B"))
-                    if read != buffer.nbytes:
-                        raise SegyFormatError(
-                            f"{self.path} ended while reading trace {first + 1 + read // self.trace_bytes}: "
-                            "the file was truncated after it was scanned. Re-copy it and run again."
-                        )
-                    if in_order:
-                        self._decode_into(buffer["samples"], result[position : position + count])
-                    else:
-                        result[order[position : position + count]] = self._decode(buffer["samples"])
+                    first, count = int(run[start]), min(max_run, len(run) - start)
+                    where = (
+                        slice(position, position + count) if in_order else order[position : position + count]
+                    )
+                    result[where] = raw[first : first + count]
                     position += count
-        return result
-
-    def _decode_into(self, samples: np.ndarray, out: np.ndarray) -> None:
-        if self.sample_format == 1:
-            out[...] = ibm_to_ieee(samples)
-        else:
-            out[...] = samples  # one pass: byte swap and cast
-
-    def _decode(self, samples: np.ndarray) -> np.ndarray:
-        if self.sample_format == 1:
-            return ibm_to_ieee(samples).astype(np.float32)
-        return samples.astype(np.float32)
+            return result
+        except (RuntimeError, OSError) as error:
+            raise SegyFormatError(
+                f"{self.path}: segyio failed reading traces {int(indices.min()) + 1}-{int(indices.max()) + 1} "
+                f"({error}). The file may have changed after it was scanned: re-copy it and run again."
+            ) from None
 
 
 def scale_factors(scalars: np.ndarray) -> np.ndarray:
     """SEG-Y coordinate scalars to multipliers: positive multiplies, negative divides, 0 means 1."""
     scalars = np.asarray(scalars, dtype=np.float64)
-    return np.where(scalars > 0, scalars, np.where(scalars < 0, -1.0 / np.where(scalars < 0, scalars, -1), 1.0))
+    return np.where(
+        scalars > 0, scalars, np.where(scalars < 0, -1.0 / np.where(scalars < 0, scalars, -1), 1.0)
+    )
 
 
-def decode_textual_header(raw: bytes) -> str:
-    """Decodes a textual header: EBCDIC (the standard) or ASCII, whichever reads as text."""
-    ascii_printable = sum(32 <= byte < 127 for byte in raw)
-    if ascii_printable >= 0.9 * len(raw):
-        return raw.decode("ascii", errors="replace")
-    return raw.decode("cp037", errors="replace")
+def decode_textual_header(raw: bytes, segyio_text: bytes) -> str:
+    """The textual header as text: ``raw`` (the file's 3200 bytes) when it is ASCII, else segyio's decoding.
+
+    segyio (``f.text[0]``) always decodes from EBCDIC, the standard, which garbles the ASCII textual
+    headers some exporters write.
+    """
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    ascii_printable = np.count_nonzero((codes >= 32) & (codes < 127))
+    text = raw if ascii_printable >= 0.9 * len(raw) else segyio_text
+    return bytes(text).decode("ascii", errors="replace")
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def scan_segy(
@@ -859,22 +925,22 @@ def scan_segy(
     sample_interval_override: float | None = None,
     compute_sha256: bool = True,
 ) -> SegyScan:
-    """Reads the headers of a SEG-Y file (not its samples) and checks that the file is consistent.
+    """Reads the headers of a SEG-Y file (not its samples) with segyio and checks that they are consistent.
 
-    The byte order is detected (``detect_endianness``); the sample count comes from the binary header,
-    else from the first trace header; the sample interval from the binary header, else from the trace
-    headers, else from ``sample_interval_override``. segyio opens the file to confirm the layout when the
-    binary header is complete.
+    The byte order is detected (``detect_endianness``) and the layout checked before segyio opens the file,
+    so a bad file gets a message that names it and says what to do. The sample count comes from the binary
+    header (as in segyio); the sample interval from the binary header, else from the trace headers, else
+    from ``sample_interval_override``.
 
     Args:
         path: a SEG-Y file.
         extra_fields: trace-header fields to keep besides ``SCAN_FIELDS`` (segyio ``TraceField`` names).
         sample_interval_override: interval (binary-header units) to use when no header gives one.
-        compute_sha256: hash the file while reading its headers (``SegyScan.sha256`` is "" otherwise;
-            ingest hashes in a background thread instead, overlapping the hash with its writing).
+        compute_sha256: hash the whole file (``SegyScan.sha256`` is "" otherwise; ingest hashes in a
+            background thread instead, overlapping the hash with its writing).
 
     Returns:
-        A ``SegyScan``.
+        A ``SegyScan`` (with no open handle: ``read_traces`` opens one, ``close`` releases it).
 
     Raises:
         SegyFormatError: empty, truncated, not SEG-Y, unsupported format, inconsistent sample counts,
@@ -887,53 +953,64 @@ def scan_segy(
     with open(path, "rb") as handle:
         head = handle.read(TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES)
     binary = _binary_values(head[TEXTUAL_HEADER_BYTES : TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES], order)
-    first_header = np.frombuffer(head[3600:3840], dtype=trace_header_dtype(endian))[0]
     repairs: list[str] = []
 
     sample_format = binary["format"]
     if sample_format in UNSUPPORTED_SAMPLE_FORMATS:
         raise SegyFormatError(
             f"{path} stores samples in format {sample_format} ({UNSUPPORTED_SAMPLE_FORMATS[sample_format]}), "
-            "which segyio cannot decode. Convert it to IEEE float (format 5), e.g. with segyio or SU's segyread."
+            "which segyio cannot decode. Convert it to IEEE float (format 5), e.g. with SU's segyread/segywrite."
         )
     num_samples = binary["samples"]
     if num_samples == 0:
-        num_samples = int(first_header["TRACE_SAMPLE_COUNT"])
-        repairs.append(
-            f"{path}: the binary header's sample count (byte 3221) is 0; used {num_samples} from the first trace "
-            "header."
+        from_trace = _first_trace_sample_count(head, order)
+        raise SegyFormatError(
+            f"{path}: the binary header's sample count (bytes 3221-3222) is 0; the first trace header says "
+            f"{from_trace}. segyio takes the count from the binary header only, so the file cannot be read as "
+            f"it is. Fix a copy, e.g. python -c \"import struct; f = open('COPY.segy', 'r+b'); f.seek(3220); "
+            f"f.write(struct.pack('{order}H', {from_trace}))\", and ingest the copy."
         )
-    data_offset = TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TEXTUAL_HEADER_BYTES * binary["extended_headers"]
-    sample_bytes = np.dtype(READ_SAMPLE_DTYPES[sample_format]).itemsize
+    data_offset = (
+        TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TEXTUAL_HEADER_BYTES * binary["extended_headers"]
+    )
+    sample_bytes = _format_bytes(sample_format)
     trace_bytes = TRACE_HEADER_BYTES + num_samples * sample_bytes
     data_bytes = size - data_offset
     if data_bytes <= 0:
-        raise SegyFormatError(f"{path} holds headers but no traces: remove it from the inputs or re-export it.")
+        raise SegyFormatError(
+            f"{path} holds headers but no traces: remove it from the inputs or re-export it."
+        )
     num_traces, leftover = divmod(data_bytes, trace_bytes)
     if leftover:
         raise SegyFormatError(
             f"{path} is truncated or has variable-length traces: after {num_traces} complete traces of "
             f"{trace_bytes} bytes ({num_samples} samples of {sample_bytes} bytes + 240-byte header), trace "
             f"{num_traces + 1} has only {leftover} bytes. Re-copy or re-export the file; if only the end was "
-            "lost, cut it to whole traces with segyio and ingest that copy."
+            "lost, cut it to whole traces (a multiple of the trace size after the headers) and ingest that copy."
         )
 
-    if binary["samples"]:
-        # segyio is the reference reader: if it cannot open the file with this byte order, neither should we.
-        try:
-            with segyio.open(path, ignore_geometry=True, endian=endian) as segy:
+    fields = list(dict.fromkeys([*SCAN_FIELDS, *extra_fields]))
+    unknown = [name for name in fields if name not in segyio.tracefield.keys]
+    if unknown:
+        raise UserError(
+            f"Unknown trace-header field(s) {unknown}; use segyio TraceField names such as 'FieldRecord'."
+        )
+    # int32 holds every 2- and 4-byte field (it is what f.attributes returns).
+    headers = {name: np.empty(num_traces, dtype=np.int32) for name in fields}
+    per_block = max(1, READ_BLOCK_BYTES // trace_bytes)
+    for start in range(0, num_traces, per_block):
+        stop = min(start + per_block, num_traces)
+        # A fresh mapping per block: SEG-Y interleaves headers and samples, so reading the headers touches
+        # nearly every page, and a mapping kept for the whole file would hold all of them.
+        with contextlib.closing(open_segy(path, endian)) as segy:
+            if start == 0:
                 if segy.tracecount != num_traces:
                     raise SegyFormatError(
                         f"{path}: segyio counts {segy.tracecount} traces, the file size implies {num_traces}."
                     )
-        except RuntimeError as error:
-            raise SegyFormatError(f"{path} could not be opened by segyio as {endian}-endian SEG-Y: {error}") from None
-
-    fields = list(dict.fromkeys([*SCAN_FIELDS, *extra_fields]))
-    unknown = [name for name in fields if name not in TRACE_FIELD_SIZES]
-    if unknown:
-        raise UserError(f"Unknown trace-header field(s) {unknown}; use segyio TraceField names such as 'FieldRecord'.")
-    headers, sha256 = _read_header_columns(path, endian, data_offset, trace_bytes, num_traces, fields, compute_sha256)
+                textual_header = decode_textual_header(head[:TEXTUAL_HEADER_BYTES], segy.text[0])
+            for name in fields:
+                headers[name][start:stop] = segy.attributes(segyio.tracefield.keys[name])[start:stop]
 
     counts = headers["TRACE_SAMPLE_COUNT"]
     if not counts.any():
@@ -958,7 +1035,9 @@ def scan_segy(
         nonzero = trace_intervals[trace_intervals > 0]
         if nonzero.size:
             interval = float(nonzero[0])
-            repairs.append(f"{path}: the binary header's sample interval is 0; used {interval:g} from the trace headers.")
+            repairs.append(
+                f"{path}: the binary header's sample interval is 0; used {interval:g} from the trace headers."
+            )
         elif sample_interval_override:
             interval = float(sample_interval_override)
             repairs.append(f"{path}: no header gives a sample interval; used the configured {interval:g}.")
@@ -976,47 +1055,12 @@ def scan_segy(
         num_traces=int(num_traces),
         num_samples=int(num_samples),
         sample_interval=interval,
-        textual_header=decode_textual_header(head[:TEXTUAL_HEADER_BYTES]),
+        textual_header=textual_header,
         headers=headers,
         data_offset=data_offset,
-        sha256=sha256,
+        sha256=_file_sha256(path) if compute_sha256 else "",
         repairs=repairs,
     )
-
-
-def _read_header_columns(
-    path: Path,
-    endian: str,
-    data_offset: int,
-    trace_bytes: int,
-    num_traces: int,
-    fields: Sequence[str],
-    compute_sha256: bool = True,
-) -> tuple[dict[str, np.ndarray], str]:
-    """Header columns as int32 arrays and the file's SHA-256, reading the file in bounded blocks.
-
-    SEG-Y interleaves headers and samples, so reading every header reads (nearly) every page of the file
-    anyway: hashing the same blocks costs no extra I/O.
-    """
-    header_dtype = trace_header_dtype(endian)
-    record = np.dtype([("header", header_dtype), ("samples", "V", trace_bytes - TRACE_HEADER_BYTES)])
-    # int32 holds every 2- and 4-byte field and halves the per-trace bookkeeping of a large file.
-    columns = {name: np.empty(num_traces, dtype=np.int32) for name in fields}
-    per_block = max(1, READ_BLOCK_BYTES // trace_bytes)
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
-        digest.update(handle.read(data_offset))
-        for start in range(0, num_traces, per_block):
-            count = min(per_block, num_traces - start)
-            buffer = np.empty(count, dtype=record)
-            view = memoryview(buffer).cast("B")
-            if handle.readinto(view) != buffer.nbytes:
-                raise SegyFormatError(f"{path} ended early while reading trace headers near trace {start + 1}.")
-            if compute_sha256:
-                digest.update(view)
-            for name in fields:
-                columns[name][start : start + count] = buffer["header"][name]
-    return columns, digest.hexdigest() if compute_sha256 else ""
 
 
 def read_segy(path: str | Path) -> tuple[np.ndarray, SegyScan]:
@@ -1024,5 +1068,5 @@ def read_segy(path: str | Path) -> tuple[np.ndarray, SegyScan]:
 
     For small files and tools; ``data_prep.ingest`` streams instead.
     """
-    scan = scan_segy(path)
-    return scan.read_traces(slice(None)), scan
+    with scan_segy(path) as scan:
+        return scan.read_traces(slice(None)), scan

@@ -5,6 +5,10 @@ samples, the value of (model m, shot s, receiver r, time sample t) is its linear
 ``((m * shots + s) * receivers + r) * samples + t`` plus ``VALUE_OFFSET``. Reading the value back tells
 exactly which model, shot, receiver and sample landed where, so an assertion checks the indexing itself.
 Every value is an integer below 2**24 (exact in float32 and IBM float), and tiny fixtures fit int8.
+
+Every SEG-Y fixture is written by segyio (through ``data_prep.segy_io``). Damaged files are made by editing
+the bytes of a segyio-written file afterwards (``replace_binary_header``, ``set_binary_sample_count``;
+tests truncate files themselves), never by a second writer.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import numpy as np
 
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import (
+    BINARY_HEADER_BYTES,
+    TEXTUAL_HEADER_BYTES,
     shot_gather_headers,
     write_segy_traces,
     write_shot_gathers,
@@ -53,7 +59,10 @@ def encoded_seismic(num_models: int, geometry: AcquisitionGeometry, first_model:
     """``(models, shots, time, receivers)`` float32 whose values encode (model, shot, receiver, sample)."""
     shots, samples, receivers = geometry.num_sources, geometry.num_samples, geometry.num_receivers
     model, shot, time, receiver = np.meshgrid(
-        np.arange(first_model, first_model + num_models), np.arange(shots), np.arange(samples), np.arange(receivers),
+        np.arange(first_model, first_model + num_models),
+        np.arange(shots),
+        np.arange(samples),
+        np.arange(receivers),
         indexing="ij",
     )
     values = ((model * shots + shot) * receivers + receiver) * samples + time + VALUE_OFFSET
@@ -90,19 +99,21 @@ def write_fixture(
     trace_order: np.ndarray | None = None,
     edit_headers=None,
 ) -> Path:
-    """Writes shot gathers with the project's headers in any format, byte order and trace order.
+    """Writes shot gathers with the project's headers in any format, byte order and trace order (segyio).
 
     Args:
         seismic: ``(models, shots, time, receivers)``.
-        trace_order: a permutation of the ``models * shots * receivers`` traces (file position -> trace).
-        edit_headers: ``callable(headers)`` that modifies the structured header array in place (after the
-            reordering), to break the file on purpose.
+        trace_order: file position -> trace: a permutation (or a subset) of the ``models * shots *
+            receivers`` traces.
+        edit_headers: ``callable(headers)`` that modifies the header columns (a dict of segyio
+            ``TraceField`` name -> array, after the reordering) in place, to break the file on purpose.
     """
     num_models = len(seismic)
     headers = shot_gather_headers(geometry, first_model, num_models)
     traces = np.ascontiguousarray(seismic.transpose(0, 1, 3, 2)).reshape(-1, geometry.num_samples)
     if trace_order is not None:
-        headers, traces = headers[trace_order], traces[trace_order]
+        headers = {name: values[trace_order] for name, values in headers.items()}
+        traces = traces[trace_order]
     if edit_headers is not None:
         edit_headers(headers)
     return write_segy_traces(
@@ -114,6 +125,26 @@ def write_fixture(
         sample_format=sample_format,
         endian=endian,
     )
+
+
+def replace_binary_header(path: str | Path, source: str | Path) -> Path:
+    """Copies the 400-byte binary header of ``source`` into ``path`` (e.g. a big-endian one into a
+    little-endian file, for a file with mixed byte orders)."""
+    path = Path(path)
+    header = slice(TEXTUAL_HEADER_BYTES, TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES)
+    data = bytearray(path.read_bytes())
+    data[header] = Path(source).read_bytes()[header]
+    path.write_bytes(bytes(data))
+    return path
+
+
+def set_binary_sample_count(path: str | Path, count: int, endian: str = "big") -> Path:
+    """Overwrites the binary header's sample count (bytes 3221-3222) of a written file."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    data[3220:3222] = int(count).to_bytes(2, endian)
+    path.write_bytes(bytes(data))
+    return path
 
 
 def write_synthetic_folder(
@@ -141,7 +172,9 @@ def write_synthetic_folder(
         models = f"{family}_velocity_{first:06d}-{last:06d}.segy"
         write_velocity_models(folder / models, velocity[first : last + 1], geometry.grid_spacing_m, first)
         write_shot_gathers(folder / shots, seismic[first : last + 1], geometry, first)
-        files.append({"shots": shots, "velocity": models, "first_model": first, "num_models": last - first + 1})
+        files.append(
+            {"shots": shots, "velocity": models, "first_model": first, "num_models": last - first + 1}
+        )
     manifest = {
         "format": "seisinvert-synthetic-survey",
         "format_version": 1,
@@ -158,13 +191,17 @@ def write_synthetic_folder(
     return folder, seismic, velocity
 
 
-def write_openfwi_pair(folder: str | Path, index: int, num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def write_openfwi_pair(
+    folder: str | Path, index: int, num_samples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``data{index}.npy`` (N, 5, 1000, 70) and ``model{index}.npy`` (N, 1, 70, 70) with OpenFWI's shapes."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     seismic = (rng.standard_normal((num_samples, 5, 1000, 70)) * 10).astype(np.float32)
-    velocity = np.repeat(np.linspace(1500, 4500, 70, dtype=np.float32)[None, None, :, None], num_samples, axis=0)
+    velocity = np.repeat(
+        np.linspace(1500, 4500, 70, dtype=np.float32)[None, None, :, None], num_samples, axis=0
+    )
     velocity = np.repeat(velocity, 70, axis=3) + rng.uniform(0, 50, (num_samples, 1, 1, 1)).astype(np.float32)
     np.save(folder / f"data{index}.npy", seismic)
     np.save(folder / f"model{index}.npy", velocity)

@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 
 from data_prep.ingest import main
-from data_prep.segy_io import (
-    BINARY_HEADER_BYTES,
-    TEXTUAL_HEADER_BYTES,
-    binary_header_bytes,
-    write_velocity_models,
-)
+from data_prep.segy_io import write_velocity_models
 from tests.conftest import REPO_ROOT
-from tests.data_prep.segy_fixtures import encoded_seismic, layered_velocity, tiny_geometry, write_fixture
+from tests.data_prep.segy_fixtures import (
+    encoded_seismic,
+    layered_velocity,
+    replace_binary_header,
+    set_binary_sample_count,
+    tiny_geometry,
+    write_fixture,
+)
 
 GEOMETRY = tiny_geometry()
 
@@ -62,7 +64,10 @@ def test_truncated_file_cli_subprocess_exit_code_without_traceback(survey):
     shots.write_bytes(shots.read_bytes()[:-10])
     completed = subprocess.run(
         [sys.executable, "-m", "data_prep.ingest", str(folder), "--out", str(out / "d.h5"), "--quiet"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
     )
     assert completed.returncode == 2
     assert "truncated" in completed.stderr and "Traceback" not in completed.stderr
@@ -90,10 +95,19 @@ def test_mixed_byte_order(survey, capsys):
     folder, out = survey
     shots = folder / "shots.segy"
     write_fixture(shots, encoded_seismic(2, GEOMETRY), GEOMETRY, endian="little")
-    data = bytearray(shots.read_bytes())
-    data[TEXTUAL_HEADER_BYTES : TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES] = binary_header_bytes(8, 2000, 5, "big")
-    shots.write_bytes(bytes(data))
+    replace_binary_header(
+        shots, write_fixture(out.parent / "big.segy", encoded_seismic(2, GEOMETRY), GEOMETRY)
+    )
     _fails([folder], out, capsys, "shots.segy", "trace 1 declares 2048 samples", "byte order")
+
+
+def test_sample_count_zero_in_the_binary_header(survey, capsys):
+    """segyio reads the count from the binary header only: refused with the fix, naming the trace header's count."""
+    folder, out = survey
+    set_binary_sample_count(folder / "shots.segy", 0)
+    _fails(
+        [folder], out, capsys, "shots.segy", "sample count (bytes 3221-3222) is 0", "says 8", "f.seek(3220)"
+    )
 
 
 def test_sample_count_zero_in_every_trace_header_is_repaired_with_a_warning(survey, caplog):
@@ -114,7 +128,15 @@ def test_inconsistent_trace_counts_between_shots(survey, capsys):
     folder, out = survey
     keep = np.delete(np.arange(12), 4)  # model 0, shot 1 loses its receiver 2
     write_fixture(folder / "shots.segy", encoded_seismic(2, GEOMETRY), GEOMETRY, trace_order=keep)
-    _fails([folder], out, capsys, "shots.segy", "inconsistent trace counts", "shot 2 (FieldRecord", "has 2 traces")
+    _fails(
+        [folder],
+        out,
+        capsys,
+        "shots.segy",
+        "inconsistent trace counts",
+        "shot 2 (FieldRecord",
+        "has 2 traces",
+    )
 
 
 def test_nan_samples_are_refused_naming_the_trace(survey, capsys):
@@ -161,7 +183,9 @@ def test_duplicate_geometry(survey, capsys):
 def test_shot_without_velocity_model(survey, capsys):
     folder, out = survey
     write_velocity_models(folder / "velocity.segy", layered_velocity(1, GEOMETRY), 10.0, 0)
-    _fails([folder], out, capsys, "shots.segy", "model id) 2 have no velocity model", "require_velocity=false")
+    _fails(
+        [folder], out, capsys, "shots.segy", "model id) 2 have no velocity model", "require_velocity=false"
+    )
 
 
 def test_not_segy(survey, capsys):

@@ -65,8 +65,14 @@ def test_any_format_byte_order_and_trace_order(tmp_path, sample_format, endian):
     geometry = tiny_geometry()
     seismic = encoded_seismic(2, geometry)
     order = np.random.default_rng(sample_format).permutation(12)  # traces shuffled in the file
-    write_fixture(tmp_path / "in" / "shots.sgy", seismic, geometry, sample_format=sample_format, endian=endian,
-                  trace_order=order)
+    write_fixture(
+        tmp_path / "in" / "shots.sgy",
+        seismic,
+        geometry,
+        sample_format=sample_format,
+        endian=endian,
+        trace_order=order,
+    )
     write_velocity_models(tmp_path / "in" / "velocity.segy", layered_velocity(2, geometry), 10.0, 0)
     path = ingest([tmp_path / "in"], tmp_path / "data.h5", QUIET)
     stored = _read(path)["seismic"]
@@ -122,7 +128,9 @@ def test_append_adds_samples_keeps_splits_and_merges_statistics(tmp_path):
     rng = np.random.default_rng(1)
     seismic = rng.standard_normal((20, 2, 16, 3)).astype(np.float32)
     velocity = layered_velocity(20, geometry)
-    folder, _, _ = write_synthetic_folder(tmp_path / "all", geometry, 20, 10, seismic=seismic, velocity=velocity)
+    folder, _, _ = write_synthetic_folder(
+        tmp_path / "all", geometry, 20, 10, seismic=seismic, velocity=velocity
+    )
     first = tmp_path / "first"
     first.mkdir()
     second = tmp_path / "second"
@@ -145,14 +153,18 @@ def test_append_adds_samples_keeps_splits_and_merges_statistics(tmp_path):
         stored = h5["seismic"][()]
     assert np.array_equal(stored, seismic)
     for name in ("train", "val", "test"):
-        assert np.array_equal(splits[name][splits[name] < 10], old_splits[name]), f"old samples keep split {name}"
+        assert np.array_equal(splits[name][splits[name] < 10], old_splits[name]), (
+            f"old samples keep split {name}"
+        )
     assert [entry["action"] for entry in history] == ["create", "append"]
     train = seismic[splits["train"]]
     transformed = np.sign(train) * np.log1p(np.abs(train))
     assert stats.num_train_samples == len(splits["train"])
     assert stats.seismic["min"] == pytest.approx(float(transformed.min()), rel=1e-6)
     assert stats.seismic["max"] == pytest.approx(float(transformed.max()), rel=1e-6)
-    assert stats.seismic["mean"] == pytest.approx(float(transformed.astype(np.float64).mean()), rel=1e-9, abs=1e-12)
+    assert stats.seismic["mean"] == pytest.approx(
+        float(transformed.astype(np.float64).mean()), rel=1e-9, abs=1e-12
+    )
     assert stats.seismic["std"] == pytest.approx(float(transformed.astype(np.float64).std()), rel=1e-9)
 
     # Appending the same files again is refused and leaves the dataset untouched.
@@ -238,10 +250,16 @@ def test_end_to_end_synthesize_segy_hdf5_equals_engine_arrays(tmp_path):
     # The engine's arrays, computed the way synthesize batches them (per chunk, batch_size models at once).
     parameters = family_parameters(config.family, **config.family_overrides)
     velocity = np.stack(
-        [generate_model(parameters, config.seed, i, config.geometry.grid_shape).velocity_mps for i in range(3)]
+        [
+            generate_model(parameters, config.seed, i, config.geometry.grid_shape).velocity_mps
+            for i in range(3)
+        ]
     ).astype(np.float32)
     engine = np.concatenate(
-        [_to_numpy(simulate(velocity[start:stop], config.geometry, config.engine)) for start, stop in ((0, 2), (2, 3))]
+        [
+            _to_numpy(simulate(velocity[start:stop], config.geometry, config.engine))
+            for start, stop in ((0, 2), (2, 3))
+        ]
     )
     assert np.array_equal(data["velocity"], velocity), "velocity must equal the generated models exactly"
     assert np.array_equal(data["seismic"], engine), "seismic must equal the engine's arrays bit for bit"
@@ -250,7 +268,8 @@ def test_end_to_end_synthesize_segy_hdf5_equals_engine_arrays(tmp_path):
         traces = f.trace.raw[:]
     geometry = config.geometry
     assert np.array_equal(
-        traces.reshape(2, geometry.num_sources, geometry.num_receivers, -1).transpose(0, 1, 3, 2), data["seismic"][:2]
+        traces.reshape(2, geometry.num_sources, geometry.num_receivers, -1).transpose(0, 1, 3, 2),
+        data["seismic"][:2],
     )
 
 
@@ -262,7 +281,9 @@ def test_receivers_interpolated_onto_target_spread_without_extrapolation(tmp_pat
     write_fixture(tmp_path / "in" / "shots.segy", seismic.astype(np.float32), geometry)
     write_velocity_models(tmp_path / "in" / "velocity.segy", layered_velocity(2, geometry), 10.0, 0)
     target = (0.0, 20.0, 40.0, 65.0, 90.0)
-    config = dataclasses.replace(QUIET, regularization=RegularizationConfig(enabled=True, receiver_x_m=target))
+    config = dataclasses.replace(
+        QUIET, regularization=RegularizationConfig(enabled=True, receiver_x_m=target)
+    )
     path = ingest([tmp_path / "in"], tmp_path / "d.h5", config)
     stored = _read(path)["seismic"]
     assert stored.shape == (2, 2, 8, 5)
@@ -270,7 +291,9 @@ def test_receivers_interpolated_onto_target_spread_without_extrapolation(tmp_pat
     assert np.allclose(stored, np.asarray(target)[None, None, None, :] + time[None, None, :, None], atol=1e-4)
     assert np.allclose(schema.validate(path).geometry.receiver_positions_m[:, 1], target)
 
-    outside = dataclasses.replace(QUIET, regularization=RegularizationConfig(enabled=True, receiver_x_m=(0.0, 120.0)))
+    outside = dataclasses.replace(
+        QUIET, regularization=RegularizationConfig(enabled=True, receiver_x_m=(0.0, 120.0))
+    )
     with pytest.raises(ValueError, match=r"outside the recorded spread \[0, 90\] m"):
         ingest([tmp_path / "in"], tmp_path / "e.h5", outside)
     assert not (tmp_path / "e.h5").exists()
@@ -297,3 +320,22 @@ def test_failed_append_is_rolled_back(tmp_path):
         assert all(np.array_equal(schema.read_splits(h5)[k], splits_before[k]) for k in splits_before)
         assert schema.read_normalization(h5) == stats_before
         assert len(schema.read_provenance(h5)["history"]) == 1
+
+
+def test_compressed_dataset_and_input_files_closed_after_ingest(tmp_path):
+    """gzip takes h5py's ordinary write path (not raw chunk writes); segyio handles are closed afterwards."""
+    import psutil
+
+    geometry = tiny_geometry(num_samples=16)
+    seismic = np.random.default_rng(5).standard_normal((5, 2, 16, 3)).astype(np.float32)
+    folder, seismic, velocity = write_synthetic_folder(tmp_path / "s", geometry, 5, 2, seismic=seismic)
+    config = dataclasses.replace(QUIET, compression="gzip", block_bytes=2 * seismic[0].nbytes)
+    path = ingest([folder], tmp_path / "d.h5", config)
+    data = _read(path)
+    assert np.array_equal(data["seismic"], seismic) and np.array_equal(data["velocity"], velocity)
+    with h5py.File(path, "r") as h5:
+        assert h5["seismic"].compression == "gzip"
+    process = psutil.Process()
+    still_open = [f.path for f in process.open_files() if f.path.startswith(str(folder))]
+    still_mapped = [m.path for m in process.memory_maps() if m.path.startswith(str(folder))]
+    assert not still_open and not still_mapped, f"input files left open: {still_open + still_mapped}"

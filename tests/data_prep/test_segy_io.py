@@ -10,9 +10,9 @@ from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import (
     SegyFormatError,
     detect_endianness,
-    ibm_to_ieee,
-    ieee_to_ibm,
+    read_segy,
     scan_segy,
+    write_segy_traces,
     write_shot_gathers,
     write_velocity_models,
 )
@@ -30,15 +30,28 @@ def _segyio_traces(path, endian="big"):
     with segyio.open(path, ignore_geometry=True, endian=endian) as f:
         return f.trace.raw[:].astype(np.float64), {
             field: f.attributes(getattr(segyio.TraceField, field))[:]
-            for field in ("FieldRecord", "TraceNumber", "EnergySourcePoint", "UnassignedInt1", "SourceX", "GroupX",
-                          "offset", "SourceGroupScalar", "TRACE_SAMPLE_COUNT", "TRACE_SAMPLE_INTERVAL", "SourceDepth",
-                          "ReceiverGroupElevation", "CDP_X")
+            for field in (
+                "FieldRecord",
+                "TraceNumber",
+                "EnergySourcePoint",
+                "UnassignedInt1",
+                "SourceX",
+                "GroupX",
+                "offset",
+                "SourceGroupScalar",
+                "TRACE_SAMPLE_COUNT",
+                "TRACE_SAMPLE_INTERVAL",
+                "SourceDepth",
+                "ReceiverGroupElevation",
+                "CDP_X",
+            )
         }
 
 
 def test_shot_gathers_round_trip_through_segyio_with_documented_headers(tmp_path):
-    geometry = AcquisitionGeometry.surface_line(grid_shape=(8, 12), num_sources=3, num_receivers=4, num_samples=16,
-                                                source_depth_cell=1)
+    geometry = AcquisitionGeometry.surface_line(
+        grid_shape=(8, 12), num_sources=3, num_receivers=4, num_samples=16, source_depth_cell=1
+    )
     seismic = np.random.default_rng(0).standard_normal((2, 3, 16, 4)).astype(np.float32)
     path = write_shot_gathers(tmp_path / "shots.segy", seismic, geometry, first_model_index=5)
 
@@ -46,7 +59,30 @@ def test_shot_gathers_round_trip_through_segyio_with_documented_headers(tmp_path
     with segyio.open(path, ignore_geometry=True) as f:
         assert f.bin[segyio.BinField.Format] == 5, "IEEE float (format 5) expected"
         assert f.bin[segyio.BinField.Samples] == 16 and f.bin[segyio.BinField.Interval] == 1000
+        binary = {
+            field: f.bin[getattr(segyio.BinField, field)]
+            for field in (
+                "Traces",
+                "AuxTraces",
+                "IntervalOriginal",
+                "SamplesOriginal",
+                "SortingCode",
+                "MeasurementSystem",
+                "SEGYRevision",
+                "TraceFlag",
+            )
+        }
         text = f.text[0].decode()
+    assert binary == {
+        "Traces": 0,
+        "AuxTraces": 0,
+        "IntervalOriginal": 1000,
+        "SamplesOriginal": 16,
+        "SortingCode": 1,
+        "MeasurementSystem": 1,
+        "SEGYRevision": 1,
+        "TraceFlag": 1,
+    }, "the documented binary header"
     # Traces are ordered model, shot, receiver; samples bit-identical.
     assert np.array_equal(traces.astype(np.float32).reshape(2, 3, 4, 16).transpose(0, 1, 3, 2), seismic)
     model, shot, receiver = np.meshgrid(np.arange(2), np.arange(3), np.arange(4), indexing="ij")
@@ -70,8 +106,9 @@ def test_shot_gathers_round_trip_through_segyio_with_documented_headers(tmp_path
 def test_velocity_models_one_trace_per_x_with_depth_interval_in_millimetres(tmp_path):
     geometry = tiny_geometry()
     velocity = layered_velocity(3, geometry, first_model=7)
-    path = write_velocity_models(tmp_path / "velocity.segy", velocity, 12.5, first_model_index=7,
-                                 textual_header="MY SURVEY")
+    path = write_velocity_models(
+        tmp_path / "velocity.segy", velocity, 12.5, first_model_index=7, textual_header="MY SURVEY"
+    )
     traces, headers = _segyio_traces(path)
     with segyio.open(path, ignore_geometry=True) as f:
         assert f.bin[segyio.BinField.Interval] == 12500, "12.5 m = 12500 mm"
@@ -98,19 +135,71 @@ def test_writers_are_deterministic_and_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.segy", "b.segy"], "failed writes leave nothing"
 
 
-def test_ibm_conversion_matches_segyio_and_is_within_ibm_precision(tmp_path):
+def test_writers_are_deterministic_across_days(tmp_path, monkeypatch):
+    """segyio.create stamps today's date into its default textual header; ours replaces it."""
+    import datetime
+
+    geometry = tiny_geometry()
+    seismic = encoded_seismic(1, geometry)
+    first = write_shot_gathers(tmp_path / "a.segy", seismic, geometry, 0).read_bytes()
+
+    class Tomorrow(datetime.date):
+        @classmethod
+        def today(cls):
+            return datetime.date(2031, 1, 2)
+
+    monkeypatch.setattr(datetime, "date", Tomorrow)
+    second = write_shot_gathers(tmp_path / "b.segy", seismic, geometry, 0).read_bytes()
+    assert first == second, "the output must not depend on the date"
+    assert "2031".encode("cp037") not in second, "no date (EBCDIC) in the file"
+    assert "DATE" not in scan_segy(tmp_path / "b.segy").textual_header
+
+
+def test_ibm_floats_written_and_read_by_segyio_within_ibm_precision(tmp_path):
     rng = np.random.default_rng(3)
-    values = np.concatenate([rng.standard_normal(1000) * 10.0 ** rng.integers(-30, 30, 1000), [0.0, -0.0, 1.0, -1.5]])
-    single = values.astype(np.float32).astype(np.float64)
-    decoded = ibm_to_ieee(ieee_to_ibm(single))
-    relative = np.abs(decoded - single) / np.maximum(np.abs(single), 1e-300)
-    assert np.max(relative) <= 2.0**-21, "IBM float keeps at least 21 significant bits"
+    values = np.concatenate(
+        [[0.0, -0.0, 1.0, -1.5], rng.standard_normal(998) * 10.0 ** rng.integers(-30, 30, 998)]
+    )
     geometry = tiny_geometry(num_samples=len(values) // 6)
     seismic = values[: 6 * geometry.num_samples].astype(np.float32).reshape(1, 2, -1, 3)
     path = write_shot_gathers(tmp_path / "ibm.segy", seismic, geometry, 0, sample_format=1)
+    with segyio.open(path, ignore_geometry=True) as f:
+        assert f.bin[segyio.BinField.Format] == 1, "IBM float (format 1) expected"
     traces, _ = _segyio_traces(path)
     ours = scan_segy(path).read_traces(slice(None))
-    assert np.array_equal(ours, traces.astype(np.float32)), "our IBM decoding must equal segyio's"
+    assert np.array_equal(ours, traces.astype(np.float32)), "read_traces must return segyio's values"
+    expected = seismic[0].transpose(0, 2, 1).reshape(6, -1).astype(np.float64)
+    relative = np.abs(ours - expected) / np.maximum(np.abs(expected), 1e-300)
+    # 24-bit base-16 fraction: at least 21 significant bits, so truncation loses less than 2**-20.
+    assert np.max(relative) < 2.0**-20, "IBM float keeps at least 21 significant bits"
+    in_seismic_order = ours.reshape(2, 3, -1).transpose(0, 2, 1).ravel()
+    assert np.array_equal(in_seismic_order[:4], [0.0, -0.0, 1.0, -1.5]), (
+        "exactly representable values stay exact"
+    )
+
+
+def test_low_level_writer_checks_its_input(tmp_path):
+    headers = {"TraceNumber": np.arange(1, 4), "SourceGroupScalar": -100}
+    samples = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = write_segy_traces(tmp_path / "ok.segy", headers, samples, num_samples=4, sample_interval=2000)
+    traces, scan = read_segy(path)
+    assert np.array_equal(traces, samples)
+    assert np.array_equal(scan.headers["TraceNumber"], [1, 2, 3]) and np.all(
+        scan.headers["SourceGroupScalar"] == -100
+    )
+    with pytest.raises(ValueError, match="outside the range of format 8"):
+        write_segy_traces(tmp_path / "a.segy", headers, samples * 20, 4, 2000, sample_format=8)
+    with pytest.raises(ValueError, match="not integral"):
+        write_segy_traces(tmp_path / "b.segy", headers, samples + 0.5, 4, 2000, sample_format=3)
+    with pytest.raises(ValueError, match="Unknown trace-header field"):
+        write_segy_traces(tmp_path / "c.segy", {"Receiver": 1}, samples, 4, 2000)
+    with pytest.raises(ValueError, match="num_traces is required"):
+        write_segy_traces(tmp_path / "d.segy", None, iter([(headers, samples)]), 4, 2000)
+    with pytest.raises(ValueError, match="2 traces were given for num_traces=3"):
+        write_segy_traces(
+            tmp_path / "e.segy", None, iter([({"TraceNumber": 1}, samples[:2])]), 4, 2000, num_traces=3
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.segy"], "failed writes leave nothing"
 
 
 @pytest.mark.parametrize("endian", ["big", "little"])
@@ -119,16 +208,28 @@ def test_every_format_and_byte_order_reads_like_segyio(tmp_path, sample_format, 
     geometry = tiny_geometry()
     seismic = encoded_seismic(2, geometry)  # max value 97: fits int8
     order = np.random.default_rng(sample_format).permutation(2 * 2 * 3)
-    path = write_fixture(tmp_path / "f.segy", seismic, geometry, sample_format=sample_format, endian=endian,
-                         trace_order=order)
+    path = write_fixture(
+        tmp_path / "f.segy", seismic, geometry, sample_format=sample_format, endian=endian, trace_order=order
+    )
     assert detect_endianness(path) == endian
     scan = scan_segy(path)
-    assert (scan.endian, scan.sample_format, scan.num_traces, scan.num_samples) == (endian, sample_format, 12, 8)
+    assert (scan.endian, scan.sample_format, scan.num_traces, scan.num_samples) == (
+        endian,
+        sample_format,
+        12,
+        8,
+    )
     assert scan.sample_interval == 2000
     reference, headers = _segyio_traces(path, endian)
     traces = scan.read_traces(np.arange(12)[::-1])
     assert traces.dtype == np.float32
     assert np.array_equal(traces, reference[::-1].astype(np.float32)), "must equal segyio's reading"
+    # One run in file order (segyio's array, cast) and scattered runs give the same values.
+    assert np.array_equal(scan.read_traces(slice(2, 9)), reference[2:9].astype(np.float32))
+    assert np.array_equal(
+        scan.read_traces([5, 6, 0, 1, 11, 5]), reference[[5, 6, 0, 1, 11, 5]].astype(np.float32)
+    )
+    scan.close()
     # The values decode to the (model, shot, receiver, sample) the headers claim.
     model, shot, receiver, sample = decode(traces, geometry)
     file_headers = {k: v[::-1] for k, v in scan.headers.items()}
@@ -140,15 +241,59 @@ def test_every_format_and_byte_order_reads_like_segyio(tmp_path, sample_format, 
     assert np.array_equal(headers["GroupX"], scan.headers["GroupX"])
 
 
-def test_scan_keeps_textual_header_and_hash(tmp_path):
+def test_little_endian_model_id_bytes_on_disk(tmp_path):
+    """Bytes 233-236 hold the model id in the file's byte order (segyio 1.9 alone would leave them big-endian)."""
     geometry = tiny_geometry()
-    path = write_shot_gathers(tmp_path / "s.segy", encoded_seismic(1, geometry), geometry, 0, textual_header="HELLO")
-    scan = scan_segy(path)
+    for endian in ("big", "little"):
+        path = write_fixture(
+            tmp_path / f"{endian}.segy", encoded_seismic(2, geometry), geometry, first_model=4, endian=endian
+        )
+        data = path.read_bytes()
+        trace_bytes = 240 + 8 * 4
+        model_ids = [
+            int.from_bytes(data[3600 + i * trace_bytes + 232 : 3600 + i * trace_bytes + 236], endian)
+            for i in range(12)
+        ]
+        assert model_ids == [5] * 6 + [6] * 6, f"{endian}-endian model ids on disk"
+        with segyio.open(path, ignore_geometry=True, endian=endian) as f:
+            assert f.attributes(segyio.TraceField.UnassignedInt1)[:].tolist() == model_ids
+
+
+def test_scan_keeps_textual_header_and_hash(tmp_path):
     import hashlib
 
+    geometry = tiny_geometry()
+    path = write_shot_gathers(
+        tmp_path / "s.segy", encoded_seismic(1, geometry), geometry, 0, textual_header="HELLO"
+    )
+    assert path.read_bytes()[:3] == "C 1".encode("cp037"), "EBCDIC on disk"
+    scan = scan_segy(path)
     assert scan.textual_header.startswith("C 1 HELLO")
     assert scan.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert not scan.is_velocity_file
+    assert scan_segy(path, compute_sha256=False).sha256 == ""
+
+
+def test_ascii_textual_header_is_read_as_ascii(tmp_path):
+    """segyio decodes every textual header as EBCDIC; some exporters write ASCII."""
+    geometry = tiny_geometry()
+    path = write_velocity_models(tmp_path / "v.segy", layered_velocity(1, geometry), 10.0, 0)
+    data = bytearray(path.read_bytes())
+    data[:3200] = "C 1 ASCII EXPORT, DEPTH SAMPLES".ljust(3200).encode("ascii")
+    path.write_bytes(bytes(data))
+    scan = scan_segy(path)
+    assert scan.textual_header.startswith("C 1 ASCII EXPORT") and scan.is_velocity_file
+
+
+def test_read_traces_releases_the_mapping_on_close(tmp_path):
+    geometry = tiny_geometry()
+    path = write_shot_gathers(tmp_path / "s.segy", encoded_seismic(2, geometry), geometry, 0)
+    with scan_segy(path) as scan:
+        first = scan.read_traces(np.arange(6))
+        assert scan._segy is not None, "the handle stays open between reads"
+    assert scan._segy is None, "closed on leaving the context"
+    assert np.array_equal(scan.read_traces(np.arange(6)), first), "a later read opens it again"
+    scan.close()
 
 
 def test_not_segy_is_refused_with_both_byte_orders_described(tmp_path):

@@ -12,13 +12,14 @@ with
 
 * second-order (leapfrog) time stepping and 4th- or 8th-order centred spatial stencils;
 * a convolutional perfectly matched layer (CPML, the second-order formulation of Pasalic & McGarry,
-  SEG 2010) on every absorbing side, its damping scaled per velocity model so the theoretical reflection
-  is the same for every model of a batch;
+  SEG 2010, in Deepwave's single-pass form) on every absorbing side, its damping scaled per velocity
+  model so the theoretical reflection is the same for every model of a batch;
 * an optional pressure-release free surface half a cell above the first grid row (odd image of the
   wavefield), so sources and receivers may sit on row 0;
 * point sources of any wavelet (a Ricker by default) and point receivers at arbitrary grid cells;
 * one call for a whole batch: shots and velocity models are both leading axes of the wavefield, so a
-  single fused stencil kernel updates every shot of every model at each time step.
+  single fused kernel updates pressure and CPML memory variables of every shot of every model at each
+  time step.
 
 Everything numerical is written with ``keras.ops`` and therefore runs under TensorFlow and JAX. The
 time loop is one ``keras.ops`` loop compiled with XLA. The only backend-aware code is the small "backend
@@ -95,6 +96,10 @@ DISPERSION_FREQUENCY_FACTOR = 2.5
 _CPML_POLYNOMIAL_ORDER = 2
 _CPML_THEORETICAL_REFLECTION = 1e-3
 
+# Budget for the state buffers of one concurrent CPU call (numpy input): three quarters of a 2 MiB L2
+# cache. One OpenFWI model (5 shots) needs 2.6 MB, so each call then holds 2-3 of its shots.
+_CPU_CALL_STATE_BYTES = 3 * 2**19
+
 
 # --- Configuration ------------------------------------------------------------------------------------------
 
@@ -117,9 +122,10 @@ class EngineConfig:
         min_cells_per_wavelength: dispersion warning threshold: grid cells per wavelength at the slowest
             velocity and ``2.5 x`` the peak frequency. ``None`` picks the order's default
             (4 cells at 4th order, 3 cells at 8th order; see ``DEFAULT_MIN_CELLS_PER_WAVELENGTH``).
-        max_concurrent_calls: for numpy velocity input only, split the batch (models, or the shots of a
-            single model) into this many propagator calls run on concurrent threads. XLA runs each call's
-            time loop on one core, so this is how the engine uses several cores. ``None`` = the number of
+        max_concurrent_calls: for numpy velocity input only, run the batch as propagator calls on this
+            many concurrent threads: the models in calls of a few models each (as many as keep a call's
+            wavefields in a core's cache), or a single model's shots split over the threads. XLA runs each
+            call's time loop on one core, so this is how the engine uses several cores. ``None`` = the number of
             CPU cores (1 when a GPU is in use); 1 = a single call. Backend-tensor input always runs as
             one call, so gradient tapes and tracers see the whole computation. Results do not depend on
             it.
@@ -334,19 +340,42 @@ def simulate(
     if workers == 1:
         return run(velocity, slice(None))
     # XLA's CPU executables run one fused loop nest per kernel on one core; independent calls on
-    # disjoint parts of the batch (models, or shots of a single model) use the other cores. Only for
-    # numpy input: a gradient tape or tracer would not see work done on other threads.
-    if num_models >= workers:
-        bounds = np.linspace(0, num_models, workers + 1).round().astype(int)
-        jobs = [(velocity[lo:hi], slice(None)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-        axis = 0
-    else:
-        bounds = np.linspace(0, geometry.num_sources, workers + 1).round().astype(int)
-        jobs = [(velocity, slice(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-        axis = 1
+    # disjoint parts of the batch use the other cores. Only for numpy input: a gradient tape or tracer
+    # would not see work done on other threads. The calls are cut small enough for their two state
+    # buffers to stay in a core's L2 cache: with one large call per thread, 2 threads ran a batch no
+    # faster than 1 thread (memory-bound), with cache-sized calls they scale.
+    models_per_call, shot_groups = _call_size(geometry, config, num_models, workers)
+    shot_bounds = np.linspace(0, geometry.num_sources, shot_groups + 1).round().astype(int)
+    jobs = [
+        (velocity[first : first + models_per_call], slice(low, high))
+        for first in range(0, num_models, models_per_call)
+        for low, high in zip(shot_bounds[:-1], shot_bounds[1:], strict=True)
+    ]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lambda job: ops.convert_to_numpy(run(*job)), jobs))
-    return ops.convert_to_tensor(np.concatenate(parts, axis=axis))
+    rows = [np.concatenate(parts[i : i + shot_groups], axis=1) for i in range(0, len(parts), shot_groups)]
+    return ops.convert_to_tensor(np.concatenate(rows, axis=0))
+
+
+def _call_size(
+    geometry: AcquisitionGeometry, config: EngineConfig, num_models: int, workers: int
+) -> tuple[int, int]:
+    """(models per call, groups the shots are split into) for concurrent CPU calls.
+
+    Calls hold at most ``_CPU_CALL_STATE_BYTES`` of state, and there are at least ``workers`` of them
+    when the batch allows it.
+    """
+    width, halo = config.absorbing_width_cells, config.spatial_order // 2
+    top = 0 if config.free_surface else width
+    depth_cells, x_cells = geometry.grid_shape
+    cells = (top + depth_cells + width + 2 * halo) * (x_cells + 2 * width + 2 * halo)
+    # Two buffers of five float32 fields (pressure and four CPML memory variables) per shot.
+    bytes_per_model = 2 * 5 * 4 * cells * geometry.num_sources
+    if bytes_per_model <= _CPU_CALL_STATE_BYTES and num_models >= workers:
+        return min(-(-num_models // workers), _CPU_CALL_STATE_BYTES // bytes_per_model), 1
+    # One model per call, its shots in groups: enough groups to fit the budget and to use every worker.
+    groups = max(-(-bytes_per_model // _CPU_CALL_STATE_BYTES), -(-workers // num_models))
+    return 1, min(groups, geometry.num_sources)
 
 
 def _concurrent_calls(
@@ -594,19 +623,24 @@ def _compiled_propagator(
 ):
     """The XLA-compiled propagator for one static configuration (cached; ``backend`` is part of the key).
 
-    Performance notes (why the code looks the way it does):
+    Performance notes (why the code looks the way it does; measurements in ``docs/forward_modelling.md``):
 
-    * Wavefields carry a zero halo of ``spatial_order / 2`` cells, so every stencil tap is a plain slice
-      and the update is written back with ``slice_update`` (XLA dynamic-update-slice) into the buffer of
-      the oldest wavefield. XLA does this in place and vectorises the fused loop; padding inside the loop
-      instead costs a select per cell and ran 2x slower.
-    * The leapfrog swap ``(p, p_prev) -> (p_next, p)`` is unrolled twice per loop iteration so that the
-      buffers return to their loop-carry slots without copies.
-    * The CPML memory variables live only on strips along the absorbing sides (the layer plus the
-      stencil reach, ~36 % of the cells per axis on OpenFWI's grid instead of all of them); the far side
-      of each axis is mirrored onto the near one and stacked on the batch axis, so each axis's memory
-      update is one kernel. The full-grid update is the bare Laplacian and each strip adds its CPML
-      correction in place. This measured ~25 % faster than full-grid memory variables.
+    * **One fused kernel per time step.** The whole state, pressure and the four CPML memory variables,
+      is one array ``(5, batch, shots, depth, x)`` (with a zero halo of ``spatial_order / 2`` cells), and
+      a time step is one elementwise expression over it, written back with one ``slice_update``
+      (dynamic-update-slice). XLA fuses that into a single loop nest (a concatenate fusion writing into the
+      other state buffer in place). Memory variables on strips along the edges, as before, needed ~13
+      kernels per step and buffer copies, and ran 1.6-2.2x slower although they touch fewer cells; the
+      CPML now costs a few multiply-adds per cell instead.
+    * **Every expression reads only the current state**, so writing the new state into the other buffer
+      in place is legal: the CPML is the single-pass form Deepwave uses (the derivative of the memory
+      variable at step n is expanded with the product rule into terms of step n-1, see ``step``), and
+      ``p[n-1]`` is read from the target buffer at the very cell being written.
+    * **Two steps per loop iteration** (ping-pong between two state buffers), so both buffers return to
+      their own loop-carry slots without copies.
+    * **Receivers are recorded right after the step that produced the sample.** Recording before the step
+      made XLA copy the whole state twice per iteration (the read was unordered with the next in-place
+      write); after, every read of a buffer precedes its overwrite in the dataflow.
     """
     del backend  # only part of the cache key
     second = SECOND_DERIVATIVE_WEIGHTS[spatial_order]
@@ -619,38 +653,33 @@ def _compiled_propagator(
         (_CPML_POLYNOMIAL_ORDER + 1) * math.log(1.0 / _CPML_THEORETICAL_REFLECTION) / (2.0 * width * dx)
     )
 
-    def cpml_coefficients(profile, max_velocity):
-        """Recursive-convolution coefficients ``(a, b)`` of the CPML, shape ``(batch, len(profile))``."""
+    def layer_profile(length: int, before: int, after: int) -> np.ndarray:
+        """Normalised depth into the absorbing layer per cell: 1 at the outer edge, 1/width at its
+        innermost cell, 0 in the model (``before``/``after`` = layer cells at each end, 0 or width)."""
+        cells = np.arange(length, dtype=np.float64)
+        into_before = (before - cells) / width if before else np.zeros(length)
+        into_after = (cells - (length - 1 - after)) / width if after else np.zeros(length)
+        return np.clip(np.maximum(into_before, into_after), 0.0, 1.0).astype(np.float32)
+
+    def cpml_coefficients(profile: np.ndarray, max_velocity):
+        """Recursive-convolution coefficients ``(a, b)`` and ``dx * da/dx``, each ``(batch, len(profile))``."""
         damping = damping_scale * max_velocity[:, None] * profile[None, :] ** _CPML_POLYNOMIAL_ORDER
-        inside = ops.cast(profile > 0, "float32")[None, :]
+        inside = (profile > 0).astype(np.float32)[None, :]
         shift = math.pi * cpml_frequency_hz * (1.0 - profile[None, :]) * inside
         b = ops.exp(-(damping + shift) * dt)
-        # a = d / (d + alpha) (b - 1); zero outside the layer, where d = alpha = 0.
+        # a = d / (d + alpha) (b - 1); zero outside the layer, where d = alpha = 0 (and b = 1).
         a = damping / (damping + shift + (1.0 - inside)) * (b - 1.0) * inside
-        return a, b
-
-    def second_and_first(field, axis, length):
-        """Second (x dx^2) and first (x dx) derivatives along ``axis`` of a field with ``halo`` extra
-        cells on both ends of that axis; returns arrays ``length`` long on that axis."""
-
-        def shifted(offset):
-            return _slice_axis(field, axis, halo + offset, length)
-
-        second_derivative = second[0] * shifted(0)
-        first_derivative = 0.0
+        # The derivative of `a` with the same first-derivative stencil (edge values continued outwards).
+        extended = ops.concatenate(
+            [ops.repeat(a[:, :1], halo, axis=1), a, ops.repeat(a[:, -1:], halo, axis=1)], axis=1
+        )
+        length = profile.shape[0]
+        a_derivative = 0.0
         for k in range(1, halo + 1):
-            plus, minus = shifted(k), shifted(-k)
-            second_derivative = second_derivative + second[k] * (plus + minus)
-            first_derivative = first_derivative + first[k - 1] * (plus - minus)
-        return second_derivative, first_derivative
-
-    def first_only(field, axis, length):
-        total = 0.0
-        for k in range(1, halo + 1):
-            total = total + first[k - 1] * (
-                _slice_axis(field, axis, halo + k, length) - _slice_axis(field, axis, halo - k, length)
+            a_derivative = a_derivative + first[k - 1] * (
+                extended[:, halo + k : halo + k + length] - extended[:, halo - k : halo - k + length]
             )
-        return total
+        return a, b, a_derivative
 
     def propagate(
         velocity,
@@ -672,182 +701,115 @@ def _compiled_propagator(
         # Edge velocities continue into the absorbing layer; the update coefficient (v dt / dx)^2 is
         # precomputed once, so the loop does one multiply per cell for the whole Laplacian.
         padded_velocity = _pad_edge(velocity, top, bottom, width)
-        courant_squared = ops.expand_dims((padded_velocity * (dt / dx)) ** 2, 1)  # (batch, 1, depth, x)
+        courant_squared = (padded_velocity * (dt / dx)) ** 2  # (batch, depth, x)
         # CPML damping scales with each model's own vmax (a constant for the gradient), so a batched call
         # reproduces the per-model results exactly.
         max_velocity = ops.stop_gradient(ops.max(velocity, axis=(1, 2)))
-
-        # --- CPML on folded strips. Each absorbing side is a strip of `strip` cells (the layer plus the
-        # stencil reach, beyond which the memory variables and their derivatives are exactly zero). The
-        # far side is mirrored onto the near one (x -> -x flips the sign of psi but not of its derivative)
-        # and stacked on the batch axis, so both sides of an axis are one array and one kernel.
-        strip = width + halo
-        sides_x = ("before", "after")
-        sides_depth = ("after",) if free_surface else ("before", "after")
-        profile_near = np.zeros(strip, np.float32)
-        profile_near[:width] = np.arange(width, 0, -1) / width  # 1 at the outer edge, 1/width innermost
-        a_near, b_near = cpml_coefficients(profile_near, max_velocity)  # (batch, strip)
-
-        def folded(coefficient, sides, axis):
-            stacked = ops.concatenate([coefficient] * len(sides), axis=0)
-            shape = (-1, 1, strip, 1) if axis == 2 else (-1, 1, 1, strip)
-            return ops.reshape(stacked, shape)
-
-        a_x, b_x = folded(a_near, sides_x, 3), folded(b_near, sides_x, 3)
-        a_depth, b_depth = folded(a_near, sides_depth, 2), folded(b_near, sides_depth, 2)
-
-        def fold(field, sides, axis, length, rows_or_columns):
-            """Stack the strips (plus `halo` cells each side) of `field` along the batch axis, far side
-            mirrored. `field` is haloed along `axis`; the other axis is cut to `rows_or_columns`."""
-            size = field.shape[axis]
-            parts = []
-            for side in sides:
-                if side == "before":
-                    part = _slice_axis(field, axis, 0, length)
-                else:
-                    part = ops.flip(_slice_axis(field, axis, size - length, length), axis=axis)
-                parts.append(part)
-            stacked = ops.concatenate(parts, axis=0)
-            other = 3 if axis == 2 else 2
-            return _slice_axis(stacked, other, halo, rows_or_columns)
-
-        courant_x = fold(
-            ops.pad(courant_squared, ((0, 0), (0, 0), (halo, halo), (halo, halo))),
-            sides_x,
-            3,
-            strip + 2 * halo,
-            padded_depth,
+        a_depth, b_depth, da_depth = (
+            ops.reshape(c, (1, batch, 1, padded_depth, 1))
+            for c in cpml_coefficients(layer_profile(padded_depth, top, bottom), max_velocity)
         )
-        courant_x = _slice_axis(courant_x, 3, halo, strip)
-        courant_depth = fold(
-            ops.pad(courant_squared, ((0, 0), (0, 0), (halo, halo), (halo, halo))),
-            sides_depth,
-            2,
-            strip + 2 * halo,
-            padded_x,
+        a_x, b_x, da_x = (
+            ops.reshape(c, (1, batch, 1, 1, padded_x))
+            for c in cpml_coefficients(layer_profile(padded_x, width, width), max_velocity)
         )
-        courant_depth = _slice_axis(courant_depth, 2, halo, strip)
 
         # Source injection: (v dt/dx)^2 at the source cell times s[n], spread by a separable one-hot
         # (outer product of two vectors) that XLA fuses into the update instead of a scatter.
         flat_courant = ops.reshape(courant_squared, (batch, padded_depth * padded_x))
         source_strength = ops.take(flat_courant, source_flat_index, axis=1)  # (batch, shots)
-        source_depth = source_depth_one_hot[None, :, :, None]
-        source_x = source_x_one_hot[None, :, None, :]
-        # Receivers are read from the haloed wavefield, flattened.
+        source_cells = source_depth_one_hot[None, None, :, :, None] * source_x_one_hot[None, None, :, None, :]
+        courant_squared = courant_squared[None, :, None]  # (1, batch, 1, depth, x)
+        # Receivers: one gather per recorded sample from the flattened pressure slab of the state.
         receiver_depth, receiver_x = receiver_flat_index // padded_x, receiver_flat_index % padded_x
-        receiver_index = (receiver_depth + halo) * haloed_x + receiver_x + halo
+        receiver_in_slab = (receiver_depth + halo) * haloed_x + receiver_x + halo
+        slab_offsets = np.arange(batch * num_shots, dtype=np.int32)[:, None] * (haloed_depth * haloed_x)
+        receiver_index = ops.reshape(slab_offsets + receiver_in_slab[None, :], (-1,))
+        state_size = 5 * batch * num_shots * haloed_depth * haloed_x
 
-        def interior(field):
-            return field[:, :, halo : halo + padded_depth, halo : halo + padded_x]
+        def step(state, target, amplitude):
+            """One leapfrog step of all shots of all models, written into ``target`` (which holds
+            ``p[n-1]`` in its pressure slab) and returned.
 
-        def strip_memory(pressure, psi, zeta, sides, axis, a, b, across):
-            """Memory-variable update on the folded strips of one axis; returns (correction, psi, zeta).
-
-            psi is haloed along `axis` (zero halo) and updated in place before its derivative is taken."""
-            window = fold(pressure, sides, axis, strip + 2 * halo, across)
-            d2, d1 = second_and_first(window, axis, strip)
-            origin = (0, 0, halo, 0) if axis == 2 else (0, 0, 0, halo)
-            psi = ops.slice_update(psi, origin, b * _slice_axis(psi, axis, halo, strip) + a * d1)
-            dpsi = first_only(psi, axis, strip)
-            zeta = b * zeta + a * (d2 + dpsi)
-            return dpsi + zeta, psi, zeta
-
-        def add_strips(field, correction, courant, sides, axis):
-            """Adds (v dt/dx)^2 * correction on each strip of `field` (haloed) in place."""
-            size = field.shape[axis]
-            for index, side in enumerate(sides):
-                part = correction[index * batch : (index + 1) * batch]
-                scale = courant[index * batch : (index + 1) * batch]
-                if side == "before":
-                    start = halo
-                else:
-                    start = size - halo - strip
-                    part, scale = ops.flip(part, axis=axis), ops.flip(scale, axis=axis)
-                if axis == 3:
-                    current = field[:, :, halo : halo + padded_depth, start : start + strip]
-                    origin = (0, 0, halo, start)
-                else:
-                    current = field[:, :, start : start + strip, halo : halo + padded_x]
-                    origin = (0, 0, start, halo)
-                field = ops.slice_update(field, origin, current + scale * part)
-            return field
-
-        def step(pressure, previous, memory, amplitude):
-            """One leapfrog step of all shots of all models; returns (p_next in previous's buffer, memory).
-
-            ``amplitude``: (shots,) source values at this step. ``memory`` holds the CPML variables
-            (psi_depth, psi_x, zeta_depth, zeta_x) on the folded strips: psi stretches the first
-            derivative, zeta the derivative of the stretched first derivative (Pasalic & McGarry 2010).
+            State slabs: pressure ``p``, then per axis (depth, x) the CPML memory variables ``chi = b psi``
+            (psi stretches the first derivative) and ``zeta`` (stretches the derivative of the stretched
+            first derivative; Pasalic & McGarry 2010). With ``psi[n] = chi[n-1] + a D p[n]`` the stretched
+            second derivative ``D2 p + D psi[n] + zeta[n]`` needs ``D psi[n]``, expanded as
+            ``D chi[n-1] + a D2 p[n] + a' D p[n]`` (Deepwave's single-pass form), so every term reads the
+            current state only. Inside the model a = a' = 0 and b = 1: the memory variables stay zero and
+            the update is the plain Laplacian.
             """
-            psi_depth, psi_x, zeta_depth, zeta_x = memory
-            correction_x, psi_x, zeta_x = strip_memory(
-                pressure, psi_x, zeta_x, sides_x, 3, a_x, b_x, padded_depth
-            )
-            correction_depth, psi_depth, zeta_depth = strip_memory(
-                pressure, psi_depth, zeta_depth, sides_depth, 2, a_depth, b_depth, padded_x
-            )
-            laplacian = (2.0 * second[0]) * interior(pressure)
+
+            def window(array, slab, depth_offset=0, x_offset=0):
+                return array[
+                    slab : slab + 1,
+                    :,
+                    :,
+                    halo + depth_offset : halo + depth_offset + padded_depth,
+                    halo + x_offset : halo + x_offset + padded_x,
+                ]
+
+            centre = window(state, 0)
+            second_depth = second_x = second[0] * centre
+            first_depth = first_x = memory_depth = memory_x = 0.0
             for k in range(1, halo + 1):
-                laplacian = laplacian + second[k] * (
-                    pressure[:, :, halo + k : halo + k + padded_depth, halo : halo + padded_x]
-                    + pressure[:, :, halo - k : halo - k + padded_depth, halo : halo + padded_x]
-                    + pressure[:, :, halo : halo + padded_depth, halo + k : halo + k + padded_x]
-                    + pressure[:, :, halo : halo + padded_depth, halo - k : halo - k + padded_x]
+                down, up = window(state, 0, k, 0), window(state, 0, -k, 0)
+                right, left = window(state, 0, 0, k), window(state, 0, 0, -k)
+                second_depth = second_depth + second[k] * (down + up)
+                second_x = second_x + second[k] * (right + left)
+                first_depth = first_depth + first[k - 1] * (down - up)
+                first_x = first_x + first[k - 1] * (right - left)
+                memory_depth = memory_depth + first[k - 1] * (
+                    window(state, 1, k, 0) - window(state, 1, -k, 0)
                 )
-            injection = (source_strength * amplitude[None, :])[:, :, None, None] * source_depth * source_x
-            updated = 2.0 * interior(pressure) - interior(previous) + courant_squared * laplacian + injection
-            new = ops.slice_update(previous, (0, 0, halo, halo), updated)
-            new = add_strips(new, correction_x, courant_x, sides_x, 3)
-            new = add_strips(new, correction_depth, courant_depth, sides_depth, 2)
+                memory_x = memory_x + first[k - 1] * (window(state, 2, 0, k) - window(state, 2, 0, -k))
+            zeta_depth, zeta_x = window(state, 3), window(state, 4)
+            # D2 p + D psi[n] along each axis, then zeta[n] = b zeta[n-1] + a (that).
+            stretched_depth = (1.0 + a_depth) * second_depth + da_depth * first_depth + memory_depth
+            stretched_x = (1.0 + a_x) * second_x + da_x * first_x + memory_x
+            new_zeta_depth = b_depth * zeta_depth + a_depth * stretched_depth
+            new_zeta_x = b_x * zeta_x + a_x * stretched_x
+            laplacian = stretched_depth + new_zeta_depth + stretched_x + new_zeta_x
+            injection = (source_strength * amplitude[None, :])[None, :, :, None, None] * source_cells
+            pressure = 2.0 * centre - window(target, 0) + courant_squared * laplacian + injection
+            new_chi_depth = b_depth * (window(state, 1) + a_depth * first_depth)
+            new_chi_x = b_x * (window(state, 2) + a_x * first_x)
+            update = ops.concatenate([pressure, new_chi_depth, new_chi_x, new_zeta_depth, new_zeta_x], axis=0)
+            new = ops.slice_update(target, (0, 0, 0, halo, halo), update)
             if free_surface:
                 # Pressure-release surface half a cell above row 0: the halo holds the odd image -p.
-                image = -ops.flip(new[:, :, halo : 2 * halo, :], axis=2)
-                new = ops.slice_update(new, (0, 0, 0, 0), image)
-            return new, (psi_depth, psi_x, zeta_depth, zeta_x)
+                image = -ops.flip(new[:1, :, :, halo : 2 * halo, :], axis=3)
+                new = ops.slice_update(new, (0, 0, 0, 0, 0), image)
+            return new
 
-        def record(pressure):
-            flat = ops.reshape(pressure, (batch, num_shots, haloed_depth * haloed_x))
-            return ops.take(flat, receiver_index, axis=2)  # (batch, shots, receivers)
+        def record(state):
+            return ops.take(ops.reshape(state, (state_size,)), receiver_index, axis=0)
 
-        # Two recorded samples per loop iteration: an even number of leapfrog steps, so the two pressure
-        # buffers come back to their own loop-carry slots (no copies).
-        num_pairs = (num_samples + 1) // 2
-        padded_steps = 2 * num_pairs * substeps
+        # Sample 0 is the initial state (zero); sample k is recorded right after the step that produced
+        # it. Two samples per loop iteration: an even number of leapfrog steps, so the two state buffers
+        # come back to their own loop-carry slots (no copies).
+        num_pairs = num_samples // 2
+        padded_steps = max(2 * num_pairs * substeps, num_steps)
         source_time_functions = ops.pad(source_time_functions, ((0, padded_steps - num_steps), (0, 0)))
 
         def body(pair, carry):
-            pressure, previous, memory, traces = carry
+            state, other, traces = carry
             for half in range(2):
                 sample = 2 * pair + half
-                traces = ops.slice_update(traces, (sample, 0, 0, 0), record(pressure)[None])
                 for sub in range(substeps):
                     amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
-                    previous, memory = step(pressure, previous, memory, amplitude)
-                    pressure, previous = previous, pressure
-            return pressure, previous, memory, traces
+                    other = step(state, other, amplitude)
+                    state, other = other, state
+                traces = ops.slice_update(traces, (sample + 1, 0), record(state)[None])
+            return state, other, traces
 
-        wavefield = ops.zeros((batch, num_shots, haloed_depth, haloed_x), "float32")
-        folds_x, folds_depth = len(sides_x) * batch, len(sides_depth) * batch
-        memory = (
-            ops.zeros((folds_depth, num_shots, strip + 2 * halo, padded_x), "float32"),
-            ops.zeros((folds_x, num_shots, padded_depth, strip + 2 * halo), "float32"),
-            ops.zeros((folds_depth, num_shots, strip, padded_x), "float32"),
-            ops.zeros((folds_x, num_shots, padded_depth, strip), "float32"),
-        )
-        traces = ops.zeros((2 * num_pairs, batch, num_shots, num_receivers), "float32")
-        carry = (wavefield, wavefield, memory, traces)
-        _, _, _, traces = _fixed_trip_loop(num_pairs, body, carry)
-        return ops.transpose(traces[:num_samples], (1, 2, 0, 3))
+        state = ops.zeros((5, batch, num_shots, haloed_depth, haloed_x), "float32")
+        traces = ops.zeros((2 * num_pairs + 1, batch * num_shots * num_receivers), "float32")
+        _, _, traces = _fixed_trip_loop(num_pairs, body, (state, state, traces))
+        traces = ops.reshape(traces[:num_samples], (num_samples, batch, num_shots, num_receivers))
+        return ops.transpose(traces, (1, 2, 0, 3))
 
     return _xla_compile(propagate)
-
-
-def _slice_axis(array, axis: int, start: int, length: int):
-    """``array[..., start:start + length, ...]`` along ``axis`` (static bounds)."""
-    index = [slice(None)] * len(array.shape)
-    index[axis] = slice(start, start + length)
-    return array[tuple(index)]
 
 
 __all__ = [

@@ -99,6 +99,23 @@ def physical_rmse(y_true, y_pred, velocity_range_mps: Sequence[float] = DEFAULT_
     return rmse(denormalize_velocity(y_true, velocity_range_mps), denormalize_velocity(y_pred, velocity_range_mps))
 
 
+def _ssim_map(local_mean, y_true, y_pred, data_range: float = 1.0):
+    """The SSIM map from a windowed-mean function; arithmetic operators only, so it serves numpy arrays
+    (``ssim_per_sample``) and backend tensors (``ssim_tensor``) alike.
+
+    ``C1 = (0.01·L)²`` and ``C2 = (0.03·L)²`` with ``L = data_range``; variances and covariance are the
+    population (biased) windowed moments, as in OpenFWI's pytorch_ssim.
+    """
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_true, mu_pred = local_mean(y_true), local_mean(y_pred)
+    var_true = local_mean(y_true * y_true) - mu_true**2
+    var_pred = local_mean(y_pred * y_pred) - mu_pred**2
+    covariance = local_mean(y_true * y_pred) - mu_true * mu_pred
+    return ((2 * mu_true * mu_pred + c1) * (2 * covariance + c2)) / (
+        (mu_true**2 + mu_pred**2 + c1) * (var_true + var_pred + c2)
+    )
+
+
 def ssim_per_sample(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -131,13 +148,7 @@ def ssim_per_sample(
     def local_mean(values):
         return ndimage.correlate(values, window, mode="constant", cval=0.0)
 
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_true, mu_pred = local_mean(y_true), local_mean(y_pred)
-    var_true = local_mean(y_true * y_true) - mu_true**2
-    var_pred = local_mean(y_pred * y_pred) - mu_pred**2
-    covariance = local_mean(y_true * y_pred) - mu_true * mu_pred
-    ssim_map = ((2 * mu_true * mu_pred + c1) * (2 * covariance + c2)) / (
-        (mu_true**2 + mu_pred**2 + c1) * (var_true + var_pred + c2))
+    ssim_map = _ssim_map(local_mean, y_true, y_pred, data_range)
     if border == "valid":
         pad = window_size // 2
         ssim_map = ssim_map[:, pad:ssim_map.shape[1] - pad, pad:ssim_map.shape[2] - pad]
@@ -325,14 +336,7 @@ def ssim_tensor(y_true, y_pred, window: np.ndarray | None = None, border: str = 
         # "same" zero-pads window_size // 2 cells on each side for an odd window: pytorch_ssim's padding.
         return ops.conv(values, kernel, strides=1, padding=padding)
 
-    c1, c2 = 0.01**2, 0.03**2
-    mu_true, mu_pred = local_mean(true), local_mean(pred)
-    var_true = local_mean(true * true) - mu_true**2
-    var_pred = local_mean(pred * pred) - mu_pred**2
-    covariance = local_mean(true * pred) - mu_true * mu_pred
-    ssim_map = ((2 * mu_true * mu_pred + c1) * (2 * covariance + c2)) / (
-        (mu_true**2 + mu_pred**2 + c1) * (var_true + var_pred + c2))
-    return ops.mean(ssim_map, axis=(1, 2, 3))
+    return ops.mean(_ssim_map(local_mean, true, pred), axis=(1, 2, 3))
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -55,10 +55,20 @@ def test_openfwi_default_output_names_and_shapes(name):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_non_square_grid(name):
     # The brief's example geometry: 3 shots, 500 samples, 48 receivers onto a 40 x 64 grid.
+    keras.utils.set_random_seed(0)
     model = models.build(name, small_config(name, seismic_shape=(3, 500, 48), grid_shape=(40, 64)))
-    outputs = model(np.zeros((2, 3, 500, 48), "float32"))
+    seismic = np.random.default_rng(1).uniform(-1, 1, (2, 3, 500, 48)).astype("float32")
+    outputs = model(seismic, training=False)
+    # The small configs switch every optional edge head on (InversionNet's included).
+    assert set(outputs) == {"velocity", "edges"}, f"{name}: expected velocity and edges, got {set(outputs)}"
     for key, value in outputs.items():
         assert tuple(value.shape) == (2, 40, 64), f"{name}.{key}: expected (2, 40, 64), got {value.shape}"
+    velocity = keras.ops.convert_to_numpy(outputs["velocity"])
+    assert np.all(np.isfinite(velocity)) and np.all(np.abs(velocity) <= 1.0), f"{name}: velocity outside [-1, 1]"
+    assert np.abs(velocity[0] - velocity[1]).max() > 1e-6, f"{name}: two different surveys gave the same map"
+    if "edges" in outputs:
+        edges = keras.ops.convert_to_numpy(outputs["edges"])
+        assert edges.min() >= 0.0 and edges.max() <= 1.0, f"{name}: edge probabilities must lie in [0, 1]"
 
 
 @pytest.mark.parametrize("name", FAMILIES)

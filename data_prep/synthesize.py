@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -235,16 +236,13 @@ def synthesize(
     out_dir.mkdir(parents=True, exist_ok=True)
     parameters = family_parameters(config.family, **config.family_overrides)
 
-    todo = [
-        chunk
-        for chunk in shard_chunks(chunks, shard)
-        if overwrite
-        or not ((out_dir / chunk.shots_name).exists() and (out_dir / chunk.velocity_name).exists())
-    ]
-    skipped = len(shard_chunks(chunks, shard)) - len(todo)
-    if skipped:
+    mine = shard_chunks(chunks, shard)
+    todo = [chunk for chunk in mine if overwrite or not _chunk_complete(out_dir, chunk)]
+    if len(todo) < len(mine):
         logger.info(
-            "%d chunk(s) already complete in %s: skipped (pass --overwrite to regenerate)", skipped, out_dir
+            "%d chunk(s) already complete in %s: skipped (pass --overwrite to regenerate)",
+            len(mine) - len(todo),
+            out_dir,
         )
 
     total_models = sum(chunk.num_models for chunk in todo)
@@ -293,9 +291,12 @@ def synthesize(
     return manifest_path
 
 
-def _to_numpy(tensor) -> np.ndarray:
-    import keras
+def _chunk_complete(out_dir: Path, chunk: Chunk) -> bool:
+    # Files appear only when fully written (atomic rename), velocity first: both present = complete.
+    return (out_dir / chunk.shots_name).exists() and (out_dir / chunk.velocity_name).exists()
 
+
+def _to_numpy(tensor) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(tensor), dtype=np.float32)
 
 

@@ -3,18 +3,25 @@
 Pipeline position: ``pipeline.train`` compiles the Keras metrics (``build_metrics``); ``pipeline.evaluate``
 calls the array functions (``evaluate_arrays``) on whole prediction sets. Both give the same numbers.
 
-Conventions (velocity arrays are ``(batch, depth, x)`` on the normalised [-1, 1] scale, as the models
-output them):
+Velocity arrays are ``(batch, depth, x)`` on the network's normalised scale, as the models output them.
+How that scale relates to m/s is the dataset's: every velocity metric in m/s and SSIM takes a
+``normalization`` argument, the dataset's ``NormalizationStats`` or its ``VelocityNormalization``
+(``data_prep.normalization``), or ``None`` for OpenFWI's (``minmax`` over 1500–4500 m/s). Conventions:
 
-* OpenFWI: MAE and RMSE on the [-1, 1] scale, averaged over every cell of every sample (RMSE = square root
-  of OpenFWI's MSE); SSIM on the [0, 1] scale (``v / 2 + 0.5``) with OpenFWI's ``pytorch_ssim``: an 11×11
+* Normalised scale: MAE and RMSE of the network's values, averaged over every cell of every sample (RMSE =
+  square root of OpenFWI's MSE). With OpenFWI's normalisation this is OpenFWI's [-1, 1] MAE/MSE; with
+  another range (or ``standard``) the numbers are in those units and not comparable with OpenFWI's tables.
+* SSIM on ``u = (v_mps - min_mps) / (max_mps - min_mps)``, the velocity mapped to [0, 1] with the dataset's
+  range (``velocity_min_mps``, ``velocity_max_mps`` of the statistics), for ``minmax`` and ``standard``
+  alike; for ``minmax`` that is OpenFWI's ``v / 2 + 0.5`` for any range. Values outside the range are not
+  clipped. The SSIM itself is OpenFWI's ``pytorch_ssim``: an 11×11
   Gaussian window (σ = 1.5, normalised to sum 1), ``C1 = 0.01²``, ``C2 = 0.03²`` (data range 1), population
   (biased) local variances, the window applied with **zero padding** of 5 cells, and the mean taken over
   the full map including the zero-padded border (``border="openfwi"``). ``border="valid"`` averages only
   the cells whose window lies inside the map: that is scikit-image's ``structural_similarity`` with
   ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1``.
-* Physical: MAE and RMSE in m/s after de-normalising with the velocity range (default 1500–4500 m/s:
-  ``v_mps = (v + 1) / 2 · (max - min) + min``).
+* Physical: MAE and RMSE in m/s after ``data_prep.normalization.denormalize_velocity`` (the one
+  denormaliser); the Keras metrics multiply the normalised error by the same ``scale_mps``.
 * Edges: precision, recall and F1 of ``probability >= threshold`` against the binary label, counted over
   every cell of every sample (micro-averaged).
 """
@@ -28,11 +35,13 @@ import numpy as np
 from keras import ops
 from scipy import ndimage
 
+from data_prep.normalization import NormalizationStats, VelocityNormalization, denormalize_velocity
 from models.layers import EDGES, PACKAGE, VELOCITY
 
 SSIM_BORDERS = ("openfwi", "valid")
 VELOCITY_SCALES = ("normalized", "physical")
-DEFAULT_VELOCITY_RANGE_MPS = (1500.0, 4500.0)
+#: What a ``normalization`` argument accepts (``None``: OpenFWI's minmax over 1500-4500 m/s).
+Normalization = VelocityNormalization | NormalizationStats | Mapping | None
 SSIM_WINDOW_SIZE = 11
 SSIM_SIGMA = 1.5
 
@@ -52,29 +61,17 @@ def gaussian_window(window_size: int = SSIM_WINDOW_SIZE, sigma: float = SSIM_SIG
     return np.outer(profile, profile)
 
 
-def _check_range(velocity_range_mps: Sequence[float]) -> tuple[float, float]:
-    low, high = (float(v) for v in velocity_range_mps)
-    if not high > low:
-        raise ValueError(f"`velocity_range_mps` must be (min, max) with max > min, in m/s. "
-                         f"Received: velocity_range_mps={tuple(velocity_range_mps)}")
-    return low, high
-
-
 def _check_choice(value: str, choices: Sequence[str], argument: str) -> str:
     if value not in choices:
-        raise ValueError(f"`{argument}` must be one of {', '.join(map(repr, choices))}. Received: {argument}={value!r}")
+        raise ValueError(
+            f"`{argument}` must be one of {', '.join(map(repr, choices))}. Received: {argument}={value!r}"
+        )
     return value
 
 
 # ----------------------------------------------------------------------------------------------------------
 # NumPy array functions (evaluation)
 # ----------------------------------------------------------------------------------------------------------
-
-
-def denormalize_velocity(velocity: np.ndarray, velocity_range_mps: Sequence[float] = DEFAULT_VELOCITY_RANGE_MPS):
-    """Normalised [-1, 1] velocity → m/s: ``(v + 1) / 2 · (max - min) + min``."""
-    low, high = _check_range(velocity_range_mps)
-    return (np.asarray(velocity, dtype=np.float64) + 1.0) / 2.0 * (high - low) + low
 
 
 def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -89,14 +86,20 @@ def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(y_pred - y_true))))
 
 
-def physical_mae(y_true, y_pred, velocity_range_mps: Sequence[float] = DEFAULT_VELOCITY_RANGE_MPS) -> float:
-    """MAE in m/s of normalised velocity maps."""
-    return mae(denormalize_velocity(y_true, velocity_range_mps), denormalize_velocity(y_pred, velocity_range_mps))
+def physical_mae(y_true, y_pred, normalization: Normalization = None) -> float:
+    """MAE in m/s of normalised velocity maps (denormalised with the dataset's ``normalization``)."""
+    velocity = VelocityNormalization.coerce(normalization)
+    return mae(
+        denormalize_velocity(y_true, velocity, np.float64), denormalize_velocity(y_pred, velocity, np.float64)
+    )
 
 
-def physical_rmse(y_true, y_pred, velocity_range_mps: Sequence[float] = DEFAULT_VELOCITY_RANGE_MPS) -> float:
-    """RMSE in m/s of normalised velocity maps."""
-    return rmse(denormalize_velocity(y_true, velocity_range_mps), denormalize_velocity(y_pred, velocity_range_mps))
+def physical_rmse(y_true, y_pred, normalization: Normalization = None) -> float:
+    """RMSE in m/s of normalised velocity maps (denormalised with the dataset's ``normalization``)."""
+    velocity = VelocityNormalization.coerce(normalization)
+    return rmse(
+        denormalize_velocity(y_true, velocity, np.float64), denormalize_velocity(y_pred, velocity, np.float64)
+    )
 
 
 def _ssim_map(local_mean, y_true, y_pred, data_range: float = 1.0):
@@ -151,18 +154,29 @@ def ssim_per_sample(
     ssim_map = _ssim_map(local_mean, y_true, y_pred, data_range)
     if border == "valid":
         pad = window_size // 2
-        ssim_map = ssim_map[:, pad:ssim_map.shape[1] - pad, pad:ssim_map.shape[2] - pad]
+        ssim_map = ssim_map[:, pad : ssim_map.shape[1] - pad, pad : ssim_map.shape[2] - pad]
         if ssim_map.size == 0:
-            raise ValueError(f"border='valid' needs maps of at least {window_size}×{window_size} cells. "
-                             f"Received shape {y_true.shape[1:]}")
+            raise ValueError(
+                f"border='valid' needs maps of at least {window_size}×{window_size} cells. "
+                f"Received shape {y_true.shape[1:]}"
+            )
     values = ssim_map.mean(axis=(1, 2))
     return values[0] if single else values
 
 
-def velocity_ssim(y_true: np.ndarray, y_pred: np.ndarray, border: str = "openfwi") -> float:
-    """OpenFWI's SSIM of normalised [-1, 1] velocity maps: mapped to [0, 1], averaged over samples."""
+def velocity_ssim(
+    y_true: np.ndarray, y_pred: np.ndarray, border: str = "openfwi", normalization: Normalization = None
+) -> float:
+    """OpenFWI's SSIM of normalised velocity maps, averaged over samples.
+
+    The maps are denormalised to m/s with ``normalization`` and mapped to [0, 1] with the dataset's velocity
+    range, ``(v_mps - min_mps) / (max_mps - min_mps)`` (OpenFWI's ``v / 2 + 0.5`` for ``minmax``).
+    """
+    velocity = VelocityNormalization.coerce(normalization)
     y_true, y_pred = _pair(y_true, y_pred)
-    return float(np.mean(ssim_per_sample(y_true / 2 + 0.5, y_pred / 2 + 0.5, border=border)))
+    true01 = velocity.to_unit_interval(denormalize_velocity(y_true, velocity, np.float64))
+    pred01 = velocity.to_unit_interval(denormalize_velocity(y_pred, velocity, np.float64))
+    return float(np.mean(ssim_per_sample(true01, pred01, border=border)))
 
 
 def edge_precision_recall_f1(
@@ -184,10 +198,18 @@ def edge_precision_recall_f1(
 def evaluate_arrays(
     targets: Mapping[str, np.ndarray],
     predictions: Mapping[str, np.ndarray],
-    velocity_range_mps: Sequence[float] = DEFAULT_VELOCITY_RANGE_MPS,
+    *,
+    normalization: Normalization,
     edge_threshold: float = 0.5,
 ) -> dict[str, float]:
     """Every metric for dicts of ``(batch, depth, x)`` arrays keyed by output name.
+
+    Args:
+        targets, predictions: ``{"velocity": (batch, depth, x), "edges": ...}`` on the network's scale.
+        normalization: the dataset's ``NormalizationStats`` (or ``VelocityNormalization``, or their dicts);
+            required so that a caller cannot silently evaluate with another dataset's range. ``None`` means
+            OpenFWI's minmax over 1500–4500 m/s.
+        edge_threshold: probability at or above which a cell counts as an edge.
 
     Returns:
         Flat dict with keys ``velocity_mae``, ``velocity_rmse``, ``velocity_ssim`` (OpenFWI convention),
@@ -195,15 +217,17 @@ def evaluate_arrays(
         ``edges_precision``, ``edges_recall``, ``edges_f1``; the same names as the Keras metrics' logs.
     """
     if VELOCITY not in targets or VELOCITY not in predictions:
-        raise ValueError(f"Both dicts need a {VELOCITY!r} entry. Received keys: targets={sorted(targets)}, "
-                         f"predictions={sorted(predictions)}")
+        raise ValueError(
+            f"Both dicts need a {VELOCITY!r} entry. Received keys: targets={sorted(targets)}, "
+            f"predictions={sorted(predictions)}"
+        )
     true_velocity, predicted_velocity = targets[VELOCITY], predictions[VELOCITY]
     results = {
         f"{VELOCITY}_mae": mae(true_velocity, predicted_velocity),
         f"{VELOCITY}_rmse": rmse(true_velocity, predicted_velocity),
-        f"{VELOCITY}_ssim": velocity_ssim(true_velocity, predicted_velocity),
-        f"{VELOCITY}_mae_mps": physical_mae(true_velocity, predicted_velocity, velocity_range_mps),
-        f"{VELOCITY}_rmse_mps": physical_rmse(true_velocity, predicted_velocity, velocity_range_mps),
+        f"{VELOCITY}_ssim": velocity_ssim(true_velocity, predicted_velocity, normalization=normalization),
+        f"{VELOCITY}_mae_mps": physical_mae(true_velocity, predicted_velocity, normalization),
+        f"{VELOCITY}_rmse_mps": physical_rmse(true_velocity, predicted_velocity, normalization),
     }
     if EDGES in targets and EDGES in predictions:
         precision, recall, f1 = edge_precision_recall_f1(targets[EDGES], predictions[EDGES], edge_threshold)
@@ -215,13 +239,17 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"Targets and predictions must have the same shape. "
-                         f"Received: y_true {y_true.shape}, y_pred {y_pred.shape}")
+        raise ValueError(
+            f"Targets and predictions must have the same shape. "
+            f"Received: y_true {y_true.shape}, y_pred {y_pred.shape}"
+        )
     return y_true, y_pred
 
 
 def _precision_recall_f1(true_positives, false_positives, false_negatives):
-    precision = true_positives / (true_positives + false_positives) if true_positives + false_positives else 0.0
+    precision = (
+        true_positives / (true_positives + false_positives) if true_positives + false_positives else 0.0
+    )
     recall = true_positives / (true_positives + false_negatives) if true_positives + false_negatives else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return precision, recall, f1
@@ -233,19 +261,29 @@ def _precision_recall_f1(true_positives, false_positives, false_negatives):
 
 
 class _VelocityErrorMetric(keras.metrics.Metric):
-    """Accumulates a sum of (absolute or squared) errors and the number of cells."""
+    """Accumulates a sum of (absolute or squared) errors and the number of cells.
+
+    Args:
+        scale: ``"normalized"`` (the network's scale) or ``"physical"`` (m/s).
+        normalization: the dataset's ``VelocityNormalization`` / ``NormalizationStats`` / their dict, or
+            ``None`` (OpenFWI). Stored in ``get_config`` as ``VelocityNormalization.to_dict()``.
+    """
 
     _squared = False
 
-    def __init__(self, scale: str = "normalized",
-                 velocity_range_mps: Sequence[float] = DEFAULT_VELOCITY_RANGE_MPS, name: str | None = None,
-                 dtype=None):
+    def __init__(
+        self,
+        scale: str = "normalized",
+        normalization: Normalization = None,
+        name: str | None = None,
+        dtype=None,
+    ):
         super().__init__(name=name, dtype=dtype)
         self.scale = _check_choice(scale, VELOCITY_SCALES, "scale")
-        self.velocity_range_mps = _check_range(velocity_range_mps)
-        low, high = self.velocity_range_mps
-        # Normalised error × (max - min) / 2 = error in m/s.
-        self._factor = (high - low) / 2.0 if scale == "physical" else 1.0
+        self.normalization = VelocityNormalization.coerce(normalization)
+        # v_mps = scale_mps · v + offset_mps, so an error on the normalised scale × scale_mps = error in m/s
+        # (the offset cancels; denormalize_velocity's affine map, without float32 rounding of ~3000 m/s).
+        self._factor = self.normalization.scale_mps if scale == "physical" else 1.0
         self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 
@@ -260,13 +298,17 @@ class _VelocityErrorMetric(keras.metrics.Metric):
         self.count.assign(0.0)
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "scale": self.scale,
-                "velocity_range_mps": list(self.velocity_range_mps)}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "scale": self.scale,
+            "normalization": self.normalization.to_dict(),
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VelocityMAE(_VelocityErrorMetric):
-    """MAE over every cell: on the [-1, 1] scale (``scale="normalized"``, OpenFWI) or in m/s (``"physical"``)."""
+    """MAE over every cell: on the network's scale (``scale="normalized"``, OpenFWI) or in m/s (``"physical"``)."""
 
     def result(self):
         return ops.divide_no_nan(self.total, self.count)
@@ -274,7 +316,7 @@ class VelocityMAE(_VelocityErrorMetric):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VelocityRMSE(_VelocityErrorMetric):
-    """RMSE over every cell: on the [-1, 1] scale (``scale="normalized"``) or in m/s (``"physical"``)."""
+    """RMSE over every cell: on the network's scale (``scale="normalized"``) or in m/s (``"physical"``)."""
 
     _squared = True
 
@@ -284,17 +326,27 @@ class VelocityRMSE(_VelocityErrorMetric):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VelocitySSIM(keras.metrics.Metric):
-    """OpenFWI's SSIM of normalised [-1, 1] velocity maps, mean over samples (see the module docstring).
+    """OpenFWI's SSIM of normalised velocity maps, mean over samples (see the module docstring).
 
     Args:
         border: ``"openfwi"`` (zero padding, full-map mean) or ``"valid"`` (scikit-image's convention).
         window_size, sigma: Gaussian window (OpenFWI: 11, 1.5).
+        normalization: the dataset's ``VelocityNormalization`` / ``NormalizationStats`` / their dict, or
+            ``None`` (OpenFWI): the maps are compared as ``(v_mps - min_mps) / (max_mps - min_mps)``.
     """
 
-    def __init__(self, border: str = "openfwi", window_size: int = SSIM_WINDOW_SIZE, sigma: float = SSIM_SIGMA,
-                 name: str = "ssim", dtype=None):
+    def __init__(
+        self,
+        border: str = "openfwi",
+        window_size: int = SSIM_WINDOW_SIZE,
+        sigma: float = SSIM_SIGMA,
+        normalization: Normalization = None,
+        name: str = "ssim",
+        dtype=None,
+    ):
         super().__init__(name=name, dtype=dtype)
         self.border = _check_choice(border, SSIM_BORDERS, "border")
+        self.normalization = VelocityNormalization.coerce(normalization)
         self.window_size = int(window_size)
         self.sigma = float(sigma)
         self._window = gaussian_window(self.window_size, self.sigma).astype("float32")[:, :, None, None]
@@ -302,7 +354,7 @@ class VelocitySSIM(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ssim_tensor(y_true, y_pred, self._window, self.border)
+        values = ssim_tensor(y_true, y_pred, self._window, self.border, self.normalization)
         self.total.assign_add(ops.sum(values))
         self.count.assign_add(ops.cast(ops.shape(values)[0], "float32"))
 
@@ -314,12 +366,27 @@ class VelocitySSIM(keras.metrics.Metric):
         self.count.assign(0.0)
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "border": self.border,
-                "window_size": self.window_size, "sigma": self.sigma}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "border": self.border,
+            "window_size": self.window_size,
+            "sigma": self.sigma,
+            "normalization": self.normalization.to_dict(),
+        }
 
 
-def ssim_tensor(y_true, y_pred, window: np.ndarray | None = None, border: str = "openfwi"):
-    """Per-sample SSIM of ``(batch, depth, x)`` normalised [-1, 1] velocity tensors (keras.ops).
+def ssim_tensor(
+    y_true,
+    y_pred,
+    window: np.ndarray | None = None,
+    border: str = "openfwi",
+    normalization: Normalization = None,
+):
+    """Per-sample SSIM of ``(batch, depth, x)`` normalised velocity tensors (keras.ops).
+
+    The maps are compared as ``a · v + b = (v_mps - min_mps) / (max_mps - min_mps)``, with ``(a, b)`` from
+    ``VelocityNormalization.unit_interval_affine`` (``(0.5, 0.5)`` for any ``minmax`` range: OpenFWI's).
 
     Returns:
         ``(batch,)`` float32 tensor.
@@ -328,8 +395,10 @@ def ssim_tensor(y_true, y_pred, window: np.ndarray | None = None, border: str = 
         window = gaussian_window().astype("float32")[:, :, None, None]
     kernel = ops.convert_to_tensor(window, dtype="float32")
     padding = "same" if border == "openfwi" else "valid"
-    true = ops.expand_dims(ops.cast(y_true, "float32") / 2.0 + 0.5, -1)
-    pred = ops.expand_dims(ops.cast(y_pred, "float32") / 2.0 + 0.5, -1)
+    scale, offset = VelocityNormalization.coerce(normalization).unit_interval_affine()
+    true = ops.expand_dims(ops.cast(y_true, "float32") * scale + offset, -1)
+    pred = ops.expand_dims(ops.cast(y_pred, "float32") * scale + offset, -1)
+
     # Stacking the five filtered quantities along channels would need a grouped convolution; five calls of a
     # single-channel convolution keep it backend-agnostic.
     def local_mean(values):
@@ -381,41 +450,56 @@ class EdgeConfusion(keras.metrics.Metric):
             variable.assign(0.0)
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "statistic": self.statistic, "threshold": self.threshold}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "statistic": self.statistic,
+            "threshold": self.threshold,
+        }
 
 
 def build_metrics(
     output_names: Sequence[str] = (VELOCITY, EDGES),
-    velocity_range_mps: Sequence[float] = DEFAULT_VELOCITY_RANGE_MPS,
+    *,
+    normalization: Normalization,
     edge_threshold: float = 0.5,
 ) -> dict[str, list[keras.metrics.Metric]]:
     """Keras metrics keyed by output name, for ``model.compile(metrics=...)``.
 
     Keras logs them as ``<output>_<metric>``, e.g. ``velocity_mae``, ``velocity_mae_mps``, ``edges_f1``:
     the keys ``evaluate_arrays`` returns.
+
+    Args:
+        output_names: the model's outputs (``model.output_names``).
+        normalization: the training dataset's ``NormalizationStats`` (or ``VelocityNormalization``, or
+            their dicts); required so that a caller cannot silently use another dataset's range. ``None``
+            means OpenFWI's minmax over 1500–4500 m/s.
+        edge_threshold: probability at or above which a cell counts as an edge.
     """
-    metrics = {VELOCITY: [
-        VelocityMAE("normalized", velocity_range_mps, name="mae"),
-        VelocityRMSE("normalized", velocity_range_mps, name="rmse"),
-        VelocitySSIM(name="ssim"),
-        VelocityMAE("physical", velocity_range_mps, name="mae_mps"),
-        VelocityRMSE("physical", velocity_range_mps, name="rmse_mps"),
-    ]}
+    normalization = VelocityNormalization.coerce(normalization)
+    metrics = {
+        VELOCITY: [
+            VelocityMAE("normalized", normalization, name="mae"),
+            VelocityRMSE("normalized", normalization, name="rmse"),
+            VelocitySSIM(normalization=normalization, name="ssim"),
+            VelocityMAE("physical", normalization, name="mae_mps"),
+            VelocityRMSE("physical", normalization, name="rmse_mps"),
+        ]
+    }
     if EDGES in output_names:
-        metrics[EDGES] = [EdgeConfusion(statistic, edge_threshold, name=statistic)
-                          for statistic in EdgeConfusion.STATISTICS]
+        metrics[EDGES] = [
+            EdgeConfusion(statistic, edge_threshold, name=statistic) for statistic in EdgeConfusion.STATISTICS
+        ]
     return metrics
 
 
 __all__ = [
-    "DEFAULT_VELOCITY_RANGE_MPS",
     "EdgeConfusion",
     "SSIM_BORDERS",
     "VelocityMAE",
     "VelocityRMSE",
     "VelocitySSIM",
     "build_metrics",
-    "denormalize_velocity",
     "edge_precision_recall_f1",
     "evaluate_arrays",
     "gaussian_window",

@@ -1,18 +1,31 @@
 """Losses and metrics against hand-computed values; SSIM against scikit-image.
 
 Tolerances: 1e-6 for float32 arithmetic on a handful of numbers; 1e-4 for SSIM against scikit-image (the
-brief's bound; observed agreement is ~1e-7 in float32 and exact in float64).
+brief's bound; observed agreement is ~1e-7 in float32 and exact in float64); 1e-5 relative between the
+float32 Keras metrics and the float64 NumPy functions on 70×70 maps (float32 accumulation of ~15k cells).
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import keras
 import numpy as np
 import pytest
 
+from data_prep.normalization import (
+    NormalizationConfig,
+    StatisticsAccumulator,
+    VelocityNormalization,
+    denormalize_velocity,
+    normalize_velocity,
+)
 from models import losses, metrics
+
+#: A non-OpenFWI range, and standard normalisation with round numbers, for hand-computed values.
+WIDE_MINMAX = VelocityNormalization("minmax", 1000.0, 6000.0)
+WIDE_STANDARD = VelocityNormalization("standard", 1000.0, 6000.0, mean_mps=3200.0, std_mps=800.0)
 
 
 def test_velocity_loss_l1_l2_mix_by_hand():
@@ -62,11 +75,18 @@ def test_mae_rmse_normalized_and_physical_by_hand():
     assert metrics.mae(y_true, y_pred) == pytest.approx(0.175)
     assert metrics.rmse(y_true, y_pred) == pytest.approx(math.sqrt(0.21 / 4))
     assert metrics.physical_mae(y_true, y_pred) == pytest.approx(0.175 * 1500)
-    assert metrics.physical_rmse(y_true, y_pred, (2000.0, 3000.0)) == pytest.approx(math.sqrt(0.21 / 4) * 500)
-    assert metrics.denormalize_velocity(np.array([-1.0, 0.0, 1.0])).tolist() == [1500.0, 3000.0, 4500.0]
+    narrow = VelocityNormalization(min_mps=2000.0, max_mps=3000.0)
+    assert metrics.physical_rmse(y_true, y_pred, narrow) == pytest.approx(math.sqrt(0.21 / 4) * 500)
+    assert denormalize_velocity(np.array([-1.0, 0.0, 1.0]), VelocityNormalization()).tolist() == [
+        1500,
+        3000,
+        4500,
+    ]
     # Keras metrics accumulate over batches to the same numbers.
-    for metric, expected in ((metrics.VelocityMAE(), 0.175),
-                             (metrics.VelocityRMSE("physical"), math.sqrt(0.21 / 4) * 1500)):
+    for metric, expected in (
+        (metrics.VelocityMAE(), 0.175),
+        (metrics.VelocityRMSE("physical"), math.sqrt(0.21 / 4) * 1500),
+    ):
         metric.update_state(y_true[:1], y_pred[:1])
         metric.update_state(y_true[1:], y_pred[1:])
         assert float(metric.result()) == pytest.approx(expected, rel=1e-6)
@@ -99,11 +119,19 @@ def velocity_pair():
 def test_ssim_valid_border_matches_scikit_image(velocity_pair):
     structural_similarity = pytest.importorskip("skimage.metrics").structural_similarity
     truth, prediction = velocity_pair
-    reference = np.mean([
-        structural_similarity(t / 2 + 0.5, p / 2 + 0.5, gaussian_weights=True, sigma=1.5,
-                              use_sample_covariance=False, data_range=1.0)
-        for t, p in zip(truth, prediction, strict=True)
-    ])
+    reference = np.mean(
+        [
+            structural_similarity(
+                t / 2 + 0.5,
+                p / 2 + 0.5,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=1.0,
+            )
+            for t, p in zip(truth, prediction, strict=True)
+        ]
+    )
     assert metrics.velocity_ssim(truth, prediction, border="valid") == pytest.approx(reference, abs=1e-4)
     metric = metrics.VelocitySSIM(border="valid")
     metric.update_state(truth.astype("float32"), prediction.astype("float32"))
@@ -114,7 +142,10 @@ def test_ssim_openfwi_border_zero_pads_and_averages_the_full_map(velocity_pair):
     truth, prediction = velocity_pair
     # Independent computation of pytorch_ssim's recipe: explicit zero padding, then sliding windows.
     window = metrics.gaussian_window()
-    true01, pred01 = np.pad(truth / 2 + 0.5, ((0, 0), (5, 5), (5, 5))), np.pad(prediction / 2 + 0.5, ((0, 0), (5, 5), (5, 5)))
+    true01, pred01 = (
+        np.pad(truth / 2 + 0.5, ((0, 0), (5, 5), (5, 5))),
+        np.pad(prediction / 2 + 0.5, ((0, 0), (5, 5), (5, 5))),
+    )
 
     def filtered(values):
         windows = np.lib.stride_tricks.sliding_window_view(values, (11, 11), axis=(1, 2))
@@ -135,23 +166,132 @@ def test_ssim_openfwi_border_zero_pads_and_averages_the_full_map(velocity_pair):
     assert metrics.velocity_ssim(truth, truth) == pytest.approx(1.0)
 
 
-def test_evaluate_arrays_matches_keras_metrics(velocity_pair):
+@pytest.mark.parametrize(
+    "normalization", [None, WIDE_MINMAX, WIDE_STANDARD], ids=["openfwi", "minmax", "standard"]
+)
+def test_evaluate_arrays_matches_keras_metrics(velocity_pair, normalization):
     truth, prediction = velocity_pair
     edges_true = (np.abs(np.diff(truth, axis=1, prepend=truth[:, :1])) > 0.15).astype("float32")
     edges_pred = np.clip(edges_true * 0.7 + 0.2, 0, 1)
-    results = metrics.evaluate_arrays({"velocity": truth, "edges": edges_true},
-                                      {"velocity": prediction, "edges": edges_pred})
-    keras_metrics = metrics.build_metrics(["velocity", "edges"])
+    results = metrics.evaluate_arrays(
+        {"velocity": truth, "edges": edges_true},
+        {"velocity": prediction, "edges": edges_pred},
+        normalization=normalization,
+    )
+    keras_metrics = metrics.build_metrics(["velocity", "edges"], normalization=normalization)
     for output, y_true, y_pred in (("velocity", truth, prediction), ("edges", edges_true, edges_pred)):
         for metric in keras_metrics[output]:
             metric.update_state(y_true.astype("float32"), y_pred.astype("float32"))
             key = f"{output}_{metric.name}"
-            assert float(metric.result()) == pytest.approx(results[key], rel=1e-4), key
+            assert float(metric.result()) == pytest.approx(results[key], rel=1e-5), key
+
+
+def test_physical_errors_use_the_datasets_range_and_method():
+    y_true = np.array([[[0.0, 0.5]], [[-1.0, 1.0]]])
+    y_pred = np.array([[[0.1, 0.5]], [[-0.8, 0.6]]])
+    # Normalised errors 0.1, 0, 0.2, 0.4 (MAE 0.175). One normalised unit is (6000 - 1000) / 2 = 2500 m/s
+    # under minmax over 1000-6000 m/s, and std = 800 m/s under standard.
+    for normalization, metres_per_unit in ((WIDE_MINMAX, 2500.0), (WIDE_STANDARD, 800.0)):
+        expected_mae, expected_rmse = 0.175 * metres_per_unit, math.sqrt(0.21 / 4) * metres_per_unit
+        assert metrics.physical_mae(y_true, y_pred, normalization) == pytest.approx(expected_mae, rel=1e-12)
+        assert metrics.physical_rmse(y_true, y_pred, normalization) == pytest.approx(expected_rmse, rel=1e-12)
+        for metric, expected in (
+            (metrics.VelocityMAE("physical", normalization), expected_mae),
+            (metrics.VelocityRMSE("physical", normalization), expected_rmse),
+        ):
+            metric.update_state(y_true.astype("float32"), y_pred.astype("float32"))
+            assert float(metric.result()) == pytest.approx(expected, rel=1e-6), (normalization, metric.name)
+    # The denormaliser itself, by hand: 0 -> the range's centre (minmax) or the mean (standard).
+    assert denormalize_velocity(np.array([-1.0, 0.0, 1.0]), WIDE_MINMAX).tolist() == [1000.0, 3500.0, 6000.0]
+    assert denormalize_velocity(np.array([-1.0, 0.0, 2.0]), WIDE_STANDARD).tolist() == [
+        2400.0,
+        3200.0,
+        4800.0,
+    ]
+
+
+def test_metrics_from_real_statistics_equal_errors_in_mps():
+    # Statistics computed by the ingest code (standard, 1000-6000 m/s), targets normalised with them: the
+    # metrics in m/s must equal errors measured directly on the m/s maps, and SSIM must equal SSIM of the
+    # maps mapped to [0, 1] with the dataset's range.
+    rng = np.random.default_rng(3)
+    velocity_mps = np.repeat(np.linspace(1200.0, 5800.0, 24)[None, :, None], 2, axis=0) * np.ones((2, 24, 24))
+    predicted_mps = velocity_mps + rng.normal(0.0, 150.0, velocity_mps.shape)
+    seismic = rng.normal(size=(2, 2, 16, 24)).astype("float32")
+    for method in ("minmax", "standard"):
+        accumulator = StatisticsAccumulator(
+            NormalizationConfig(method=method, velocity_range_mps=(1000.0, 6000.0))
+        )
+        accumulator.update(seismic, velocity_mps)
+        stats = accumulator.result()
+        truth = normalize_velocity(velocity_mps, stats, np.float64)
+        prediction = normalize_velocity(predicted_mps, stats, np.float64)
+        results = metrics.evaluate_arrays({"velocity": truth}, {"velocity": prediction}, normalization=stats)
+        errors = predicted_mps - velocity_mps
+        assert results["velocity_mae_mps"] == pytest.approx(np.abs(errors).mean(), rel=1e-9), method
+        assert results["velocity_rmse_mps"] == pytest.approx(np.sqrt(np.square(errors).mean()), rel=1e-9), (
+            method
+        )
+        expected_ssim = metrics.ssim_per_sample(
+            (velocity_mps - 1000) / 5000, (predicted_mps - 1000) / 5000
+        ).mean()
+        assert results["velocity_ssim"] == pytest.approx(expected_ssim, abs=1e-10), method
+        metric = metrics.VelocitySSIM(normalization=stats)
+        metric.update_state(truth.astype("float32"), prediction.astype("float32"))
+        assert float(metric.result()) == pytest.approx(expected_ssim, abs=1e-5), method
+    # The check can fail: OpenFWI's fixed v / 2 + 0.5 on the standardised values is a different number.
+    wrong = metrics.ssim_per_sample(truth / 2 + 0.5, prediction / 2 + 0.5).mean()
+    assert abs(wrong - expected_ssim) > 1e-3
+
+
+def test_ssim_of_minmax_velocities_is_openfwis_for_any_range(velocity_pair):
+    # For minmax, (v_mps - min) / (max - min) = v / 2 + 0.5 whatever the range: OpenFWI's SSIM.
+    truth, prediction = velocity_pair
+    openfwi = metrics.ssim_per_sample(truth / 2 + 0.5, prediction / 2 + 0.5).mean()
+    assert metrics.velocity_ssim(truth, prediction, normalization=WIDE_MINMAX) == pytest.approx(
+        openfwi, abs=1e-12
+    )
+    assert WIDE_MINMAX.unit_interval_affine() == (0.5, 0.5)
+    # Standard: u = (800 v + 3200 - 1000) / 5000 = 0.16 v + 0.44.
+    scale, offset = WIDE_STANDARD.unit_interval_affine()
+    assert (scale, offset) == pytest.approx((0.16, 0.44), rel=1e-12)
+    expected = metrics.ssim_per_sample(0.16 * truth + 0.44, 0.16 * prediction + 0.44).mean()
+    assert metrics.velocity_ssim(truth, prediction, normalization=WIDE_STANDARD) == pytest.approx(
+        expected, abs=1e-12
+    )
+    assert abs(expected - openfwi) > 1e-3, "the test needs a case where the two conventions differ"
+
+
+@pytest.mark.parametrize("normalization", [None, WIDE_STANDARD], ids=["openfwi", "standard"])
+def test_metric_configs_round_trip_with_their_normalization(normalization, velocity_pair):
+    truth, prediction = (array[:1].astype("float32") for array in velocity_pair)
+    for metric in metrics.build_metrics(["velocity"], normalization=normalization)["velocity"]:
+        config = metric.get_config()
+        json.dumps(config, allow_nan=False)  # strict JSON: it goes into .keras files and MLflow
+        restored = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(metric), safe_mode=True
+        )
+        assert type(restored) is type(metric) and restored.get_config() == config, metric.name
+        assert restored.normalization == VelocityNormalization.coerce(normalization), metric.name
+        metric.update_state(truth, prediction)
+        restored.update_state(truth, prediction)
+        assert float(restored.result()) == float(metric.result()), metric.name
+
+
+def test_metrics_require_a_normalization_argument():
+    with pytest.raises(TypeError, match="normalization"):
+        metrics.build_metrics(["velocity"])
+    with pytest.raises(TypeError, match="normalization"):
+        metrics.evaluate_arrays({"velocity": np.zeros((1, 2, 2))}, {"velocity": np.zeros((1, 2, 2))})
 
 
 def test_metric_arguments_are_validated():
-    with pytest.raises(ValueError, match="velocity_range_mps"):
-        metrics.VelocityMAE("physical", (4500.0, 1500.0))
+    with pytest.raises(ValueError, match="min < max"):
+        metrics.VelocityMAE("physical", {"min_mps": 4500.0, "max_mps": 1500.0})
+    with pytest.raises(ValueError, match="std_mps"):
+        metrics.VelocitySSIM(normalization={"method": "standard", "mean_mps": 3000.0})
+    with pytest.raises(ValueError, match="Unknown velocity normalisation keys"):
+        metrics.VelocityMAE("physical", {"velocity_range_mps": [1500, 4500]})
     with pytest.raises(ValueError, match="border"):
         metrics.VelocitySSIM(border="reflect")
     with pytest.raises(ValueError, match="same shape"):
@@ -165,6 +305,7 @@ def test_resize_to_grid_matches_keras_image_resize(grid):
     images = np.random.default_rng(0).normal(size=(2, 125, 70, 3)).astype("float32")
     resized = keras.ops.convert_to_numpy(ResizeToGrid(*grid)(images))
     reference = keras.ops.convert_to_numpy(
-        keras.ops.image.resize(images, grid, interpolation="bilinear", antialias=False))
+        keras.ops.image.resize(images, grid, interpolation="bilinear", antialias=False)
+    )
     # float32 rounding of the backends' sampling positions: differences ~2e-5 on unit-variance data.
     np.testing.assert_allclose(resized, reference, atol=1e-4)

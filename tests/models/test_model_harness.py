@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import models
+from data_prep.normalization import VelocityNormalization
 from models.losses import LossConfig, build_losses
 from models.metrics import build_metrics
 from tests.models.harness import (
@@ -26,7 +27,11 @@ def _compile(model, learning_rate=1e-3):
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=losses,
         loss_weights=weights,
-        metrics=build_metrics(model.output_names),
+        # A non-OpenFWI normalisation, so saving and loading a compiled model exercises its metrics' configs.
+        metrics=build_metrics(
+            model.output_names,
+            normalization=VelocityNormalization("standard", 1000.0, 6000.0, mean_mps=3200.0, std_mps=800.0),
+        ),
     )
     return model
 
@@ -64,7 +69,9 @@ def test_non_square_grid(name):
     for key, value in outputs.items():
         assert tuple(value.shape) == (2, 40, 64), f"{name}.{key}: expected (2, 40, 64), got {value.shape}"
     velocity = keras.ops.convert_to_numpy(outputs["velocity"])
-    assert np.all(np.isfinite(velocity)) and np.all(np.abs(velocity) <= 1.0), f"{name}: velocity outside [-1, 1]"
+    assert np.all(np.isfinite(velocity)) and np.all(np.abs(velocity) <= 1.0), (
+        f"{name}: velocity outside [-1, 1]"
+    )
     assert np.abs(velocity[0] - velocity[1]).max() > 1e-6, f"{name}: two different surveys gave the same map"
     if "edges" in outputs:
         edges = keras.ops.convert_to_numpy(outputs["edges"])
@@ -98,7 +105,9 @@ def test_save_load_safe_mode_gives_identical_outputs(name, tmp_path):
     before, after = model.predict_on_batch(seismic), loaded.predict_on_batch(seismic)
     assert set(before) == set(after)
     for key in before:
-        np.testing.assert_array_equal(after[key], before[key], err_msg=f"{name}.{key} changed after save/load")
+        np.testing.assert_array_equal(
+            after[key], before[key], err_msg=f"{name}.{key} changed after save/load"
+        )
 
 
 @pytest.mark.parametrize("name", FAMILIES)

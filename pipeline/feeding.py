@@ -1,0 +1,380 @@
+"""Feeding the HDF5 dataset to Keras: a ``keras.utils.PyDataset`` with normalisation and augmentation.
+
+Pipeline position: ``pipeline.train`` builds one ``SeismicDataset`` per split (``train``, ``val``) from the
+file written by ``data_prep.ingest``; ``pipeline.evaluate`` reads the test split through the same class.
+
+Design (see NOTES.md, "Keras 3" and "HDF5"):
+
+* h5py objects cannot be pickled and must not be shared across a fork, so the dataset stores the file
+  *path* and opens it lazily once per process (``os.getpid()`` is checked on every access). The object is
+  picklable and works with ``workers`` threads or processes (``use_multiprocessing=True``).
+* Sample order: a permutation drawn from ``(seed, epoch)``, so the same seed gives the same order on every
+  run and a resumed run continues with the order the interrupted one would have used. The epoch is set
+  explicitly with ``set_epoch`` (``pipeline.train`` calls ``fit`` once per epoch, after ``set_epoch``), not
+  in Keras' ``on_epoch_begin``/``on_epoch_end`` hooks: Keras starts the worker pool before
+  ``on_epoch_begin``, its TensorFlow input pipeline prefetches the next epoch's first batches before
+  ``on_epoch_end``, and ``fit`` calls ``on_epoch_end`` once more than there are epochs, so an order changed
+  in those hooks would depend on timing.
+* Normalisation uses the dataset's training-split statistics (``data_prep.normalization``): seismic
+  ``sign(x)·log1p(|x|)`` then min-max to [-1, 1] (OpenFWI), velocity to [-1, 1]; edges stay 0/1.
+* Augmentation (training only, on raw amplitudes before normalisation): additive noise relative to the
+  sample's RMS, amplitude scaling, dropped (zeroed) traces and polarity reversal. Each batch's random
+  numbers come from ``(seed, epoch, batch)``, so results do not depend on which worker made the batch.
+* Curriculum helpers: restrict the samples to some families, or keep only some shots (the others zeroed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import keras
+import numpy as np
+
+from data_prep import schema
+from data_prep.normalization import NormalizationStats, normalize_seismic, normalize_velocity
+from pipeline.cli import UserError
+
+VELOCITY = "velocity"
+EDGES = "edges"
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Training-time augmentation of raw seismic (YAML: ``data.augmentation``); all off by default.
+
+    Attributes:
+        noise_probability: chance that a sample gets additive Gaussian noise.
+        noise_level: noise standard deviation as a fraction of the sample's RMS amplitude.
+        amplitude_probability: chance that a sample's amplitudes are scaled.
+        amplitude_scale_range: ``(low, high)`` factor, drawn log-uniformly.
+        drop_trace_probability: chance that a sample loses some traces (set to zero, as dead channels).
+        drop_trace_fraction: fraction of the sample's traces (shot × receiver) zeroed when it does.
+        polarity_probability: chance that a sample's polarity is reversed.
+    """
+
+    noise_probability: float = 0.0
+    noise_level: float = 0.05
+    amplitude_probability: float = 0.0
+    amplitude_scale_range: tuple[float, float] = (0.5, 2.0)
+    drop_trace_probability: float = 0.0
+    drop_trace_fraction: float = 0.05
+    polarity_probability: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "noise_probability",
+            "amplitude_probability",
+            "drop_trace_probability",
+            "polarity_probability",
+            "drop_trace_fraction",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augmentation.{name} must be in [0, 1]. Received: {getattr(self, name)}")
+        if self.noise_level < 0:
+            raise ValueError(f"augmentation.noise_level must be >= 0. Received: {self.noise_level}")
+        low, high = self.amplitude_scale_range
+        if not 0 < low <= high:
+            raise ValueError(
+                f"augmentation.amplitude_scale_range must be (low, high) with 0 < low <= high. "
+                f"Received: {self.amplitude_scale_range}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return any(
+            p > 0
+            for p in (
+                self.noise_probability,
+                self.amplitude_probability,
+                self.drop_trace_probability,
+                self.polarity_probability,
+            )
+        )
+
+
+def augment(seismic: np.ndarray, config: AugmentationConfig, rng: np.random.Generator) -> np.ndarray:
+    """Applies ``config``'s augmentations to raw seismic ``(batch, shots, time, receivers)`` (a new array)."""
+    seismic = np.array(seismic, dtype=np.float32, copy=True)
+    batch, shots, _, receivers = seismic.shape
+    for sample in range(batch):
+        if rng.random() < config.amplitude_probability:
+            low, high = config.amplitude_scale_range
+            seismic[sample] *= np.float32(math.exp(rng.uniform(math.log(low), math.log(high))))
+        if rng.random() < config.polarity_probability:
+            seismic[sample] *= np.float32(-1.0)
+        if rng.random() < config.noise_probability and config.noise_level > 0:
+            rms = float(np.sqrt(np.mean(np.square(seismic[sample], dtype=np.float64))))
+            noise = rng.standard_normal(seismic[sample].shape, dtype=np.float32)
+            seismic[sample] += noise * np.float32(config.noise_level * rms)
+        if rng.random() < config.drop_trace_probability:
+            count = max(1, int(round(config.drop_trace_fraction * shots * receivers)))
+            dropped = rng.choice(shots * receivers, size=min(count, shots * receivers), replace=False)
+            shot_index, receiver_index = np.divmod(dropped, receivers)
+            seismic[sample, shot_index, :, receiver_index] = 0.0
+    return seismic
+
+
+def shot_mask(num_shots: int, active_shots: int | None) -> np.ndarray | None:
+    """Which shots a few-shot curriculum stage keeps: ``active_shots`` spread evenly; None keeps all."""
+    if active_shots is None or active_shots >= num_shots:
+        return None
+    if active_shots < 1:
+        raise ValueError(f"active_shots must be at least 1. Received: {active_shots}")
+    keep = np.unique(np.round(np.linspace(0, num_shots - 1, active_shots)).astype(int))
+    mask = np.zeros(num_shots, dtype=bool)
+    mask[keep] = True
+    return mask
+
+
+def read_sample_families(h5: h5py.File) -> np.ndarray:
+    """Family name of every sample (``"unknown"`` where the dataset does not say), as a str array.
+
+    Reads a per-sample family dataset when the schema has one, else the ``family`` recorded with each
+    sample's source in the provenance.
+    """
+    num_samples = int(h5[schema.SEISMIC].shape[0])
+    for name in ("sample_family", "family"):
+        if name in h5 and isinstance(h5[name], h5py.Dataset) and h5[name].shape[:1] == (num_samples,):
+            values = h5[name][()]
+            if values.dtype.kind in "iu":
+                names = _family_names(h5, name)
+                if names is not None:
+                    return np.asarray([names[int(v)] for v in values], dtype=object).astype(str)
+            return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in values])
+    families = np.full(num_samples, "unknown", dtype=object)
+    try:
+        sources = json.loads(h5[schema.PROVENANCE].attrs["sources"])
+        source_index = h5[schema.SAMPLE_SOURCE][()]
+    except (KeyError, ValueError):
+        return families.astype(str)
+    for position, source in enumerate(sources):
+        family = source.get("family") if isinstance(source, dict) else None
+        if family:
+            families[source_index == position] = str(family)
+    return families.astype(str)
+
+
+def _family_names(h5: h5py.File, name: str) -> list[str] | None:
+    for holder in (h5[name].attrs, h5.attrs):
+        for key in ("names", "families", "family_names"):
+            if key in holder:
+                value = holder[key]
+                if isinstance(value, str | bytes):
+                    try:
+                        return list(json.loads(value))
+                    except json.JSONDecodeError:
+                        return [part for part in str(value).split(",") if part]
+                return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    return None
+
+
+class SeismicDataset(keras.utils.PyDataset):
+    """Batches ``(normalised seismic, {"velocity": ..., "edges": ...})`` from one split of an HDF5 dataset.
+
+    Args:
+        path: the dataset file (``data_prep.ingest`` output).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        batch_size: samples per batch.
+        shuffle: draw a new order every epoch from ``(seed, epoch)``; otherwise file order.
+        seed: base seed of the order and of the augmentation.
+        outputs: target names to return (``("velocity",)`` for models without an edge head).
+        indices: explicit sample indices instead of the split's (kept in the given order when not shuffled).
+        families: keep only samples of these families (curriculum); None keeps all.
+        active_shots: keep this many evenly spread shots and zero the others (curriculum); None keeps all.
+        max_samples: use only the first ``max_samples`` samples of the split (after the family filter).
+        augmentation: augmentation settings (training only); None for none.
+        drop_remainder: leave out the last incomplete batch (training: keeps every step's shape the same).
+        stats: normalisation statistics; default: the dataset's own.
+        workers, use_multiprocessing, max_queue_size: Keras' ``PyDataset`` parallelism.
+
+    Batches:
+        ``x``: ``(batch, shots, time, receivers)`` float32 normalised seismic; ``y``: dict of
+        ``(batch, depth, x)`` float32 (velocity normalised, edges 0/1).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        split: str = "train",
+        *,
+        batch_size: int = 16,
+        shuffle: bool = False,
+        seed: int = 0,
+        outputs: Sequence[str] = (VELOCITY, EDGES),
+        indices: Sequence[int] | np.ndarray | None = None,
+        families: Sequence[str] | None = None,
+        active_shots: int | None = None,
+        max_samples: int | None = None,
+        augmentation: AugmentationConfig | None = None,
+        drop_remainder: bool = False,
+        stats: NormalizationStats | None = None,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+    ) -> None:
+        super().__init__(
+            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
+        )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1. Received: {batch_size}")
+        unknown = sorted(set(outputs) - {VELOCITY, EDGES})
+        if unknown or VELOCITY not in outputs:
+            raise ValueError(
+                f"outputs must contain 'velocity' and optionally 'edges'. Received: {list(outputs)}"
+            )
+        self.path = Path(path)
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.outputs = tuple(outputs)
+        self.augmentation = augmentation if augmentation is not None and augmentation.enabled else None
+        self.drop_remainder = bool(drop_remainder)
+        self._file: h5py.File | None = None
+        self._file_pid: int | None = None
+
+        with schema.open_dataset(self.path) as h5:
+            if not bool(h5.attrs["labelled"]):
+                raise UserError(
+                    f"{self.path} holds no velocity models (an unlabelled dataset): training and evaluation "
+                    "need a labelled dataset from data_prep.ingest."
+                )
+            self.stats = stats if stats is not None else schema.read_normalization(h5)
+            self.geometry = schema.read_geometry(h5)
+            self.seismic_shape = tuple(int(n) for n in h5[schema.SEISMIC].shape[1:])
+            self.grid_shape = tuple(int(n) for n in h5[schema.VELOCITY].shape[1:])
+            if indices is None:
+                splits = schema.read_splits(h5)
+                if split not in splits:
+                    raise UserError(f"Unknown split {split!r}: choose one of {', '.join(splits)}.")
+                selected = np.asarray(splits[split], dtype=np.int64)
+            else:
+                selected = np.asarray(indices, dtype=np.int64)
+                if selected.size and (selected.min() < 0 or selected.max() >= h5[schema.SEISMIC].shape[0]):
+                    raise ValueError(f"indices must lie in 0..{h5[schema.SEISMIC].shape[0] - 1}.")
+            all_families = read_sample_families(h5)
+        if families:
+            wanted = set(families)
+            available = sorted(set(all_families[selected]))
+            selected = selected[np.isin(all_families[selected], list(wanted))]
+            if selected.size == 0:
+                raise UserError(
+                    f"No {split} sample of famil{'y' if len(wanted) == 1 else 'ies'} {', '.join(sorted(wanted))} "
+                    f"in {self.path}; it holds {', '.join(available)}."
+                )
+        if max_samples is not None:
+            selected = selected[: int(max_samples)]
+        if selected.size == 0:
+            raise UserError(
+                f"The {split} split of {self.path} is empty: rebuild the dataset with more samples."
+            )
+        self.indices = selected
+        self.families = all_families[selected]
+        self.shot_mask = shot_mask(self.seismic_shape[0], active_shots)
+        self.epoch = 0
+        self._order = self._order_for(0)
+
+    # --- Keras PyDataset interface ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        if self.drop_remainder:
+            return max(1, len(self.indices) // self.batch_size)
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} out of range for {len(self)} batches.")
+        positions = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        seismic, velocity, edges = self.read(self.indices[positions])
+        if self.augmentation is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index, 17])
+            seismic = augment(seismic, self.augmentation, rng)
+        targets = {VELOCITY: normalize_velocity(velocity, self.stats)}
+        if EDGES in self.outputs:
+            targets[EDGES] = edges.astype(np.float32)
+        return normalize_seismic(seismic, self.stats), targets
+
+    # --- Public helpers ---------------------------------------------------------------------------------
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch (after ``drop_remainder``)."""
+        return len(self) * self.batch_size if self.drop_remainder else len(self.indices)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Uses the order of ``epoch`` for the next pass (resuming starts at the interrupted epoch)."""
+        self.epoch = int(epoch)
+        self._order = self._order_for(self.epoch)
+
+    def epoch_order(self, epoch: int | None = None) -> np.ndarray:
+        """Dataset sample indices in the order they are served in ``epoch`` (default: the current one)."""
+        order = self._order if epoch is None else self._order_for(epoch)
+        served = order[: self.num_samples]
+        return self.indices[served]
+
+    def read(self, sample_indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw ``seismic`` (pressure), ``velocity`` (m/s) and ``edges`` (uint8) of the given samples, in order.
+
+        The curriculum's shot mask is applied (masked shots are zero).
+        """
+        wanted = np.asarray(sample_indices, dtype=np.int64)
+        # h5py reads fancy selections in increasing order only.
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        h5 = self._h5()
+        seismic = h5[schema.SEISMIC][unique][inverse]
+        velocity = h5[schema.VELOCITY][unique][inverse]
+        edges = h5[schema.EDGES][unique][inverse]
+        if self.shot_mask is not None:
+            seismic[:, ~self.shot_mask] = 0.0
+        return seismic, velocity, edges
+
+    def close(self) -> None:
+        if self._file is not None and self._file_pid == os.getpid():
+            self._file.close()
+        self._file = None
+        self._file_pid = None
+
+    # --- Internals --------------------------------------------------------------------------------------
+
+    def _order_for(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.indices))
+        return np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.indices))
+
+    def _h5(self) -> h5py.File:
+        # Opened once per process: a handle inherited through fork() is never used.
+        if self._file is None or self._file_pid != os.getpid():
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=schema.READ_CHUNK_CACHE_BYTES)
+            self._file_pid = os.getpid()
+        return self._file
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_file"] = None
+        state["_file_pid"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+__all__ = [
+    "AugmentationConfig",
+    "SeismicDataset",
+    "augment",
+    "read_sample_families",
+    "shot_mask",
+]

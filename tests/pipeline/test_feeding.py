@@ -1,0 +1,180 @@
+"""The PyDataset over the HDF5 dataset: pickling, per-epoch order, normalisation values, workers, augmentation."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from data_prep import schema
+from pipeline.cli import UserError
+from pipeline.feeding import AugmentationConfig, SeismicDataset, augment, shot_mask
+from tests.pipeline.datasets import GRID_SHAPE, SEISMIC_SHAPE, write_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("feeding") / "small.h5", num_samples=30, files=2)
+
+
+def test_batches_hold_normalised_values(dataset_path: Path):
+    data = SeismicDataset(dataset_path, "train", batch_size=4)
+    stats = schema.read_normalization(dataset_path)
+    with h5py.File(dataset_path, "r") as h5:
+        train = schema.read_splits(h5)["train"]
+        raw = h5["seismic"][train[:4]]
+        velocity = h5["velocity"][train[:4]]
+        edges = h5["edges"][train[:4]]
+    x, y = data[0]
+    assert x.shape == (4, *SEISMIC_SHAPE) and x.dtype == np.float32
+    # OpenFWI: sign(x)·log1p(|x|), then the training split's [min, max] -> [-1, 1].
+    transformed = np.sign(raw) * np.log1p(np.abs(raw))
+    low, high = stats.seismic["min"], stats.seismic["max"]
+    np.testing.assert_allclose(x, 2 * (transformed - low) / (high - low) - 1, rtol=1e-5, atol=1e-5)
+    # Velocity: 1500-4500 m/s -> [-1, 1].
+    np.testing.assert_allclose(y["velocity"], (velocity - 1500.0) / 1500.0 - 1.0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(y["edges"], edges.astype(np.float32))
+    assert set(np.unique(y["edges"])) <= {0.0, 1.0} and y["edges"].sum() > 0
+    # Over the whole training split the normalised seismic spans exactly [-1, 1].
+    everything = np.concatenate([data[i][0] for i in range(len(data))])
+    assert everything.min() == pytest.approx(-1.0, abs=1e-5) and everything.max() == pytest.approx(
+        1.0, abs=1e-5
+    )
+
+
+def test_pickle_reopens_the_file_per_process(dataset_path: Path):
+    data = SeismicDataset(dataset_path, "val", batch_size=2, outputs=("velocity",))
+    first = data[0]
+    assert data._file is not None  # opened lazily by the read above
+    clone = pickle.loads(pickle.dumps(data))
+    assert clone._file is None, "the h5py handle must not travel with the pickle"
+    again = clone[0]
+    np.testing.assert_array_equal(first[0], again[0])
+    assert set(again[1]) == {"velocity"}
+    data._file_pid = -1  # as if the handle had been inherited through fork()
+    np.testing.assert_array_equal(data[0][0], first[0])
+    assert data._file_pid > 0
+
+
+def test_same_seed_same_order_and_new_order_each_epoch(dataset_path: Path):
+    one = SeismicDataset(dataset_path, "train", batch_size=4, shuffle=True, seed=3)
+    two = SeismicDataset(dataset_path, "train", batch_size=4, shuffle=True, seed=3)
+    other = SeismicDataset(dataset_path, "train", batch_size=4, shuffle=True, seed=4)
+    with h5py.File(dataset_path, "r") as h5:
+        train = schema.read_splits(h5)["train"]
+    epoch0 = one.epoch_order()
+    np.testing.assert_array_equal(epoch0, two.epoch_order())
+    assert sorted(epoch0) == sorted(train), "an epoch serves every training sample once"
+    assert not np.array_equal(epoch0, other.epoch_order())
+    one.on_epoch_end()  # Keras' hook does not move the order (see the module docstring)
+    np.testing.assert_array_equal(one.epoch_order(), epoch0)
+    one.set_epoch(1)
+    epoch1 = one.epoch_order()
+    assert not np.array_equal(epoch0, epoch1) and sorted(epoch1) == sorted(train)
+    two.set_epoch(1)  # what a resumed run does
+    np.testing.assert_array_equal(two.epoch_order(), epoch1)
+    np.testing.assert_array_equal(one[2][0], two[2][0])
+    unshuffled = SeismicDataset(dataset_path, "train", batch_size=4)
+    np.testing.assert_array_equal(unshuffled.epoch_order(), train)
+
+
+def test_drop_remainder_and_max_samples(dataset_path: Path):
+    data = SeismicDataset(
+        dataset_path, "train", batch_size=5, shuffle=True, drop_remainder=True, max_samples=12
+    )
+    assert len(data) == 2 and data.num_samples == 10
+    assert all(data[i][0].shape[0] == 5 for i in range(len(data)))
+    with pytest.raises(IndexError):
+        data[2]
+
+
+def test_worker_processes_deliver_the_same_batches(dataset_path: Path):
+    sequential = SeismicDataset(dataset_path, "train", batch_size=4, outputs=("velocity",))
+    parallel = SeismicDataset(
+        dataset_path, "train", batch_size=4, outputs=("velocity",), workers=2, use_multiprocessing=True
+    )
+    seismic = keras.Input(SEISMIC_SHAPE)
+    model = keras.Model(seismic, keras.ops.mean(seismic, axis=(1, 2, 3)))
+    expected = np.concatenate([sequential[i][0].mean(axis=(1, 2, 3)) for i in range(len(sequential))])
+    for _ in range(2):  # a second pass starts a new worker pool
+        np.testing.assert_allclose(model.predict(parallel, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_with_threads_and_epoch_reshuffle(dataset_path: Path):
+    data = SeismicDataset(
+        dataset_path, "train", batch_size=4, shuffle=True, seed=1, outputs=("velocity",), workers=2
+    )
+    seismic = keras.Input(SEISMIC_SHAPE)
+    flat = keras.layers.Flatten()(
+        keras.layers.AveragePooling2D((8, 1))(keras.layers.Permute((2, 3, 1))(seismic))
+    )
+    velocity = keras.layers.Reshape(GRID_SHAPE)(keras.layers.Dense(GRID_SHAPE[0] * GRID_SHAPE[1])(flat))
+    model = keras.Model(seismic, {"velocity": velocity})
+    model.compile("adam", loss={"velocity": "mae"})
+    losses = []
+    for epoch in range(3):  # pipeline.train's pattern: set the epoch, fit one epoch
+        data.set_epoch(epoch)
+        losses += model.fit(data, initial_epoch=epoch, epochs=epoch + 1, verbose=0).history["loss"]
+    assert len(losses) == 3 and np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert data.epoch == 2
+
+
+def test_curriculum_shot_mask_and_family_filter(dataset_path: Path):
+    assert shot_mask(5, 3).tolist() == [True, False, True, False, True]
+    assert shot_mask(5, None) is None and shot_mask(5, 5) is None
+    data = SeismicDataset(dataset_path, "train", batch_size=3, active_shots=1)
+    seismic, _, _ = data.read(data.indices[:3])
+    assert np.all(seismic[:, 1] == 0) and np.any(seismic[:, 0] != 0)
+    with pytest.raises(UserError, match="No train sample of family salt"):
+        SeismicDataset(dataset_path, "train", families=["salt"])
+
+
+def test_augmentations_do_what_they_say():
+    rng = np.random.default_rng(0)
+    seismic = rng.normal(0, 2, (3, *SEISMIC_SHAPE)).astype(np.float32)
+
+    flipped = augment(seismic, AugmentationConfig(polarity_probability=1.0), np.random.default_rng(1))
+    np.testing.assert_array_equal(flipped, -seismic)
+    scaled = augment(
+        seismic,
+        AugmentationConfig(amplitude_probability=1.0, amplitude_scale_range=(3.0, 3.0)),
+        np.random.default_rng(1),
+    )
+    np.testing.assert_allclose(scaled, 3 * seismic, rtol=1e-6)
+    dropped = augment(
+        seismic,
+        AugmentationConfig(drop_trace_probability=1.0, drop_trace_fraction=0.25),
+        np.random.default_rng(1),
+    )
+    dead = np.all(dropped == 0, axis=2)  # (batch, shots, receivers)
+    assert dead.sum(axis=(1, 2)).tolist() == [8, 8, 8], "a quarter of the 32 traces of each sample"
+    np.testing.assert_array_equal(
+        dropped[~np.all(dropped == 0, axis=2)[:, :, None, :].repeat(64, 2)],
+        seismic[~np.all(dropped == 0, axis=2)[:, :, None, :].repeat(64, 2)],
+    )
+    noisy = augment(
+        seismic, AugmentationConfig(noise_probability=1.0, noise_level=0.1), np.random.default_rng(1)
+    )
+    ratio = np.std(noisy - seismic) / np.sqrt(np.mean(seismic**2))
+    assert ratio == pytest.approx(0.1, rel=0.05)
+    again = augment(
+        seismic, AugmentationConfig(noise_probability=1.0, noise_level=0.1), np.random.default_rng(1)
+    )
+    np.testing.assert_array_equal(noisy, again)
+    assert not AugmentationConfig().enabled
+    with pytest.raises(ValueError, match="amplitude_scale_range"):
+        AugmentationConfig(amplitude_scale_range=(2.0, 1.0))
+
+
+def test_augmented_batches_are_reproducible(dataset_path: Path):
+    config = AugmentationConfig(noise_probability=1.0, noise_level=0.5)
+    one = SeismicDataset(dataset_path, "train", batch_size=4, seed=2, augmentation=config)
+    two = SeismicDataset(dataset_path, "train", batch_size=4, seed=2, augmentation=config)
+    plain = SeismicDataset(dataset_path, "train", batch_size=4, seed=2)
+    np.testing.assert_array_equal(one[1][0], two[1][0])
+    assert not np.allclose(one[1][0], plain[1][0])
+    np.testing.assert_array_equal(one[1][1]["velocity"], plain[1][1]["velocity"])

@@ -1,0 +1,1092 @@
+"""Batch inference on survey SEG-Y: windows along a line, stitched velocity and edge sections, physics QC.
+
+Pipeline position: the last stage. A trained model bundle (``pipeline.bundle``, from ``pipeline.train``: a
+folder, ``runs:/…`` or ``models:/…``) and the shot gathers of a 2D survey line go in; a velocity section
+comes out::
+
+    python -m pipeline.infer --model models:/unet@champion --input line.sgy --out runs/line1
+    python -m pipeline.infer --model bundles/unet --input part1.sgy part2.sgy --out runs/line1 --regrid
+    python -m pipeline.infer ... --shard 3/8          # job-array part 3 of 8; the last part merges
+    python -m pipeline.infer --merge --out runs/line1 # stitch what the shards wrote (if needed)
+    python -m pipeline.infer ... --resume             # continue an interrupted run
+
+``infer(inputs, model, out, config)`` is the pure function behind the command line:
+
+1. read the line's geometry from the trace headers and check it against the model's training geometry
+   (``pipeline.windows``): every mismatch is listed with the option that fixes it; with ``--regrid`` time
+   axes are resampled, receivers interpolated and shots taken from the nearest position within tolerance;
+2. plan windows of the model's acquisition layout along the line, half a window apart by default;
+3. per window (in batches, memory bounded by a batch): cut out and regrid the gathers, calibrate their
+   amplitude to the training data's (``pipeline.calibration``), predict velocity and edges, run the physics
+   QC (``pipeline.qc``: re-simulation, misfit, velocity errors against ``--truth``), and save the window's
+   result atomically under ``OUT/.work/windows/`` — which is what ``--resume`` and ``--shard`` build on;
+4. when every window is done, stitch them streaming (``pipeline.stitching``) into ``OUT/section.h5`` and
+   write ``section_velocity.segy`` (+ ``section_edges.segy``), PNG previews, ``qc.csv`` and
+   ``summary.json`` (``pipeline.section``), every file under a temporary name first.
+
+Outputs in ``OUT``: ``section.h5``, ``section_velocity.segy``, ``section_edges.segy``,
+``section_velocity.png``, ``section_edges.png``, ``qc.png``, ``qc.csv``, ``summary.json``. The per-window
+files are removed after a successful merge unless ``outputs.keep_window_files`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_prep.atomic import atomic_output, write_text_atomic
+from pipeline import __version__
+from pipeline.calibration import (
+    CalibrationConfig,
+    amplitude_statistic,
+    calibration_factor,
+    line_sample,
+    training_target,
+)
+from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.config import add_config_arguments, config_hash, load_config, to_dict, to_yaml
+from pipeline.qc import QC_FIELDS, QCConfig, aggregate, engine_setup, plot_qc, summary_table, window_qc
+from pipeline.section import SectionWriter, TruthSection, write_previews, write_section_segy
+from pipeline.stitching import StitchingConfig, StreamingStitcher
+from pipeline.windows import (
+    LineConfig,
+    LineFrame,
+    ModelLayout,
+    RegridConfig,
+    WindowConfig,
+    WindowPlan,
+    WindowReader,
+    check_geometry,
+    read_survey_line,
+)
+
+logger = logging.getLogger(__name__)
+
+WORK_DIR = ".work"
+SECTION_FILE = "section.h5"
+RUN_FILE = "run.json"
+PLAN_FILE = "plan.npz"
+LOCK_FILE = "merge.lock"
+RUN_FORMAT = "seisinvert-inference-run"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Which files are written besides ``section.h5``.
+
+    Attributes:
+        segy: the SEG-Y velocity section (and the edge section when the model has an edge head).
+        png: PNG previews of the sections and the QC plot.
+        keep_window_files: keep ``OUT/.work`` (per-window predictions and QC) after the merge.
+        preview_max_columns: previews show at most this many columns (decimated).
+    """
+
+    segy: bool = True
+    png: bool = True
+    keep_window_files: bool = False
+    preview_max_columns: int = 2000
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Optional MLflow logging of the run (inputs, model, options, QC table and figures).
+
+    Attributes:
+        enabled: log to MLflow (``--mlflow``).
+        experiment: MLflow experiment name.
+        tracking_uri: None uses MLflow's default (``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+        run_name: MLflow run name; None: ``infer-<output folder name>``.
+    """
+
+    enabled: bool = False
+    experiment: str = "inference"
+    tracking_uri: str | None = None
+    run_name: str | None = None
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Settings of ``python -m pipeline.infer`` (YAML: ``configs/infer/*.yaml``; ``--set key=value``).
+
+    Attributes:
+        batch_size: windows read, calibrated and predicted together (bounds memory).
+        truth: a true velocity section (SEG-Y, one trace per lateral position) for velocity errors.
+        progress_interval_s: seconds between progress lines when stderr is not a terminal.
+        line, regrid, windows, calibration, stitching, qc, outputs, mlflow: see each dataclass.
+    """
+
+    batch_size: int = 8
+    truth: Path | None = None
+    progress_interval_s: float = 10.0
+    line: LineConfig = LineConfig()
+    regrid: RegridConfig = RegridConfig()
+    windows: WindowConfig = WindowConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    stitching: StitchingConfig = StitchingConfig()
+    qc: QCConfig = QCConfig()
+    outputs: OutputConfig = OutputConfig()
+    mlflow: TrackingConfig = TrackingConfig()
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1. Received: {self.batch_size}")
+
+
+@dataclass
+class InferResult:
+    """What ``infer`` did and where the outputs are."""
+
+    out_dir: Path
+    num_windows: int
+    processed: int
+    skipped: int
+    merged: bool
+    section_path: Path | None = None
+    files: list[Path] = field(default_factory=list)
+    qc_summary: dict[str, float] = field(default_factory=dict)
+    section_errors: dict[str, float] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pure function
+# ----------------------------------------------------------------------------------------------------------
+
+
+def infer(
+    inputs: Sequence[str | Path],
+    model: Any,
+    out: str | Path,
+    config: InferConfig = InferConfig(),
+    *,
+    resume: bool = False,
+    shard: tuple[int, int] = (1, 1),
+    progress: bool = True,
+    model_uri: str | None = None,
+) -> InferResult:
+    """Predicts a stitched velocity section for a survey line (see the module docstring).
+
+    Args:
+        inputs: the line's shot-gather SEG-Y files.
+        model: a ``pipeline.bundle.ModelBundle`` (or an object with the same ``geometry``, ``stats``,
+            ``engine_settings``, ``info``, ``has_edges`` and ``predict``; one that also has
+            ``predict_windows(seismic, window_origins_m, batch_size)`` is told where each window lies, e.g.
+            a baseline or an oracle), or a bundle location (folder, ``runs:/…``, ``models:/…``).
+        out: output folder.
+        config: the settings.
+        resume: continue an interrupted run in ``out`` (finished windows are skipped).
+        shard: ``(K, N)``: process the K-th of N contiguous parts of the windows; the part that finishes
+            last stitches the section.
+        progress: print progress (a bar on a terminal, periodic lines otherwise).
+        model_uri: how the model was named, for provenance (defaults to ``model`` when it is a string).
+
+    Returns:
+        An ``InferResult``; ``merged`` is False when other shards still have windows to do.
+
+    Raises:
+        UserError: bad inputs, a geometry the model cannot be applied to (every mismatch listed),
+            an output folder holding another run.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    index, count = shard
+    if not 1 <= index <= count:
+        raise UserError(f"--shard K/N needs 1 <= K <= N. Received: {index}/{count}")
+    bundle, model_uri = _resolve_model(model, model_uri)
+    layout = ModelLayout.from_geometry(bundle.geometry)
+
+    section_path = out / SECTION_FILE
+    work = out / WORK_DIR
+    if section_path.exists():
+        if not (resume or count > 1):
+            raise FileExistsError(
+                f"{section_path} already exists: choose another --out (or --resume to keep the finished run)."
+            )
+        if not (work / RUN_FILE).exists():
+            logger.info("%s is already complete: nothing to do.", section_path)
+            return _finished_result(out)
+
+    line = read_survey_line(inputs, config.line, grid_spacing_m=layout.grid_spacing_m)
+    check = check_geometry(line, layout, config.line, config.regrid, config.windows)
+    plan = check.raise_if_refused()
+    regridded = [m.describe() for m in check.mismatches if m.fixed_by_regrid]
+    for mismatch in regridded:
+        logger.warning("Regridded: %s", mismatch)
+
+    truth = None
+    if config.truth is not None:
+        truth = TruthSection(config.truth, line.frame, layout.grid_shape[0], layout.grid_spacing_m)
+
+    fingerprint_inputs = {
+        "model": _model_identity(bundle, model_uri),
+        "inputs": [{"name": f.path.name, "sha256": f.sha256} for f in line.files],
+        "truth_sha256": truth.sha256 if truth else None,
+        "options": {
+            k: to_dict(getattr(config, k)) for k in ("line", "regrid", "windows", "calibration", "qc")
+        },
+    }
+    fingerprint = hashlib.sha256(json.dumps(fingerprint_inputs, sort_keys=True).encode()).hexdigest()[:20]
+    run = _prepare_work(work, fingerprint, plan, resume=resume, sharded=count > 1)
+    if run is None:
+        run = _write_run_record(
+            work, fingerprint, bundle, model_uri, line, layout, plan, config, regridded, truth
+        )
+
+    num_windows = plan.num_windows
+    first, stop = _shard_range(num_windows, index, count)
+    done = _done_windows(work, num_windows)
+    todo = [w for w in range(first, stop) if not done[w]]
+    skipped = (stop - first) - len(todo)
+    if skipped:
+        logger.info("Resuming: %d of this part's %d windows are already done.", skipped, stop - first)
+    logger.info(
+        "%d window(s) of %d columns along %.0f m%s; %d to predict here.",
+        num_windows,
+        layout.width_cells,
+        plan.num_columns * plan.grid_spacing_m,
+        f" (shard {index}/{count}: windows {first}..{stop - 1})" if count > 1 else "",
+        len(todo),
+    )
+
+    timings = {"read": 0.0, "predict": 0.0, "qc": 0.0, "write": 0.0}
+    if todo:
+        _process_windows(todo, bundle, line, layout, plan, config, truth, work, timings, progress)
+    line.close()
+    timings["windows_total"] = time.perf_counter() - started
+
+    result = InferResult(
+        out_dir=out,
+        num_windows=num_windows,
+        processed=len(todo),
+        skipped=skipped,
+        merged=False,
+        timings_s=timings,
+    )
+    if not all(_done_windows(work, num_windows)):
+        remaining = int(num_windows - _done_windows(work, num_windows).sum())
+        logger.info(
+            "%d window(s) are left for other shards; the last one to finish writes the section "
+            "(or run --merge when they are done).",
+            remaining,
+        )
+        return result
+    merged = merge(out, config, timings=timings)
+    merged.processed, merged.skipped = len(todo), skipped
+    merged.timings_s = {**timings, **merged.timings_s}
+    return merged
+
+
+def merge(
+    out: str | Path,
+    config: InferConfig = InferConfig(),
+    *,
+    timings: dict[str, float] | None = None,
+    force: bool = False,
+) -> InferResult:
+    """Stitches the finished windows in ``out/.work`` into the section outputs (``--merge``).
+
+    Only the stitching and output options of ``config`` are used; everything else comes from the run
+    record the windows were computed with.
+
+    Raises:
+        UserError: no run in ``out``, or windows still missing (named).
+    """
+    out = Path(out)
+    work = out / WORK_DIR
+    if not (work / RUN_FILE).is_file():
+        if (out / SECTION_FILE).is_file():
+            return _finished_result(out)
+        raise UserError(f"{out} holds no inference run to merge ({work / RUN_FILE} is missing).")
+    run = json.loads((work / RUN_FILE).read_text())
+    with np.load(work / PLAN_FILE) as arrays:
+        plan = WindowPlan.from_arrays(arrays)
+    done = _done_windows(work, plan.num_windows)
+    if not done.all():
+        missing = np.flatnonzero(~done)
+        raise UserError(
+            f"{out}: {missing.size} of {plan.num_windows} windows are not finished yet (first: "
+            f"{', '.join(map(str, missing[:10]))}): run the missing shards (or --resume) before --merge."
+        )
+    lock = work / LOCK_FILE
+    if not _acquire_lock(lock, force):
+        logger.info("Another process is writing the section of %s (lock %s).", out, lock)
+        return InferResult(out_dir=out, num_windows=plan.num_windows, processed=0, skipped=0, merged=False)
+    try:
+        result = _write_outputs(out, work, run, plan, config, timings or {})
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+    if not config.outputs.keep_window_files:
+        shutil.rmtree(work, ignore_errors=True)
+    if config.mlflow.enabled:
+        result.mlflow_run_id = log_inference_to_mlflow(result, run, config)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Windows
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timings, show_progress) -> None:
+    reader = WindowReader(line, layout, plan, config.regrid, config.line)
+    target = training_target(config.calibration, bundle.info.get("amplitude_statistics"))
+    line_factor = None
+    if config.calibration.scope == "line" and config.calibration.method != "none":
+        sample = line_sample(plan.num_windows, config.calibration)
+        statistics = [amplitude_statistic(reader.read(int(w)), config.calibration) for w in sample]
+        line_factor = calibration_factor(float(np.median(statistics)), target)
+        logger.info("Line calibration factor %.4g (median over %d windows).", line_factor, len(sample))
+    setup = None
+    if config.qc.enabled:
+        try:
+            setup = engine_setup(layout, bundle.engine_settings)
+        except ValueError as error:
+            logger.warning("Physics QC is off: %s", error)
+    bounds = None
+    if bundle.stats.velocity_min_mps is not None:
+        bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
+    predict_windows = getattr(bundle, "predict_windows", None)
+    origins = plan.window_origin_m()
+    reporter = Progress(len(todo), "windows", enabled=show_progress, interval_s=config.progress_interval_s)
+    (work / "windows").mkdir(parents=True, exist_ok=True)
+    for batch_start in range(0, len(todo), config.batch_size):
+        batch = todo[batch_start : batch_start + config.batch_size]
+        tick = time.perf_counter()
+        observed = [reader.read(w) for w in batch]
+        line.close()  # unmap: pages of mapped files would count towards memory as the run moves on
+        meta = []
+        calibrated = np.empty((len(batch), *observed[0].shape), dtype=np.float32)
+        for row, (window, gathers) in enumerate(zip(batch, observed, strict=True)):
+            nonfinite = int(np.size(gathers) - np.count_nonzero(np.isfinite(gathers)))
+            if nonfinite:
+                gathers = np.where(np.isfinite(gathers), gathers, 0.0).astype(np.float32)
+                observed[row] = gathers
+            statistic = amplitude_statistic(gathers, config.calibration)
+            factor = line_factor if line_factor is not None else calibration_factor(statistic, target)
+            applied = factor if np.isfinite(factor) else 1.0
+            calibrated[row] = gathers * np.float32(applied)
+            meta.append(
+                {
+                    "window": int(window),
+                    "amplitude_statistic": statistic,
+                    "calibration_factor": factor,
+                    "nonfinite_samples": nonfinite,
+                }
+            )
+        timings["read"] += time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        if predict_windows is not None:
+            outputs = predict_windows(calibrated, origins[batch], batch_size=config.batch_size)
+        else:
+            outputs = bundle.predict(calibrated, batch_size=config.batch_size)
+        velocity = np.asarray(outputs["velocity_mps"], dtype=np.float32)
+        edges = outputs.get("edges")
+        edges = None if edges is None else np.asarray(edges, dtype=np.float32)
+        timings["predict"] += time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        truth_windows = None
+        if truth is not None:
+            truth_windows = [
+                truth.window(
+                    plan.column_x_m(np.arange(plan.column_start[w], plan.column_start[w] + plan.width))
+                )
+                for w in batch
+            ]
+        qc_rows = []
+        for first in range(0, len(batch), config.qc.batch_windows):
+            part = slice(first, first + config.qc.batch_windows)
+            qc_rows += window_qc(
+                observed[part],
+                velocity[part],
+                setup,
+                config.qc,
+                bounds,
+                truth_windows[part] if truth_windows is not None else None,
+            )
+        timings["qc"] += time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        for row, window in enumerate(batch):
+            record = {**meta[row], **qc_rows[row]}
+            if meta[row]["nonfinite_samples"]:
+                record["flags"] = [*record["flags"], "nonfinite_samples"]
+            _save_window(work, window, velocity[row], None if edges is None else edges[row], record)
+        timings["write"] += time.perf_counter() - tick
+        reporter.update(len(batch))
+    reporter.close()
+
+
+def _save_window(
+    work: Path, window: int, velocity: np.ndarray, edges: np.ndarray | None, record: dict[str, Any]
+) -> None:
+    path = _window_path(work, window)
+    arrays = {
+        "velocity_mps": velocity.astype(np.float32),
+        "record": np.asarray(json.dumps(_json_ready(record))),
+    }
+    if edges is not None:
+        arrays["edges"] = edges.astype(np.float32)
+    with atomic_output(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _load_window(work: Path, window: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(_window_path(work, window)) as arrays:
+        maps = {name: arrays[name] for name in ("velocity_mps", "edges") if name in arrays}
+        record = json.loads(str(arrays["record"]))
+    return maps, record
+
+
+def _window_path(work: Path, window: int) -> Path:
+    return work / "windows" / f"window_{window:07d}.npz"
+
+
+def _done_windows(work: Path, num_windows: int) -> np.ndarray:
+    done = np.zeros(num_windows, dtype=bool)
+    folder = work / "windows"
+    if folder.is_dir():
+        for path in folder.glob("window_*.npz"):
+            with contextlib.suppress(ValueError, IndexError):
+                number = int(path.stem.split("_")[1])
+                if 0 <= number < num_windows:
+                    done[number] = True
+    return done
+
+
+def _shard_range(num_windows: int, index: int, count: int) -> tuple[int, int]:
+    """Contiguous part ``index`` (1-based) of ``count``: neighbouring windows share shots, so reading is local."""
+    return (index - 1) * num_windows // count, index * num_windows // count
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The run record (resume, shards, merge)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _prepare_work(
+    work: Path, fingerprint: str, plan: WindowPlan, *, resume: bool, sharded: bool
+) -> dict | None:
+    """Checks an existing run folder against this run; returns its record, or None when there is none."""
+    run_path = work / RUN_FILE
+    if not run_path.is_file():
+        if (work / "windows").is_dir() and any((work / "windows").iterdir()):
+            raise UserError(f"{work} holds window files but no {RUN_FILE}: remove {work} and run again.")
+        return None
+    run = json.loads(run_path.read_text())
+    if run.get("fingerprint") != fingerprint:
+        raise UserError(
+            f"{work.parent} holds a run with another model, other inputs or other options (fingerprint "
+            f"{run.get('fingerprint')} vs {fingerprint}): choose another --out, or delete {work} to start over."
+        )
+    with np.load(work / PLAN_FILE) as arrays:
+        stored = WindowPlan.from_arrays(arrays)
+    if not (
+        np.array_equal(stored.column_start, plan.column_start)
+        and np.array_equal(stored.shot_index, plan.shot_index)
+    ):
+        raise UserError(
+            f"{work}: the stored window plan differs from this run's: delete {work} to start over."
+        )
+    done = int(_done_windows(work, plan.num_windows).sum())
+    if not resume and not sharded and done:
+        raise UserError(
+            f"{work.parent} holds an unfinished run ({done} of {plan.num_windows} windows done): pass --resume to "
+            "continue it, or choose another --out."
+        )
+    return run
+
+
+def _write_run_record(
+    work, fingerprint, bundle, model_uri, line, layout, plan, config, regridded, truth
+) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    with atomic_output(work / PLAN_FILE) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **plan.to_arrays())
+    setup_notes: dict[str, Any] = {}
+    if config.qc.enabled:
+        try:
+            setup_notes = engine_setup(layout, bundle.engine_settings).describe()
+        except ValueError as error:
+            setup_notes = {"disabled": str(error)}
+    info = dict(getattr(bundle, "info", {}) or {})
+    run = {
+        "format": RUN_FORMAT,
+        "fingerprint": fingerprint,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {
+            "uri": model_uri,
+            "family": info.get("family"),
+            "identity": _model_identity(bundle, model_uri),
+            "bundle_info": {k: v for k, v in info.items() if k not in ("normalization", "geometry")},
+        },
+        "inputs": [
+            {
+                "path": str(f.path.resolve()),
+                "size_bytes": f.path.stat().st_size,
+                "sha256": f.sha256,
+                "sample_interval_s": f.sample_interval_s,
+                "num_samples": f.num_samples,
+                "num_traces": f.num_traces,
+            }
+            for f in line.files
+        ],
+        "truth": {"path": str(truth.path.resolve()), "sha256": truth.sha256} if truth else None,
+        "line": {
+            "direction": list(line.frame.direction),
+            "offset_m": line.frame.offset_m,
+            "num_shots": line.num_shots,
+            "repairs": line.repairs,
+        },
+        "layout": {
+            "depth_cells": layout.grid_shape[0],
+            "width_cells": layout.width_cells,
+            "grid_spacing_m": layout.grid_spacing_m,
+        },
+        "has_edges": bool(getattr(bundle, "has_edges", False)),
+        "regridded": regridded,
+        "engine": setup_notes,
+        "calibration": {
+            "method": config.calibration.method,
+            "scope": config.calibration.scope,
+            "target": _safe_target(config.calibration, info),
+        },
+        "configuration": to_yaml(config),
+        "config_hash": config_hash(config),
+        "package_version": __version__,
+    }
+    write_text_atomic(work / RUN_FILE, json.dumps(_json_ready(run), indent=1) + "\n")
+    return run
+
+
+def _safe_target(calibration: CalibrationConfig, info: dict) -> float | None:
+    try:
+        return training_target(calibration, info.get("amplitude_statistics"))
+    except UserError:
+        return None
+
+
+def _acquire_lock(lock: Path, force: bool) -> bool:
+    if force:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _stale_lock(lock):
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            return False
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+        return True
+    return False
+
+
+def _stale_lock(lock: Path) -> bool:
+    """A lock left by a dead process on this host."""
+    try:
+        owner = json.loads(lock.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return True
+    if owner.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(owner.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _write_outputs(
+    out: Path, work: Path, run: dict, plan: WindowPlan, config: InferConfig, timings: dict[str, float]
+) -> InferResult:
+    tick = time.perf_counter()
+    frame = LineFrame(tuple(run["line"]["direction"]), float(run["line"]["offset_m"]))
+    depth = int(run["layout"]["depth_cells"])
+    spacing = float(run["layout"]["grid_spacing_m"])
+    names = ("velocity_mps", "edges") if run["has_edges"] else ("velocity_mps",)
+    x_m = plan.column_x_m()
+    map_x, map_y = frame.to_xy(x_m)
+    rows: list[dict[str, Any]] = []
+    section_path = out / SECTION_FILE
+    with atomic_output(section_path) as temporary:
+        writer = SectionWriter(
+            temporary, plan.num_columns, depth, names, x_m, map_x, map_y, np.arange(depth) * spacing
+        )
+        try:
+            stitcher = StreamingStitcher(plan.num_columns, depth, plan.width, names, writer, config.stitching)
+            for window in np.argsort(plan.column_start, kind="stable"):
+                maps, record = _load_window(work, int(window))
+                stitcher.add(int(plan.column_start[window]), maps)
+                start = float(plan.window_origin_m()[window])
+                rows.append({**record, "x_start_m": start, "x_end_m": start + (plan.width - 1) * spacing})
+            stitcher.finish()
+            rows.sort(key=lambda r: r["window"])
+            writer.write_windows(_window_columns(rows, plan))
+            summary = aggregate(rows)
+            qc_attributes = {"summary": summary, "thresholds": to_dict(config.qc)}
+            section_errors: dict[str, float] = {}
+            if run.get("truth"):
+                section_errors = _section_errors(writer.h5, run, frame, depth, spacing, x_m)
+                qc_attributes["section_velocity_errors"] = section_errors
+            writer.write_attributes("qc", qc_attributes)
+            writer.write_attributes(
+                "provenance",
+                {
+                    "model": run["model"],
+                    "inputs": run["inputs"],
+                    "truth": run.get("truth"),
+                    "configuration": run["configuration"],
+                    "merge_configuration": to_yaml(config),
+                    "config_hash": run["config_hash"],
+                    "regridded": run["regridded"],
+                    "engine": run["engine"],
+                    "calibration": run["calibration"],
+                    "line": run["line"],
+                    "timings": timings,
+                },
+            )
+            writer.close(complete=True)
+        except BaseException:
+            writer.h5.close()
+            raise
+    files = [section_path]
+    timings = dict(timings)
+    timings["stitch"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    if config.outputs.segy:
+        files.append(write_section_segy(section_path, out / "section_velocity.segy", "velocity_mps", spacing))
+        if "edges" in names:
+            files.append(write_section_segy(section_path, out / "section_edges.segy", "edges", spacing))
+    files.append(_write_qc_csv(out / "qc.csv", rows))
+    if config.outputs.png:
+        model_name = run["model"].get("family") or "model"
+        files += write_previews(section_path, out, rows, config.outputs.preview_max_columns, title=model_name)
+        qc_png = out / "qc.png"
+        with atomic_output(qc_png) as temporary:
+            plot_qc(temporary, rows, config.qc, title=f"Physics QC along the line ({len(rows)} windows)")
+        files.append(qc_png)
+    timings["outputs"] = time.perf_counter() - tick
+    result = InferResult(
+        out_dir=out,
+        num_windows=plan.num_windows,
+        processed=0,
+        skipped=0,
+        merged=True,
+        section_path=section_path,
+        files=files,
+        qc_summary=summary,
+        section_errors=section_errors,
+        timings_s=timings,
+    )
+    summary_path = out / "summary.json"
+    write_text_atomic(
+        summary_path,
+        json.dumps(
+            _json_ready(
+                {
+                    "section": str(section_path),
+                    "files": [str(f) for f in files],
+                    "num_windows": plan.num_windows,
+                    "num_columns": plan.num_columns,
+                    "qc": summary,
+                    "section_velocity_errors": section_errors,
+                    "regridded": run["regridded"],
+                    "timings_s": timings,
+                    "model": run["model"]["uri"],
+                }
+            ),
+            indent=1,
+        )
+        + "\n",
+    )
+    result.files.append(summary_path)
+    print(summary_table(rows), file=sys.stderr)
+    if section_errors:
+        print(
+            "Section velocity error against the truth: MAE {velocity_mae_mps:.1f} m/s, RMSE "
+            "{velocity_rmse_mps:.1f} m/s, relative MAE {velocity_relative_mae:.2%}".format(**section_errors),
+            file=sys.stderr,
+        )
+    return result
+
+
+def _window_columns(rows: list[dict[str, Any]], plan: WindowPlan) -> dict[str, np.ndarray]:
+    columns: dict[str, np.ndarray] = {
+        "column_start": plan.column_start,
+        "x_start_m": np.asarray([r["x_start_m"] for r in rows]),
+        "x_end_m": np.asarray([r["x_end_m"] for r in rows]),
+        "shot_index": plan.shot_index,
+        "shot_offset_m": plan.shot_offset_m,
+        "receivers_interpolated": plan.receivers_interpolated,
+        "amplitude_statistic": np.asarray([r["amplitude_statistic"] for r in rows], dtype=np.float64),
+        "calibration_factor": np.asarray([r["calibration_factor"] for r in rows], dtype=np.float64),
+    }
+    for name in QC_FIELDS:
+        columns[name] = np.asarray([_number(r.get(name)) for r in rows], dtype=np.float64)
+    columns["flags"] = np.asarray([",".join(r.get("flags", [])) for r in rows], dtype=object)
+    columns["qc_error"] = np.asarray([r.get("qc_error", "") for r in rows], dtype=object)
+    return columns
+
+
+def _section_errors(h5, run, frame, depth, spacing, x_m) -> dict[str, float]:
+    """Velocity errors of the stitched section against the truth, streamed in column blocks."""
+    from pipeline.qc import velocity_errors
+
+    truth = TruthSection(run["truth"]["path"], frame, depth, spacing)
+    totals = {"n": 0, "abs": 0.0, "sq": 0.0, "max": 0.0, "rel": 0.0}
+    for first in range(0, len(x_m), 512):
+        stop = min(first + 512, len(x_m))
+        predicted = h5["velocity_mps"][:, first:stop].astype(np.float64)
+        true = truth.window(x_m[first:stop]).astype(np.float64)
+        valid = np.isfinite(predicted) & np.isfinite(true)
+        if not valid.any():
+            continue
+        error = np.abs(predicted[valid] - true[valid])
+        totals["n"] += int(valid.sum())
+        totals["abs"] += float(error.sum())
+        totals["sq"] += float((error**2).sum())
+        totals["max"] = max(totals["max"], float(error.max()))
+        totals["rel"] += float((error / true[valid]).sum())
+    if not totals["n"]:
+        return velocity_errors(np.full(1, np.nan), np.full(1, np.nan))
+    n = totals["n"]
+    return {
+        "velocity_mae_mps": totals["abs"] / n,
+        "velocity_rmse_mps": math.sqrt(totals["sq"] / n),
+        "velocity_max_error_mps": totals["max"],
+        "velocity_relative_mae": totals["rel"] / n,
+        "num_cells": float(n),
+    }
+
+
+def _write_qc_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    keys = [
+        "window",
+        "x_start_m",
+        "x_end_m",
+        "amplitude_statistic",
+        "calibration_factor",
+        *QC_FIELDS,
+        "flags",
+        "qc_error",
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(keys)
+    for row in rows:
+        writer.writerow([",".join(row.get(k, [])) if k == "flags" else _csv_value(row.get(k)) for k in keys])
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def _finished_result(out: Path) -> InferResult:
+    from pipeline.section import read_section
+
+    section = read_section(out / SECTION_FILE)
+    files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
+    return InferResult(
+        out_dir=out,
+        num_windows=len(section["windows"]["column_start"]),
+        processed=0,
+        skipped=len(section["windows"]["column_start"]),
+        merged=True,
+        section_path=out / SECTION_FILE,
+        files=files,
+        qc_summary=section["qc"].get("summary", {}),
+        section_errors=section["qc"].get("section_velocity_errors") or {},
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model, MLflow, helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _resolve_model(model: Any, model_uri: str | None) -> tuple[Any, str]:
+    if isinstance(model, str | Path):
+        from pipeline.bundle import load_bundle
+
+        return load_bundle(model), model_uri or str(model)
+    for attribute in ("geometry", "stats", "predict"):
+        if not hasattr(model, attribute):
+            raise TypeError(
+                f"model must be a ModelBundle or a bundle location; {type(model).__name__} has no "
+                f"{attribute!r}."
+            )
+    path = getattr(model, "path", None)
+    return model, model_uri or (str(path) if path else f"<in-memory {type(model).__name__}>")
+
+
+def _model_identity(bundle: Any, model_uri: str) -> str:
+    """A digest of the model's files (or of its description for an in-memory bundle)."""
+    path = getattr(bundle, "path", None)
+    digest = hashlib.sha256()
+    if path is not None and Path(path).is_dir():
+        for name in ("model.keras", "bundle.json"):
+            file = Path(path) / name
+            if file.is_file():
+                with open(file, "rb") as handle:
+                    digest.update(hashlib.file_digest(handle, "sha256").digest())
+        return digest.hexdigest()[:20]
+    info = dict(getattr(bundle, "info", {}) or {})
+    digest.update(json.dumps(_json_ready(info), sort_keys=True).encode())
+    digest.update(type(bundle).__name__.encode())
+    return digest.hexdigest()[:20]
+
+
+def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig) -> str:
+    """Logs an inference run to MLflow: inputs and model as params/tags, QC as metrics, outputs as artifacts.
+
+    Kept here until ``pipeline.tracking`` offers an inference-logging function; it is the only MLflow code of
+    the inference stage.
+    """
+    import mlflow
+
+    if config.mlflow.tracking_uri:
+        mlflow.set_tracking_uri(config.mlflow.tracking_uri)
+    mlflow.set_experiment(config.mlflow.experiment)
+    with mlflow.start_run(run_name=config.mlflow.run_name or f"infer-{result.out_dir.name}") as active:
+        mlflow.set_tags(
+            {"stage": "inference", "model_uri": str(run["model"]["uri"]), "package_version": __version__}
+        )
+        mlflow.log_params(
+            {
+                "model_uri": str(run["model"]["uri"])[:500],
+                "model_family": str(run["model"].get("family")),
+                "num_inputs": len(run["inputs"]),
+                "num_windows": result.num_windows,
+                "regridded": len(run["regridded"]) > 0,
+                "calibration": f"{run['calibration']['method']}/{run['calibration']['scope']}",
+                "config_hash": run["config_hash"],
+            }
+        )
+        mlflow.log_dict(
+            {"inputs": run["inputs"], "regridded": run["regridded"], "model": run["model"]},
+            "inference/provenance.json",
+        )
+        mlflow.log_text(run["configuration"], "inference/config.yaml")
+        metrics = {f"qc_{k}": float(v) for k, v in result.qc_summary.items() if np.isfinite(v)}
+        metrics.update({f"section_{k}": float(v) for k, v in result.section_errors.items() if np.isfinite(v)})
+        metrics.update({f"time_{k}_s": float(v) for k, v in result.timings_s.items()})
+        mlflow.log_metrics(metrics)
+        for path in result.files:
+            if path.suffix in (".png", ".csv", ".json"):
+                mlflow.log_artifact(str(path), artifact_path="inference")
+        return active.info.run_id
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else f"{value:.6g}"
+    return str(value)
+
+
+class Progress:
+    """Progress for terminals (a tqdm bar) and for logs (a plain line every ``interval_s`` seconds)."""
+
+    def __init__(
+        self, total: int, unit: str, enabled: bool = True, interval_s: float = 10.0, stream=None
+    ) -> None:
+        self.total, self.unit, self.enabled, self.interval_s = total, unit, enabled, interval_s
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.started = self.last = time.perf_counter()
+        self.bar = None
+        if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit=unit[:-1] if unit.endswith("s") else unit, file=self.stream)
+
+    def update(self, count: int) -> None:
+        self.done += count
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(count)
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.interval_s or self.done >= self.total:
+            self.last = now
+            elapsed = now - self.started
+            rate = self.done / elapsed if elapsed > 0 else float("nan")
+            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            print(
+                f"infer: {self.done}/{self.total} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%), "
+                f"{rate:.2f} {self.unit}/s, elapsed {elapsed:.0f} s, ETA {eta:.0f} s",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard takes K/N (e.g. 3/8). Received: {text!r}") from None
+    if not 1 <= index <= count:
+        raise UserError(f"--shard K/N needs 1 <= K <= N. Received: {text!r}")
+    return index, count
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.infer",
+        description="Predict a stitched velocity section (HDF5 + SEG-Y + PNG, with physics QC) for a survey line.",
+    )
+    parser.add_argument(
+        "--model", help="Model bundle: a folder written by pipeline.train, runs:/… or models:/…."
+    )
+    parser.add_argument(
+        "--input", nargs="+", default=[], metavar="SGY", help="Shot-gather SEG-Y files of one line."
+    )
+    parser.add_argument("--out", required=True, help="Output folder.")
+    parser.add_argument(
+        "--regrid", action="store_true", help="Allow regridding (time, receivers, nearest shots)."
+    )
+    parser.add_argument(
+        "--truth", help="True velocity section (SEG-Y) of a synthetic survey, for velocity errors."
+    )
+    parser.add_argument("--resume", action="store_true", help="Continue an interrupted run in --out.")
+    parser.add_argument("--shard", default="1/1", help="Process part K of N of the windows (job arrays).")
+    parser.add_argument("--merge", action="store_true", help="Only stitch the finished windows in --out.")
+    parser.add_argument(
+        "--force-merge", action="store_true", help="With --merge: ignore another process's lock."
+    )
+    parser.add_argument("--mlflow", action="store_true", help="Log the run to MLflow.")
+    add_config_arguments(parser)
+    add_common_arguments(parser)
+    return parser
+
+
+def load_infer_config(
+    files: Sequence[str | Path] = (), overrides: Sequence[str] = (), values: dict[str, Any] | None = None
+) -> InferConfig:
+    return load_config(InferConfig, files=files, overrides=overrides, values=values)
+
+
+def _main(args: argparse.Namespace) -> int:
+    values: dict[str, Any] = {}
+    if args.regrid:
+        values["regrid"] = {"enabled": True}
+    if args.truth:
+        values["truth"] = args.truth
+    if args.mlflow:
+        values["mlflow"] = {"enabled": True}
+    config = load_infer_config(args.config, args.overrides, values)
+    if args.merge:
+        result = merge(args.out, config, force=args.force_merge)
+    else:
+        if not args.model or not args.input:
+            raise UserError("--model and --input are required (except with --merge).")
+        result = infer(
+            args.input,
+            args.model,
+            args.out,
+            config,
+            resume=args.resume,
+            shard=parse_shard(args.shard),
+            progress=not args.quiet,
+        )
+    if result.merged:
+        print(
+            f"Wrote {result.section_path} and {len(result.files) - 1} other file(s) in {result.out_dir} "
+            f"({result.num_windows} windows; {result.processed} predicted now, {result.skipped} reused)."
+        )
+    else:
+        print(
+            f"Predicted {result.processed} window(s) in {result.out_dir}; the section is written when every "
+            "shard is done."
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = [
+    "InferConfig",
+    "InferResult",
+    "OutputConfig",
+    "Progress",
+    "TrackingConfig",
+    "build_parser",
+    "infer",
+    "load_infer_config",
+    "log_inference_to_mlflow",
+    "main",
+    "merge",
+    "parse_shard",
+]

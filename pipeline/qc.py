@@ -1,0 +1,448 @@
+"""Physics QC of predicted velocity: re-simulate each window's gathers and measure the data misfit.
+
+Pipeline position: ``pipeline.infer`` predicts a velocity model per window; here each prediction is put back
+through the project's forward engine (``data_prep.forward.simulate``) with the engine settings recorded
+with the training data (``ModelBundle.engine_settings``) and the model's window geometry, and the simulated
+gathers are compared with the window's observed gathers. A network can return a plausible-looking model for
+data it has never seen the like of; the data misfit says whether that model explains the recording.
+
+Per window:
+
+1. **Source correction** (``QCConfig.source_correction``): the survey's source wavelet and amplitude units
+   are usually unknown, so before comparing, the simulated gathers ``s`` are matched to the observed ``d``:
+   ``"scale"`` (default) a least-squares scalar ``a = <d, s> / <s, s>``; ``"wavelet"`` a least-squares
+   convolution filter ``F(f) = sum(D S*) / (sum |S|^2 + eps)`` over all traces of the window (frequency
+   domain, ``eps`` = ``wavelet_damping`` x the peak of ``sum |S|^2``; the classic source-signature
+   estimate of FWI, Pratt 1999), which also absorbs a different wavelet shape; ``"none"``: the survey was
+   recorded with the training data's source and units (e.g. synthesised by this project).
+2. **Data misfit** = ``||d - corrected s|| / ||d||`` (relative L2 over the window's traces): 0 is a perfect
+   fit, 1 is no better than predicting silence.
+3. **Velocity errors** when the true velocity is known (synthetic surveys): MAE, RMSE and largest absolute
+   error in m/s, and MAE relative to the true velocity.
+4. **Flags**: ``misfit`` (misfit above ``misfit_threshold``), ``velocity`` (MAE above
+   ``velocity_mae_threshold_mps``), ``no_signal`` (the window's gathers are all zero), ``qc_failed``
+   (the engine refused the model, e.g. a CFL violation; the reason is kept).
+
+Predicted velocities are clipped to the training data's velocity range before simulation (a network with a
+linear head may step outside it, and the engine's stability limit was chosen for that range); the number of
+clipped cells is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from data_prep.forward import EngineConfig, simulate
+from data_prep.geometry import AcquisitionGeometry
+from data_prep.wavelets import ricker
+from pipeline.windows import ModelLayout
+
+logger = logging.getLogger(__name__)
+
+#: Names of the per-window QC values, in the order of the summary table and the HDF5 ``qc`` group.
+QC_FIELDS = (
+    "data_misfit",
+    "source_scale",
+    "velocity_mae_mps",
+    "velocity_rmse_mps",
+    "velocity_max_error_mps",
+    "velocity_relative_mae",
+    "clipped_cells",
+)
+
+
+@dataclass(frozen=True)
+class QCConfig:
+    """Physics QC settings.
+
+    Attributes:
+        enabled: re-simulate and compute the misfit (velocity errors against a truth are computed anyway).
+        source_correction: ``"scale"``, ``"wavelet"`` or ``"none"`` (see the module docstring).
+        wavelet_damping: relative stabilisation of the ``"wavelet"`` filter estimate.
+        misfit_threshold: windows whose data misfit exceeds it are flagged.
+        velocity_mae_threshold_mps: windows whose velocity MAE against the truth exceeds it are flagged.
+        batch_windows: windows simulated per engine call.
+    """
+
+    enabled: bool = True
+    source_correction: Literal["scale", "wavelet", "none"] = "scale"
+    wavelet_damping: float = 1e-3
+    misfit_threshold: float = 0.5
+    velocity_mae_threshold_mps: float = 250.0
+    batch_windows: int = 4
+
+    def __post_init__(self) -> None:
+        if self.batch_windows < 1:
+            raise ValueError(f"qc.batch_windows must be at least 1. Received: {self.batch_windows}")
+        if not self.wavelet_damping > 0:
+            raise ValueError(f"qc.wavelet_damping must be positive. Received: {self.wavelet_damping}")
+
+
+@dataclass
+class EngineSetup:
+    """What ``simulate`` needs to re-simulate one window like the training data."""
+
+    geometry: AcquisitionGeometry
+    config: EngineConfig
+    wavelet: np.ndarray | None
+    notes: list[str]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": dataclasses.asdict(self.config),
+            "peak_frequency_hz": self.geometry.peak_frequency_hz,
+            "wavelet": "ricker (engine default)" if self.wavelet is None else "ricker (bundled delay)",
+            "notes": list(self.notes),
+        }
+
+
+def engine_setup(layout: ModelLayout, settings: Mapping[str, Any] | None) -> EngineSetup:
+    """The window geometry in grid cells and the engine settings, from a bundle's ``engine_settings``.
+
+    Missing settings fall back to the engine's defaults, with a note (reported in the provenance).
+
+    Raises:
+        ValueError: source or receiver positions that are not on the velocity grid (a model trained on
+            field data); QC then cannot simulate.
+    """
+    settings = dict(settings or {})
+    notes: list[str] = []
+    spacing = layout.grid_spacing_m
+
+    def cells(positions: np.ndarray, label: str) -> np.ndarray:
+        values = np.asarray(positions, dtype=np.float64) / spacing
+        rounded = np.round(values)
+        if np.max(np.abs(values - rounded)) > 1e-3:
+            raise ValueError(
+                f"The model's {label} positions are not on its {spacing:g} m velocity grid, so the engine cannot "
+                "re-simulate them."
+            )
+        return rounded.astype(int)
+
+    source_cells = np.stack(
+        [cells(layout.source_depth_m, "source"), cells(layout.source_x_m, "source")], axis=1
+    )
+    receiver_cells = np.stack(
+        [cells(layout.receiver_depth_m, "receiver"), cells(layout.receiver_x_m, "receiver")], axis=1
+    )
+    peak = settings.get("peak_frequency_hz")
+    if peak is None:
+        peak = AcquisitionGeometry.peak_frequency_hz
+        notes.append(f"peak frequency unknown: assumed {peak:g} Hz")
+    geometry = AcquisitionGeometry(
+        grid_shape=tuple(layout.grid_shape),
+        grid_spacing_m=spacing,
+        num_samples=layout.num_samples,
+        sample_interval_s=layout.sample_interval_s,
+        peak_frequency_hz=float(peak),
+        source_cells=tuple(map(tuple, source_cells.tolist())),
+        receiver_cells=tuple(map(tuple, receiver_cells.tolist())),
+    )
+    fields = {f.name for f in dataclasses.fields(EngineConfig)}
+    arguments = {}
+    for name in ("spatial_order", "absorbing_width_cells", "free_surface", "time_step_s", "ricker_delay_s"):
+        if name in settings and settings[name] is not None and name in fields:
+            arguments[name] = settings[name]
+    missing = [n for n in ("spatial_order", "absorbing_width_cells", "free_surface") if n not in settings]
+    if missing:
+        notes.append(f"engine settings {', '.join(missing)} unknown: engine defaults used")
+    if arguments.get("time_step_s") is not None:
+        substeps = layout.sample_interval_s / arguments["time_step_s"]
+        if abs(substeps - round(substeps)) > 1e-6:
+            notes.append(
+                f"recorded time step {arguments['time_step_s']} s does not divide the sample interval: ignored"
+            )
+            arguments.pop("time_step_s")
+    config = EngineConfig(**arguments)
+    wavelet = None
+    if settings.get("wavelet", "ricker") != "ricker":
+        notes.append(f"training wavelet {settings.get('wavelet')!r} is not a Ricker: a Ricker is simulated")
+    delay = settings.get("ricker_delay_s")
+    if delay is not None and "ricker_delay_s" not in fields:
+        wavelet = ricker(float(peak), layout.num_samples, layout.sample_interval_s, delay_s=float(delay))
+    return EngineSetup(geometry, config, wavelet, notes)
+
+
+def simulate_windows(
+    velocity_mps: np.ndarray,
+    setup: EngineSetup,
+    bounds_mps: tuple[float, float] | None,
+    pad_to: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simulated gathers ``(windows, shots, time, receivers)`` and clipped-cell counts ``(windows,)``.
+
+    ``pad_to``: simulate batches of this many windows (repeating the last one), so that the engine sees one
+    input shape and compiles once.
+    """
+    velocity = np.asarray(velocity_mps, dtype=np.float32)
+    count = len(velocity)
+    if pad_to is not None and count < pad_to:
+        # One batch shape for every call: the engine compiles once per shape (seconds each time).
+        velocity = np.concatenate([velocity, np.repeat(velocity[-1:], pad_to - count, axis=0)])
+    if bounds_mps is not None:
+        clipped = np.sum((velocity < bounds_mps[0]) | (velocity > bounds_mps[1]), axis=(1, 2))
+        velocity = np.clip(velocity, *bounds_mps)
+    else:
+        clipped = np.zeros(len(velocity), dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # dispersion warnings: the training data had them too
+        gathers = simulate(velocity, setup.geometry, setup.config, wavelet=setup.wavelet)
+    return np.asarray(gathers, dtype=np.float32)[:count], clipped[:count].astype(np.int64)
+
+
+def source_correction(
+    observed: np.ndarray, simulated: np.ndarray, method: str, damping: float = 1e-3
+) -> tuple[np.ndarray, float]:
+    """Matches simulated gathers to observed ones; returns ``(corrected, scale)``.
+
+    ``observed``/``simulated``: ``(shots, time, receivers)``. ``scale`` is the least-squares scalar for
+    ``"scale"``, the filter's gain ``||F * s|| / ||s||`` for ``"wavelet"``, 1 for ``"none"``.
+    """
+    observed = np.asarray(observed, np.float64)
+    simulated = np.asarray(simulated, np.float64)
+    if method == "none":
+        return simulated, 1.0
+    energy = float(np.sum(simulated * simulated))
+    if method == "scale":
+        scale = float(np.sum(observed * simulated)) / energy if energy > 0 else 0.0
+        return scale * simulated, scale
+    if method == "wavelet":
+        num_samples = simulated.shape[1]
+        length = 2 * num_samples  # zero padding: the filter is a linear, not circular, convolution
+        spectrum_s = np.fft.rfft(simulated, n=length, axis=1)
+        spectrum_d = np.fft.rfft(observed, n=length, axis=1)
+        cross = np.sum(spectrum_d * np.conj(spectrum_s), axis=(0, 2))
+        power = np.sum(np.abs(spectrum_s) ** 2, axis=(0, 2))
+        peak = float(power.max()) if power.size else 0.0
+        if peak <= 0:
+            return np.zeros_like(simulated), 0.0
+        filter_spectrum = cross / (power + damping * peak)
+        corrected = np.fft.irfft(spectrum_s * filter_spectrum[None, :, None], n=length, axis=1)[
+            :, :num_samples
+        ]
+        gain = float(np.sqrt(np.sum(corrected**2) / energy)) if energy > 0 else 0.0
+        return corrected, gain
+    raise ValueError(f"Unknown source correction {method!r}: use 'scale', 'wavelet' or 'none'.")
+
+
+def data_misfit(observed: np.ndarray, corrected: np.ndarray) -> float:
+    """``||d - s|| / ||d||``; NaN when the observed window is all zero."""
+    observed = np.asarray(observed, np.float64)
+    norm = float(np.sqrt(np.sum(observed * observed)))
+    if norm == 0:
+        return float("nan")
+    return float(np.sqrt(np.sum((observed - np.asarray(corrected, np.float64)) ** 2)) / norm)
+
+
+def velocity_errors(predicted_mps: np.ndarray, true_mps: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, largest absolute error (m/s) and relative MAE over the cells where the truth is finite."""
+    predicted = np.asarray(predicted_mps, np.float64)
+    truth = np.asarray(true_mps, np.float64)
+    valid = np.isfinite(truth) & np.isfinite(predicted)
+    if not valid.any():
+        return {
+            k: float("nan")
+            for k in (
+                "velocity_mae_mps",
+                "velocity_rmse_mps",
+                "velocity_max_error_mps",
+                "velocity_relative_mae",
+            )
+        }
+    error = predicted[valid] - truth[valid]
+    return {
+        "velocity_mae_mps": float(np.mean(np.abs(error))),
+        "velocity_rmse_mps": float(np.sqrt(np.mean(error**2))),
+        "velocity_max_error_mps": float(np.max(np.abs(error))),
+        "velocity_relative_mae": float(np.mean(np.abs(error) / truth[valid])),
+    }
+
+
+def window_flags(values: Mapping[str, float], config: QCConfig) -> list[str]:
+    """The flags raised for one window's QC values."""
+    flags = []
+    if values.get("qc_error"):
+        flags.append("qc_failed")
+    misfit = values.get("data_misfit", float("nan"))
+    if np.isfinite(misfit) and misfit > config.misfit_threshold:
+        flags.append("misfit")
+    if values.get("no_signal"):
+        flags.append("no_signal")
+    mae = values.get("velocity_mae_mps", float("nan"))
+    if np.isfinite(mae) and mae > config.velocity_mae_threshold_mps:
+        flags.append("velocity")
+    return flags
+
+
+def window_qc(
+    observed: Sequence[np.ndarray],
+    predicted_mps: np.ndarray,
+    setup: EngineSetup | None,
+    config: QCConfig,
+    bounds_mps: tuple[float, float] | None,
+    truth_mps: Sequence[np.ndarray | None] | None = None,
+) -> list[dict[str, Any]]:
+    """QC values of a batch of windows.
+
+    Args:
+        observed: per window, ``(shots, time, receivers)`` gathers on the model's geometry, survey units.
+        predicted_mps: ``(windows, depth, x)`` predicted velocity.
+        setup: the engine setup (None: no re-simulation, only velocity errors).
+        config: thresholds and source correction.
+        bounds_mps: clip range for simulation (the training velocity range).
+        truth_mps: per window the true ``(depth, x)`` velocity, or None.
+
+    Returns:
+        One dict per window with ``QC_FIELDS`` (NaN where not computed), ``flags`` and ``qc_error``.
+    """
+    count = len(predicted_mps)
+    results: list[dict[str, Any]] = [
+        {name: float("nan") for name in QC_FIELDS} | {"qc_error": ""} for _ in range(count)
+    ]
+    for index in range(count):
+        results[index]["no_signal"] = not np.any(observed[index])
+    if config.enabled and setup is not None:
+        try:
+            simulated, clipped = simulate_windows(
+                predicted_mps, setup, bounds_mps, pad_to=config.batch_windows
+            )
+        except ValueError as error:  # e.g. CFL violation: report it per window, keep going
+            for result in results:
+                result["qc_error"] = str(error)
+        else:
+            for index in range(count):
+                corrected, scale = source_correction(
+                    observed[index], simulated[index], config.source_correction, config.wavelet_damping
+                )
+                results[index]["data_misfit"] = data_misfit(observed[index], corrected)
+                results[index]["source_scale"] = scale
+                results[index]["clipped_cells"] = float(clipped[index])
+    if truth_mps is not None:
+        for index in range(count):
+            if truth_mps[index] is not None:
+                results[index].update(velocity_errors(predicted_mps[index], truth_mps[index]))
+    for result in results:
+        result["flags"] = window_flags(result, config)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Summary table and plot
+# ----------------------------------------------------------------------------------------------------------
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]], max_rows: int = 20) -> str:
+    """A plain-text QC table: one line per window (the worst ``max_rows`` by misfit when there are more)."""
+    columns = [
+        ("window", "{:>6d}", "window"),
+        ("x_start_m", "{:>10.1f}", "x from m"),
+        ("x_end_m", "{:>10.1f}", "x to m"),
+        ("calibration_factor", "{:>11.4g}", "calibration"),
+        ("source_scale", "{:>10.4g}", "src scale"),
+        ("data_misfit", "{:>8.3f}", "misfit"),
+        ("velocity_mae_mps", "{:>9.1f}", "MAE m/s"),
+        ("flags", "{}", "flags"),
+    ]
+    shown = list(rows)
+    note = ""
+    if len(shown) > max_rows:
+        shown = sorted(shown, key=lambda r: -np.nan_to_num(r.get("data_misfit", np.nan), nan=-1.0))[:max_rows]
+        shown.sort(key=lambda r: r["window"])
+        note = f"(the {max_rows} windows with the largest misfit of {len(rows)})\n"
+    header = "  ".join(
+        f"{title:>{max(len(title), 6)}}" if key != "flags" else title for key, _, title in columns
+    )
+    lines = [header]
+    for row in shown:
+        cells = []
+        for key, fmt, title in columns:
+            value = row.get(key)
+            if key == "flags":
+                cells.append(",".join(value) if value else "-")
+                continue
+            width = max(len(title), 6)
+            if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                cells.append(f"{'-':>{width}}")
+            else:
+                cells.append(f"{fmt.format(value):>{width}}")
+        lines.append("  ".join(cells))
+    return note + "\n".join(lines)
+
+
+def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Line-wide QC numbers: medians, worst values and flag counts."""
+
+    def finite(key):
+        values = np.asarray([row.get(key, np.nan) for row in rows], dtype=np.float64)
+        return values[np.isfinite(values)]
+
+    result: dict[str, float] = {"num_windows": float(len(rows))}
+    for key in ("data_misfit", "velocity_mae_mps", "calibration_factor"):
+        values = finite(key)
+        if values.size:
+            result[f"{key}_median"] = float(np.median(values))
+            result[f"{key}_max"] = float(values.max())
+    result["num_flagged"] = float(sum(1 for row in rows if row.get("flags")))
+    return result
+
+
+def plot_qc(path, rows: Sequence[Mapping[str, Any]], config: QCConfig, title: str = "") -> None:
+    """QC along the line: misfit per window (flagged windows marked), calibration factor, velocity MAE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centre = np.asarray([(row["x_start_m"] + row["x_end_m"]) / 2 for row in rows])
+    misfit = np.asarray([row.get("data_misfit", np.nan) for row in rows], dtype=float)
+    factor = np.asarray([row.get("calibration_factor", np.nan) for row in rows], dtype=float)
+    mae = np.asarray([row.get("velocity_mae_mps", np.nan) for row in rows], dtype=float)
+    flagged = np.asarray([bool(row.get("flags")) for row in rows])
+    panels = 3 if np.isfinite(mae).any() else 2
+    figure, axes = plt.subplots(panels, 1, figsize=(10, 2.4 * panels), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    axes[0].plot(centre, misfit, "o-", color="tab:blue", markersize=3, label="data misfit")
+    if flagged.any():
+        axes[0].plot(centre[flagged], misfit[flagged], "x", color="tab:red", markersize=8, label="flagged")
+    axes[0].axhline(config.misfit_threshold, color="tab:red", linestyle="--", linewidth=1, label="threshold")
+    axes[0].set_ylabel("||d - s|| / ||d||")
+    axes[0].legend(loc="upper right", fontsize=8)
+    positive = np.where(factor > 0, factor, np.nan)
+    spread = np.nanmax(positive) / np.nanmin(positive) if np.isfinite(positive).any() else 1.0
+    plot = axes[1].semilogy if spread > 10 else axes[1].plot  # log scale only when factors span decades
+    plot(centre, positive, "o-", color="tab:green", markersize=3)
+    axes[1].set_ylabel("calibration factor")
+    if panels == 3:
+        axes[2].plot(centre, mae, "o-", color="tab:purple", markersize=3)
+        axes[2].axhline(config.velocity_mae_threshold_mps, color="tab:red", linestyle="--", linewidth=1)
+        axes[2].set_ylabel("velocity MAE (m/s)")
+    axes[-1].set_xlabel("window centre, along-line position (m)")
+    if title:
+        axes[0].set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, format="png")
+    plt.close(figure)
+
+
+__all__ = [
+    "QC_FIELDS",
+    "EngineSetup",
+    "QCConfig",
+    "aggregate",
+    "data_misfit",
+    "engine_setup",
+    "plot_qc",
+    "simulate_windows",
+    "source_correction",
+    "summary_table",
+    "velocity_errors",
+    "window_flags",
+    "window_qc",
+]

@@ -31,9 +31,9 @@ import h5py
 import numpy as np
 
 from data_prep import schema
+from data_prep.dataset_writer import SamplePlan, SourceRecord, SplitConfig, append_samples, write_dataset
 from data_prep.edges import EdgeConfig
 from data_prep.geometry import AcquisitionGeometry
-from data_prep.ingest import SamplePlan, SourceRecord, SplitConfig, append_samples, write_dataset
 from data_prep.normalization import NormalizationConfig
 from data_prep.schema import DatasetGeometry
 from pipeline.cli import UserError, add_common_arguments, run_main
@@ -75,7 +75,9 @@ def find_pairs(sources: Sequence[str | Path]) -> list[tuple[Path, Path]]:
             data_files += [p for p in path.rglob("data*.npy") if p.is_file()]
         elif path.is_file():
             if not path.name.startswith("data") or path.suffix != ".npy":
-                raise UserError(f"{path}: OpenFWI seismic files are named data*.npy; pass those (or their folder).")
+                raise UserError(
+                    f"{path}: OpenFWI seismic files are named data*.npy; pass those (or their folder)."
+                )
             data_files.append(path)
         else:
             raise UserError(f"Input {path} does not exist. Check the path.")
@@ -83,7 +85,7 @@ def find_pairs(sources: Sequence[str | Path]) -> list[tuple[Path, Path]]:
         raise UserError(f"No data*.npy files found in {', '.join(map(str, sources))}.")
     pairs = []
     for data in sorted(set(p.resolve() for p in data_files), key=_natural_key):
-        model_name = "model" + data.name[len("data"):]
+        model_name = "model" + data.name[len("data") :]
         candidates = [data.with_name(model_name)]
         if data.parent.name == "data":
             candidates.append(data.parent.parent / "model" / model_name)
@@ -140,8 +142,14 @@ def plan_openfwi(
                 f"to match {data_path.name}. Received shape {model.shape}."
             )
         source_index = source_offset + len(records)
-        records.append(SourceRecord(data_path, "openfwi_data", data_path.stat().st_size, schema.file_sha256(data_path)))
-        records.append(SourceRecord(model_path, "openfwi_model", model_path.stat().st_size, schema.file_sha256(model_path)))
+        records.append(
+            SourceRecord(data_path, "openfwi_data", data_path.stat().st_size, schema.file_sha256(data_path))
+        )
+        records.append(
+            SourceRecord(
+                model_path, "openfwi_model", model_path.stat().st_size, schema.file_sha256(model_path)
+            )
+        )
         del data, model
         rows = len(np.load(data_path, mmap_mode="r"))
         for row in range(rows):
@@ -162,7 +170,9 @@ def plan_openfwi(
                     raise UserError(f"{model_path}: row {row} holds non-finite or non-positive velocities.")
                 return values, model_values
 
-            plans.append(SamplePlan(sample_id, source_index, geometry.num_shots * geometry.num_receivers, load))
+            plans.append(
+                SamplePlan(sample_id, source_index, geometry.num_shots * geometry.num_receivers, load)
+            )
             sample_id += 1
     return plans, geometry, records
 

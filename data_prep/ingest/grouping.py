@@ -1,0 +1,120 @@
+"""Grouping a shot file's traces into samples, shots and receivers from its trace headers.
+
+Used by ``data_prep.ingest.plan``: traces may come in any order; they are sorted by sample (velocity model),
+shot and receiver from the header fields named in ``GroupingConfig`` (by default the model id in byte 233
+as synthesize writes it; for field data ``shots_per_sample`` consecutive shots form a sample).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_prep.ingest.config import IngestConfig
+from data_prep.ingest.header_geometry import geometry_from_headers
+from data_prep.schema import DatasetGeometry
+from data_prep.segy_io import MODEL_ID_FIELD, SegyScan
+from pipeline.cli import UserError
+
+
+@dataclass
+class ShotFile:
+    """A scanned shot-gather file, its traces grouped into samples."""
+
+    scan: SegyScan
+    sample_ids: np.ndarray  # (samples,)
+    trace_indices: np.ndarray  # (samples, shots, receivers) file trace indices
+    geometry: DatasetGeometry
+
+
+def group_shot_file(scan: SegyScan, config: IngestConfig) -> ShotFile:
+    """Sorts a shot file's traces into ``(samples, shots, receivers)`` and reads its geometry from headers.
+
+    Raises:
+        UserError: no way to group traces into samples, duplicate traces, inconsistent trace counts
+            between shots, or positions that differ between the shots or samples of the file.
+    """
+    headers = scan.headers
+    grouping = config.grouping
+    path = scan.path
+    for key in (grouping.shot_key, grouping.receiver_key):
+        if key not in headers:
+            raise UserError(f"grouping key {key!r} is not a known trace-header field.")
+    shots = headers[grouping.shot_key]
+    receivers = headers[grouping.receiver_key]
+
+    sample_key = grouping.sample_key
+    if sample_key == "auto":
+        sample_key = MODEL_ID_FIELD if np.all(headers[MODEL_ID_FIELD] != 0) else "shots"
+    if sample_key == "shots":
+        if grouping.shots_per_sample < 1:
+            raise UserError(
+                f"{path}: the traces carry no model id (byte 233, UnassignedInt1, is 0), so ingest cannot tell "
+                "which shots belong to one velocity model. Set --set grouping.shots_per_sample=N (N consecutive "
+                "shots per sample) or --set grouping.sample_key=<header field>."
+            )
+        shot_values, shot_rank = np.unique(shots, return_inverse=True)
+        if len(shot_values) % grouping.shots_per_sample:
+            raise UserError(
+                f"{path}: {len(shot_values)} shots cannot be grouped into samples of "
+                f"grouping.shots_per_sample={grouping.shots_per_sample}. Check the value or the input files."
+            )
+        group = shot_rank // grouping.shots_per_sample
+        samples = shot_values[group * grouping.shots_per_sample]  # id = first shot number of the group
+    else:
+        if sample_key not in headers:
+            raise UserError(f"grouping.sample_key {sample_key!r} is not a known trace-header field.")
+        samples = headers[sample_key]
+
+    order = np.lexsort((receivers, shots, samples))
+    if len(order) < 2**31:
+        order = order.astype(np.int32)  # 4 bytes per trace kept for the whole run
+    keys = np.stack([samples[order], shots[order], receivers[order]], axis=1).astype(np.int64)
+    duplicate = np.flatnonzero(np.all(keys[1:] == keys[:-1], axis=1))
+    if duplicate.size:
+        first, second = order[duplicate[0]], order[duplicate[0] + 1]
+        raise UserError(
+            f"{path}: traces {first + 1} and {second + 1} have the same sample {keys[duplicate[0], 0]}, shot "
+            f"{keys[duplicate[0], 1]} ({grouping.shot_key}) and receiver {keys[duplicate[0], 2]} "
+            f"({grouping.receiver_key}): duplicate geometry ({duplicate.size} duplicate trace(s)). Remove the "
+            "duplicates or fix the headers."
+        )
+    # Shots: runs of equal (sample, shot); every shot must have the same number of receivers.
+    shot_starts = np.flatnonzero(np.r_[True, np.any(keys[1:, :2] != keys[:-1, :2], axis=1)])
+    shot_sizes = np.diff(np.r_[shot_starts, len(keys)])
+    if np.any(shot_sizes != shot_sizes[0]):
+        bad = int(np.flatnonzero(shot_sizes != np.bincount(shot_sizes).argmax())[0])
+        raise UserError(
+            f"{path}: inconsistent trace counts between shots: shot {keys[shot_starts[bad], 1]} "
+            f"({grouping.shot_key}, sample {keys[shot_starts[bad], 0]}, from trace {order[shot_starts[bad]] + 1}) "
+            f"has {shot_sizes[bad]} traces, most shots have {np.bincount(shot_sizes).argmax()}. Every shot "
+            "needs the same receivers: fill missing traces or drop incomplete shots."
+        )
+    num_receivers = int(shot_sizes[0])
+    sample_starts = np.flatnonzero(np.r_[True, keys[1:, 0] != keys[:-1, 0]])
+    shots_per_sample = np.diff(np.r_[sample_starts, len(keys)]) // num_receivers
+    if np.any(shots_per_sample != shots_per_sample[0]):
+        bad = int(np.flatnonzero(shots_per_sample != shots_per_sample[0])[0])
+        raise UserError(
+            f"{path}: sample {keys[sample_starts[bad], 0]} has {shots_per_sample[bad]} shots, sample "
+            f"{keys[0, 0]} has {shots_per_sample[0]}: every sample needs the same shots."
+        )
+    num_samples, num_shots = len(sample_starts), int(shots_per_sample[0])
+    trace_indices = order.reshape(num_samples, num_shots, num_receivers)
+    sample_ids = keys[sample_starts, 0]
+
+    geometry = geometry_from_headers(scan, trace_indices, config)
+    # Only the keys named in error messages are kept: memory per trace stays ~12 bytes however many
+    # files are planned before writing starts.
+    scan.headers = {key: scan.headers[key] for key in (grouping.shot_key, grouping.receiver_key)}
+    return ShotFile(scan=scan, sample_ids=sample_ids, trace_indices=trace_indices, geometry=geometry)
+
+
+def grouping_fields(config: IngestConfig) -> list[str]:
+    grouping = config.grouping
+    return [
+        key
+        for key in (grouping.sample_key, grouping.shot_key, grouping.receiver_key)
+        if key not in ("auto", "shots")
+    ]

@@ -1,0 +1,111 @@
+"""The ingest stage: ``ingest(sources, destination, config)`` and its thin command line (``main``).
+
+See ``data_prep.ingest`` for what the stage does; this module ties planning (``data_prep.ingest.plan``) to
+the dataset writer (``data_prep.dataset_writer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+
+from data_prep import schema
+from data_prep.dataset_writer import BackgroundHasher, append_samples, write_dataset
+from data_prep.ingest.config import IngestConfig
+from data_prep.ingest.plan import plan_segy_inputs
+from data_prep.splits import SPLIT_NAMES
+from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.config import add_config_arguments, load_config
+
+
+def ingest(
+    sources: Sequence[str | Path],
+    destination: str | Path,
+    config: IngestConfig = IngestConfig(),  # noqa: B008 (a frozen dataclass, immutable)
+    append: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Reads SEG-Y (and velocity) inputs into a validated HDF5 dataset; see the module docstring.
+
+    Args:
+        sources: SEG-Y files, directories (synthesize folders included), glob patterns, ``.npy`` velocity.
+        destination: the ``.h5`` dataset to create (or to extend with ``append``).
+        config: settings.
+        append: add the inputs' samples to the existing ``destination`` without rewriting it.
+        overwrite: replace an existing ``destination`` (otherwise refused).
+
+    Returns:
+        The dataset path.
+
+    Raises:
+        UserError: bad input, with a message naming the file and trace; nothing is left half-written.
+    """
+    destination = Path(destination)
+    if append:
+        if not destination.is_file():
+            raise UserError(f"--append: {destination} does not exist. Create it first without --append.")
+        with h5py.File(destination, "r") as h5:
+            reference = schema.read_geometry(h5) if schema.GEOMETRY in h5 else None
+            num_sources = (
+                len(json.loads(h5[schema.PROVENANCE].attrs["sources"])) if schema.PROVENANCE in h5 else 0
+            )
+        schema.validate(destination, check_values=False)
+        with BackgroundHasher() as hasher:
+            plans, geometry, labelled, records = plan_segy_inputs(
+                sources, config, reference, num_sources, hasher
+            )
+            return append_samples(destination, plans, records, config, created_by="data_prep.ingest")
+    if destination.exists() and not overwrite:
+        raise FileExistsError(
+            f"{destination} already exists: pass --append to add samples to it, --overwrite to replace it, or "
+            "choose another --out."
+        )
+    with BackgroundHasher() as hasher:
+        plans, geometry, labelled, records = plan_segy_inputs(sources, config, hasher=hasher)
+        return write_dataset(
+            destination, plans, geometry, labelled, records, config, created_by="data_prep.ingest"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep.ingest",
+        description="Read prestack SEG-Y shot gathers (and velocity models) into a validated HDF5 dataset.",
+    )
+    parser.add_argument(
+        "sources", nargs="+", help="SEG-Y files, directories (synthesize folders) or glob patterns."
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="DATASET.h5", help="The HDF5 dataset to write."
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="Add the inputs' samples to an existing dataset."
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing dataset.")
+    add_config_arguments(parser)
+    add_common_arguments(parser)
+    return parser
+
+
+def _main(args: argparse.Namespace) -> int:
+    values = {"progress": False} if args.quiet else None
+    config = load_config(IngestConfig, files=args.config, overrides=args.overrides, values=values)
+    try:
+        path = ingest(args.sources, args.out, config, append=args.append, overwrite=args.overwrite)
+    except ValueError as error:
+        # Library-level ValueErrors (e.g. an impossible resampling ratio) are still the user's input.
+        raise UserError(str(error)) from error
+    summary = schema.validate(path, check_values=False)
+    print(
+        f"{path}: {summary.num_samples} samples, seismic {summary.seismic_shape}, splits "
+        + ", ".join(f"{name} {summary.split_sizes[name]}" for name in SPLIT_NAMES)
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, build_parser(), argv)

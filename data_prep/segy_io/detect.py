@@ -1,0 +1,205 @@
+"""Byte-order detection and the checks made before segyio opens a SEG-Y file.
+
+Part of ``data_prep.segy_io``. segyio assumes big-endian and, given a little-endian, truncated, empty or
+non-SEG-Y file, fails with "trace count inconsistent with file size". This module decides the byte order
+from the plausibility of the binary header (``detect_endianness``), checks the file's layout against its
+size before segyio sees it (``check_layout``: unsupported sample format, sample count 0, no traces,
+truncated or variable-length traces), so that every bad file gets a message that names it and says what
+to do, and then opens it with segyio (``open_segy``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import segyio
+
+from data_prep.segy_io.layout import (
+    BINARY_HEADER_BYTES,
+    SAMPLE_FORMAT_DTYPES,
+    TEXTUAL_HEADER_BYTES,
+    TRACE_HEADER_BYTES,
+    UNSUPPORTED_SAMPLE_FORMATS,
+    SegyFormatError,
+    format_bytes,
+)
+
+
+def binary_header_values(binary: bytes, order: str) -> dict[str, int]:
+    """The binary-header fields the checks need, decoded in byte order ``order`` (``">"`` or ``"<"``)."""
+
+    def get(byte: int, size: int, signed: bool = True) -> int:
+        kind = "i" if signed else "u"
+        return int(np.frombuffer(binary[byte - 3201 : byte - 3201 + size], dtype=f"{order}{kind}{size}")[0])
+
+    return {
+        "interval": get(3217, 2, signed=False),
+        "samples": get(3221, 2, signed=False),
+        "format": get(3225, 2),
+        "extended_headers": get(3505, 2),
+    }
+
+
+def first_trace_sample_count(head: bytes, order: str) -> int:
+    """``TRACE_SAMPLE_COUNT`` (bytes 115-116) of the first trace header."""
+    start = TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + 114
+    return int(np.frombuffer(head[start : start + 2], dtype=f"{order}u2")[0])
+
+
+def detect_endianness(path: str | Path) -> str:
+    """Detects the byte order of a SEG-Y file from the plausibility of its headers in both orders.
+
+    segyio does not detect it (a little-endian file opened as big-endian fails with "trace count
+    inconsistent with file size"). A byte order is plausible when the binary header's format code is a
+    known SEG-Y sample format and a sample count can be found (binary header, else the first trace header);
+    among plausible orders the one whose trace length divides the file size wins, then big-endian (the
+    standard).
+
+    Returns:
+        ``"big"`` or ``"little"``.
+
+    Raises:
+        SegyFormatError: the file is empty, too short, or plausible in neither order (not SEG-Y).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise SegyFormatError(
+            f"{path} is empty (0 bytes): re-copy or re-export it, or remove it from the inputs."
+        )
+    if size < TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES:
+        raise SegyFormatError(
+            f"{path} is not a SEG-Y file: it has {size} bytes, fewer than the 3840 of a textual header, a binary "
+            "header and one trace header. Check that the path points at a SEG-Y file."
+        )
+    with open(path, "rb") as handle:
+        head = handle.read(TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES)
+    binary = head[TEXTUAL_HEADER_BYTES : TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES]
+    candidates = []
+    described = []
+    for endian, order in (("big", ">"), ("little", "<")):
+        values = binary_header_values(binary, order)
+        samples = values["samples"] or first_trace_sample_count(head, order)
+        described.append(f"{endian}-endian: format {values['format']}, {samples} samples")
+        known = values["format"] in SAMPLE_FORMAT_DTYPES or values["format"] in UNSUPPORTED_SAMPLE_FORMATS
+        if not known or samples == 0 or values["extended_headers"] < 0:
+            continue
+        data = (
+            size
+            - TEXTUAL_HEADER_BYTES
+            - BINARY_HEADER_BYTES
+            - TEXTUAL_HEADER_BYTES * values["extended_headers"]
+        )
+        divides = data > 0 and data % (TRACE_HEADER_BYTES + samples * format_bytes(values["format"])) == 0
+        candidates.append((not divides, endian != "big", endian))
+    if not candidates:
+        raise SegyFormatError(
+            f"{path} is not a readable SEG-Y file: its binary header is implausible in both byte orders "
+            f"({'; '.join(described)}). Check that it is SEG-Y (not SU, SEG-D or another format)."
+        )
+    return min(candidates)[2]
+
+
+def open_segy(path: str | Path, endian: str) -> segyio.SegyFile:
+    """Opens a prestack file with segyio (``ignore_geometry=True``, memory-mapped) in the given byte order.
+
+    Raises:
+        SegyFormatError: segyio cannot open it; the message names the file and the byte order.
+    """
+    try:
+        segy = segyio.open(path, ignore_geometry=True, endian=endian)
+    except RuntimeError as error:
+        raise SegyFormatError(
+            f"{path} could not be opened by segyio as {endian}-endian SEG-Y ({error}). Check that the file is "
+            "complete and uses one byte order throughout."
+        ) from None
+    segy.mmap()  # False when the file cannot be mapped; segyio then reads through the file handle
+    return segy
+
+
+@dataclasses.dataclass(frozen=True)
+class FileLayout:
+    """What the binary header and the file size say about a SEG-Y file, checked before segyio opens it.
+
+    Attributes:
+        endian: ``"big"`` or ``"little"``.
+        head: the file's first 3840 bytes (textual, binary and first trace header).
+        binary: ``binary_header_values`` of the binary header.
+        sample_format: SEG-Y format code (one segyio decodes).
+        num_samples: samples per trace (from the binary header, as segyio takes it).
+        data_offset: byte offset of the first trace (after any extended textual headers).
+        trace_bytes: bytes per trace, header included.
+        num_traces: whole traces in the file.
+    """
+
+    endian: str
+    head: bytes
+    binary: dict[str, int]
+    sample_format: int
+    num_samples: int
+    data_offset: int
+    trace_bytes: int
+    num_traces: int
+
+
+def check_layout(path: str | Path, endian: str) -> FileLayout:
+    """Checks that the file can be read by segyio as fixed-length traces in byte order ``endian``.
+
+    Raises:
+        SegyFormatError: unsupported sample format, sample count 0 in the binary header, headers but no
+            traces, truncated or variable-length traces. The message names the file and says what to do.
+    """
+    path = Path(path)
+    order = ">" if endian == "big" else "<"
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES)
+    binary = binary_header_values(
+        head[TEXTUAL_HEADER_BYTES : TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES], order
+    )
+
+    sample_format = binary["format"]
+    if sample_format in UNSUPPORTED_SAMPLE_FORMATS:
+        raise SegyFormatError(
+            f"{path} stores samples in format {sample_format} ({UNSUPPORTED_SAMPLE_FORMATS[sample_format]}), "
+            "which segyio cannot decode. Convert it to IEEE float (format 5), e.g. with SU's segyread/segywrite."
+        )
+    num_samples = binary["samples"]
+    if num_samples == 0:
+        from_trace = first_trace_sample_count(head, order)
+        raise SegyFormatError(
+            f"{path}: the binary header's sample count (bytes 3221-3222) is 0; the first trace header says "
+            f"{from_trace}. segyio takes the count from the binary header only, so the file cannot be read as "
+            f"it is. Fix a copy, e.g. python -c \"import struct; f = open('COPY.segy', 'r+b'); f.seek(3220); "
+            f"f.write(struct.pack('{order}H', {from_trace}))\", and ingest the copy."
+        )
+    data_offset = (
+        TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TEXTUAL_HEADER_BYTES * binary["extended_headers"]
+    )
+    sample_bytes = format_bytes(sample_format)
+    trace_bytes = TRACE_HEADER_BYTES + num_samples * sample_bytes
+    data_bytes = size - data_offset
+    if data_bytes <= 0:
+        raise SegyFormatError(
+            f"{path} holds headers but no traces: remove it from the inputs or re-export it."
+        )
+    num_traces, leftover = divmod(data_bytes, trace_bytes)
+    if leftover:
+        raise SegyFormatError(
+            f"{path} is truncated or has variable-length traces: after {num_traces} complete traces of "
+            f"{trace_bytes} bytes ({num_samples} samples of {sample_bytes} bytes + 240-byte header), trace "
+            f"{num_traces + 1} has only {leftover} bytes. Re-copy or re-export the file; if only the end was "
+            "lost, cut it to whole traces (a multiple of the trace size after the headers) and ingest that copy."
+        )
+    return FileLayout(
+        endian=endian,
+        head=head,
+        binary=binary,
+        sample_format=sample_format,
+        num_samples=num_samples,
+        data_offset=data_offset,
+        trace_bytes=trace_bytes,
+        num_traces=int(num_traces),
+    )

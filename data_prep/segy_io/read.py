@@ -1,0 +1,335 @@
+"""Scanning and reading SEG-Y files with segyio: ``scan_segy``, ``SegyScan``, ``read_segy``.
+
+Part of ``data_prep.segy_io``; ``data_prep.ingest`` reads every shot-gather and velocity file through it.
+
+segyio reads everything it can: ``scan_segy`` opens the file with ``segyio.open(path,
+ignore_geometry=True, endian=...)`` and ``f.mmap()``, takes the trace-header columns from
+``f.attributes(field)[:]``, and ``SegyScan.read_traces`` reads runs of consecutive traces with
+``f.trace.raw[start:stop]`` (segyio decodes IBM floats and byte order; integer formats are cast to
+float32). This module adds only what segyio does not do:
+
+* the byte order, detected from the binary header, and checks before segyio opens the file, so that an
+  empty, too short, truncated or non-SEG-Y file, an unsupported sample format or a sample count of 0 in the
+  binary header gives a message that names the file (and trace) and says what to do, instead of segyio's
+  "trace count inconsistent with file size" (both in ``data_prep.segy_io.detect``);
+* consistency checks and documented repairs on the headers segyio returns (sample count 0 in every trace
+  header, sample interval missing from the binary header);
+* ASCII textual headers (segyio always decodes the textual header as EBCDIC).
+
+Memory is bounded by ``READ_BLOCK_BYTES`` per read, never by the file: ``scan_segy`` reads the header
+columns in blocks of traces, mapping the file afresh for each; ``read_traces`` asks segyio for ranges of
+traces, and ``SegyScan.close`` unmaps the file (``data_prep.ingest`` closes each file after every block).
+Pages of a mapped file count towards the process's resident memory while mapped (they are the page cache),
+which is why mappings are not kept. ``read_segy`` is the one-call version for small files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import segyio
+
+from data_prep.segy_io.detect import check_layout, detect_endianness, open_segy
+from data_prep.segy_io.layout import (
+    SAMPLE_FORMAT_DTYPES,
+    TEXTUAL_HEADER_BYTES,
+    TRACE_HEADER_BYTES,
+    SegyFormatError,
+    scale_factors,
+)
+from pipeline.cli import UserError
+
+logger = logging.getLogger(__name__)
+
+#: Trace-header columns kept by ``scan_segy`` (plus any extra ones asked for).
+SCAN_FIELDS = (
+    "TRACE_SEQUENCE_FILE",
+    "FieldRecord",
+    "TraceNumber",
+    "EnergySourcePoint",
+    "CDP",
+    "offset",
+    "ReceiverGroupElevation",
+    "SourceSurfaceElevation",
+    "SourceDepth",
+    "ElevationScalar",
+    "SourceGroupScalar",
+    "SourceX",
+    "SourceY",
+    "GroupX",
+    "GroupY",
+    "TRACE_SAMPLE_COUNT",
+    "TRACE_SAMPLE_INTERVAL",
+    "CDP_X",
+    "UnassignedInt1",
+)
+
+#: Samples asked of segyio at a time by ``read_traces``: bounds memory whatever the file size.
+READ_BLOCK_BYTES = 32 * 2**20
+
+
+@dataclasses.dataclass
+class SegyScan:
+    """What ``scan_segy`` learns about a SEG-Y file without reading its samples; reads them on request.
+
+    Attributes:
+        path: the file.
+        endian: detected byte order, ``"big"`` or ``"little"``.
+        sample_format: SEG-Y format code of the samples.
+        num_traces: number of traces.
+        num_samples: samples per trace.
+        sample_interval: binary-header interval (µs for time data; mm for this project's velocity files).
+        textual_header: the 3200-character textual header decoded to ASCII (EBCDIC or ASCII).
+        headers: trace-header columns, ``(num_traces,)`` int32 arrays keyed by segyio ``TraceField`` names.
+        data_offset: byte offset of the first trace.
+        sha256: SHA-256 of the whole file ("" when not computed).
+        repairs: warnings about repairs made while scanning (e.g. sample count 0 in the trace headers).
+    """
+
+    path: Path
+    endian: str
+    sample_format: int
+    num_traces: int
+    num_samples: int
+    sample_interval: float
+    textual_header: str
+    headers: dict[str, np.ndarray]
+    data_offset: int
+    sha256: str = ""
+    repairs: list[str] = dataclasses.field(default_factory=list)
+    _segy: segyio.SegyFile | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def sample_dtype(self) -> np.dtype:
+        """The dtype segyio returns for the samples (float32 for IBM floats)."""
+        return np.dtype(SAMPLE_FORMAT_DTYPES[self.sample_format])
+
+    @property
+    def trace_bytes(self) -> int:
+        return TRACE_HEADER_BYTES + self.num_samples * self.sample_dtype.itemsize
+
+    @property
+    def is_velocity_file(self) -> bool:
+        """True for velocity-model files written by this project (depth samples, interval in mm)."""
+        return "DEPTH SAMPLES" in self.textual_header.upper()
+
+    def coordinates_m(self, field: str, scalar_field: str = "SourceGroupScalar") -> np.ndarray:
+        """A coordinate column in metres, applying the scalar (negative = divide, 0 = 1)."""
+        return self.headers[field] * scale_factors(self.headers[scalar_field])
+
+    def source_x_m(self) -> np.ndarray:
+        return self.coordinates_m("SourceX")
+
+    def group_x_m(self) -> np.ndarray:
+        return self.coordinates_m("GroupX")
+
+    def source_depth_m(self) -> np.ndarray:
+        """Source depth below the datum (positive down): SourceDepth - SourceSurfaceElevation."""
+        return self.coordinates_m("SourceDepth", "ElevationScalar") - self.coordinates_m(
+            "SourceSurfaceElevation", "ElevationScalar"
+        )
+
+    def receiver_depth_m(self) -> np.ndarray:
+        """Receiver depth below the datum (positive down): minus ReceiverGroupElevation."""
+        # "+ 0.0" turns -0.0 into 0.0, so surface receivers print and compare as depth 0.
+        return -self.coordinates_m("ReceiverGroupElevation", "ElevationScalar") + 0.0
+
+    def open(self) -> segyio.SegyFile:
+        """The segyio handle (opened and memory-mapped on first use; ``close`` releases it)."""
+        if self._segy is None:
+            self._segy = open_segy(self.path, self.endian)
+        return self._segy
+
+    def close(self) -> None:
+        """Closes the segyio handle, unmapping the file (a later read opens it again)."""
+        if self._segy is not None:
+            self._segy.close()
+            self._segy = None
+
+    def __enter__(self) -> SegyScan:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def read_traces(self, indices: np.ndarray | slice) -> np.ndarray:
+        """Reads traces with segyio as float32, ``(len(indices), num_samples)``, in the order given.
+
+        Runs of consecutive traces are read with one ``f.trace.raw[start:stop]`` each (at most
+        ``READ_BLOCK_BYTES`` at a time), so memory is the size of the result, not of the file. When the
+        indices are one run in file order (a sorted file), segyio's array is returned as it is (float
+        formats) or cast once (integer formats, exact up to 2**24).
+        """
+        if isinstance(indices, slice):
+            indices = np.arange(self.num_traces)[indices]
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) == 0:
+            return np.empty((0, self.num_samples), dtype=np.float32)
+        if indices.min() < 0 or indices.max() >= self.num_traces:
+            raise IndexError(f"Trace indices must lie in 0..{self.num_traces - 1} for {self.path}.")
+        raw = self.open().trace.raw
+        max_run = max(1, READ_BLOCK_BYTES // self.trace_bytes)
+        try:
+            first = int(indices[0])
+            if len(indices) <= max_run and np.all(np.diff(indices) == 1):
+                return raw[first : first + len(indices)].astype(np.float32, copy=False)
+            result = np.empty((len(indices), self.num_samples), dtype=np.float32)
+            order = np.argsort(indices, kind="stable")
+            sorted_indices = indices[order]
+            in_order = bool(np.all(order[1:] > order[:-1]))
+            breaks = np.flatnonzero(np.diff(sorted_indices) != 1) + 1
+            position = 0
+            for run in np.split(sorted_indices, breaks):
+                for start in range(0, len(run), max_run):
+                    first, count = int(run[start]), min(max_run, len(run) - start)
+                    where = (
+                        slice(position, position + count) if in_order else order[position : position + count]
+                    )
+                    result[where] = raw[first : first + count]
+                    position += count
+            return result
+        except (RuntimeError, OSError) as error:
+            raise SegyFormatError(
+                f"{self.path}: segyio failed reading traces {int(indices.min()) + 1}-{int(indices.max()) + 1} "
+                f"({error}). The file may have changed after it was scanned: re-copy it and run again."
+            ) from None
+
+
+def decode_textual_header(raw: bytes, segyio_text: bytes) -> str:
+    """The textual header as text: ``raw`` (the file's 3200 bytes) when it is ASCII, else segyio's decoding.
+
+    segyio (``f.text[0]``) always decodes from EBCDIC, the standard, which garbles the ASCII textual
+    headers some exporters write.
+    """
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    ascii_printable = np.count_nonzero((codes >= 32) & (codes < 127))
+    text = raw if ascii_printable >= 0.9 * len(raw) else segyio_text
+    return bytes(text).decode("ascii", errors="replace")
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def scan_segy(
+    path: str | Path,
+    extra_fields: Sequence[str] = (),
+    sample_interval_override: float | None = None,
+    compute_sha256: bool = True,
+) -> SegyScan:
+    """Reads the headers of a SEG-Y file (not its samples) with segyio and checks that they are consistent.
+
+    The byte order is detected (``detect_endianness``) and the layout checked before segyio opens the file,
+    so a bad file gets a message that names it and says what to do. The sample count comes from the binary
+    header (as in segyio); the sample interval from the binary header, else from the trace headers, else
+    from ``sample_interval_override``.
+
+    Args:
+        path: a SEG-Y file.
+        extra_fields: trace-header fields to keep besides ``SCAN_FIELDS`` (segyio ``TraceField`` names).
+        sample_interval_override: interval (binary-header units) to use when no header gives one.
+        compute_sha256: hash the whole file (``SegyScan.sha256`` is "" otherwise; ingest hashes in a
+            background thread instead, overlapping the hash with its writing).
+
+    Returns:
+        A ``SegyScan`` (with no open handle: ``read_traces`` opens one, ``close`` releases it).
+
+    Raises:
+        SegyFormatError: empty, truncated, not SEG-Y, unsupported format, inconsistent sample counts,
+            no sample interval. The message names the file (and trace) and says what to do.
+    """
+    path = Path(path)
+    layout = check_layout(path, detect_endianness(path))
+    endian, head, binary = layout.endian, layout.head, layout.binary
+    sample_format, num_samples, data_offset = layout.sample_format, layout.num_samples, layout.data_offset
+    trace_bytes, num_traces = layout.trace_bytes, layout.num_traces
+    repairs: list[str] = []
+
+    fields = list(dict.fromkeys([*SCAN_FIELDS, *extra_fields]))
+    unknown = [name for name in fields if name not in segyio.tracefield.keys]
+    if unknown:
+        raise UserError(
+            f"Unknown trace-header field(s) {unknown}; use segyio TraceField names such as 'FieldRecord'."
+        )
+    # int32 holds every 2- and 4-byte field (it is what f.attributes returns).
+    headers = {name: np.empty(num_traces, dtype=np.int32) for name in fields}
+    per_block = max(1, READ_BLOCK_BYTES // trace_bytes)
+    for start in range(0, num_traces, per_block):
+        stop = min(start + per_block, num_traces)
+        # A fresh mapping per block: SEG-Y interleaves headers and samples, so reading the headers touches
+        # nearly every page, and a mapping kept for the whole file would hold all of them.
+        with contextlib.closing(open_segy(path, endian)) as segy:
+            if start == 0:
+                if segy.tracecount != num_traces:
+                    raise SegyFormatError(
+                        f"{path}: segyio counts {segy.tracecount} traces, the file size implies {num_traces}."
+                    )
+                textual_header = decode_textual_header(head[:TEXTUAL_HEADER_BYTES], segy.text[0])
+            for name in fields:
+                headers[name][start:stop] = segy.attributes(segyio.tracefield.keys[name])[start:stop]
+
+    counts = headers["TRACE_SAMPLE_COUNT"]
+    if not counts.any():
+        repairs.append(
+            f"{path}: the sample count (byte 115) is 0 in every trace header; used the binary header's "
+            f"{num_samples} samples (repair; fix the exporter to silence this warning)."
+        )
+    else:
+        wrong = np.flatnonzero((counts != num_samples) & (counts != 0))
+        if wrong.size:
+            trace = int(wrong[0])
+            raise SegyFormatError(
+                f"{path}: trace {trace + 1} declares {int(counts[trace])} samples but the file has {num_samples} per "
+                f"trace ({wrong.size} trace(s) disagree). Variable-length traces are not supported: re-export the "
+                "file with a fixed trace length (if the counts look absurd, the trace headers may use another byte "
+                "order than the binary header: re-export the file with one byte order)."
+            )
+
+    interval = float(binary["interval"])
+    if interval == 0:
+        trace_intervals = headers["TRACE_SAMPLE_INTERVAL"]
+        nonzero = trace_intervals[trace_intervals > 0]
+        if nonzero.size:
+            interval = float(nonzero[0])
+            repairs.append(
+                f"{path}: the binary header's sample interval is 0; used {interval:g} from the trace headers."
+            )
+        elif sample_interval_override:
+            interval = float(sample_interval_override)
+            repairs.append(f"{path}: no header gives a sample interval; used the configured {interval:g}.")
+        else:
+            raise SegyFormatError(
+                f"{path}: the sample interval is 0 in the binary header (byte 3217) and in every trace header "
+                "(byte 117). Set it in the configuration: --set sample_interval_us=<microseconds>."
+            )
+    for repair in repairs:
+        logger.warning(repair)
+    return SegyScan(
+        path=path,
+        endian=endian,
+        sample_format=sample_format,
+        num_traces=int(num_traces),
+        num_samples=int(num_samples),
+        sample_interval=interval,
+        textual_header=textual_header,
+        headers=headers,
+        data_offset=data_offset,
+        sha256=_file_sha256(path) if compute_sha256 else "",
+        repairs=repairs,
+    )
+
+
+def read_segy(path: str | Path) -> tuple[np.ndarray, SegyScan]:
+    """Reads a whole SEG-Y file: ``(traces (num_traces, num_samples) float32 in file order, scan)``.
+
+    For small files and tools; ``data_prep.ingest`` streams instead.
+    """
+    with scan_segy(path) as scan:
+        return scan.read_traces(slice(None)), scan

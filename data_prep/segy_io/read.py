@@ -68,7 +68,12 @@ SCAN_FIELDS = (
     "TRACE_SAMPLE_INTERVAL",
     "CDP_X",
     "UnassignedInt1",
+    "DelayRecordingTime",
+    "ScalarTraceHeader",
 )
+
+#: Values bytes 215-216 (the scalar of the times in bytes 95-114) may take (SEG-Y rev 1 and 2); 0 means 1.
+TIME_SCALARS = (1, 10, 100, 1000, 10000, -10, -100, -1000, -10000)
 
 #: Samples asked of segyio at a time by ``read_traces``: bounds memory whatever the file size.
 READ_BLOCK_BYTES = 32 * 2**20
@@ -90,6 +95,10 @@ class SegyScan:
         data_offset: byte offset of the first trace.
         sha256: SHA-256 of the whole file ("" when not computed).
         repairs: warnings about repairs made while scanning (e.g. sample count 0 in the trace headers).
+        trace_start_times_s: time of each trace's first sample after the shot, in seconds (the recording
+            delay, DelayRecordingTime, byte 109, scaled by bytes 215-216): ``(num_traces,)`` float64, or
+            one value ``()`` when every trace starts at the same time. Read it through ``start_time_s``,
+            which survives the trimming of ``headers`` done by ingest.
     """
 
     path: Path
@@ -103,6 +112,7 @@ class SegyScan:
     data_offset: int
     sha256: str = ""
     repairs: list[str] = dataclasses.field(default_factory=list)
+    trace_start_times_s: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(()))
     _segy: segyio.SegyFile | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -118,6 +128,29 @@ class SegyScan:
     def is_velocity_file(self) -> bool:
         """True for velocity-model files written by this project (depth samples, interval in mm)."""
         return "DEPTH SAMPLES" in self.textual_header.upper()
+
+    def start_time_s(self, traces: np.ndarray | slice | None = None) -> np.ndarray:
+        """Start time of each trace (time of its first sample after the shot), seconds, float64.
+
+        The recording delay of SEG-Y (DelayRecordingTime, bytes 109-110, signed, in milliseconds) scaled by
+        the time scalar of bytes 215-216 (SEG-Y rev 1 and 2; positive multiplies, negative divides, 0 = 1).
+        A positive delay means recording started after the shot; negative, before it.
+
+        Args:
+            traces: trace indices (file order) or a slice; None for every trace.
+
+        Returns:
+            ``(num_traces,)`` (or ``(len(traces),)``) start times in seconds.
+        """
+        every = np.broadcast_to(self.trace_start_times_s, (self.num_traces,))
+        selected = every if traces is None else every[traces]
+        return np.array(selected, dtype=np.float64)
+
+    @property
+    def uniform_start_time_s(self) -> float | None:
+        """The start time shared by every trace (seconds), or None when traces start at different times."""
+        values = np.unique(self.trace_start_times_s)
+        return float(values[0]) if values.size == 1 else None
 
     def coordinates_m(self, field: str, scalar_field: str = "SourceGroupScalar") -> np.ndarray:
         """A coordinate column in metres, applying the scalar (negative = divide, 0 = 1)."""
@@ -211,6 +244,56 @@ def decode_textual_header(raw: bytes, segyio_text: bytes) -> str:
     ascii_printable = np.count_nonzero((codes >= 32) & (codes < 127))
     text = raw if ascii_printable >= 0.9 * len(raw) else segyio_text
     return bytes(text).decode("ascii", errors="replace")
+
+
+def segy_revision(binary_header: bytes) -> int:
+    """The SEG-Y revision (major number) of a 400-byte binary header; 0 for rev 0 or an unset field.
+
+    Byte 3501 holds the major and 3502 the minor revision; a little-endian writer that stores the field as
+    one 2-byte integer (0x0100 for rev 1) puts the major number in byte 3502 instead.
+    """
+    major, minor = binary_header[300], binary_header[301]
+    return int(major or minor)
+
+
+def start_times_from_headers(
+    path: Path, delay_ms: np.ndarray, time_scalar: np.ndarray, revision: int, repairs: list[str]
+) -> np.ndarray:
+    """Per-trace start times in seconds from the recording delay (byte 109) and time scalar (byte 215).
+
+    The scalar is applied only where the standard defines it (revision 1 and later) and only when it is one
+    of the legal values (1, +-10, +-100, +-1000, +-10000; 0 means 1); otherwise the delay is taken in
+    milliseconds as it is and a warning is added to ``repairs`` (only when some delay is non-zero, since
+    an unscaled 0 is 0).
+
+    Returns:
+        ``(traces,)`` float64, or a 0-d array when every trace has the same start time.
+    """
+    delay_ms = np.asarray(delay_ms, dtype=np.float64)
+    factors = np.ones_like(delay_ms)
+    if delay_ms.any():
+        scalars = np.asarray(time_scalar)
+        legal = np.isin(scalars, (0, *TIME_SCALARS))
+        if revision >= 1:
+            factors = np.where(legal, scale_factors(np.where(legal, scalars, 1)), 1.0)
+            bad = np.flatnonzero(~legal & (delay_ms != 0))
+            if bad.size:
+                repairs.append(
+                    f"{path}: trace {int(bad[0]) + 1} has the time scalar {int(scalars[bad[0]])} in bytes 215-216, "
+                    f"not one of 1, +-10, +-100, +-1000, +-10000 ({bad.size} trace(s)); its recording delay "
+                    f"(byte 109) was read as {delay_ms[bad[0]]:g} ms without scaling."
+                )
+        elif np.any((scalars != 0) & (scalars != 1) & (delay_ms != 0)):
+            first = int(np.flatnonzero((scalars != 0) & (scalars != 1) & (delay_ms != 0))[0])
+            repairs.append(
+                f"{path}: the file declares SEG-Y revision 0, where bytes 215-216 are unassigned, but trace "
+                f"{first + 1} holds {int(scalars[first])} there; the recording delay (byte 109) was read in "
+                "milliseconds without that scalar."
+            )
+    start_times = delay_ms * factors / 1000.0
+    if start_times.size and np.all(start_times == start_times[0]):
+        return np.asarray(start_times[0])
+    return start_times
 
 
 def _file_sha256(path: Path) -> str:
@@ -309,6 +392,13 @@ def scan_segy(
                 f"{path}: the sample interval is 0 in the binary header (byte 3217) and in every trace header "
                 "(byte 117). Set it in the configuration: --set sample_interval_us=<microseconds>."
             )
+    start_times = start_times_from_headers(
+        path,
+        headers["DelayRecordingTime"],
+        headers["ScalarTraceHeader"],
+        segy_revision(head[TEXTUAL_HEADER_BYTES:]),
+        repairs,
+    )
     for repair in repairs:
         logger.warning(repair)
     return SegyScan(
@@ -323,6 +413,7 @@ def scan_segy(
         data_offset=data_offset,
         sha256=_file_sha256(path) if compute_sha256 else "",
         repairs=repairs,
+        trace_start_times_s=start_times,
     )
 
 

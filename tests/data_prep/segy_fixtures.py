@@ -147,6 +147,17 @@ def set_binary_sample_count(path: str | Path, count: int, endian: str = "big") -
     return path
 
 
+def set_binary_field(
+    path: str | Path, byte: int, value: int, size: int = 2, endian: str = "big", signed: bool = True
+) -> Path:
+    """Overwrites a binary-header field (``byte`` as in the standard, e.g. 3217 for the sample interval)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    data[byte - 1 : byte - 1 + size] = int(value).to_bytes(size, endian, signed=signed)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def write_synthetic_folder(
     folder: str | Path,
     geometry: AcquisitionGeometry,

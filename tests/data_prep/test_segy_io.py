@@ -21,6 +21,7 @@ from tests.data_prep.segy_fixtures import (
     decode,
     encoded_seismic,
     layered_velocity,
+    set_binary_field,
     tiny_geometry,
     write_fixture,
 )
@@ -301,3 +302,49 @@ def test_not_segy_is_refused_with_both_byte_orders_described(tmp_path):
     path.write_bytes(b"just some text, not seismic " * 200)
     with pytest.raises(SegyFormatError, match="implausible in both byte orders"):
         scan_segy(path)
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "scalar", "revision", "expected_s", "warned"),
+    [
+        (0, 0, 1, 0.0, False),
+        (120, 0, 1, 0.120, False),  # scalar 0 means 1
+        (-40, 1, 1, -0.040, False),  # negative delay: recorded before the shot
+        (250, 10, 1, 2.5, False),  # rev 1/2 time scalar multiplies...
+        (250, -10, 2, 0.025, False),  # ... or divides
+        (250, 7, 1, 0.250, True),  # illegal scalar: not applied, warned
+        (250, -10, 0, 0.250, True),  # rev 0: bytes 215-216 are unassigned, not applied, warned
+    ],
+)
+def test_recording_delay_is_read_per_trace_with_the_time_scalar(
+    tmp_path, delay_ms, scalar, revision, expected_s, warned
+):
+    """Case 2 of issue 8: DelayRecordingTime (byte 109) was dropped; it is each trace's start time."""
+    geometry = tiny_geometry()
+
+    def delay(headers):
+        headers["DelayRecordingTime"] = np.full(12, delay_ms)
+        headers["ScalarTraceHeader"] = np.full(12, scalar)
+
+    path = write_fixture(tmp_path / "delay.segy", encoded_seismic(2, geometry), geometry, edit_headers=delay)
+    set_binary_field(path, 3501, revision << 8)
+    scan = scan_segy(path)
+    assert np.allclose(scan.start_time_s(), np.full(12, expected_s), rtol=0, atol=1e-12), scan.start_time_s()
+    assert scan.uniform_start_time_s == pytest.approx(expected_s, abs=1e-12)
+    assert any("bytes 215-216" in repair for repair in scan.repairs) == warned, scan.repairs
+
+
+def test_recording_delay_varies_per_trace_and_survives_header_trimming(tmp_path):
+    geometry = tiny_geometry()
+    delays = np.arange(12) * 4 - 8  # -8 .. 36 ms
+
+    def delay(headers):
+        headers["DelayRecordingTime"] = delays
+
+    path = write_fixture(tmp_path / "delay.segy", encoded_seismic(2, geometry), geometry, edit_headers=delay)
+    scan = scan_segy(path)
+    assert np.array_equal(scan.start_time_s(), delays / 1000.0)
+    assert np.array_equal(scan.start_time_s([3, 0]), [delays[3] / 1000.0, delays[0] / 1000.0])
+    assert scan.uniform_start_time_s is None
+    scan.headers = {}  # what ingest does after grouping: the start times are kept apart from the columns
+    assert np.array_equal(scan.start_time_s(slice(10, None)), delays[10:] / 1000.0)

@@ -16,7 +16,8 @@ module                           holds
 ``data_prep.segy_io.read``       scanning headers and reading traces (``scan_segy``, ``SegyScan``,
                                  ``read_segy``, ``decode_textual_header``)
 ``data_prep.segy_io.headers``    what this project writes into the headers (the byte tables;
-                                 ``shot_gather_headers``, ``format_textual_header``, ``MODEL_ID_FIELD``)
+                                 ``shot_gather_headers``, ``format_textual_header``, ``MODEL_ID_FIELD``,
+                                 ``header_convention``)
 ``data_prep.segy_io.write``      writing files (``write_segy_traces``, ``write_shot_gathers``,
                                  ``write_velocity_models``)
 ===============================  ==========================================================================
@@ -27,8 +28,11 @@ Import the public names from here: ``from data_prep.segy_io import scan_segy``.
 from data_prep.segy_io.detect import FileLayout, check_layout, detect_endianness, open_segy
 from data_prep.segy_io.headers import (
     COORDINATE_SCALAR,
+    HEADER_CONVENTION,
     MODEL_ID_FIELD,
+    SIGNATURE_LINE,
     format_textual_header,
+    header_convention,
     shot_gather_headers,
 )
 from data_prep.segy_io.layout import (
@@ -55,11 +59,13 @@ from data_prep.segy_io.write import write_segy_traces, write_shot_gathers, write
 __all__ = [
     "BINARY_HEADER_BYTES",
     "COORDINATE_SCALAR",
+    "HEADER_CONVENTION",
     "MODEL_ID_FIELD",
     "READ_BLOCK_BYTES",
     "SAMPLE_FORMAT_DTYPES",
     "SAMPLE_FORMAT_NAMES",
     "SCAN_FIELDS",
+    "SIGNATURE_LINE",
     "TEXTUAL_HEADER_BYTES",
     "TRACE_HEADER_BYTES",
     "UNSUPPORTED_SAMPLE_FORMATS",
@@ -71,6 +77,7 @@ __all__ = [
     "decode_textual_header",
     "detect_endianness",
     "format_textual_header",
+    "header_convention",
     "open_segy",
     "read_segy",
     "scale_factors",

@@ -1,9 +1,12 @@
 """What goes into the headers of the SEG-Y files this project writes (the conventions readers rely on).
 
 Part of ``data_prep.segy_io``: ``data_prep.segy_io.write`` writes these headers with segyio; the constants
-``MODEL_ID_FIELD`` and ``COORDINATE_SCALAR`` are also what ``data_prep.ingest`` reads back.
+``MODEL_ID_FIELD`` and ``COORDINATE_SCALAR`` are also what ``data_prep.ingest`` reads back, and
+``header_convention`` tells ingest whether a file was written by this project.
 
 * Textual header: 40 lines x 80 characters (EBCDIC on disk), describing content, geometry and header bytes.
+  The first generated line (after any caller lines) is the **signature** ``SIGNATURE_LINE`` ("SEISINVERT
+  HEADER CONVENTION 2: ..."), so it survives however many lines the caller adds (at most 36).
 * Binary header: ``Interval`` (3217) µs (mm for velocity files), ``Samples`` (3221), ``Format`` (3225),
   ``SortingCode`` (3229) = 1 (as recorded), ``MeasurementSystem`` (3255) = 1 (metres),
   ``SEGYRevision`` (3501) = 1, ``TraceFlag`` (3503) = 1 (fixed-length traces); ``Traces`` (3213) and
@@ -22,7 +25,8 @@ FieldRecord                  9      global shot number, 1-based: ``model_index *
 TraceNumber                  13     receiver number within the shot, 1-based
 EnergySourcePoint            17     shot number within its model, 1-based
 TraceIdentificationCode      29     1 (seismic data)
-offset                       37     ``GroupX - SourceX`` in the same scaled units (centimetres)
+offset                       37     ``GroupX - SourceX`` in whole METRES, unscaled (SEG-Y rev 1: the
+                                    coordinate scalar does not apply to byte 37), rounded to the metre
 ReceiverGroupElevation       41     receiver elevation relative to the surface (negative below it),
                                     scaled by ElevationScalar
 SourceDepth                  49     source depth below the surface (positive), scaled by ElevationScalar
@@ -34,8 +38,17 @@ TRACE_SAMPLE_COUNT           115    samples per trace
 TRACE_SAMPLE_INTERVAL        117    sample interval in microseconds
 CDP_X                        181    midpoint x ``(SourceX + GroupX) // 2``, centimetres (floor)
 UnassignedInt1               233    global model (sample) id, 1-based: ``model_index + 1``; it groups the
-                                    shots recorded over one velocity model
+                                    shots recorded over one velocity model (see "Model id" below)
 ===========================  =====  ====================================================================
+
+Model id (bytes 233-236). SEG-Y rev 1 leaves bytes 233-240 unassigned (free for local use), which is why
+the model id lives there; SEG-Y rev 2 uses them for an 8-character header name ("SEG00000" on a standard
+trace header), so a non-zero value there means nothing by itself. Readers therefore trust bytes 233-236 as
+a model id only in files that say they follow this convention: ``header_convention(textual_header)``
+returns 2 for files with ``SIGNATURE_LINE``, 1 for files written by earlier versions of this project (their
+textual header names "SEISINVERT" and maps "233 MODEL ID"; they differ only in byte 37, which held
+centimetres and which ingest does not read) and None for every other file. ``data_prep.ingest`` also
+trusts the files listed by a synthesize ``manifest.json``.
 
 Velocity-model files (``write_velocity_models``), one trace per (model, x position), depth down the trace:
 
@@ -54,6 +67,7 @@ Samples are velocities in m/s, IEEE float.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,6 +80,36 @@ from pipeline import __version__
 COORDINATE_SCALAR = -100
 #: Header field holding the global model (sample) id in files written by this project.
 MODEL_ID_FIELD = "UnassignedInt1"
+#: Version of the header conventions of this module (2: offset in metres; 1, before: offset in centimetres).
+HEADER_CONVENTION = 2
+#: The textual-header line that marks a file written with these conventions (see "Model id").
+SIGNATURE_LINE = f"SEISINVERT HEADER CONVENTION {HEADER_CONVENTION}: MODEL ID IN BYTES 233-236, OFFSET IN M"
+_SIGNATURE = re.compile(r"SEISINVERT HEADER CONVENTION (\d+)")
+
+
+def header_convention(textual_header: str) -> int | None:
+    """Which of this project's header conventions a file follows, from its textual header; None if none.
+
+    Returns:
+        The number in ``SIGNATURE_LINE`` (2 for files written by this version); 1 for files written by
+        earlier versions (the textual header contains "SEISINVERT" and the line "233 MODEL ID", and no
+        signature); None for files written by anything else, whose bytes 233-240 must not be taken for a
+        model id.
+    """
+    text = textual_header.upper()
+    match = _SIGNATURE.search(text)
+    if match:
+        return int(match.group(1))
+    if "SEISINVERT" in text and "233 MODEL ID" in text:
+        return 1
+    return None
+
+
+def offset_m(source_x_m: np.ndarray | float, receiver_x_m: np.ndarray | float) -> np.ndarray:
+    """Byte 37 as SEG-Y rev 1 defines it: receiver x minus source x in whole metres (no scalar applies)."""
+    return np.rint(
+        np.asarray(receiver_x_m, dtype=np.float64) - np.asarray(source_x_m, dtype=np.float64)
+    ).astype(np.int64)
 
 
 def format_textual_header(lines: Sequence[str]) -> str:
@@ -119,6 +163,7 @@ def shot_textual_lines(geometry: AcquisitionGeometry, first_model: int, num_mode
     sources = geometry.source_positions_m()
     receivers = geometry.receiver_positions_m()
     return [
+        SIGNATURE_LINE,
         f"SEISINVERT {__version__} - DEEP-LEARNING SEISMIC VELOCITY INVERSION",
         "CONTENT: SYNTHETIC PRESTACK SHOT GATHERS, ACOUSTIC PRESSURE",
         f"MODELS {first_model}-{first_model + num_models - 1} (0-BASED GLOBAL MODEL INDEX), {num_models} MODELS",
@@ -135,13 +180,14 @@ def shot_textual_lines(geometry: AcquisitionGeometry, first_model: int, num_mode
         "  9 FIELDRECORD = GLOBAL SHOT NO. (1-BASED) = MODEL*NSHOTS+SHOT+1",
         " 13 TRACENUMBER = RECEIVER NO. IN SHOT (1-BASED)",
         " 17 ENERGYSOURCEPOINT = SHOT NO. IN MODEL (1-BASED)",
-        " 37 OFFSET = GROUPX - SOURCEX (CM)",
+        " 37 OFFSET = GROUPX - SOURCEX IN WHOLE M (UNSCALED, AS IN REV 1)",
         " 41 RECEIVER ELEVATION (CM, NEGATIVE BELOW SURFACE)",
         " 49 SOURCE DEPTH BELOW SURFACE (CM, POSITIVE)",
         " 69 ELEVATION SCALAR = -100  71 COORDINATE SCALAR = -100",
         " 73 SOURCEX (CM)  81 GROUPX (CM)  181 CDP_X = MIDPOINT (CM)",
         "115 SAMPLE COUNT  117 SAMPLE INTERVAL (US)",
         "233 MODEL ID (1-BASED) = MODEL INDEX + 1; GROUPS SHOTS OF ONE MODEL",
+        "    (BYTES 233-240 ARE UNASSIGNED IN REV 1; NOT A REV-2 HEADER NAME)",
         "",
         "COMPANION FILE: *_VELOCITY_*.SEGY, SAME MODEL IDS",
     ]
@@ -150,8 +196,9 @@ def shot_textual_lines(geometry: AcquisitionGeometry, first_model: int, num_mode
 def with_user_lines(textual_header: str | None, generated: list[str]) -> list[str]:
     """User lines first, then the generated description, as far as 40 cards allow.
 
-    The generated lines are never replaced entirely, so a reader can always tell a velocity file
-    ("DEPTH SAMPLES; SAMPLE INTERVAL IN MM") from a shot file whatever the caller adds.
+    The generated lines are never replaced entirely: their first three always survive, so a reader can
+    always find the signature (``SIGNATURE_LINE``) and tell a velocity file ("DEPTH SAMPLES; SAMPLE
+    INTERVAL IN MM") from a shot file whatever the caller adds.
     """
     if not textual_header:
         return generated
@@ -191,7 +238,7 @@ def shot_gather_headers(
         "TraceNumber": receiver + 1,
         "EnergySourcePoint": shot + 1,
         "TraceIdentificationCode": np.full(count, 1),
-        "offset": group_x[receiver] - source_x[shot],
+        "offset": offset_m(sources_m[shot, 1], receivers_m[receiver, 1]),
         "ReceiverGroupElevation": -scaled(receivers_m[:, 0])[receiver],
         "SourceDepth": scaled(sources_m[:, 0])[shot],
         "ElevationScalar": np.full(count, COORDINATE_SCALAR),
@@ -244,10 +291,12 @@ def velocity_textual_lines(
 ) -> list[str]:
     """The generated textual-header lines of a velocity-model file ("DEPTH SAMPLES" marks it as one)."""
     spacing_mm = int(round(grid_spacing_m * 1000))
+    # Signature and "DEPTH SAMPLES" first: they survive 36 caller lines (readers need both).
     return [
-        f"SEISINVERT {__version__} - DEEP-LEARNING SEISMIC VELOCITY INVERSION",
+        SIGNATURE_LINE,
         "CONTENT: VELOCITY MODELS, P-WAVE VELOCITY IN M/S",
         "DEPTH SAMPLES; SAMPLE INTERVAL IN MM",
+        f"SEISINVERT {__version__} - DEEP-LEARNING SEISMIC VELOCITY INVERSION",
         f"MODELS {first_model_index}-{first_model_index + num_models - 1} (0-BASED GLOBAL MODEL INDEX), "
         f"{num_models} MODELS",
         f"GRID {depth_cells} X {x_cells} CELLS (DEPTH, X), SPACING {grid_spacing_m:g} M = {spacing_mm} MM",

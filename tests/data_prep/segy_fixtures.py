@@ -23,11 +23,13 @@ from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import (
     BINARY_HEADER_BYTES,
     TEXTUAL_HEADER_BYTES,
+    format_textual_header,
     shot_gather_headers,
     write_segy_traces,
     write_shot_gathers,
     write_velocity_models,
 )
+from data_prep.segy_io.headers import shot_textual_lines
 
 #: Added to every encoded value so that no sample is 0 (a zero would hide a missing trace).
 VALUE_OFFSET = 1
@@ -98,6 +100,7 @@ def write_fixture(
     endian: str = "big",
     trace_order: np.ndarray | None = None,
     edit_headers=None,
+    textual_header: str | None = None,
 ) -> Path:
     """Writes shot gathers with the project's headers in any format, byte order and trace order (segyio).
 
@@ -107,8 +110,14 @@ def write_fixture(
             receivers`` traces.
         edit_headers: ``callable(headers)`` that modifies the header columns (a dict of segyio
             ``TraceField`` name -> array, after the reordering) in place, to break the file on purpose.
+        textual_header: the textual header's lines; None writes the project's (with its signature, so
+            ingest trusts the model id in byte 233); pass other text to make a file "from another tool".
     """
     num_models = len(seismic)
+    if textual_header is None:
+        textual_header = format_textual_header(
+            shot_textual_lines(geometry, first_model, num_models, sample_format)
+        )
     headers = shot_gather_headers(geometry, first_model, num_models)
     traces = np.ascontiguousarray(seismic.transpose(0, 1, 3, 2)).reshape(-1, geometry.num_samples)
     if trace_order is not None:
@@ -124,6 +133,7 @@ def write_fixture(
         sample_interval=int(round(geometry.sample_interval_s * 1e6)),
         sample_format=sample_format,
         endian=endian,
+        textual_header=textual_header,
     )
 
 

@@ -21,8 +21,8 @@ long 2D line of shots recorded by a fixed or moving spread. This module
    ``data_prep.regularization.resample_time``), receivers linearly interpolated or nearest.
 
 The section grid: column ``c`` lies at along-line distance ``origin_m + c * grid_spacing_m``. ``origin_m``
-defaults to the circular mean of the shot positions modulo the grid spacing, so a regularly shot line is
-sampled exactly on its shot grid and shots a few metres off average out.
+defaults to the circular mean of the receiver positions modulo the grid spacing, so a line recorded on a
+regular station grid is sampled exactly on it, and shots a few metres off do not move it.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class WindowConfig:
             Hann-type blend then sums to a constant). Where no window matches at the ideal start the
             nearest matching start before it is used (or after it, leaving a gap that is reported).
         origin_m: along-line position of section column 0's grid (metres, modulo the grid spacing). None:
-            the circular mean of the shot positions modulo the grid spacing.
+            the circular mean of the receiver positions modulo the grid spacing (``grid_origin_m``).
     """
 
     step_cells: int | None = None
@@ -606,13 +606,24 @@ def _tolerances(layout: ModelLayout, line_config: LineConfig, regrid: RegridConf
 
 
 def grid_origin_m(line: SurveyLine, layout: ModelLayout, config: WindowConfig) -> float:
-    """The along-line position of the section grid (modulo the grid spacing); see ``WindowConfig.origin_m``."""
+    """The along-line position of the section grid (modulo the grid spacing); see ``WindowConfig.origin_m``.
+
+    The circular mean of the receiver positions modulo the grid spacing (relative to the model's first
+    receiver): receivers sit on a survey's station grid more reliably than shots, whose positions scatter by a
+    few metres. When the receivers' phases scatter too (resultant length below 0.5), the shots' are used.
+    """
     spacing = layout.grid_spacing_m
     if config.origin_m is not None:
         return float(config.origin_m) % spacing
-    phase = 2 * np.pi * np.mod(line.shot_x_m - layout.source_x_m[0], spacing) / spacing
-    mean = math.atan2(float(np.sin(phase).mean()), float(np.cos(phase).mean()))
-    return float(np.mod(mean / (2 * np.pi) * spacing, spacing))
+    for positions, reference in (
+        (line.receiver_x_m[:: max(1, len(line.receiver_x_m) // 100_000)], layout.receiver_x_m[0]),
+        (line.shot_x_m, layout.source_x_m[0]),
+    ):
+        phase = 2 * np.pi * np.mod(positions - reference, spacing) / spacing
+        sine, cosine = float(np.sin(phase).mean()), float(np.cos(phase).mean())
+        if math.hypot(sine, cosine) >= 0.5:
+            break
+    return float(np.mod(math.atan2(sine, cosine) / (2 * np.pi) * spacing, spacing))
 
 
 def check_geometry(
@@ -792,15 +803,25 @@ class _Status:
     shot_index: np.ndarray
     shot_offset: np.ndarray
     interpolated: np.ndarray
-    reasons: list[str]
+    shot_reason: str = ""
+    receiver_reason: str = ""
 
     def summary(self) -> str:
-        counts = {
-            "no survey shot near a model shot": int(np.sum(self.kind == _MISSING_SHOT)),
-            "model receivers not recorded by the matched shots": int(np.sum(self.kind == _MISSING_RECEIVERS)),
-        }
-        text = ", ".join(f"{what} at {n} position(s)" for what, n in counts.items() if n)
-        return text + (f"; for example {self.reasons[0]}" if self.reasons else "")
+        missing_shot = int(np.sum(self.kind == _MISSING_SHOT))
+        missing_receivers = int(np.sum(self.kind == _MISSING_RECEIVERS))
+        parts = []
+        if missing_receivers:
+            # Positions where every model shot found a survey shot: what is missing there is most telling.
+            parts.append(
+                f"at the {missing_receivers} position(s) where the shots fit, the model receivers were not recorded "
+                f"by the matched shots (for example {self.receiver_reason})"
+            )
+        if missing_shot:
+            parts.append(
+                f"at {missing_shot} position(s) no survey shot lies near a model shot (closest case: "
+                f"{self.shot_reason})"
+            )
+        return "; ".join(parts)
 
 
 def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Status:
@@ -814,15 +835,17 @@ def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Sta
     offset = line.shot_x_m[nearest] - targets
     kind = np.full(num, _EXACT, dtype=np.int8)
     interpolated = np.zeros(num, dtype=bool)
-    reasons: list[str] = []
+    shot_reason = receiver_reason = ""
     shot_far = np.abs(offset) > tolerances.shot
     kind[shot_far.any(axis=1)] = _MISSING_SHOT
     if shot_far.any():
-        w, i = np.argwhere(shot_far)[0]
-        reasons.append(
+        worst = np.max(np.where(shot_far, np.abs(offset), 0.0), axis=1)
+        w = int(np.argmin(np.where(shot_far.any(axis=1), worst, np.inf)))
+        i = int(np.argmax(np.abs(offset[w])))
+        shot_reason = (
             f"at window start x = {origin + candidates[w] * layout.grid_spacing_m:g} m model shot {i + 1} "
-            f"(x = {targets[w, i]:g} m) has no survey shot within {tolerances.shot:g} m (nearest "
-            f"{abs(offset[w, i]):.2f} m away)"
+            f"(x = {targets[w, i]:g} m) has no survey shot within {tolerances.shot:g} m, the nearest is "
+            f"{abs(offset[w, i]):.2f} m away"
         )
     kind[(kind == _EXACT) & (np.abs(offset) > tolerances.exact).any(axis=1)] = _REGRID
     for w in np.flatnonzero(kind != _MISSING_SHOT):
@@ -832,8 +855,8 @@ def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Sta
             match = _receiver_match(recorded, receiver_targets, tolerances, regrid.receivers)
             if match == "missing":
                 kind[w] = _MISSING_RECEIVERS
-                if len(reasons) < 2:
-                    reasons.append(
+                if not receiver_reason:
+                    receiver_reason = (
                         f"{line.shot_label(int(nearest[w, i]))} recorded receivers at x = "
                         f"{recorded.min():g}..{recorded.max():g} m but the window needs "
                         f"{receiver_targets.min():g}..{receiver_targets.max():g} m"
@@ -844,7 +867,7 @@ def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Sta
                 interpolated[w] = True
         if kind[w] == _EXACT and interpolated[w]:
             kind[w] = _REGRID
-    return _Status(kind, nearest, offset, interpolated, reasons)
+    return _Status(kind, nearest, offset, interpolated, shot_reason, receiver_reason)
 
 
 def _receiver_match(recorded: np.ndarray, targets: np.ndarray, tolerances: _Tolerances, mode: str) -> str:

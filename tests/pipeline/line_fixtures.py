@@ -134,6 +134,7 @@ def write_line(
     line: Line,
     *,
     spread_m: float | None = None,
+    end_on: bool = False,
     receiver_step_cells: int = 1,
     shot_jitter_m: np.ndarray | None = None,
     scale: float = 1.0,
@@ -149,6 +150,7 @@ def write_line(
     Args:
         spread_m: a moving split spread: each shot records the receivers within this distance; None records
             every column (a fixed spread over the line).
+        end_on: with ``spread_m``: only the receivers ahead of the shot (larger x).
         receiver_step_cells: write every n-th receiver (a coarser receiver spacing).
         shot_jitter_m: added to each written shot's x position in the headers (the traces are unchanged).
         scale: multiplies the samples (survey amplitude units).
@@ -166,7 +168,11 @@ def write_line(
         shot_x = line.shot_columns[shot] * GRID_SPACING_M
         receivers = receiver_columns
         if spread_m is not None:
-            receivers = receivers[np.abs(receivers * GRID_SPACING_M - shot_x) <= spread_m + 1e-6]
+            offset = receivers * GRID_SPACING_M - shot_x
+            keep = np.abs(offset) <= spread_m + 1e-6
+            if end_on:
+                keep &= offset >= 0
+            receivers = receivers[keep]
         for receiver in receivers:
             rows.append((shot, shot_x + jitter[shot], receiver * GRID_SPACING_M, receiver))
             traces.append(line.gathers[shot, :, receiver])
@@ -213,6 +219,16 @@ def write_line(
         num_samples=line.gathers.shape[1],
         sample_interval=int(round(line.sample_interval_s * 1e6)),
     )
+
+
+def resampled(line: Line, up: int, down: int, num_samples: int | None = None) -> Line:
+    """The line's gathers band-limited resampled by ``up / down`` (``resample_poly``), cut to ``num_samples``."""
+    from scipy.signal import resample_poly
+
+    gathers = resample_poly(line.gathers, up, down, axis=1).astype(np.float32)
+    if num_samples is not None:
+        gathers = gathers[:, :num_samples]
+    return Line(line.velocity_mps, line.shot_columns, gathers, line.sample_interval_s * down / up)
 
 
 def write_truth(path: Path, line: Line) -> Path:

@@ -1,17 +1,24 @@
 """Input discovery for ingest: files, directories, glob patterns and synthesize folders -> the files to read.
 
 A directory written by ``data_prep.synthesize`` is read through its ``manifest.json`` (exactly the shot and
-velocity files it lists, and the geometry it records); any other directory contributes its SEG-Y and
-``.npy`` files in name order.
+velocity files it lists, and the geometry it records) and becomes one ``InputGroup``: one origin of
+samples, whose model ids pair its shots with its velocity models and which records the manifest's family
+and engine settings. Any other directory contributes its SEG-Y and ``.npy`` files in name order; each such
+shot file is an origin of its own (its sample ids are its own), and their velocity models are paired by id
+among all such inputs. A path given twice (directly, or through a folder or a glob) is read once, with a
+warning.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
+import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.schema import DatasetGeometry
@@ -21,12 +28,69 @@ SEGY_SUFFIXES = (".segy", ".sgy", ".seg")
 SYNTHESIZE_MANIFEST = "manifest.json"
 SYNTHESIZE_FORMAT = "seisinvert-synthetic-survey"
 
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InputGroup:
+    """A synthesize folder: its files form one origin of samples (see the module docstring).
+
+    Attributes:
+        directory: the folder.
+        manifest: its ``manifest.json``.
+        geometry: the geometry the manifest records (None if it records none).
+    """
+
+    directory: Path
+    manifest: dict[str, Any]
+    geometry: DatasetGeometry | None = None
+
+    @property
+    def family(self) -> str | None:
+        return self.manifest.get("family")
+
+    def engine_settings(self) -> dict[str, Any] | None:
+        """Every forward-modelling setting the manifest records (older manifests: their ``engine`` section)."""
+        if isinstance(self.manifest.get("engine_settings"), dict):
+            return dict(self.manifest["engine_settings"])
+        engine = self.manifest.get("engine")
+        if not isinstance(engine, dict) or not engine:
+            return None
+        geometry = self.manifest.get("geometry") or {}
+        return {
+            **engine,
+            "peak_frequency_hz": geometry.get("peak_frequency_hz"),
+            "sample_interval_s": geometry.get("sample_interval_s"),
+            "num_samples": geometry.get("num_samples"),
+            "grid_spacing_m": geometry.get("grid_spacing_m"),
+            "recorded_by": (
+                f"the engine section of a seisinvert {self.manifest.get('package_version', '?')} manifest, which "
+                "does not record the wavelet's delay or the amplitude convention"
+            ),
+        }
+
+    def models(self) -> dict[str, Any] | None:
+        """What identifies the folder's velocity models besides their ids: generator, family, recipe, seed, grid."""
+        if "seed" not in self.manifest or not self.family:
+            return None
+        geometry = self.manifest.get("geometry") or {}
+        return {
+            "generator": "data_prep.velocity_models",
+            "family": self.family,
+            "family_parameters": self.manifest.get("family_parameters"),
+            "seed": self.manifest.get("seed"),
+            "grid_shape": geometry.get("grid_shape"),
+            "grid_spacing_m": geometry.get("grid_spacing_m"),
+        }
+
 
 @dataclass
 class ResolvedInputs:
     segy: list[tuple[Path, str | None]]  # (path, role hint: "shots", "velocity" or None)
     npy: list[Path]
-    manifest_geometry: DatasetGeometry | None = None
+    manifest_geometry: DatasetGeometry | None = None  # the first synthesize folder's (the nominal geometry)
+    groups: list[InputGroup] = field(default_factory=list)
+    group_of: dict[Path, int] = field(default_factory=dict)  # file -> index in groups (synthesize files)
 
 
 def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
@@ -41,11 +105,14 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
     resolved = ResolvedInputs(segy=[], npy=[])
     seen: set[Path] = set()
 
-    def add(path: Path, role: str | None) -> None:
+    def add(path: Path, role: str | None, group: int | None = None) -> None:
         path = path.resolve()
         if path in seen:
+            logger.warning("%s is given more than once (directly, in a folder or by a pattern): read once.", path)
             return
         seen.add(path)
+        if group is not None:
+            resolved.group_of[path] = group
         if path.suffix.lower() == ".npy":
             resolved.npy.append(path)
         else:
@@ -78,11 +145,30 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
                 add(entry, None)
         elif path.is_file():
             add(path, None)
+        elif path.exists():
+            raise UserError(
+                f"Input {path} is {_file_kind(path)}, not a regular file: SEG-Y inputs must be files with a "
+                "size (segyio maps them into memory). Copy the data into a file and ingest that."
+            )
         else:
             raise UserError(f"Input {path} does not exist. Check the path.")
     if not resolved.segy:
         raise UserError("No SEG-Y input among the sources: ingest needs shot gathers (.segy/.sgy).")
     return resolved
+
+
+def _file_kind(path: Path) -> str:
+    """What a path that exists but is neither a regular file nor a folder is, for messages."""
+    mode = path.stat().st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _add_manifest(directory: Path, manifest_path: Path, add: Callable, resolved: ResolvedInputs) -> None:
@@ -107,9 +193,11 @@ def _add_manifest(directory: Path, manifest_path: Path, add: Callable, resolved:
             f"{directory}: {len(missing)} file(s) listed in manifest.json are missing (first: {missing[0]}). "
             "Finish every synthesize shard, or pass the existing .segy files explicitly."
         )
+    group = len(resolved.groups)
+    resolved.groups.append(InputGroup(directory=directory.resolve(), manifest=manifest))
     for entry in manifest["files"]:
-        add(directory / entry["shots"], "shots")
-        add(directory / entry["velocity"], "velocity")
+        add(directory / entry["shots"], "shots", group)
+        add(directory / entry["velocity"], "velocity", group)
     geometry = manifest.get("geometry")
     if geometry:
         try:
@@ -125,10 +213,7 @@ def _add_manifest(directory: Path, manifest_path: Path, add: Callable, resolved:
             )
         except (TypeError, ValueError) as error:
             raise UserError(f"{manifest_path}: the geometry entry is invalid ({error}).") from None
-        candidate = DatasetGeometry.from_acquisition(acquisition)
-        if resolved.manifest_geometry is not None and resolved.manifest_geometry.differences(candidate):
-            raise UserError(
-                f"{manifest_path} describes a different geometry from the other inputs: "
-                + "; ".join(resolved.manifest_geometry.differences(candidate))
-            )
-        resolved.manifest_geometry = candidate
+        # Folders may differ in positions (each sample keeps its own); the plan checks what must agree.
+        resolved.groups[group].geometry = DatasetGeometry.from_acquisition(acquisition)
+        if resolved.manifest_geometry is None:
+            resolved.manifest_geometry = resolved.groups[group].geometry

@@ -11,6 +11,8 @@ to do, and then opens it with segyio (``open_segy``).
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +30,21 @@ from data_prep.segy_io.layout import (
 
 
 def binary_header_values(binary: bytes, order: str) -> dict[str, int]:
-    """The binary-header fields the checks need, decoded in byte order ``order`` (``">"`` or ``"<"``)."""
+    """The binary-header fields the checks need, decoded in byte order ``order`` (``">"`` or ``"<"``).
+
+    ``interval`` is signed, as SEG-Y rev 1 defines the 2-byte fields (a negative value is implausible);
+    ``interval_unsigned`` is the same bytes read unsigned (some writers, this project's velocity files
+    among them, store depth spacings in millimetres above 32767). ``samples`` is read unsigned (segyio
+    reads it so). ``extended_headers`` is signed: -1 means a variable number, ended by an EndText stanza.
+    """
 
     def get(byte: int, size: int, signed: bool = True) -> int:
         kind = "i" if signed else "u"
         return int(np.frombuffer(binary[byte - 3201 : byte - 3201 + size], dtype=f"{order}{kind}{size}")[0])
 
     return {
-        "interval": get(3217, 2, signed=False),
+        "interval": get(3217, 2),
+        "interval_unsigned": get(3217, 2, signed=False),
         "samples": get(3221, 2, signed=False),
         "format": get(3225, 2),
         "extended_headers": get(3505, 2),
@@ -46,6 +55,86 @@ def first_trace_sample_count(head: bytes, order: str) -> int:
     """``TRACE_SAMPLE_COUNT`` (bytes 115-116) of the first trace header."""
     start = TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + 114
     return int(np.frombuffer(head[start : start + 2], dtype=f"{order}u2")[0])
+
+
+#: The stanza that ends a variable number of extended textual headers (SEG-Y rev 1 and 2).
+END_TEXT_STANZA = "((SEG: EndText))"
+#: Extended textual headers searched for the EndText stanza before giving up.
+MAX_EXTENDED_HEADERS_SEARCHED = 1000
+
+
+def file_size(path: Path) -> int:
+    """The size of a regular, readable file; a clear ``SegyFormatError`` for anything else.
+
+    Devices (``/dev/zero``), FIFOs and sockets are refused before they are opened: reading a FIFO would
+    block, and a device has no size to check the traces against.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SegyFormatError(f"{path} does not exist. Check the path.") from None
+    except PermissionError:
+        raise SegyFormatError(
+            f"{path} cannot be read: permission denied on the path. Fix its permissions (or its folder's) or "
+            "copy it somewhere readable."
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SegyFormatError(f"{path} is a folder, not a SEG-Y file.")
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a character device"
+            if stat.S_ISCHR(info.st_mode)
+            else "a block device"
+            if stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a regular file"
+        )
+        raise SegyFormatError(
+            f"{path} is {kind}, not a regular file: SEG-Y inputs must be files with a size (segyio maps them "
+            "into memory). Copy the data into a file and ingest that."
+        )
+    if not os.access(path, os.R_OK):
+        raise SegyFormatError(
+            f"{path} cannot be read (permission denied). Fix its permissions (chmod u+r) or copy it somewhere "
+            "readable."
+        )
+    return info.st_size
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first 3840 bytes (textual, binary and first trace header), with a clear error if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(min(size, TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES))
+    except PermissionError:
+        raise SegyFormatError(
+            f"{path} cannot be read (permission denied). Fix its permissions or copy it somewhere readable."
+        ) from None
+    except OSError as error:
+        raise SegyFormatError(f"{path} cannot be read ({error.strerror or error}).") from None
+
+
+def count_extended_headers(path: Path, size: int) -> int | None:
+    """Extended textual headers up to and including the EndText stanza, or None when none is found.
+
+    For files whose binary header declares a variable number (-1) of extended textual headers. The stanza
+    is looked for in ASCII and in EBCDIC.
+    """
+    stanzas = (END_TEXT_STANZA.encode("ascii"), END_TEXT_STANZA.encode("cp037"))
+    start = TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES
+    with open(path, "rb") as handle:
+        for count in range(1, MAX_EXTENDED_HEADERS_SEARCHED + 1):
+            offset = start + (count - 1) * TEXTUAL_HEADER_BYTES
+            if offset + TEXTUAL_HEADER_BYTES > size:
+                return None
+            handle.seek(offset)
+            block = handle.read(TEXTUAL_HEADER_BYTES)
+            if any(stanza in block for stanza in stanzas):
+                return count
+    return None
 
 
 def detect_endianness(path: str | Path) -> str:
@@ -64,7 +153,7 @@ def detect_endianness(path: str | Path) -> str:
         SegyFormatError: the file is empty, too short, or plausible in neither order (not SEG-Y).
     """
     path = Path(path)
-    size = path.stat().st_size
+    size = file_size(path)
     if size == 0:
         raise SegyFormatError(
             f"{path} is empty (0 bytes): re-copy or re-export it, or remove it from the inputs."
@@ -74,8 +163,7 @@ def detect_endianness(path: str | Path) -> str:
             f"{path} is not a SEG-Y file: it has {size} bytes, fewer than the 3840 of a textual header, a binary "
             "header and one trace header. Check that the path points at a SEG-Y file."
         )
-    with open(path, "rb") as handle:
-        head = handle.read(TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES)
+    head = read_head(path, size)
     binary = head[TEXTUAL_HEADER_BYTES : TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES]
     candidates = []
     described = []
@@ -83,15 +171,14 @@ def detect_endianness(path: str | Path) -> str:
         values = binary_header_values(binary, order)
         samples = values["samples"] or first_trace_sample_count(head, order)
         described.append(f"{endian}-endian: format {values['format']}, {samples} samples")
+        extended = values["extended_headers"]
+        if extended == -1:  # a variable number, ended by an EndText stanza (check_layout explains the fix)
+            extended = count_extended_headers(path, size) or 0
+            described[-1] += ", a variable number (-1) of extended textual headers"
         known = values["format"] in SAMPLE_FORMAT_DTYPES or values["format"] in UNSUPPORTED_SAMPLE_FORMATS
-        if not known or samples == 0 or values["extended_headers"] < 0:
+        if not known or samples == 0 or extended < 0:
             continue
-        data = (
-            size
-            - TEXTUAL_HEADER_BYTES
-            - BINARY_HEADER_BYTES
-            - TEXTUAL_HEADER_BYTES * values["extended_headers"]
-        )
+        data = size - TEXTUAL_HEADER_BYTES - BINARY_HEADER_BYTES - TEXTUAL_HEADER_BYTES * extended
         divides = data > 0 and data % (TRACE_HEADER_BYTES + samples * format_bytes(values["format"])) == 0
         candidates.append((not divides, endian != "big", endian))
     if not candidates:
@@ -148,14 +235,15 @@ def check_layout(path: str | Path, endian: str) -> FileLayout:
     """Checks that the file can be read by segyio as fixed-length traces in byte order ``endian``.
 
     Raises:
-        SegyFormatError: unsupported sample format, sample count 0 in the binary header, headers but no
-            traces, truncated or variable-length traces. The message names the file and says what to do.
+        SegyFormatError: unsupported sample format, sample count 0 in the binary header, a variable number
+            of extended textual headers, headers but no traces, truncated or variable-length traces, a
+            binary-header sample count contradicted by the file size. The message names the file and says
+            what to do (for header fields segyio cannot be told to ignore: the one-line fix of a copy).
     """
     path = Path(path)
     order = ">" if endian == "big" else "<"
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TRACE_HEADER_BYTES)
+    size = file_size(path)
+    head = read_head(path, size)
     binary = binary_header_values(
         head[TEXTUAL_HEADER_BYTES : TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES], order
     )
@@ -175,6 +263,26 @@ def check_layout(path: str | Path, endian: str) -> FileLayout:
             f"it is. Fix a copy, e.g. python -c \"import struct; f = open('COPY.segy', 'r+b'); f.seek(3220); "
             f"f.write(struct.pack('{order}H', {from_trace}))\", and ingest the copy."
         )
+    if binary["extended_headers"] == -1:
+        found = count_extended_headers(path, size)
+        where = (
+            f"the file has {found} extended header(s) up to the {END_TEXT_STANZA} stanza. segyio needs the count: "
+            f"fix a copy, e.g. python -c \"import struct; f = open('COPY.segy', 'r+b'); f.seek(3504); "
+            f"f.write(struct.pack('{order}h', {found}))\", and ingest the copy."
+            if found
+            else f"no {END_TEXT_STANZA} stanza was found in the first {MAX_EXTENDED_HEADERS_SEARCHED} blocks of "
+            "3200 bytes after the binary header. Re-export the file with a fixed number of extended headers."
+        )
+        raise SegyFormatError(
+            f"{path}: the binary header (bytes 3505-3506) declares a variable number (-1) of extended textual "
+            f"headers, which segyio cannot read; {where}"
+        )
+    if binary["extended_headers"] < 0:
+        raise SegyFormatError(
+            f"{path}: the binary header (bytes 3505-3506) declares {binary['extended_headers']} extended textual "
+            "headers, which is not a count. Re-export the file, or set the field of a copy to the number of "
+            "extended headers (usually 0)."
+        )
     data_offset = (
         TEXTUAL_HEADER_BYTES + BINARY_HEADER_BYTES + TEXTUAL_HEADER_BYTES * binary["extended_headers"]
     )
@@ -187,6 +295,17 @@ def check_layout(path: str | Path, endian: str) -> FileLayout:
         )
     num_traces, leftover = divmod(data_bytes, trace_bytes)
     if leftover:
+        from_trace = first_trace_sample_count(head, order)
+        if from_trace and from_trace != num_samples:
+            fits, rest = divmod(data_bytes, TRACE_HEADER_BYTES + from_trace * sample_bytes)
+            if not rest:
+                raise SegyFormatError(
+                    f"{path}: the binary header says {num_samples} samples per trace (bytes 3221-3222), which "
+                    f"does not divide the file into whole traces; the first trace header says {from_trace}, which "
+                    f"gives exactly {fits} traces. The binary header is wrong, and segyio takes the count from it "
+                    "only. Fix a copy, e.g. python -c \"import struct; f = open('COPY.segy', 'r+b'); "
+                    f"f.seek(3220); f.write(struct.pack('{order}H', {from_trace}))\", and ingest the copy."
+                )
         raise SegyFormatError(
             f"{path} is truncated or has variable-length traces: after {num_traces} complete traces of "
             f"{trace_bytes} bytes ({num_samples} samples of {sample_bytes} bytes + 240-byte header), trace "

@@ -29,13 +29,14 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import string
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import segyio
 
-from data_prep.segy_io.detect import check_layout, detect_endianness, open_segy
+from data_prep.segy_io.detect import FileLayout, check_layout, detect_endianness, open_segy
 from data_prep.segy_io.layout import (
     SAMPLE_FORMAT_DTYPES,
     TEXTUAL_HEADER_BYTES,
@@ -234,16 +235,50 @@ class SegyScan:
             ) from None
 
 
-def decode_textual_header(raw: bytes, segyio_text: bytes) -> str:
-    """The textual header as text: ``raw`` (the file's 3200 bytes) when it is ASCII, else segyio's decoding.
+#: Characters of ordinary header text: what a correctly decoded card line is made of.
+_TEXT_CHARACTERS = frozenset(string.ascii_letters + string.digits + " .,:;-_/()=+*#'\"&%<>?!")
+_CARD_BYTES = 80
 
-    segyio (``f.text[0]``) always decodes from EBCDIC, the standard, which garbles the ASCII textual
-    headers some exporters write.
+
+def _text_score(text: str) -> int:
+    return sum(char in _TEXT_CHARACTERS for char in text)
+
+
+def _printable(text: str) -> str:
+    """Control characters (NUL padding, line feeds) -> spaces; characters outside ASCII -> '?'."""
+    return "".join(
+        " " if ord(char) < 32 or ord(char) == 127 else char if ord(char) < 127 else "?" for char in text
+    )
+
+
+def decode_textual_header(raw: bytes, segyio_text: bytes | None = None) -> str:
+    """The 3200-byte textual header as ASCII text, each 80-byte card line decoded as EBCDIC or ASCII.
+
+    The standard says EBCDIC, and segyio (``f.text[0]``) always decodes so, which garbles the ASCII textual
+    headers some exporters write. Counting printable ASCII bytes does not tell them apart: EBCDIC's space
+    (0x40, the most common byte of a mostly blank header) is ASCII '@'. Instead each card line is decoded
+    both ways and the decoding made of more ordinary text characters (letters, digits, spaces, common
+    punctuation) wins; a line where neither wins (all NUL bytes, say) follows the header's majority, and
+    EBCDIC when that is a tie too. Deciding per line reads headers that mix both (a line patched in ASCII
+    into an EBCDIC header). Control characters become spaces and other non-ASCII characters '?'.
+
+    Args:
+        raw: the file's first 3200 bytes.
+        segyio_text: unused (kept for callers of the earlier signature, which passed segyio's decoding).
     """
-    codes = np.frombuffer(raw, dtype=np.uint8)
-    ascii_printable = np.count_nonzero((codes >= 32) & (codes < 127))
-    text = raw if ascii_printable >= 0.9 * len(raw) else segyio_text
-    return bytes(text).decode("ascii", errors="replace")
+    del segyio_text
+    raw = bytes(raw)
+    cards = [raw[start : start + _CARD_BYTES] for start in range(0, len(raw), _CARD_BYTES)]
+    decoded = []  # (ascii text, ebcdic text, ascii score - ebcdic score)
+    for card in cards:
+        as_ascii, as_ebcdic = card.decode("latin-1"), card.decode("cp037")
+        decoded.append((as_ascii, as_ebcdic, _text_score(as_ascii) - _text_score(as_ebcdic)))
+    majority_ascii = sum(lead for *_, lead in decoded) > 0
+    lines = [
+        as_ascii if lead > 0 or (lead == 0 and majority_ascii) else as_ebcdic
+        for as_ascii, as_ebcdic, lead in decoded
+    ]
+    return _printable("".join(lines))
 
 
 def segy_revision(binary_header: bytes) -> int:
@@ -294,6 +329,134 @@ def start_times_from_headers(
     if start_times.size and np.all(start_times == start_times[0]):
         return np.asarray(start_times[0])
     return start_times
+
+
+def _byteswap16(value: int) -> int:
+    return ((value & 0xFF) << 8) | ((value >> 8) & 0xFF)
+
+
+def check_sample_counts(
+    path: Path, headers: dict[str, np.ndarray], layout: FileLayout, repairs: list[str]
+) -> None:
+    """Checks the trace headers' sample counts (byte 115) against the binary header's, which segyio uses.
+
+    The binary header's count already divides the file into whole traces (``check_layout``). Then:
+
+    * 0 in every trace header: the binary header's count is used (repair, warned);
+    * every trace header that sets it gives the same other count: a stale field, common in files written
+      by other tools. The count the file size confirms (the binary header's) is used, with a warning --
+      unless the other count is the binary one with its bytes swapped, the sign of trace headers written in
+      another byte order, or the file has one trace only and the other count fits the file size too;
+    * trace headers that disagree with each other: variable-length traces, refused.
+
+    Raises:
+        SegyFormatError: variable-length traces, or trace headers in another byte order.
+    """
+    num_samples = layout.num_samples
+    counts = headers["TRACE_SAMPLE_COUNT"].astype(np.int64) & 0xFFFF  # an unsigned 2-byte field
+    if not counts.any():
+        repairs.append(
+            f"{path}: the sample count (byte 115) is 0 in every trace header; used the binary header's "
+            f"{num_samples} samples (repair; fix the exporter to silence this warning)."
+        )
+        return
+    wrong = np.flatnonzero((counts != num_samples) & (counts != 0))
+    if not wrong.size:
+        return
+    trace = int(wrong[0])
+    declared = np.unique(counts[counts != 0])
+    data_bytes = layout.num_traces * layout.trace_bytes
+    other = int(declared[0])
+    sample_bytes = (layout.trace_bytes - TRACE_HEADER_BYTES) // num_samples
+    other_fits = data_bytes % (TRACE_HEADER_BYTES + other * sample_bytes) == 0
+    swapped = other == _byteswap16(num_samples)
+    if declared.size == 1 and not swapped and (layout.num_traces > 1 or not other_fits):
+        repairs.append(
+            f"{path}: the trace headers say {other} samples (byte 115) but the binary header says {num_samples} "
+            f"(bytes 3221-3222), and the file size confirms {num_samples} ({layout.num_traces} traces of "
+            f"{layout.trace_bytes} bytes); used {num_samples}: the trace headers' count is stale (repair; fix the "
+            "exporter to silence this warning)."
+        )
+        return
+    raise SegyFormatError(
+        f"{path}: trace {trace + 1} declares {int(counts[trace])} samples but the file has {num_samples} per "
+        f"trace ({wrong.size} trace(s) disagree). Variable-length traces are not supported: re-export the "
+        "file with a fixed trace length (if the counts look absurd, the trace headers may use another byte "
+        "order than the binary header: re-export the file with one byte order)."
+    )
+
+
+#: The largest sample interval SEG-Y rev 1 can store (a signed 2-byte field), µs for time data.
+MAX_SIGNED_INTERVAL = 32767
+
+
+def sample_interval(
+    path: Path,
+    binary: dict[str, int],
+    trace_intervals: np.ndarray,
+    override: float | None,
+    repairs: list[str],
+) -> float:
+    """The sample interval (binary-header units: µs, or mm for this project's velocity files).
+
+    Interval fields are signed 2-byte integers in SEG-Y rev 1. The binary header's (bytes 3217-3218) is
+    used when positive, with a warning naming both values when trace headers (byte 117) give another. A
+    value above 32767 read unsigned (negative read signed) is accepted only when every trace header holds
+    the same bytes (the unsigned reading some writers use, e.g. depth spacings in millimetres); otherwise it
+    is implausible, like 0, and the interval comes from the trace headers (when they agree), else from
+    ``override``, with a warning.
+
+    Raises:
+        SegyFormatError: no plausible interval in any header and no ``override``.
+    """
+    signed, unsigned = binary["interval"], binary["interval_unsigned"]
+    in_traces = trace_intervals.astype(np.int64) & 0xFFFF  # the bytes, as the binary header's are read
+    given = np.unique(in_traces[in_traces > 0])
+    if signed > 0 or (given.size and np.all(in_traces == unsigned)):
+        interval = signed if signed > 0 else unsigned
+        others = given[given != interval]
+        if others.size:
+            disagree = np.flatnonzero((in_traces > 0) & (in_traces != interval))
+            repairs.append(
+                f"{path}: the sample interval is {interval} in the binary header (bytes 3217-3218) but "
+                f"{', '.join(str(int(v)) for v in others[:5])} in {disagree.size} trace header(s) (byte 117, first "
+                f"trace {int(disagree[0]) + 1}); used the binary header's {interval} (as segyio does). If the "
+                'trace headers are right, fix the binary header of a copy: python -c "import struct; f = '
+                f"open('COPY.segy', 'r+b'); f.seek(3216); f.write(struct.pack('>H', <interval>))\" (use '<H' for a "
+                "little-endian file) and ingest the copy."
+            )
+        return float(interval)
+
+    described = (
+        "0 (not set)"
+        if signed == 0
+        else f"{signed} when read as the signed field of SEG-Y rev 1 ({unsigned} unsigned), implausible"
+    )
+    plausible = given[given <= MAX_SIGNED_INTERVAL]
+    if plausible.size == 1 and given.size == 1:
+        interval = float(plausible[0])
+        repairs.append(
+            f"{path}: the binary header's sample interval (bytes 3217-3218) is {described}; used {interval:g} from "
+            "the trace headers (byte 117)."
+        )
+        return interval
+    if override:
+        repairs.append(
+            f"{path}: the binary header's sample interval is {described} and the trace headers give "
+            f"{'none' if not given.size else ', '.join(str(int(v)) for v in given[:5])}; used the configured "
+            f"sample_interval_us={float(override):g}."
+        )
+        return float(override)
+    if given.size:
+        raise SegyFormatError(
+            f"{path}: the binary header's sample interval (bytes 3217-3218) is {described}, and the trace headers "
+            f"(byte 117) give {', '.join(str(int(v)) for v in given[:5])}: no one plausible interval. Set it in "
+            "the configuration: --set sample_interval_us=<microseconds>."
+        )
+    raise SegyFormatError(
+        f"{path}: the sample interval is {described} in the binary header (bytes 3217-3218) and 0 in every trace "
+        "header (byte 117). Set it in the configuration: --set sample_interval_us=<microseconds>."
+    )
 
 
 def _file_sha256(path: Path) -> str:
@@ -354,44 +517,14 @@ def scan_segy(
                     raise SegyFormatError(
                         f"{path}: segyio counts {segy.tracecount} traces, the file size implies {num_traces}."
                     )
-                textual_header = decode_textual_header(head[:TEXTUAL_HEADER_BYTES], segy.text[0])
+                textual_header = decode_textual_header(head[:TEXTUAL_HEADER_BYTES])
             for name in fields:
                 headers[name][start:stop] = segy.attributes(segyio.tracefield.keys[name])[start:stop]
 
-    counts = headers["TRACE_SAMPLE_COUNT"]
-    if not counts.any():
-        repairs.append(
-            f"{path}: the sample count (byte 115) is 0 in every trace header; used the binary header's "
-            f"{num_samples} samples (repair; fix the exporter to silence this warning)."
-        )
-    else:
-        wrong = np.flatnonzero((counts != num_samples) & (counts != 0))
-        if wrong.size:
-            trace = int(wrong[0])
-            raise SegyFormatError(
-                f"{path}: trace {trace + 1} declares {int(counts[trace])} samples but the file has {num_samples} per "
-                f"trace ({wrong.size} trace(s) disagree). Variable-length traces are not supported: re-export the "
-                "file with a fixed trace length (if the counts look absurd, the trace headers may use another byte "
-                "order than the binary header: re-export the file with one byte order)."
-            )
-
-    interval = float(binary["interval"])
-    if interval == 0:
-        trace_intervals = headers["TRACE_SAMPLE_INTERVAL"]
-        nonzero = trace_intervals[trace_intervals > 0]
-        if nonzero.size:
-            interval = float(nonzero[0])
-            repairs.append(
-                f"{path}: the binary header's sample interval is 0; used {interval:g} from the trace headers."
-            )
-        elif sample_interval_override:
-            interval = float(sample_interval_override)
-            repairs.append(f"{path}: no header gives a sample interval; used the configured {interval:g}.")
-        else:
-            raise SegyFormatError(
-                f"{path}: the sample interval is 0 in the binary header (byte 3217) and in every trace header "
-                "(byte 117). Set it in the configuration: --set sample_interval_us=<microseconds>."
-            )
+    check_sample_counts(path, headers, layout, repairs)
+    interval = sample_interval(
+        path, binary, headers["TRACE_SAMPLE_INTERVAL"], sample_interval_override, repairs
+    )
     start_times = start_times_from_headers(
         path,
         headers["DelayRecordingTime"],

@@ -260,6 +260,7 @@ class SeismicDataset(keras.utils.PyDataset):
                 if selected.size and (selected.min() < 0 or selected.max() >= h5[schema.SEISMIC].shape[0]):
                     raise ValueError(f"indices must lie in 0..{h5[schema.SEISMIC].shape[0] - 1}.")
             all_families = read_sample_families(h5)
+            self._sample_ids = h5[schema.SAMPLE_ID][()]
         if families:
             wanted = set(families)
             available = sorted(set(all_families[selected]))
@@ -276,6 +277,7 @@ class SeismicDataset(keras.utils.PyDataset):
                 f"The {split} split of {self.path} is empty: rebuild the dataset with more samples."
             )
         self.indices = selected
+        self._all_families = all_families
         self.families = all_families[selected]
         self.shot_mask = shot_mask(self.seismic_shape[0], active_shots)
         self.epoch = 0
@@ -334,6 +336,21 @@ class SeismicDataset(keras.utils.PyDataset):
         if self.shot_mask is not None:
             seismic[:, ~self.shot_mask] = 0.0
         return seismic, velocity, edges
+
+    def read_labels(self, sample_indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``velocity`` (m/s) and ``edges`` (uint8) of the given samples, in order (no seismic is read)."""
+        wanted = np.asarray(sample_indices, dtype=np.int64)
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        h5 = self._h5()
+        return h5[schema.VELOCITY][unique][inverse], h5[schema.EDGES][unique][inverse]
+
+    def families_of(self, sample_indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Family names of the given dataset samples (``"unknown"`` where the dataset does not say)."""
+        return self._all_families[np.asarray(sample_indices, dtype=np.int64)]
+
+    def sample_ids_of(self, sample_indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The ``sample_id`` values of the given dataset samples."""
+        return self._sample_ids[np.asarray(sample_indices, dtype=np.int64)]
 
     def close(self) -> None:
         if self._file is not None and self._file_pid == os.getpid():

@@ -71,4 +71,4 @@ def write_dataset(path: Path, num_samples: int = 24, seed: int = 0, files: int =
         np.save(source / f"data{index}.npy", seismic[chunk])
         np.save(source / f"model{index}.npy", velocity[chunk][:, None])
     config = OpenFWIConfig(geometry=small_geometry(), progress=False)
-    return import_openfwi([source], path, config)
+    return import_openfwi([source], path, config, overwrite=True)

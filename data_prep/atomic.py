@@ -45,6 +45,50 @@ def atomic_output(destination: str | Path, overwrite: bool = True) -> Iterator[P
         raise
 
 
+def check_writable_destination(destination: str | Path, overwrite: bool = True, flag: str = "--out") -> Path:
+    """Checks, before any work, that ``atomic_output(destination)`` will be able to write its file.
+
+    Run before long input scans so that a bad output path fails first, with one line: an existing folder
+    named as the output file, a path under a file (``existing_file/x.h5``), a folder without write
+    permission, an existing file without ``overwrite``.
+
+    Raises:
+        UserError: what is wrong with the path and what to do (``flag`` names the option in messages).
+        FileExistsError: ``destination`` exists and ``overwrite`` is False.
+    """
+    from pipeline.cli import UserError  # pipeline.cli is light; imported here to keep this module standalone
+
+    destination = Path(destination)
+    try:
+        if destination.is_dir():
+            raise UserError(
+                f"{flag} {destination} is an existing folder; {flag} names the file to write, e.g. "
+                f"{destination / 'dataset.h5'}"
+                + (" (--overwrite replaces files, never folders)." if overwrite else ".")
+            )
+        if destination.exists() and not overwrite:
+            raise FileExistsError(f"{destination} already exists; remove it or choose another output path.")
+        ancestor = destination.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise UserError(
+                f"{flag} {destination}: {ancestor} is a file, not a folder, so nothing can be created under it. "
+                f"Choose an {flag} path inside a folder."
+            )
+    except PermissionError:
+        raise UserError(
+            f"{flag} {destination}: a folder on the path cannot be searched (permission denied). Choose a "
+            "path you can write to."
+        ) from None
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{flag} {destination}: cannot write in {ancestor} (permission denied). Choose a folder you can "
+            "write to, or fix its permissions."
+        )
+    return destination
+
+
 def write_text_atomic(destination: str | Path, text: str) -> Path:
     """Writes ``text`` to ``destination`` atomically."""
     with atomic_output(destination) as temporary:

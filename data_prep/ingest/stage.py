@@ -7,13 +7,16 @@ the dataset writer (``data_prep.dataset_writer``).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 
 from data_prep import schema
+from data_prep.atomic import check_writable_destination
 from data_prep.dataset_writer import BackgroundHasher, append_samples, write_dataset
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.plan import plan_segy_inputs
@@ -45,9 +48,9 @@ def ingest(
         UserError: bad input, with a message naming the file and trace; nothing is left half-written.
     """
     destination = Path(destination)
+    # The output is checked before the inputs are scanned: a bad --out fails at once, not after the scan.
     if append:
-        if not destination.is_file():
-            raise UserError(f"--append: {destination} does not exist. Create it first without --append.")
+        check_appendable(destination)
         with h5py.File(destination, "r") as h5:
             reference = schema.read_geometry(h5) if schema.GEOMETRY in h5 else None
             num_sources = (
@@ -59,15 +62,29 @@ def ingest(
                 sources, config, reference, num_sources, hasher
             )
             return append_samples(destination, plans, records, config, created_by="data_prep.ingest")
-    if destination.exists() and not overwrite:
+    if destination.is_file() and not overwrite:
         raise FileExistsError(
             f"{destination} already exists: pass --append to add samples to it, --overwrite to replace it, or "
             "choose another --out."
         )
+    check_writable_destination(destination, overwrite=overwrite)
     with BackgroundHasher() as hasher:
         plans, geometry, labelled, records = plan_segy_inputs(sources, config, hasher=hasher)
         return write_dataset(
             destination, plans, geometry, labelled, records, config, created_by="data_prep.ingest"
+        )
+
+
+def check_appendable(destination: Path) -> None:
+    """``--append`` needs an existing dataset file that this process may modify in place."""
+    if destination.is_dir():
+        raise UserError(f"--append: {destination} is a folder; --out names the dataset file (.h5) to extend.")
+    if not destination.is_file():
+        raise UserError(f"--append: {destination} does not exist. Create it first without --append.")
+    if not os.access(destination, os.R_OK | os.W_OK):
+        raise UserError(
+            f"--append: {destination} cannot be modified (permission denied): an append changes the file in "
+            "place. Fix its permissions, or write a new dataset with another --out."
         )
 
 
@@ -87,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing dataset.")
     add_config_arguments(parser)
+    for action in parser._actions:  # argparse has no public handle on an added option's help
+        if "--set" in action.option_strings:
+            action.help = (
+                "Override one ingest setting (an IngestConfig key), e.g. --set grouping.shots_per_sample=5 or "
+                "--set require_velocity=false (repeatable)."
+            )
     add_common_arguments(parser)
     return parser
 
@@ -99,12 +122,42 @@ def _main(args: argparse.Namespace) -> int:
     except ValueError as error:
         # Library-level ValueErrors (e.g. an impossible resampling ratio) are still the user's input.
         raise UserError(str(error)) from error
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as error:
+        # What the checks before the work cannot foresee (a file made unreadable during the run, a full
+        # disk, an HDF5 file locked by another process) is still one line, not a traceback.
+        if args.debug:
+            raise
+        raise UserError(describe_os_error(error)) from error
     summary = schema.validate(path, check_values=False)
     print(
         f"{path}: {summary.num_samples} samples, seismic {summary.seismic_shape}, splits "
         + ", ".join(f"{name} {summary.split_sizes[name]}" for name in SPLIT_NAMES)
     )
     return 0
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an operating-system error: the path, what happened, what to do."""
+    where = f"{error.filename}: " if error.filename else ""
+    reason = error.strerror or str(error)
+    if isinstance(error, PermissionError):
+        advice = "fix the permissions or choose other paths"
+    elif isinstance(error, IsADirectoryError):
+        advice = "a file path was expected there, not a folder"
+    elif isinstance(error, NotADirectoryError):
+        advice = "a folder was expected there, not a file"
+    elif "lock" in reason.lower():
+        advice = (
+            "another process has the file open; wait for it to finish (or set HDF5_USE_FILE_LOCKING=FALSE on "
+            "file systems without locks)"
+        )
+    elif getattr(error, "errno", None) == errno.ENOSPC:
+        advice = "free some space or choose another --out"
+    else:
+        advice = "check the paths and the disk"
+    return f"{where}{reason} ({type(error).__name__}): {advice}."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

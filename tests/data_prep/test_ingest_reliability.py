@@ -7,10 +7,15 @@ with a warning that names what was wrong, or one line on stderr with exit code 2
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import stat
 import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,6 +23,7 @@ import pytest
 
 from data_prep.ingest import main
 from data_prep.segy_io import SegyFormatError, decode_textual_header, scan_segy
+from tests.conftest import REPO_ROOT
 from tests.data_prep.reliability_fixtures import (
     GEOMETRY,
     disagreeing_intervals,
@@ -248,5 +254,101 @@ def test_case11_blank_ebcdic_header_reaches_provenance_as_spaces(tmp_path):
     assert scan.textual_header == BLANK_LINES
 
 
-def _unused():  # keep imports used by later cases
-    return stat
+# --- Case 6: output problems are one line, exit 2, found before the inputs are scanned ----------------------
+
+
+def test_case6_out_naming_an_existing_folder_with_overwrite(tmp_path, capsys):
+    folder = write_survey(tmp_path / "in")
+    (folder / "shots.segy").write_bytes((folder / "shots.segy").read_bytes()[:-10])  # would fail the scan
+    (tmp_path / "out").mkdir()
+    _fails(
+        [folder, "--out", tmp_path / "out", "--overwrite"],
+        tmp_path / "out",
+        capsys,
+        "is an existing folder",
+        "dataset.h5",
+    )
+
+
+def test_case6_out_under_an_existing_file_says_what_is_wrong(tmp_path, capsys):
+    folder = write_survey(tmp_path / "in")
+    (folder / "shots.segy").write_bytes((folder / "shots.segy").read_bytes()[:-10])
+    (tmp_path / "existing_file").write_text("not a folder")
+    err = _fails(
+        [folder, "--out", tmp_path / "existing_file" / "x.h5"],
+        None,
+        capsys,
+        "existing_file is a file, not a folder",
+    )
+    assert "Errno" not in err and "truncated" not in err, "the output is checked before the inputs"
+    assert (tmp_path / "existing_file").read_text() == "not a folder"
+
+
+def test_case6_append_to_a_folder_is_one_line(tmp_path, capsys):
+    folder = write_survey(tmp_path / "in")
+    (tmp_path / "out").mkdir()
+    _fails(
+        [folder, "--out", tmp_path / "out", "--append"], tmp_path / "out", capsys, "--append", "is a folder"
+    )
+
+
+def _unprivileged_prefix() -> list[str]:
+    """A command prefix under which file permissions apply (root ignores them unless its capabilities go)."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        pytest.skip("running as root without setpriv: permissions cannot be denied")
+    if probe.returncode != 0:
+        pytest.skip(f"running as root and setpriv cannot drop capabilities: {probe.stderr!r}")
+    return prefix
+
+
+def test_case6_permission_errors_are_one_line_exit_2_without_traceback(tmp_path):
+    """Unwritable output folder (checked before scanning) and unreadable input, in a real process."""
+    root = Path(tempfile.mkdtemp(prefix="perm-", dir=tmp_path))
+    folder = write_survey(root / "in")
+    readonly = root / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    unreadable = write_survey(root / "secret")
+    (unreadable / "shots.segy").chmod(0o000)
+    script = textwrap.dedent(
+        """
+        import contextlib, io, json, sys
+        from data_prep.ingest import main
+        results = []
+        for argv in json.loads(sys.argv[1]):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                code = main(argv + ["--quiet"])
+            results.append({"code": code, "stderr": err.getvalue()})
+        print(json.dumps(results))
+        """
+    )
+    runs = [
+        [str(folder / "shots.segy"), "--out", str(readonly / "d.h5"), "--set", "require_velocity=false"],
+        [str(unreadable), "--out", str(root / "d.h5")],
+    ]
+    try:
+        completed = subprocess.run(
+            [*_unprivileged_prefix(), sys.executable, "-c", script, json.dumps(runs)],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+            timeout=300,
+        )
+    finally:
+        readonly.chmod(0o755)
+        (unreadable / "shots.segy").chmod(0o644)
+    assert completed.returncode == 0, completed.stderr
+    out_folder, input_file = json.loads(completed.stdout.strip().splitlines()[-1])
+    for result in (out_folder, input_file):
+        assert result["code"] == 2 and "Traceback" not in result["stderr"], result
+        assert len(result["stderr"].strip().splitlines()) == 1, result["stderr"]
+    assert "cannot write in" in out_folder["stderr"] and "readonly" in out_folder["stderr"], out_folder
+    assert "permission denied" in input_file["stderr"] and "shots.segy" in input_file["stderr"], input_file
+    assert not (root / "d.h5").exists() and list(readonly.iterdir()) == []

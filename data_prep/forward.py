@@ -30,10 +30,19 @@ cache per input shape, so repeated calls with the same shapes pay the compilatio
 Discretisation (documented in ``docs/forward_modelling.md`` together with the tolerances of the physics
 tests)::
 
-    p[n+1] = 2 p[n] - p[n-1] + (v dt / dx)^2 * (dx^2 L p[n] + s[n] * [x == x_source])
+    p[n+1] = 2 p[n] - p[n-1] + (v dt / dx)^2 * dx^2 L p[n] + (v dt)^2 * w[n] * [x == x_source]
 
-``L`` being the discrete (CPML-stretched) Laplacian; recorded sample ``k`` is ``p`` at time
-``k * sample_interval_s``.
+``L`` being the discrete (CPML-stretched) Laplacian and ``w`` the wavelet (a unit-peak Ricker by
+default); recorded sample ``k`` is ``p`` at time ``k * sample_interval_s`` (sample 0 = the state at rest).
+
+Amplitude convention (``AMPLITUDE_CONVENTION``, "openfwi"): the wavelet is injected as ``(v dt)^2 w[n]``
+at the source cell, which is what OpenFWI's modeller does and, up to the sign, what Deepwave's ``scalar``
+propagator does: Deepwave solves ``laplacian(u) - u_tt / v^2 = f`` and adds ``-v^2 dt^2 f[n]`` at the
+source cell. A unit Ricker therefore gives Deepwave's magnitude (our traces are ``-1`` times Deepwave's
+for the same ``f = w``) with OpenFWI's polarity (the direct wave is positive). In terms of the continuous
+equation above, ``s(t) = dx^2 w(t)``: the wavelet is the source's density over one grid cell, and a
+textbook point source of strength ``s`` is ``w = s / dx^2`` (the factor between the engine's earlier
+convention, a point source of strength ``w``, and this one is ``dx^2``: 100 m^2 on OpenFWI's grid).
 """
 
 from __future__ import annotations
@@ -51,7 +60,12 @@ import numpy as np
 from keras import ops
 
 from data_prep.geometry import AcquisitionGeometry
-from data_prep.wavelets import ricker
+from data_prep.wavelets import openfwi_ricker_delay_s, ricker
+
+#: Name of the source amplitude convention, recorded with every dataset (see the module docstring):
+#: the wavelet ``w`` enters as ``(v dt)^2 w[n]`` at the source cell, = -1 x Deepwave's ``scalar`` for
+#: ``source_amplitudes = w`` (OpenFWI's polarity, Deepwave's magnitude).
+AMPLITUDE_CONVENTION = "openfwi"
 
 # --- Stencils -----------------------------------------------------------------------------------------------
 
@@ -115,6 +129,11 @@ class EngineConfig:
             compute but never covers model cells.
         free_surface: ``True`` puts a pressure-release (p = 0) surface half a cell above depth row 0
             instead of an absorbing layer at the top.
+        ricker_delay_s: time of the default Ricker wavelet's peak, in seconds. ``None`` (the default) is
+            OpenFWI's delay for the geometry's peak frequency and sample interval
+            (``data_prep.wavelets.openfwi_ricker_delay_s``: 72 ms for 15 Hz at 1 ms), which makes
+            synthesised gathers line up sample for sample with OpenFWI's. Ignored when ``simulate`` is
+            given its own ``wavelet``.
         time_step_s: internal time step in seconds. ``None`` uses the geometry's ``sample_interval_s``.
             A smaller step must divide the sample interval an integer number of times (sub-stepping);
             the wavelet is then evaluated (or, if given, band-limited resampled) at the internal step
@@ -126,7 +145,7 @@ class EngineConfig:
             many concurrent threads: the models in calls of a few models each (as many as keep a call's
             wavefields in a core's cache), or a single model's shots split over the threads. XLA runs each
             call's time loop on one core, so this is how the engine uses several cores. ``None`` = the number of
-            CPU cores (1 when a GPU is in use); 1 = a single call. Backend-tensor input always runs as
+            CPU cores this process may use (its affinity mask; 1 when a GPU is in use); 1 = a single call. Backend-tensor input always runs as
             one call, so gradient tapes and tracers see the whole computation. Results do not depend on
             it.
     """
@@ -134,6 +153,7 @@ class EngineConfig:
     spatial_order: int = 4
     absorbing_width_cells: int = 20
     free_surface: bool = False
+    ricker_delay_s: float | None = None
     time_step_s: float | None = None
     min_cells_per_wavelength: float | None = None
     max_concurrent_calls: int | None = None
@@ -151,6 +171,13 @@ class EngineConfig:
             )
         if self.time_step_s is not None and not self.time_step_s > 0:
             raise ValueError(f"time_step_s must be positive or None. Received: {self.time_step_s!r}")
+        if self.ricker_delay_s is not None and not (
+            np.isfinite(self.ricker_delay_s) and self.ricker_delay_s >= 0
+        ):
+            raise ValueError(
+                "ricker_delay_s must be a non-negative number of seconds or None (OpenFWI's delay). "
+                f"Received: {self.ricker_delay_s!r}"
+            )
         if self.max_concurrent_calls is not None and (
             not isinstance(self.max_concurrent_calls, int) or self.max_concurrent_calls < 1
         ):
@@ -168,6 +195,65 @@ class EngineConfig:
         if self.min_cells_per_wavelength is not None:
             return float(self.min_cells_per_wavelength)
         return DEFAULT_MIN_CELLS_PER_WAVELENGTH[self.spatial_order]
+
+    def resolved_ricker_delay_s(self, geometry: AcquisitionGeometry) -> float:
+        """The default Ricker's delay in seconds: the configured one or OpenFWI's for this geometry."""
+        if self.ricker_delay_s is not None:
+            return float(self.ricker_delay_s)
+        return openfwi_ricker_delay_s(geometry.peak_frequency_hz, geometry.sample_interval_s)
+
+    def settings(self, geometry: AcquisitionGeometry, wavelet: Any = None) -> dict[str, Any]:
+        """Every setting that determines the simulated traces, as a JSON-ready dict (see ``engine_settings``)."""
+        return engine_settings(geometry, self, wavelet)
+
+
+def engine_settings(
+    geometry: AcquisitionGeometry, config: EngineConfig = EngineConfig(), wavelet: Any = None
+) -> dict[str, Any]:
+    """Every engine setting that determines the simulated traces, as a flat JSON-ready dict.
+
+    Meant for provenance: the synthesis manifest and the HDF5 dataset store it, so a later stage can
+    re-simulate a sample exactly (``simulate(velocity, geometry, EngineConfig(...))`` with the same values).
+    Resolved values are recorded (the actual Ricker delay and time step, not ``None``).
+
+    Args:
+        geometry: the survey the traces are simulated for.
+        config: engine settings.
+        wavelet: the ``wavelet`` argument given to ``simulate`` (``None``: the default Ricker). A custom
+            wavelet is recorded as ``"custom"`` (its samples are not stored here).
+
+    Returns:
+        A dict of str/int/float/bool/list values: ``equation``, ``wavelet``, ``peak_frequency_hz``,
+        ``ricker_delay_s``, ``amplitude_convention``, ``source_injection``, ``spatial_order``,
+        ``time_order``, ``free_surface``, ``absorbing_boundary``, ``absorbing_width_cells``,
+        ``cpml_reflection_coefficient``, ``time_step_s``, ``substeps_per_sample``, ``sample_interval_s``,
+        ``num_samples``, ``grid_spacing_m``, ``source_depth_m``, ``receiver_depth_m`` (one per shot /
+        receiver), ``recording``.
+    """
+    time_step_s, substeps = _time_stepping(geometry, config)
+    custom = wavelet is not None
+    return {
+        "equation": "2D constant-density acoustic wave equation, pressure",
+        "wavelet": "custom" if custom else "ricker",
+        "peak_frequency_hz": float(geometry.peak_frequency_hz),
+        "ricker_delay_s": None if custom else config.resolved_ricker_delay_s(geometry),
+        "amplitude_convention": AMPLITUDE_CONVENTION,
+        "source_injection": "(v dt)^2 w[n] added at the source cell (= -1 x Deepwave scalar, OpenFWI polarity)",
+        "spatial_order": int(config.spatial_order),
+        "time_order": 2,
+        "free_surface": bool(config.free_surface),
+        "absorbing_boundary": "cpml",
+        "absorbing_width_cells": int(config.absorbing_width_cells),
+        "cpml_reflection_coefficient": _CPML_THEORETICAL_REFLECTION,
+        "time_step_s": float(time_step_s),
+        "substeps_per_sample": int(substeps),
+        "sample_interval_s": float(geometry.sample_interval_s),
+        "num_samples": int(geometry.num_samples),
+        "grid_spacing_m": float(geometry.grid_spacing_m),
+        "source_depth_m": [float(depth) for depth in geometry.source_positions_m()[:, 0]],
+        "receiver_depth_m": [float(depth) for depth in geometry.receiver_positions_m()[:, 0]],
+        "recording": "sample k = pressure at k * sample_interval_s; sample 0 = the state at rest",
+    }
 
 
 # --- Checks -------------------------------------------------------------------------------------------------
@@ -268,10 +354,10 @@ def simulate(
         geometry: survey geometry: grid spacing, time axis, source and receiver cells.
         config: engine settings.
         wavelet: source time function sampled at ``geometry.sample_interval_s``: ``(num_samples,)``
-            shared by all shots or ``(num_shots, num_samples)``; ``None`` means a Ricker wavelet of
-            ``geometry.peak_frequency_hz`` peaking at ``1.5 / peak_frequency_hz``. It is the right-hand
-            side ``s(t)`` of the wave equation in the module docstring (a point source of strength
-            ``s``), so traces scale linearly with it.
+            shared by all shots or ``(num_shots, num_samples)``; ``None`` means a unit-peak Ricker
+            wavelet of ``geometry.peak_frequency_hz`` peaking at ``config.resolved_ricker_delay_s``
+            (OpenFWI's delay by default). It enters as ``(v dt)^2 w[n]`` at the source cell (the
+            "openfwi" amplitude convention of the module docstring), so traces scale linearly with it.
         velocity_bounds_mps: ``(min, max)`` velocity used for the CFL and dispersion checks instead of
             reading the values, required when ``velocity_mps`` is traced (inside ``jax.grad``/``jit`` or a
             ``tf.function``), where the values cannot be read.
@@ -312,7 +398,9 @@ def simulate(
     check_stability(max_velocity, geometry.grid_spacing_m, time_step_s, config.spatial_order)
     check_dispersion(min_velocity, geometry.grid_spacing_m, geometry.peak_frequency_hz, config)
 
-    source_time_functions = _source_time_functions(geometry, wavelet, time_step_s, substeps)
+    source_time_functions = _source_time_functions(
+        geometry, wavelet, time_step_s, substeps, config.resolved_ricker_delay_s(geometry)
+    )
     propagate = _compiled_propagator(
         spatial_order=config.spatial_order,
         free_surface=config.free_surface,
@@ -378,6 +466,15 @@ def _call_size(
     return 1, min(groups, geometry.num_sources)
 
 
+def available_cpu_count() -> int:
+    """CPU cores this process may run on: its affinity mask where the OS has one (Linux: a container's or
+    ``taskset``'s limit), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
+
+
 def _concurrent_calls(
     config: EngineConfig, differentiable_input: bool, num_models: int, num_shots: int
 ) -> int:
@@ -387,8 +484,9 @@ def _concurrent_calls(
     if config.max_concurrent_calls is not None:
         requested = config.max_concurrent_calls
     else:
-        # One call per CPU core; on an accelerator one large call keeps the device busiest.
-        requested = 1 if _accelerator_present() else (os.cpu_count() or 1)
+        # One call per CPU core this process may use; on an accelerator one large call keeps the device
+        # busiest.
+        requested = 1 if _accelerator_present() else available_cpu_count()
     return max(1, min(requested, max(num_models, num_shots)))
 
 
@@ -441,13 +539,13 @@ def _time_stepping(geometry: AcquisitionGeometry, config: EngineConfig) -> tuple
 
 
 def _source_time_functions(
-    geometry: AcquisitionGeometry, wavelet: Any, time_step_s: float, substeps: int
+    geometry: AcquisitionGeometry, wavelet: Any, time_step_s: float, substeps: int, delay_s: float
 ) -> np.ndarray:
     """``(num_samples * substeps, num_shots)`` float32 source amplitudes at the internal time step."""
     num_steps = geometry.num_samples * substeps
     num_shots = geometry.num_sources
     if wavelet is None:
-        single = ricker(geometry.peak_frequency_hz, num_steps, time_step_s)
+        single = ricker(geometry.peak_frequency_hz, num_steps, time_step_s, delay_s=delay_s)
         return np.repeat(single[:, None], num_shots, axis=1)
     values = np.asarray(ops.convert_to_numpy(wavelet) if _is_backend_tensor(wavelet) else wavelet, np.float32)
     if values.ndim == 1:
@@ -714,10 +812,11 @@ def _compiled_propagator(
             for c in cpml_coefficients(layer_profile(padded_x, width, width), max_velocity)
         )
 
-        # Source injection: (v dt/dx)^2 at the source cell times s[n], spread by a separable one-hot
-        # (outer product of two vectors) that XLA fuses into the update instead of a scatter.
+        # Source injection, the "openfwi" amplitude convention: (v dt)^2 = (v dt / dx)^2 dx^2 at the
+        # source cell times w[n], spread by a separable one-hot (outer product of two vectors) that XLA
+        # fuses into the update instead of a scatter.
         flat_courant = ops.reshape(courant_squared, (batch, padded_depth * padded_x))
-        source_strength = ops.take(flat_courant, source_flat_index, axis=1)  # (batch, shots)
+        source_strength = ops.take(flat_courant, source_flat_index, axis=1) * (dx * dx)  # (batch, shots)
         source_cells = source_depth_one_hot[None, None, :, :, None] * source_x_one_hot[None, None, :, None, :]
         courant_squared = courant_squared[None, :, None]  # (1, batch, 1, depth, x)
         # Receivers: one gather per recorded sample from the flattened pressure slab of the state.
@@ -813,12 +912,15 @@ def _compiled_propagator(
 
 
 __all__ = [
+    "AMPLITUDE_CONVENTION",
     "CRITICAL_COURANT_NUMBER",
     "DEFAULT_MIN_CELLS_PER_WAVELENGTH",
     "DISPERSION_FREQUENCY_FACTOR",
     "EngineConfig",
+    "available_cpu_count",
     "check_dispersion",
     "check_stability",
+    "engine_settings",
     "ricker",
     "simulate",
 ]

@@ -10,8 +10,10 @@ Conventions:
     * Positions are cell indices ``(depth_cell, x_cell)``; metres are ``index * grid_spacing_m``.
     * Time sample ``k`` is at ``k * sample_interval_s`` seconds.
 
-The default is OpenFWI's geometry: a 70 x 70 grid of 10 m cells, 5 sources and 70 receivers on the
-surface, 1000 samples of 1 ms and a 15 Hz Ricker source.
+The default is OpenFWI's geometry (also ``AcquisitionGeometry.openfwi()`` and
+``configs/data/openfwi.yaml``): a 70 x 70 grid of 10 m cells, 5 sources and 70 receivers 10 m below the
+surface (depth row 1, as in OpenFWI's modeller, which places sources and receivers at z = 10 m), 1000
+samples of 1 ms and a 15 Hz Ricker source.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 
 #: OpenFWI's source x-cells: 5 sources evenly spread over a 70-cell line (np.linspace(0, 69, 5), rounded).
 OPENFWI_SOURCE_X_CELLS = (0, 17, 34, 52, 69)
+#: OpenFWI's source and receiver depth row: 10 m below the surface on its 10 m grid.
+OPENFWI_DEPTH_CELL = 1
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,8 @@ class AcquisitionGeometry:
     num_samples: int = 1000
     sample_interval_s: float = 0.001
     peak_frequency_hz: float = 15.0
-    source_cells: tuple[tuple[int, int], ...] = tuple((0, x) for x in OPENFWI_SOURCE_X_CELLS)
-    receiver_cells: tuple[tuple[int, int], ...] = tuple((0, x) for x in range(70))
+    source_cells: tuple[tuple[int, int], ...] = tuple((OPENFWI_DEPTH_CELL, x) for x in OPENFWI_SOURCE_X_CELLS)
+    receiver_cells: tuple[tuple[int, int], ...] = tuple((OPENFWI_DEPTH_CELL, x) for x in range(70))
 
     def __post_init__(self) -> None:
         depth_cells, x_cells = self.grid_shape
@@ -73,6 +77,13 @@ class AcquisitionGeometry:
     # --- Constructors -------------------------------------------------------------------------------------
 
     @classmethod
+    def openfwi(cls) -> AcquisitionGeometry:
+        """OpenFWI's survey (the dataclass defaults): 70 x 70 x 10 m, 5 sources and 70 receivers on depth
+        row 1 (10 m), 1000 samples of 1 ms, 15 Hz Ricker. Use it with the default ``EngineConfig`` (no
+        free surface, OpenFWI's Ricker delay and amplitude convention) to reproduce OpenFWI's data."""
+        return cls()
+
+    @classmethod
     def surface_line(
         cls,
         grid_shape: tuple[int, int] = (70, 70),
@@ -82,9 +93,11 @@ class AcquisitionGeometry:
         receiver_depth_cell: int = 0,
         **kwargs,
     ) -> AcquisitionGeometry:
-        """Sources and receivers evenly spread across the grid at fixed depths (OpenFWI's layout).
+        """Sources and receivers evenly spread across the grid at fixed depth rows.
 
-        ``num_receivers=None`` puts one receiver on every x cell.
+        ``num_receivers=None`` puts one receiver on every x cell. With depth rows 1 this is OpenFWI's
+        layout (``surface_line(source_depth_cell=1, receiver_depth_cell=1) == AcquisitionGeometry()``);
+        the defaults (row 0) suit a free-surface survey.
         """
         x_cells = grid_shape[1]
         num_receivers = x_cells if num_receivers is None else num_receivers

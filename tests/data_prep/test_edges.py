@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -120,17 +118,15 @@ def test_integer_input_does_not_wrap():
     np.testing.assert_array_equal(np.flatnonzero(edge_map(velocity)[:, 0]), [3])
 
 
-def test_batches_equal_single_models_and_are_fast():
+def test_batches_equal_single_models():
+    # No wall-clock bound here: on a shared CI machine it fails for reasons unrelated to the code. Speed
+    # belongs in a benchmark script.
     models = np.stack([m.velocity_mps for m in generate_models("curvefault-b", 64, SEED)])
     for config in (EdgeConfig(), EdgeConfig(method="canny")):
         batch = edge_map(models, config)
         assert batch.shape == models.shape and batch.dtype == np.uint8
         for single, expected in zip(models[:8], batch[:8], strict=True):
             np.testing.assert_array_equal(edge_map(single, config), expected)
-    start = time.perf_counter()
-    edge_map(np.repeat(models, 8, axis=0))  # 512 models of 70 x 70
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"gradient edges of 512 models took {elapsed:.2f} s; ingest calls this per sample"
 
 
 def _dd_net_edges(velocity: np.ndarray) -> np.ndarray:

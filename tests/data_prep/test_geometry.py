@@ -16,11 +16,32 @@ def test_default_is_openfwi_geometry():
     assert geometry.peak_frequency_hz == 15.0
     np.testing.assert_array_equal(geometry.source_positions_m()[:, 1], [0, 170, 340, 520, 690])
     np.testing.assert_array_equal(geometry.receiver_positions_m()[:, 1], np.arange(70) * 10.0)
+    # OpenFWI places sources and receivers 10 m below the surface: depth row 1, not row 0.
+    np.testing.assert_array_equal(geometry.source_positions_m()[:, 0], np.full(5, 10.0))
+    np.testing.assert_array_equal(geometry.receiver_positions_m()[:, 0], np.full(70, 10.0))
     assert geometry.duration_s == pytest.approx(0.999)
+    assert AcquisitionGeometry.openfwi() == geometry
+
+
+def test_openfwi_yaml_is_the_default_geometry():
+    import yaml
+
+    from pipeline.config import CONFIG_DIR, from_dict
+
+    data = yaml.safe_load((CONFIG_DIR / "data" / "openfwi.yaml").read_text())
+    assert from_dict(AcquisitionGeometry, data["geometry"]) == AcquisitionGeometry(), (
+        "configs/data/openfwi.yaml drifted from AcquisitionGeometry's (OpenFWI) defaults"
+    )
+    small = yaml.safe_load((CONFIG_DIR / "data" / "small.yaml").read_text())
+    small_geometry = from_dict(AcquisitionGeometry, small["geometry"])
+    assert {depth for depth, _ in small_geometry.source_cells + small_geometry.receiver_cells} == {1}
 
 
 def test_surface_line_matches_default_and_scales_to_other_grids():
-    assert AcquisitionGeometry.surface_line() == AcquisitionGeometry()
+    assert (
+        AcquisitionGeometry.surface_line(source_depth_cell=1, receiver_depth_cell=1) == AcquisitionGeometry()
+    )
+    assert {depth for depth, _ in AcquisitionGeometry.surface_line().source_cells} == {0}
     geometry = AcquisitionGeometry.surface_line(
         grid_shape=(40, 100), num_sources=3, num_receivers=11, receiver_depth_cell=2
     )

@@ -10,18 +10,30 @@ changes and rolled back on failure (existing samples keep their split, the new o
 themselves, and the statistics of the new training samples are merged into the stored ones; see
 ``data_prep.splits`` and ``data_prep.normalization``).
 
+Samples come from **origins** (``OriginRecord``: a synthesize folder, a SEG-Y file, an OpenFWI file); a
+sample's identity is ``(origin, sample_id)``, so every folder may number its models from 1 and every file
+its shots from 1. Each sample's family, origin, own shot/receiver positions and start time are written next
+to its arrays; splits are stratified by family, and a per-family breakdown is logged and recorded in the
+provenance (``families``) with the origins and their forward-modelling settings (``engine_settings``).
+
+Real duplicates are refused, with messages that say which: two inputs with the same bytes (SHA-256), an
+input whose bytes the dataset already holds (``append``), or the same velocity models twice (two
+synthesize folders of one family and seed with overlapping model ids).
+
 Memory is bounded: seismic is streamed one sample at a time (one HDF5 chunk each), velocity models and edges
 are written in blocks of about ``block_bytes``, and input files are released after every block.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +64,24 @@ class SplitConfig:
 
 @dataclass
 class SamplePlan:
-    """One sample to write: where its seismic and velocity come from.
+    """One sample to write: where its seismic and velocity come from, and what is known about it.
 
     ``load`` returns ``(seismic (shots, time, receivers) float32, velocity (depth, x) float32 or None)``
     already on the dataset's geometry (arrays or views; the writer copies them once). ``release``, when
     given, closes the input files ``load`` opened (the writer calls it every block, so memory-mapped pages
     do not accumulate over a large input).
+
+    Attributes:
+        sample_id: the sample's number within its origin; ``(origin_index, sample_id)`` is its identity.
+        source_index: index of its seismic file in the provenance sources (of the whole dataset).
+        num_traces: traces read for it (progress).
+        origin_index: index of its origin among the ``origins`` given to the writer (0-based there; the
+            writer offsets it by the dataset's existing origins when appending).
+        family: velocity-model family name (``schema.UNKNOWN_FAMILY`` when not known).
+        source_positions_m / receiver_positions_m: ``(shots, 2)`` / ``(receivers, 2)`` ``(depth_m, x_m)`` of
+            this sample in its grid's frame, after any regularisation; None = the dataset's nominal ones.
+        x_origin_m: survey x of the sample's velocity-grid origin.
+        start_time_s: time of the first stored time sample after the shot; None = the geometry's.
     """
 
     sample_id: int
@@ -65,6 +89,51 @@ class SamplePlan:
     num_traces: int
     load: Callable[[], tuple[np.ndarray, np.ndarray | None]]
     release: Callable[[], None] | None = None
+    origin_index: int = 0
+    family: str = schema.UNKNOWN_FAMILY
+    source_positions_m: np.ndarray | None = None
+    receiver_positions_m: np.ndarray | None = None
+    x_origin_m: float = 0.0
+    start_time_s: float | None = None
+
+
+@dataclass
+class OriginRecord:
+    """Where a group of samples comes from (provenance ``origins``): a synthesize folder, a file.
+
+    Attributes:
+        name: short name for messages and the per-family breakdown (folder or file name).
+        kind: ``"synthesize"`` (a folder with a manifest), ``"segy"`` (a SEG-Y file), ``"openfwi"``.
+        path: the folder or file.
+        family: velocity-model family of its samples.
+        grouping: how its traces were grouped into samples (said in words, e.g. "model id (byte 233)").
+        engine_settings: every forward-modelling setting that produced its seismic (from the synthesize
+            manifest; OpenFWI's published ones), or None when the input does not record them.
+        models: what identifies its velocity models beyond the sample ids (synthesize: generator, family,
+            parameters, seed and grid), so the same models are not ingested twice under two names.
+        details: anything else worth recording (manifest seed and count, start-time alignment, ...).
+    """
+
+    name: str
+    kind: str
+    path: Path
+    family: str = schema.UNKNOWN_FAMILY
+    grouping: str = ""
+    engine_settings: dict[str, Any] | None = None
+    models: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": str(self.path),
+            "family": self.family,
+            "grouping": self.grouping,
+            "engine_settings": self.engine_settings,
+            "models": self.models,
+            **self.details,
+        }
 
 
 @dataclass
@@ -116,7 +185,12 @@ class BackgroundHasher:
 
 
 def _provenance(
-    config: Any, records: Sequence[SourceRecord], created_by: str, history: list[dict]
+    config: Any,
+    records: Sequence[SourceRecord],
+    origins: Sequence[dict[str, Any]],
+    families: dict[str, dict[str, int]],
+    created_by: str,
+    history: list[dict],
 ) -> dict[str, Any]:
     return {
         "package_version": __version__,
@@ -128,7 +202,116 @@ def _provenance(
         "config_hash": config_hash(config),
         "sources": [record.to_json() for record in records],
         "history": history,
+        "origins": list(origins),
+        "families": families,
+        "engine_settings": shared_engine_settings(origins),
     }
+
+
+def shared_engine_settings(origins: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The forward-modelling settings every origin that records them shares; ``{}`` if none or if they differ.
+
+    Origins without settings (field data) do not count. Different settings are legal (each origin keeps
+    its own in ``origins``) but a model trained on them has no single engine to re-simulate with: warned.
+    """
+    known = [origin["engine_settings"] for origin in origins if origin.get("engine_settings")]
+    distinct = {json.dumps(settings, sort_keys=True) for settings in known}
+    if len(distinct) == 1:
+        return dict(known[0])
+    if len(distinct) > 1:
+        differing = sorted(
+            key
+            for key in set().union(*known)
+            if len({json.dumps(settings.get(key), sort_keys=True) for settings in known}) > 1
+        )
+        logger.warning(
+            "the samples were simulated with different engine settings (%s differ between origins): the "
+            "dataset records each origin's in provenance origins and no dataset-wide engine_settings.",
+            ", ".join(differing),
+        )
+    return {}
+
+
+def check_duplicate_records(
+    records: Sequence[SourceRecord], known: dict[str, str] | None = None, destination: Path | None = None
+) -> None:
+    """Refuses inputs with the same bytes as each other, or (``known``: sha256 -> name) as the dataset's.
+
+    Waits for the background hashes. A different file name with the same bytes is the same data: the
+    message says so, naming both files.
+    """
+    first: dict[str, SourceRecord] = {}
+    for record in records:
+        digest = record.digest
+        if known and digest in known:
+            raise UserError(
+                f"{destination} already holds data from {known[digest]}; {record.path} has the same bytes "
+                f"(SHA-256 {digest[:12]}...), so it was ingested before. Nothing was appended."
+            )
+        if digest in first:
+            raise UserError(
+                f"{first[digest].path} and {record.path} hold the same bytes (SHA-256 {digest[:12]}...): the same "
+                "data given twice. Remove one of them."
+            )
+        first[digest] = record
+
+
+def _head_tail_digest(path: Path, block_bytes: int = 2**20) -> str:
+    """SHA-256 of a file's first and last MiB: a cheap test before hashing whole files."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(block_bytes))
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - block_bytes))
+        digest.update(handle.read(block_bytes))
+    return digest.hexdigest()
+
+
+def early_duplicate_check(records: Sequence[SourceRecord]) -> None:
+    """Refuses identical inputs before any sample is written, hashing only files that may be identical.
+
+    Files of the same size whose first and last MiB agree are hashed whole now (and compared); every other
+    file keeps being hashed in the background, and ``check_duplicate_records`` compares all of them again
+    before the dataset is finalised.
+    """
+    by_size: dict[int, list[SourceRecord]] = defaultdict(list)
+    for record in records:
+        by_size[record.size_bytes].append(record)
+    suspects: dict[tuple[int, str], list[SourceRecord]] = defaultdict(list)
+    for size, group in by_size.items():
+        if len(group) > 1:
+            for record in group:
+                suspects[(size, _head_tail_digest(record.path))].append(record)
+    for group in suspects.values():
+        if len(group) > 1:
+            check_duplicate_records(group)
+
+
+def check_same_models(
+    origins: Sequence[dict[str, Any]], origin_of_sample: np.ndarray, sample_ids: np.ndarray
+) -> None:
+    """Refuses two origins that hold the same velocity models (same ``models`` identity, overlapping ids).
+
+    Two synthesize folders of one family, seed and recipe generate the same model for the same id: their
+    samples would put one label into the dataset twice (and possibly into train and test).
+    """
+    by_models: dict[str, list[int]] = defaultdict(list)
+    for index, origin in enumerate(origins):
+        if origin.get("models"):
+            by_models[json.dumps(origin["models"], sort_keys=True)].append(index)
+    for members in by_models.values():
+        for i, first in enumerate(members):
+            ids_first = set(sample_ids[origin_of_sample == first].tolist())
+            for second in members[i + 1 :]:
+                shared = sorted(ids_first & set(sample_ids[origin_of_sample == second].tolist()))
+                if shared:
+                    models = origins[first]["models"]
+                    raise UserError(
+                        f"{origins[second]['path']} and {origins[first]['path']} hold the same velocity models: "
+                        f"{models.get('family')} seed {models.get('seed')}, model id(s) {shared[:5]}"
+                        f"{'...' if len(shared) > 5 else ''} (same generator, recipe and grid). The same labels "
+                        "would enter the dataset twice: synthesize one of them with another --seed."
+                    )
 
 
 def stream_samples(
@@ -142,6 +325,7 @@ def stream_samples(
     edges_config: EdgeConfig,
     block_bytes: int,
     progress: bool,
+    origin_offset: int = 0,
 ) -> None:
     """Reads the planned samples and writes them at ``offset``; accumulates the training statistics.
 
@@ -210,9 +394,38 @@ def stream_samples(
     finally:
         for release in releases:
             release()
+    write_sample_fields(h5, plans, offset, geometry, origin_offset=origin_offset)
+
+
+def write_sample_fields(
+    h5: h5py.File, plans: Sequence[SamplePlan], offset: int, geometry: DatasetGeometry, origin_offset: int = 0
+) -> None:
+    """Writes the planned samples' identity, family, positions and start time at ``offset``."""
     where = slice(offset, offset + len(plans))
     h5[schema.SAMPLE_ID][where] = [plan.sample_id for plan in plans]
     h5[schema.SAMPLE_SOURCE][where] = [plan.source_index for plan in plans]
+    h5[schema.SAMPLE_ORIGIN][where] = [origin_offset + plan.origin_index for plan in plans]
+    h5[schema.SAMPLE_FAMILY][where] = [plan.family or schema.UNKNOWN_FAMILY for plan in plans]
+    for name, nominal, attribute in (
+        (schema.SAMPLE_SOURCE_POSITIONS, geometry.source_positions_m, "source_positions_m"),
+        (schema.SAMPLE_RECEIVER_POSITIONS, geometry.receiver_positions_m, "receiver_positions_m"),
+    ):
+        h5[name][where] = (
+            np.stack(
+                [
+                    np.asarray(
+                        nominal if getattr(plan, attribute) is None else getattr(plan, attribute), np.float64
+                    )
+                    for plan in plans
+                ]
+            )
+            if plans
+            else np.empty((0, len(nominal), 2))
+        )
+    h5[schema.SAMPLE_X_ORIGIN][where] = [float(plan.x_origin_m) for plan in plans]
+    h5[schema.SAMPLE_START_TIME][where] = [
+        geometry.start_time_s if plan.start_time_s is None else float(plan.start_time_s) for plan in plans
+    ]
 
 
 def write_dataset(
@@ -223,16 +436,27 @@ def write_dataset(
     records: Sequence[SourceRecord],
     config: Any,
     created_by: str,
+    origins: Sequence[OriginRecord],
 ) -> Path:
     """Writes a new dataset atomically: temporary file, stream, splits, statistics, provenance, validate, rename.
 
     ``config`` must have ``splits``, ``normalization``, ``edges``, ``block_bytes``, ``compression`` and
-    ``progress`` attributes (``IngestConfig``, ``OpenFWIConfig``).
+    ``progress`` attributes (``IngestConfig``, ``OpenFWIConfig``). ``origins``: where the samples come from
+    (``SamplePlan.origin_index`` indexes it). Splits are stratified by family; the per-family breakdown is
+    logged and stored in the provenance.
     """
     destination = Path(destination)
     if not plans:
         raise UserError("No samples to write: the inputs hold no complete sample.")
-    splits = make_splits(len(plans), config.splits.fractions, config.splits.seed)
+    origin_entries = [origin.to_json() for origin in origins]
+    check_same_models(
+        origin_entries,
+        np.asarray([plan.origin_index for plan in plans]),
+        np.asarray([plan.sample_id for plan in plans]),
+    )
+    early_duplicate_check(records)
+    families = np.asarray([plan.family or schema.UNKNOWN_FAMILY for plan in plans])
+    splits = make_splits(len(plans), config.splits.fractions, config.splits.seed, groups=families)
     statistics = StatisticsAccumulator(config.normalization)
     compression = None if config.compression == "none" else config.compression
     with atomic_output(destination) as temporary:
@@ -250,14 +474,23 @@ def write_dataset(
                 config.block_bytes,
                 config.progress,
             )
-            schema.write_splits(h5, splits, config.splits.seed, config.splits.fractions)
+            # Every input's hash is known now: identical inputs the early check could not suspect.
+            check_duplicate_records(records)
+            schema.write_splits(
+                h5, splits, config.splits.seed, config.splits.fractions, stratified_by="family"
+            )
             schema.write_normalization(h5, statistics.result(has_velocity=labelled), splits["train"])
             history = [{"action": "create", "num_samples": len(plans), "package_version": __version__}]
-            schema.write_provenance(h5, _provenance(config, records, created_by, history))
+            breakdown = schema.family_breakdown(families, splits)
+            schema.write_provenance(
+                h5, _provenance(config, records, origin_entries, breakdown, created_by, history)
+            )
         # Values were checked while streaming (finite seismic, positive velocity, edge_map's 0/1): the
         # structural check is what remains.
         schema.validate(temporary, check_values=False)
-    logger.info("wrote %s: %d samples", destination, len(plans))
+    logger.info(
+        "wrote %s: %d samples\n%s", destination, len(plans), schema.format_family_breakdown(breakdown)
+    )
     return destination
 
 
@@ -267,11 +500,18 @@ def append_samples(
     records: Sequence[SourceRecord],
     config: Any,
     created_by: str,
+    origins: Sequence[OriginRecord],
 ) -> Path:
-    """Appends samples to an existing dataset in place; rolls back on failure (see the module docstring)."""
+    """Appends samples to an existing dataset in place; rolls back on failure (see the module docstring).
+
+    The new ``origins`` are added after the dataset's (a sample's identity is its origin and id, so new
+    inputs never clash with old sample ids); inputs whose bytes the dataset already holds, and velocity
+    models it already holds, are refused. The new samples are split stratified by family.
+    """
     if not plans:
         raise UserError("No samples to append: the inputs hold no complete sample.")
     with h5py.File(destination, "r+") as h5:
+        check_schema_version(destination, schema.schema_version(h5))
         labelled = bool(h5.attrs["labelled"])
         if labelled != (plans and _plans_labelled(config)):
             raise UserError(
@@ -280,29 +520,29 @@ def append_samples(
             )
         geometry = schema.read_geometry(h5)
         old_count = int(h5[schema.SEISMIC].shape[0])
-        existing_ids = set(h5[schema.SAMPLE_ID][()].tolist())
-        clash = [plan.sample_id for plan in plans if plan.sample_id in existing_ids]
-        if clash:
-            raise UserError(
-                f"{destination} already holds sample (model) id(s) {clash[:5]}{'...' if len(clash) > 5 else ''}: "
-                "these inputs (or some of them) were ingested before."
-            )
+        old_origins = schema.read_origins(h5)
+        new_entries = [origin.to_json() for origin in origins]
+        check_same_models(
+            old_origins + new_entries,
+            np.concatenate(
+                [
+                    schema.read_sample_origins(h5),
+                    [len(old_origins) + plan.origin_index for plan in plans],
+                ]
+            ).astype(np.int64),
+            np.concatenate([schema.read_sample_ids(h5), [plan.sample_id for plan in plans]]).astype(np.int64),
+        )
         known = {
             entry["sha256"]: entry["name"] for entry in json.loads(h5[schema.PROVENANCE].attrs["sources"])
         }
-        repeated = [
-            f"{record.path.name} (= {known[record.digest]})" for record in records if record.digest in known
-        ]
-        if repeated:
-            raise UserError(
-                f"{destination} already holds data from {', '.join(repeated)} (same SHA-256): nothing appended."
-            )
+        check_duplicate_records(records, known, destination)
         old_splits = schema.read_splits(h5)
         old_stats = schema.read_normalization(h5)
         old_provenance = {key: h5[schema.PROVENANCE].attrs[key] for key in h5[schema.PROVENANCE].attrs}
         split_attrs = dict(h5[schema.SPLITS].attrs)
         seed, fractions = int(split_attrs["seed"]), tuple(float(f) for f in split_attrs["fractions"])
-        splits = extend_splits(old_splits, len(plans), fractions, seed)
+        new_families = np.asarray([plan.family or schema.UNKNOWN_FAMILY for plan in plans])
+        splits = extend_splits(old_splits, len(plans), fractions, seed, groups=new_families)
         statistics = StatisticsAccumulator(config.normalization, previous=old_stats)
         if (
             statistics.config.method != old_stats.method
@@ -328,11 +568,15 @@ def append_samples(
                 config.edges,
                 config.block_bytes,
                 config.progress,
+                origin_offset=len(old_origins),
             )
-            schema.write_splits(h5, splits, seed, fractions)
+            schema.write_splits(h5, splits, seed, fractions, stratified_by="family")
             schema.write_normalization(h5, statistics.result(has_velocity=labelled), splits["train"])
             provenance = schema.read_provenance(h5)
             provenance["sources"] = provenance["sources"] + [record.to_json() for record in records]
+            provenance["origins"] = old_origins + new_entries
+            provenance["families"] = schema.family_breakdown(schema.read_sample_families(h5), splits)
+            provenance["engine_settings"] = shared_engine_settings(provenance["origins"])
             provenance["history"] = provenance["history"] + [
                 {
                     "action": "append",
@@ -345,7 +589,9 @@ def append_samples(
         except BaseException:
             # Roll back: the old samples, splits, statistics and provenance are restored.
             schema.resize_samples(h5, old_count)
-            schema.write_splits(h5, old_splits, seed, fractions)
+            schema.write_splits(
+                h5, old_splits, seed, fractions, stratified_by=split_attrs.get("stratified_by")
+            )
             schema.write_normalization(h5, old_stats, old_splits["train"])
             for key, value in old_provenance.items():
                 h5[schema.PROVENANCE].attrs[key] = value
@@ -353,8 +599,24 @@ def append_samples(
             raise
         del h5.attrs["write_in_progress"]
     schema.validate(destination, check_values=False)
-    logger.info("appended %d samples to %s (now %d)", len(plans), destination, old_count + len(plans))
+    logger.info(
+        "appended %d samples to %s (now %d)\n%s",
+        len(plans),
+        destination,
+        old_count + len(plans),
+        schema.format_family_breakdown(provenance["families"]),
+    )
     return destination
+
+
+def check_schema_version(destination: Path, version: int) -> None:
+    """Appending needs a dataset of the current schema (older ones are read, not extended)."""
+    if version < schema.SCHEMA_VERSION:
+        raise UserError(
+            f"{destination} is a schema-version-{version} dataset (written by an earlier version); --append "
+            f"writes version-{schema.SCHEMA_VERSION} fields (origins, families, positions, start times). Re-create "
+            "the dataset from its inputs with this version, then append."
+        )
 
 
 def _plans_labelled(config: Any) -> bool:

@@ -8,8 +8,16 @@ atomic-write guarantees as ``ingest``. Files are streamed one at a time through 
 (only the current file is mapped), so memory is bounded by one block of samples.
 
 Pairing: ``.../dataN.npy`` goes with ``.../modelN.npy`` in the same folder, or ``.../model/modelN.npy`` when
-the seismic lives in ``.../data/`` (OpenFWI's CurveVel/FlatFault layouts). Sample ids are 1-based global
-row numbers over the data files in natural name order (``data2`` before ``data10``).
+the seismic lives in ``.../data/`` (OpenFWI's CurveVel/FlatFault layouts). Data files are read in natural
+name order (``data2`` before ``data10``); each is one origin of samples, whose ids are its row numbers + 1,
+so several families (or more files of one) can be imported into one dataset, or appended to it.
+
+Family: ``family`` in the configuration, else the first folder above a data file whose name is an OpenFWI
+family (``FlatVel_A`` or ``flatvel-a`` -> ``flatvel-a``), else "unknown". Splits are stratified by family.
+
+Engine settings: OpenFWI's data were not made by this project's engine; each origin records OpenFWI's
+published modelling settings (``openfwi_engine_settings``), as the provenance of synthesized data records
+the engine's.
 
 Command line::
 
@@ -31,7 +39,15 @@ import h5py
 import numpy as np
 
 from data_prep import schema
-from data_prep.dataset_writer import SamplePlan, SourceRecord, SplitConfig, append_samples, write_dataset
+from data_prep.dataset_writer import (
+    OriginRecord,
+    SamplePlan,
+    SourceRecord,
+    SplitConfig,
+    append_samples,
+    check_schema_version,
+    write_dataset,
+)
 from data_prep.edges import EdgeConfig
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.normalization import NormalizationConfig
@@ -49,6 +65,8 @@ class OpenFWIConfig:
             ``dataset_config.json``, which does not give positions, so they are configuration here).
         splits, normalization, edges: as in ``IngestConfig``.
         nonfinite: ``"error"`` refuses NaN/Inf samples, ``"zero"`` replaces them.
+        family: family of every imported sample; None infers it from the folder names (see the module
+            docstring).
         block_bytes, compression, progress: as in ``IngestConfig``.
     """
 
@@ -57,9 +75,70 @@ class OpenFWIConfig:
     normalization: NormalizationConfig = NormalizationConfig()
     edges: EdgeConfig = EdgeConfig()
     nonfinite: Literal["error", "zero"] = "error"
+    family: str | None = None
     block_bytes: int = 64 * 2**20
     compression: Literal["none", "gzip", "lzf"] = "none"
     progress: bool = True
+
+
+#: OpenFWI's 2-D families (folder names such as ``FlatVel_A``, normalised to lower case with hyphens).
+OPENFWI_FAMILIES = (
+    "flatvel-a",
+    "flatvel-b",
+    "curvevel-a",
+    "curvevel-b",
+    "flatfault-a",
+    "flatfault-b",
+    "curvefault-a",
+    "curvefault-b",
+    "style-a",
+    "style-b",
+)
+
+
+def infer_family(data_path: Path) -> str:
+    """The OpenFWI family named by a folder above ``data_path`` (``FlatVel_A`` -> ``flatvel-a``), or "unknown"."""
+    for folder in data_path.parents:
+        name = folder.name.lower().replace("_", "-").replace(" ", "-")
+        if name in OPENFWI_FAMILIES:
+            return name
+    return schema.UNKNOWN_FAMILY
+
+
+def openfwi_engine_settings(geometry: AcquisitionGeometry) -> dict:
+    """OpenFWI's published forward-modelling settings, with the geometry's time axis and positions.
+
+    From the modeller of the OpenFWI authors (``FWIForward``, the PyTorch code of OpenFWI / UPFWI) and
+    OpenFWI's ``dataset_config.json``: a 4th-order-in-space, 2nd-order-in-time acoustic stencil, a damping
+    (sponge) absorbing layer of 120 cells around a velocity model padded by edge replication, no free
+    surface, sources and receivers 10 m deep, a 15 Hz Ricker of ``2 floor(1.1 / (f dt)) + 1`` samples peaking
+    at sample ``floor(1.1 / (f dt))`` (73 ms at 1 ms), injected as ``(v dt)^2 w[n]`` at the source cell, and
+    pressure recorded after each step (OpenFWI's sample ``k`` is the pressure at ``(k + 1) dt``).
+    """
+    peak_frequency_hz = float(geometry.peak_frequency_hz)
+    sample_interval_s = float(geometry.sample_interval_s)
+    peak_sample = int(np.floor(1.1 / (peak_frequency_hz * sample_interval_s) + 1e-9))
+    return {
+        "engine": "OpenFWI's published modeller (FWIForward), not this project's engine",
+        "equation": "2D constant-density acoustic wave equation, pressure",
+        "wavelet": "ricker",
+        "peak_frequency_hz": peak_frequency_hz,
+        "ricker_delay_s": round(peak_sample * sample_interval_s, 12),
+        "amplitude_convention": "openfwi",
+        "source_injection": "(v dt)^2 w[n] added at the source cell",
+        "spatial_order": 4,
+        "time_order": 2,
+        "free_surface": False,
+        "absorbing_boundary": "damping (sponge), quadratic profile, velocity padded by edge replication",
+        "absorbing_width_cells": 120,
+        "time_step_s": sample_interval_s,
+        "sample_interval_s": sample_interval_s,
+        "num_samples": int(geometry.num_samples),
+        "grid_spacing_m": float(geometry.grid_spacing_m),
+        "source_depth_m": [float(depth) for depth in geometry.source_positions_m()[:, 0]],
+        "receiver_depth_m": [float(depth) for depth in geometry.receiver_positions_m()[:, 0]],
+        "recording": "sample k = pressure at (k + 1) * sample_interval_s (recorded after each step)",
+    }
 
 
 def _natural_key(path: Path) -> list:
@@ -114,16 +193,17 @@ class _CurrentFile:
 
 
 def plan_openfwi(
-    sources: Sequence[str | Path], config: OpenFWIConfig, first_sample_id: int = 1, source_offset: int = 0
-) -> tuple[list[SamplePlan], DatasetGeometry, list[SourceRecord]]:
-    """Checks every pair's shapes (headers only) and plans one ``SamplePlan`` per row."""
+    sources: Sequence[str | Path], config: OpenFWIConfig, source_offset: int = 0
+) -> tuple[list[SamplePlan], DatasetGeometry, list[SourceRecord], list[OriginRecord]]:
+    """Checks every pair's shapes (headers only) and plans one ``SamplePlan`` per row; one origin per file."""
     geometry = DatasetGeometry.from_acquisition(config.geometry)
     expected_data = (geometry.num_shots, geometry.num_samples, geometry.num_receivers)
     expected_model = tuple(geometry.grid_shape)
     plans: list[SamplePlan] = []
     records: list[SourceRecord] = []
+    origins: list[OriginRecord] = []
     current = _CurrentFile()
-    sample_id = first_sample_id
+    settings = openfwi_engine_settings(config.geometry)
     for data_path, model_path in find_pairs(sources):
         try:
             data = np.load(data_path, mmap_mode="r")
@@ -150,19 +230,32 @@ def plan_openfwi(
                 model_path, "openfwi_model", model_path.stat().st_size, schema.file_sha256(model_path)
             )
         )
+        family = config.family or infer_family(data_path)
+        origin_index = len(origins)
+        origins.append(
+            OriginRecord(
+                name=f"{data_path.parent.name}/{data_path.name}",
+                kind="openfwi",
+                path=data_path,
+                family=family,
+                grouping="one sample per row of the data file (sample id = row + 1)",
+                engine_settings=settings,
+                details={"velocity_file": str(model_path)},
+            )
+        )
         del data, model
         rows = len(np.load(data_path, mmap_mode="r"))
         for row in range(rows):
 
-            def load(data_path=data_path, model_path=model_path, row=row, sample_id=sample_id):
+            def load(data_path=data_path, model_path=model_path, row=row):
                 seismic, velocity = current.get(data_path, model_path)
                 values = np.array(seismic[row], dtype=np.float32)
                 finite = np.isfinite(values)
                 if not finite.all():
                     if config.nonfinite == "error":
                         raise UserError(
-                            f"{data_path}: row {row} (sample id {sample_id}) holds {int((~finite).sum())} NaN/Inf "
-                            "values. Fix the file or set --set nonfinite=zero."
+                            f"{data_path}: row {row} holds {int((~finite).sum())} NaN/Inf values. Fix the file or "
+                            "set --set nonfinite=zero."
                         )
                     values = np.where(finite, values, np.float32(0))
                 model_values = np.array(velocity[row], dtype=np.float32).reshape(expected_model)
@@ -171,10 +264,16 @@ def plan_openfwi(
                 return values, model_values
 
             plans.append(
-                SamplePlan(sample_id, source_index, geometry.num_shots * geometry.num_receivers, load)
+                SamplePlan(
+                    row + 1,
+                    source_index,
+                    geometry.num_shots * geometry.num_receivers,
+                    load,
+                    origin_index=origin_index,
+                    family=family,
+                )
             )
-            sample_id += 1
-    return plans, geometry, records
+    return plans, geometry, records, origins
 
 
 def import_openfwi(
@@ -189,8 +288,8 @@ def import_openfwi(
     Args:
         sources: ``data*.npy`` files or folders holding them.
         destination: the ``.h5`` dataset.
-        config: geometry, splits, statistics settings.
-        append: add to an existing dataset (sample ids continue after its largest id).
+        config: geometry, family, splits, statistics settings.
+        append: add to an existing dataset (new origins; files it already holds are refused).
         overwrite: replace an existing dataset.
 
     Returns:
@@ -199,18 +298,22 @@ def import_openfwi(
     destination = Path(destination)
     if append:
         summary = schema.validate(destination, check_values=False)
+        check_schema_version(destination, summary.schema_version)
         with h5py.File(destination, "r") as h5:
-            first_id = int(h5[schema.SAMPLE_ID][()].max()) + 1 if summary.num_samples else 1
             num_sources = len(json.loads(h5[schema.PROVENANCE].attrs["sources"]))
-        plans, geometry, records = plan_openfwi(sources, config, first_id, num_sources)
+        plans, geometry, records, origins = plan_openfwi(sources, config, num_sources)
         differences = summary.geometry.differences(geometry)
         if differences:
             raise UserError(f"{destination} has another geometry: " + "; ".join(differences) + ".")
-        return append_samples(destination, plans, records, config, created_by="data_prep.openfwi")
+        return append_samples(
+            destination, plans, records, config, created_by="data_prep.openfwi", origins=origins
+        )
     if destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} already exists: pass --append, --overwrite, or another --out.")
-    plans, geometry, records = plan_openfwi(sources, config)
-    return write_dataset(destination, plans, geometry, True, records, config, created_by="data_prep.openfwi")
+    plans, geometry, records, origins = plan_openfwi(sources, config)
+    return write_dataset(
+        destination, plans, geometry, True, records, config, created_by="data_prep.openfwi", origins=origins
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +336,7 @@ def _main(args: argparse.Namespace) -> int:
     path = import_openfwi(args.sources, args.out, config, append=args.append, overwrite=args.overwrite)
     summary = schema.validate(path, check_values=False)
     print(f"{path}: {summary.num_samples} samples, seismic {summary.seismic_shape}")
+    print("per family:\n" + schema.format_family_breakdown(summary.families))
     return 0
 
 

@@ -9,6 +9,8 @@ difference. Source positions are never changed: a shot cannot be moved by interp
   The result is then cut or zero-padded to the target sample count.
 * Receivers: ``interpolate_receivers`` interpolates linearly between neighbouring receivers along x. It
   refuses to extrapolate: every target receiver must lie within the recorded spread.
+* Start time: ``align_start_times`` shifts traces recorded with a delay (DelayRecordingTime) onto a common
+  time origin by whole samples, zero-filling what was not recorded (``regularization.start_time_s``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 from scipy.signal import resample_poly
 
 
-def resample_ratio(from_interval_s: float, to_interval_s: float, max_denominator: int = 1000) -> tuple[int, int]:
+def resample_ratio(
+    from_interval_s: float, to_interval_s: float, max_denominator: int = 1000
+) -> tuple[int, int]:
     """``(up, down)`` with ``up / down = from_interval_s / to_interval_s`` exactly (within 1e-9)."""
     if not (from_interval_s > 0 and to_interval_s > 0):
         raise ValueError(
@@ -80,7 +84,9 @@ def receiver_interpolation_matrix(from_x_m: np.ndarray, to_x_m: np.ndarray) -> n
     order = np.argsort(from_x_m, kind="stable")
     sorted_x = from_x_m[order]
     if np.any(np.diff(sorted_x) <= 0):
-        raise ValueError(f"Recorded receiver x positions repeat; cannot interpolate. Received: {from_x_m.tolist()}")
+        raise ValueError(
+            f"Recorded receiver x positions repeat; cannot interpolate. Received: {from_x_m.tolist()}"
+        )
     tolerance = 1e-6
     outside = (to_x_m < sorted_x[0] - tolerance) | (to_x_m > sorted_x[-1] + tolerance)
     if outside.any():
@@ -113,3 +119,61 @@ def interpolate_receivers(
     weights = receiver_interpolation_matrix(from_x_m, to_x_m)
     moved = np.moveaxis(np.asarray(gathers, dtype=np.float64), axis, -1)
     return np.moveaxis(moved @ weights.T, -1, axis).astype(np.float32)
+
+
+def start_time_shifts(
+    start_times_s: np.ndarray, target_start_s: float, interval_s: float, origin: str = "the input"
+) -> np.ndarray:
+    """Whole-sample shifts that move traces starting at ``start_times_s`` onto a time axis from ``target_start_s``.
+
+    Returns:
+        int64 array shaped like ``start_times_s``: ``(start - target) / interval``; positive = the trace
+        starts later than the target (zeros go in front of it).
+
+    Raises:
+        ValueError: a shift that is not a whole number of samples (within 1e-6 of a sample).
+    """
+    shifts = (np.asarray(start_times_s, dtype=np.float64) - float(target_start_s)) / float(interval_s)
+    rounded = np.rint(shifts)
+    bad = np.flatnonzero(np.abs(shifts - rounded).ravel() > 1e-6)
+    if bad.size:
+        start = float(np.asarray(start_times_s).ravel()[bad[0]])
+        raise ValueError(
+            f"{origin}: a trace starts at {start * 1e3:g} ms, which is not a whole number of "
+            f"{interval_s * 1e3:g} ms samples from the target start time {target_start_s * 1e3:g} ms. Choose a "
+            "regularization.start_time_s on the same sample grid (or resample the data first)."
+        )
+    return rounded.astype(np.int64)
+
+
+def align_start_times(gathers: np.ndarray, shifts: np.ndarray, time_axis: int = 1) -> np.ndarray:
+    """Shifts each trace of ``(shots, time, receivers)`` gathers by its whole-sample shift, zero-filling.
+
+    Args:
+        gathers: ``(shots, time, receivers)`` float array (``time_axis`` 1).
+        shifts: ``(shots, receivers)`` int: output sample ``k`` is input sample ``k - shift`` (zero where that
+            lies outside the recording), so a positive shift delays the trace and a negative one advances it.
+        time_axis: must be 1 (the layout ``load_shot_sample`` produces).
+
+    Returns:
+        float32 array of the same shape.
+    """
+    if time_axis != 1:
+        raise ValueError(
+            f"align_start_times expects (shots, time, receivers). Received time_axis={time_axis}."
+        )
+    gathers = np.asarray(gathers, dtype=np.float32)
+    shifts = np.asarray(shifts, dtype=np.int64)
+    if not shifts.any():
+        return gathers
+    result = np.zeros_like(gathers)
+    num_samples = gathers.shape[1]
+    for shift in np.unique(shifts):
+        shot, receiver = np.nonzero(shifts == shift)
+        if abs(shift) >= num_samples:
+            continue  # nothing recorded falls inside the target window
+        if shift >= 0:
+            result[shot, shift:, receiver] = gathers[shot, : num_samples - shift, receiver]
+        else:
+            result[shot, : num_samples + shift, receiver] = gathers[shot, -shift:, receiver]
+    return result

@@ -4,12 +4,20 @@ Used by ``data_prep.ingest`` and ``data_prep.openfwi`` when they write a dataset
 stored in the HDF5 file (``splits/train``, ``splits/val``, ``splits/test``) so training, evaluation and the
 normalisation statistics all use the same partition.
 
+Splits are **stratified** by family when the samples' families are given (``groups``): each family is split
+with the fractions on its own, so every family of a mixed dataset (FlatVel-A next to CurveFault-B) is
+represented in train, validation and test in proportion, and a small family is not left out of a split by
+chance. With one family the result equals the unstratified split.
+
 Appending samples to a dataset (``ingest --append``) keeps every existing sample in its split and splits
-only the new samples, with the same fractions and a seed derived from ``(seed, first new index)``. A model
-trained before the append therefore never sees a former validation or test sample in training.
+only the new samples (stratified by their families), with the same fractions and a seed derived from
+``(seed, first new index)``. A model trained before the append therefore never sees a former validation or
+test sample in training.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,24 +60,44 @@ def make_splits(
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     offset: int = 0,
+    groups: Sequence[str] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Random disjoint splits of ``offset .. offset + num_samples - 1``.
+    """Random disjoint splits of ``offset .. offset + num_samples - 1``, stratified by ``groups`` if given.
 
     Args:
         num_samples: how many samples to split.
         fractions: ``(train, val, test)`` fractions summing to 1.
-        seed: random seed; the same ``(seed, offset, num_samples, fractions)`` gives the same splits.
+        seed: random seed; the same ``(seed, offset, num_samples, fractions, groups)`` gives the same splits.
         offset: index of the first sample (non-zero when appending to a dataset).
+        groups: ``(num_samples,)`` group label (family) of each sample; each group is split with
+            ``fractions`` on its own (``split_sizes`` of the group's size), groups in sorted order from one
+            random stream. None (or a single group) gives the unstratified split.
 
     Returns:
         ``{"train": ..., "val": ..., "test": ...}``: sorted int64 index arrays, disjoint, covering the range.
     """
-    sizes = split_sizes(num_samples, fractions)
     rng = np.random.default_rng([int(seed), int(offset)])
-    permutation = rng.permutation(num_samples) + offset
-    bounds = np.cumsum((0, *sizes))
+    if groups is None:
+        members = [np.arange(num_samples)]
+    else:
+        labels = np.asarray(groups).astype(str)
+        if labels.shape != (num_samples,):
+            raise ValueError(
+                f"groups must hold one label per sample ({num_samples}). Received shape {labels.shape}."
+            )
+        members = [np.flatnonzero(labels == label) for label in sorted(set(labels.tolist()))]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLIT_NAMES}
+    for indices in members:
+        sizes = split_sizes(len(indices), fractions)
+        permutation = indices[rng.permutation(len(indices))] + offset
+        bounds = np.cumsum((0, *sizes))
+        for i, name in enumerate(SPLIT_NAMES):
+            parts[name].append(permutation[bounds[i] : bounds[i + 1]])
+    if not members:
+        split_sizes(0, fractions)  # validates the fractions
     return {
-        name: np.sort(permutation[bounds[i] : bounds[i + 1]]).astype(np.int64) for i, name in enumerate(SPLIT_NAMES)
+        name: np.sort(np.concatenate(parts[name]) if parts[name] else np.empty(0)).astype(np.int64)
+        for name in SPLIT_NAMES
     }
 
 
@@ -78,10 +106,14 @@ def extend_splits(
     num_new: int,
     fractions: tuple[float, float, float],
     seed: int,
+    groups: Sequence[str] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Existing splits plus the split of ``num_new`` samples appended after them (see module docstring)."""
+    """Existing splits plus the split of ``num_new`` samples appended after them (see module docstring).
+
+    ``groups``: the new samples' families (stratifies their split), or None.
+    """
     offset = sum(len(existing[name]) for name in SPLIT_NAMES)
-    new = make_splits(num_new, fractions, seed, offset=offset)
+    new = make_splits(num_new, fractions, seed, offset=offset, groups=groups)
     return {name: np.concatenate([np.asarray(existing[name], np.int64), new[name]]) for name in SPLIT_NAMES}
 
 
@@ -101,7 +133,11 @@ def check_splits(splits: dict[str, np.ndarray], num_samples: int) -> list[str]:
             problems.append(f"split {name!r} is not sorted and unique")
         np.add.at(seen, indices, 1)
     if np.any(seen > 1):
-        problems.append(f"{int(np.sum(seen > 1))} sample(s) belong to more than one split (first: {int(np.argmax(seen > 1))})")
+        problems.append(
+            f"{int(np.sum(seen > 1))} sample(s) belong to more than one split (first: {int(np.argmax(seen > 1))})"
+        )
     if np.any(seen == 0):
-        problems.append(f"{int(np.sum(seen == 0))} sample(s) belong to no split (first: {int(np.argmax(seen == 0))})")
+        problems.append(
+            f"{int(np.sum(seen == 0))} sample(s) belong to no split (first: {int(np.argmax(seen == 0))})"
+        )
     return problems

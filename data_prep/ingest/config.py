@@ -15,11 +15,24 @@ from data_prep.normalization import NormalizationConfig
 class GroupingConfig:
     """How traces are grouped into samples (one velocity model each), shots and receivers.
 
+    A sample's identity is its origin (the synthesize folder, or the file) and its id, so files that each
+    number their samples (or shots) from 1 ingest together.
+
     Attributes:
-        sample_key: trace-header field holding the sample (model) id; ``"auto"`` uses UnassignedInt1
-            (byte 233) when it is non-zero in every trace, else ``shots_per_sample``.
-        shots_per_sample: when > 0 and there is no sample key, every this many consecutive shots form a
-            sample.
+        sample_key: how traces are grouped into samples:
+
+            * ``"auto"`` (default): the model id in UnassignedInt1 (byte 233) when the file says it was
+              written by this project (the textual-header signature, ``data_prep.segy_io.header_convention``,
+              or a synthesize ``manifest.json`` that lists it) and the id is non-zero in every trace; else
+              ``shots_per_sample`` when it is set; else the file is refused with the choices below. Bytes
+              233-240 of other files are not trusted: SEG-Y rev 2 keeps a header name there.
+            * ``"shots"``: every ``shots_per_sample`` consecutive shots form a sample (id = first shot number).
+            * ``"file"``: each file is one sample (id 1), whatever its shot numbers.
+            * a trace-header field name (e.g. ``"UnassignedInt1"``, ``"CDP"``): its value is the sample id.
+
+            Which rule was used for each file is logged and recorded in the provenance origins.
+        shots_per_sample: when > 0 and there is no trusted model id, every this many consecutive shots form
+            a sample.
         shot_key: header field numbering the shots (sorted ascending within a sample).
         receiver_key: header field numbering the receivers within a shot (sorted ascending).
     """
@@ -39,12 +52,19 @@ class RegularizationConfig:
         sample_interval_s: target sample interval; None keeps the dataset's (or first input's).
         num_samples: target sample count; None keeps the dataset's (or first input's).
         receiver_x_m: target receiver x positions in metres; None keeps the dataset's (or first input's).
+        start_time_s: when set (e.g. ``0.0``), every trace is shifted onto a time axis that starts this long
+            after the shot, by whole samples of the target interval, zero-filling what was not recorded
+            (a trace recorded from 50 ms gets 50 ms of zeros in front; one recorded from -100 ms loses its
+            first 100 ms) and cutting at the target length. It applies whether or not ``enabled`` is set
+            (it moves nothing but the time origin). None (default) keeps the recorded start time
+            (DelayRecordingTime, byte 109), which must then be the same for every trace of the dataset.
     """
 
     enabled: bool = False
     sample_interval_s: float | None = None
     num_samples: int | None = None
     receiver_x_m: tuple[float, ...] | None = None
+    start_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,11 @@ class IngestConfig:
         sample_interval_us: sample interval to assume when no header gives one (µs).
         grid_spacing_m: velocity grid spacing for ``.npy`` velocity models (SEG-Y velocity files carry it).
         fallback_geometry: positions to assume when the SEG-Y headers carry no coordinates (repair, warned).
+        family: velocity-model family recorded for inputs that do not name one (files outside a synthesize
+            folder); None records "unknown". Synthesize folders record the family of their manifest.
+        max_position_deviation_m: refuse a sample whose shots or receivers lie farther than this from the
+            dataset's nominal positions (metres). None (default) accepts any positions inside the velocity
+            grid: each sample's are stored with it and the largest deviation is logged.
         block_bytes: velocity models and edges are written, and input files closed, every this many bytes of
             samples (the memory bound; seismic itself is streamed one sample at a time).
         compression: HDF5 compression of seismic/velocity ("none" is the fast default; see NOTES).
@@ -79,6 +104,8 @@ class IngestConfig:
     sample_interval_us: float | None = None
     grid_spacing_m: float | None = None
     fallback_geometry: AcquisitionGeometry | None = None
+    family: str | None = None
+    max_position_deviation_m: float | None = None
     block_bytes: int = 64 * 2**20
     compression: Literal["none", "gzip", "lzf"] = "none"
     progress: bool = True
@@ -86,3 +113,7 @@ class IngestConfig:
     def __post_init__(self) -> None:
         if self.block_bytes < 1:
             raise ValueError(f"block_bytes must be positive. Received: {self.block_bytes}")
+        if self.max_position_deviation_m is not None and not self.max_position_deviation_m >= 0:
+            raise ValueError(
+                f"max_position_deviation_m must be >= 0 metres or null. Received: {self.max_position_deviation_m}"
+            )

@@ -1,12 +1,16 @@
 """Grouping a shot file's traces into samples, shots and receivers from its trace headers.
 
 Used by ``data_prep.ingest.plan``: traces may come in any order; they are sorted by sample (velocity model),
-shot and receiver from the header fields named in ``GroupingConfig`` (by default the model id in byte 233
-as synthesize writes it; for field data ``shots_per_sample`` consecutive shots form a sample).
+shot and receiver from the header fields named in ``GroupingConfig``. By default (``sample_key: auto``) the
+model id in byte 233 groups the traces of files this project wrote (textual-header signature or a
+synthesize manifest); other files need ``shots_per_sample`` (consecutive shots form a sample),
+``sample_key: file`` (the file is one sample) or a header field, because bytes 233-240 hold a header name
+in SEG-Y rev 2. Sample ids are the file's own: a sample's identity is (origin, id).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,26 +18,86 @@ import numpy as np
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.header_geometry import geometry_from_headers
 from data_prep.schema import DatasetGeometry
-from data_prep.segy_io import MODEL_ID_FIELD, SegyScan
+from data_prep.segy_io import MODEL_ID_FIELD, SegyScan, header_convention
 from pipeline.cli import UserError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ShotFile:
-    """A scanned shot-gather file, its traces grouped into samples."""
+    """A scanned shot-gather file, its traces grouped into samples.
+
+    ``geometry`` is the file's nominal geometry (its first sample's positions); ``source_positions_m`` /
+    ``receiver_positions_m`` hold every sample's (recorded survey coordinates, metres) and
+    ``start_times_s`` every trace's start time (``(samples, shots, receivers)`` seconds). ``grouping``
+    says in words how the traces were grouped.
+    """
 
     scan: SegyScan
     sample_ids: np.ndarray  # (samples,)
     trace_indices: np.ndarray  # (samples, shots, receivers) file trace indices
     geometry: DatasetGeometry
+    source_positions_m: np.ndarray | None = None  # (samples, shots, 2) (depth_m, x_m)
+    receiver_positions_m: np.ndarray | None = None  # (samples, receivers, 2)
+    start_times_s: np.ndarray | None = None  # (samples, shots, receivers)
+    grouping: str = ""
 
 
-def group_shot_file(scan: SegyScan, config: IngestConfig) -> ShotFile:
+def choose_sample_key(scan: SegyScan, config: IngestConfig, listed_by_manifest: bool) -> tuple[str, str]:
+    """How to group a file's traces into samples: ``(key, description)``; see ``GroupingConfig.sample_key``.
+
+    ``key`` is a header field, ``"shots"`` or ``"file"``; ``description`` says which rule was used and why
+    (logged and recorded in the provenance).
+    """
+    grouping = config.grouping
+    if grouping.sample_key == "shots":
+        return "shots", f"every {grouping.shots_per_sample} consecutive shots (grouping.shots_per_sample)"
+    if grouping.sample_key == "file":
+        return "file", "one sample per file (grouping.sample_key=file)"
+    if grouping.sample_key != "auto":
+        return grouping.sample_key, f"header field {grouping.sample_key} (grouping.sample_key)"
+    convention = header_convention(scan.textual_header)
+    trusted = listed_by_manifest or convention is not None
+    model_ids = scan.headers[MODEL_ID_FIELD]
+    if trusted and np.all(model_ids != 0):
+        why = (
+            "listed by a synthesize manifest" if listed_by_manifest else "seisinvert textual-header signature"
+        )
+        return MODEL_ID_FIELD, f"model id in byte 233 ({why})"
+    if grouping.shots_per_sample > 0:
+        return "shots", f"every {grouping.shots_per_sample} consecutive shots (grouping.shots_per_sample)"
+    if trusted:
+        reason = (
+            "the file says it was written by seisinvert but its model id (byte 233, UnassignedInt1) is 0 in "
+            f"{int(np.sum(model_ids == 0))} trace(s)"
+        )
+    elif np.any(model_ids != 0):
+        reason = (
+            "bytes 233-240 are not zero, but the textual header does not say the file was written by seisinvert, "
+            "so they are not taken for a model id (SEG-Y rev 2 keeps a trace-header name there)"
+        )
+    else:
+        reason = "the traces carry no model id (byte 233, UnassignedInt1, is 0)"
+    raise UserError(
+        f"{scan.path}: {reason}, so ingest cannot tell which shots belong to one velocity model. Set "
+        "--set grouping.shots_per_sample=N (N consecutive shots per sample), --set grouping.sample_key=file "
+        "(one sample per file) or --set grouping.sample_key=<header field> (e.g. UnassignedInt1 to use byte "
+        "233 anyway)."
+    )
+
+
+def group_shot_file(scan: SegyScan, config: IngestConfig, listed_by_manifest: bool = False) -> ShotFile:
     """Sorts a shot file's traces into ``(samples, shots, receivers)`` and reads its geometry from headers.
+
+    Args:
+        scan: the file's headers.
+        config: grouping keys and geometry fallbacks.
+        listed_by_manifest: the file is listed by a synthesize ``manifest.json`` (its model id is trusted).
 
     Raises:
         UserError: no way to group traces into samples, duplicate traces, inconsistent trace counts
-            between shots, or positions that differ between the shots or samples of the file.
+            between shots, or positions that differ between the shots of a sample.
     """
     headers = scan.headers
     grouping = config.grouping
@@ -44,15 +108,15 @@ def group_shot_file(scan: SegyScan, config: IngestConfig) -> ShotFile:
     shots = headers[grouping.shot_key]
     receivers = headers[grouping.receiver_key]
 
-    sample_key = grouping.sample_key
-    if sample_key == "auto":
-        sample_key = MODEL_ID_FIELD if np.all(headers[MODEL_ID_FIELD] != 0) else "shots"
-    if sample_key == "shots":
+    sample_key, description = choose_sample_key(scan, config, listed_by_manifest)
+    logger.info("%s: samples grouped by %s.", path, description)
+    if sample_key == "file":
+        samples = np.ones(len(shots), dtype=np.int64)
+    elif sample_key == "shots":
         if grouping.shots_per_sample < 1:
             raise UserError(
-                f"{path}: the traces carry no model id (byte 233, UnassignedInt1, is 0), so ingest cannot tell "
-                "which shots belong to one velocity model. Set --set grouping.shots_per_sample=N (N consecutive "
-                "shots per sample) or --set grouping.sample_key=<header field>."
+                f"{path}: grouping.sample_key=shots needs grouping.shots_per_sample=N (N consecutive shots per "
+                "sample)."
             )
         shot_values, shot_rank = np.unique(shots, return_inverse=True)
         if len(shot_values) % grouping.shots_per_sample:
@@ -104,11 +168,20 @@ def group_shot_file(scan: SegyScan, config: IngestConfig) -> ShotFile:
     trace_indices = order.reshape(num_samples, num_shots, num_receivers)
     sample_ids = keys[sample_starts, 0]
 
-    geometry = geometry_from_headers(scan, trace_indices, config)
+    positions = geometry_from_headers(scan, trace_indices, config)
     # Only the keys named in error messages are kept: memory per trace stays ~12 bytes however many
     # files are planned before writing starts.
     scan.headers = {key: scan.headers[key] for key in (grouping.shot_key, grouping.receiver_key)}
-    return ShotFile(scan=scan, sample_ids=sample_ids, trace_indices=trace_indices, geometry=geometry)
+    return ShotFile(
+        scan=scan,
+        sample_ids=sample_ids,
+        trace_indices=trace_indices,
+        geometry=positions.nominal,
+        source_positions_m=positions.source_positions_m,
+        receiver_positions_m=positions.receiver_positions_m,
+        start_times_s=positions.start_times_s,
+        grouping=description,
+    )
 
 
 def grouping_fields(config: IngestConfig) -> list[str]:
@@ -116,5 +189,5 @@ def grouping_fields(config: IngestConfig) -> list[str]:
     return [
         key
         for key in (grouping.sample_key, grouping.shot_key, grouping.receiver_key)
-        if key not in ("auto", "shots")
+        if key not in ("auto", "shots", "file")
     ]

@@ -1,10 +1,13 @@
 """Acquisition geometry from SEG-Y trace headers, and agreement of an input's geometry with the dataset's.
 
-Used by ``data_prep.ingest``: ``geometry_from_headers`` reads source and receiver positions (metres, scaled
-by the header scalars) and the time axis of a grouped shot file, refusing inconsistent headers (or
-assuming ``fallback_geometry`` when there are no coordinates); ``target_geometry`` applies the configured
-regularisation targets, and ``check_geometry`` refuses an input that differs from the target unless
-regularisation can fix it.
+Used by ``data_prep.ingest``: ``geometry_from_headers`` reads each sample's source and receiver positions
+(metres, scaled by the header scalars), every trace's start time (the recording delay) and the time axis of
+a grouped shot file, refusing inconsistent headers (or assuming ``fallback_geometry`` when there are no
+coordinates); ``target_geometry`` applies the configured regularisation targets, and ``check_geometry``
+refuses an input whose time axis, shot or receiver count or grid differs from the target unless
+regularisation can fix it. Positions may differ from sample to sample (samples cut from different places
+of a line, slightly different spreads): each sample keeps its own, checked by the plan against the
+velocity grid.
 """
 
 from __future__ import annotations
@@ -22,12 +25,40 @@ from pipeline.cli import UserError
 logger = logging.getLogger(__name__)
 
 
-def geometry_from_headers(scan: SegyScan, trace_indices: np.ndarray, config: IngestConfig) -> DatasetGeometry:
+@dataclasses.dataclass
+class FilePositions:
+    """What the headers of a grouped shot file say about where and when each sample was recorded.
+
+    Attributes:
+        nominal: the file's geometry with its first sample's positions and first trace's start time.
+        source_positions_m: ``(samples, shots, 2)`` ``(depth_m, x_m)`` as recorded (survey coordinates).
+        receiver_positions_m: ``(samples, receivers, 2)``: one spread per sample, the same for its shots.
+        start_times_s: ``(samples, shots, receivers)`` time after the shot of each trace's first sample.
+    """
+
+    nominal: DatasetGeometry
+    source_positions_m: np.ndarray
+    receiver_positions_m: np.ndarray
+    start_times_s: np.ndarray
+
+
+def geometry_from_headers(scan: SegyScan, trace_indices: np.ndarray, config: IngestConfig) -> FilePositions:
+    """Every sample's positions and every trace's start time from the headers of a grouped shot file.
+
+    Within a sample, the traces of one shot must agree about its position and every shot must use the same
+    receivers (a moving spread within a sample is refused); between samples positions may differ.
+
+    Args:
+        scan: the file's scanned headers.
+        trace_indices: ``(samples, shots, receivers)`` file trace indices (``group_shot_file``).
+        config: ``fallback_geometry`` for files without coordinates.
+    """
     path = scan.path
     source_x, group_x = scan.source_x_m()[trace_indices], scan.group_x_m()[trace_indices]
     source_z, group_z = scan.source_depth_m()[trace_indices], scan.receiver_depth_m()[trace_indices]
+    start_times = scan.start_time_s(trace_indices.ravel()).reshape(trace_indices.shape)
     sample_interval_s = scan.sample_interval * 1e-6
-    num_shots, num_receivers = trace_indices.shape[1:]
+    num_samples_in_file, num_shots, num_receivers = trace_indices.shape
     no_coordinates = not np.any(source_x) and not np.any(group_x)
     if no_coordinates or (num_receivers > 1 and np.all(group_x == group_x[..., :1])):
         fallback = config.fallback_geometry
@@ -44,16 +75,27 @@ def geometry_from_headers(scan: SegyScan, trace_indices: np.ndarray, config: Ing
                 f"the file {num_shots} shots and {num_receivers} receivers per sample."
             )
         logger.warning("%s: no coordinates in the trace headers; assumed fallback_geometry (repair).", path)
-        return dataclasses.replace(
+        nominal = dataclasses.replace(
             DatasetGeometry.from_acquisition(fallback),
             sample_interval_s=sample_interval_s,
             num_samples=scan.num_samples,
             grid_spacing_m=float("nan"),
             grid_shape=(0, 0),
+            start_time_s=float(start_times.flat[0]),
         )
-    # A shot's source sits in one place; the receiver spread is the same for every shot and sample.
-    for label, values, axis in (("source x", source_x, 2), ("source depth", source_z, 2)):
-        spread = np.ptp(values, axis=axis)
+        return FilePositions(
+            nominal=nominal,
+            source_positions_m=np.broadcast_to(
+                nominal.source_positions_m, (num_samples_in_file, num_shots, 2)
+            ).copy(),
+            receiver_positions_m=np.broadcast_to(
+                nominal.receiver_positions_m, (num_samples_in_file, num_receivers, 2)
+            ).copy(),
+            start_times_s=start_times,
+        )
+    # A shot's source sits in one place; a sample's receivers are the same for every shot of the sample.
+    for label, values in (("source x", source_x), ("source depth", source_z)):
+        spread = np.ptp(values, axis=2)
         if np.any(spread > 0.005):
             sample, shot = np.unravel_index(int(np.argmax(spread)), spread.shape)
             raise UserError(
@@ -61,26 +103,28 @@ def geometry_from_headers(scan: SegyScan, trace_indices: np.ndarray, config: Ing
                 f"(spread {spread[sample, shot]:g} m): the headers are inconsistent."
             )
     for label, values in (("receiver x", group_x), ("receiver depth", group_z)):
-        spread = np.ptp(values.reshape(-1, num_receivers), axis=0)
+        spread = np.ptp(values, axis=1)  # (samples, receivers): across the shots of each sample
         if np.any(spread > 0.005):
-            receiver = int(np.argmax(spread))
+            sample, receiver = np.unravel_index(int(np.argmax(spread)), spread.shape)
             raise UserError(
-                f"{path}: receiver {receiver + 1} ({config.grouping.receiver_key} order) has a {label} that changes "
-                f"between shots or samples by {spread[receiver]:g} m. Moving spreads are not supported: every "
-                "shot must use the same receivers (regularise the data before ingesting)."
+                f"{path}: receiver {receiver + 1} ({config.grouping.receiver_key} order) of sample {sample + 1} has "
+                f"a {label} that changes between its shots by {spread[sample, receiver]:g} m. Moving spreads are not "
+                "supported: every shot of a sample must use the same receivers (regularise the data before "
+                "ingesting)."
             )
-    first_source = np.stack([source_z[:, :, 0], source_x[:, :, 0]], axis=-1)  # (samples, shots, 2)
-    spread = np.max(np.ptp(first_source, axis=0)) if len(first_source) > 1 else 0.0
-    if spread > 0.005:
-        raise UserError(
-            f"{path}: the source positions differ between samples (by up to {spread:g} m): every sample of a "
-            "dataset must use the same shots."
-        )
-    return DatasetGeometry(
-        source_positions_m=first_source[0],
-        receiver_positions_m=np.stack([group_z[0, 0], group_x[0, 0]], axis=-1),
-        sample_interval_s=sample_interval_s,
-        num_samples=scan.num_samples,
+    sources = np.stack([source_z[:, :, 0], source_x[:, :, 0]], axis=-1)  # (samples, shots, 2)
+    receivers = np.stack([group_z[:, 0], group_x[:, 0]], axis=-1)  # (samples, receivers, 2)
+    return FilePositions(
+        nominal=DatasetGeometry(
+            source_positions_m=sources[0],
+            receiver_positions_m=receivers[0],
+            sample_interval_s=sample_interval_s,
+            num_samples=scan.num_samples,
+            start_time_s=float(start_times.flat[0]),
+        ),
+        source_positions_m=sources,
+        receiver_positions_m=receivers,
+        start_times_s=start_times,
     )
 
 
@@ -106,8 +150,15 @@ def target_geometry(reference: DatasetGeometry, config: IngestConfig) -> Dataset
 def check_geometry(
     target: DatasetGeometry, candidate: DatasetGeometry, origin: str, config: IngestConfig
 ) -> None:
-    """Refuses an input whose geometry differs from the target, unless regularisation can fix it."""
-    differences = target.differences(candidate)
+    """Refuses an input whose time axis, shot or receiver count or grid differs from the target, unless
+    regularisation can fix it.
+
+    Positions are not compared here (each sample keeps its own; the plan checks them against the grid),
+    nor start times (the plan checks them per sample, with ``regularization.start_time_s``).
+    """
+    differences = [
+        text for text in target.differences(candidate, positions=False) if not text.startswith("start time")
+    ]
     if not differences:
         return
     if config.regularization.enabled:

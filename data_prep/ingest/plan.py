@@ -5,6 +5,19 @@
 the velocity models (``data_prep.ingest.velocity``), settles the dataset geometry and checks every input
 against it (``data_prep.ingest.header_geometry``). Nothing is read beyond headers; each plan's ``load``
 reads one sample (``load_shot_sample``) when the writer asks for it.
+
+Origins and identity: a synthesize folder is one origin (its model ids pair its shots with its velocity
+models); every other shot file is an origin of its own. A sample is identified by (origin, sample id), so
+folders that each number their models from 1, and files that each number their shots from 1 (or carry no
+shot numbers), ingest into one dataset. Each origin records its family, how its traces were grouped and
+its forward-modelling settings.
+
+Per-sample geometry: every sample keeps its own shot and receiver positions, in the frame of its velocity
+grid (recorded x minus the x of the grid's first column, which a velocity SEG-Y file gives; 0 otherwise).
+In a labelled dataset every position must lie inside the grid. The dataset's nominal geometry is the first
+synthesize folder's (else the first sample's); positions that differ from it are accepted (and logged)
+unless ``max_position_deviation_m`` says otherwise. Every trace's start time (the recording delay) must be
+the dataset's, unless ``regularization.start_time_s`` aligns them.
 """
 
 from __future__ import annotations
@@ -17,13 +30,25 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_prep.dataset_writer import BackgroundHasher, SamplePlan, SourceRecord
+from data_prep import schema
+from data_prep.dataset_writer import BackgroundHasher, OriginRecord, SamplePlan, SourceRecord
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.grouping import ShotFile, group_shot_file, grouping_fields
 from data_prep.ingest.header_geometry import check_geometry, target_geometry
-from data_prep.ingest.inputs import resolve_sources
-from data_prep.ingest.velocity import VelocityIndex, check_velocity, index_velocity_npy, index_velocity_segy
-from data_prep.regularization import interpolate_receivers, resample_time
+from data_prep.ingest.inputs import ResolvedInputs, resolve_sources
+from data_prep.ingest.velocity import (
+    LOOSE,
+    VelocityIndex,
+    check_velocity,
+    index_velocity_npy,
+    index_velocity_segy,
+)
+from data_prep.regularization import (
+    align_start_times,
+    interpolate_receivers,
+    resample_time,
+    start_time_shifts,
+)
 from data_prep.schema import DatasetGeometry
 from data_prep.segy_io import scan_segy
 from pipeline.cli import UserError
@@ -32,9 +57,24 @@ logger = logging.getLogger(__name__)
 
 
 def load_shot_sample(
-    shot_file: ShotFile, sample: int, target: DatasetGeometry, config: IngestConfig
+    shot_file: ShotFile,
+    sample: int,
+    target: DatasetGeometry,
+    config: IngestConfig,
+    receiver_x_m: np.ndarray | None = None,
+    start_shifts: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Reads one sample as ``(shots, time, receivers)`` float32 on the target geometry."""
+    """Reads one sample as ``(shots, time, receivers)`` float32 on the target geometry.
+
+    Args:
+        shot_file: the grouped file.
+        sample: index of the sample in the file.
+        target: the dataset's geometry (time axis, receivers).
+        config: ``nonfinite`` handling.
+        receiver_x_m: the sample's recorded receiver x in the grid frame, to interpolate from onto the
+            target receivers (regularisation), or None to keep the recorded receivers.
+        start_shifts: ``(shots, receivers)`` whole-sample shifts onto the target start time, or None.
+    """
     indices = shot_file.trace_indices[sample]
     num_shots, num_receivers = indices.shape
     traces = shot_file.scan.read_traces(indices.ravel())
@@ -66,15 +106,22 @@ def load_shot_sample(
         gathers = resample_time(
             gathers, source.sample_interval_s, target.sample_interval_s, target.num_samples, axis=1
         )
-    if (
-        source.num_receivers != target.num_receivers
-        or np.max(np.abs(source.receiver_positions_m - target.receiver_positions_m)) > 0.005
-    ):
-        gathers = interpolate_receivers(
-            gathers, source.receiver_positions_m[:, 1], target.receiver_positions_m[:, 1], axis=2
-        )
+    if start_shifts is not None and np.any(start_shifts):
+        gathers = align_start_times(gathers, start_shifts)
+    if receiver_x_m is not None:
+        gathers = interpolate_receivers(gathers, receiver_x_m, target.receiver_positions_m[:, 1], axis=2)
     # A (possibly transposed) view: the caller copies it into the block buffer once.
     return gathers
+
+
+@dataclasses.dataclass
+class _ShotInput:
+    """A grouped shot file and where it belongs: provenance source, velocity pool and origin."""
+
+    shot_file: ShotFile
+    source_index: int
+    pool: int  # index of its synthesize folder among the input groups, or LOOSE
+    origin_index: int = -1
 
 
 def plan_segy_inputs(
@@ -83,25 +130,28 @@ def plan_segy_inputs(
     reference: DatasetGeometry | None = None,
     source_offset: int = 0,
     hasher: BackgroundHasher | None = None,
-) -> tuple[list[SamplePlan], DatasetGeometry, bool, list[SourceRecord]]:
+) -> tuple[list[SamplePlan], DatasetGeometry, bool, list[SourceRecord], list[OriginRecord]]:
     """Scans every input's headers and plans the samples to write (nothing is read beyond headers).
 
     Args:
         sources: files, directories, globs.
         config: the ingest configuration.
-        reference: the existing dataset's geometry (append), or None to take it from the first input.
+        reference: the existing dataset's geometry (append), or None to settle it from the inputs.
         source_offset: index of the first new provenance source (append).
         hasher: hashes the inputs in the background; without one they are hashed while scanning.
 
     Returns:
-        ``(plans sorted by sample id, dataset geometry, labelled, provenance records)``.
+        ``(plans sorted by origin and sample id, dataset geometry, labelled, provenance records, origins)``;
+        ``SamplePlan.origin_index`` indexes the origins returned.
     """
     resolved = resolve_sources(sources)
     records: list[SourceRecord] = []
-    shot_files: list[tuple[ShotFile, int]] = []
+    shot_inputs: list[_ShotInput] = []
     velocity = VelocityIndex()
     # Each file is grouped right after its scan, so only one file's full header columns exist at a time.
     for path, role in tqdm(resolved.segy, desc="scanning headers", unit="file", disable=not config.progress):
+        group = resolved.group_of.get(path)
+        pool = LOOSE if group is None else group
         scan = scan_segy(
             path,
             extra_fields=grouping_fields(config),
@@ -122,37 +172,86 @@ def plan_segy_inputs(
         )
         if is_velocity:
             if config.require_velocity:
-                index_velocity_segy(scan, velocity)
+                index_velocity_segy(scan, velocity, pool)
         else:
-            shot_files.append((group_shot_file(scan, config), source_offset + len(records) - 1))
-    if not shot_files:
+            shot_file = group_shot_file(scan, config, listed_by_manifest=group is not None)
+            shot_inputs.append(_ShotInput(shot_file, source_offset + len(records) - 1, pool))
+    if not shot_inputs:
         raise UserError("The inputs hold velocity models but no shot gathers: add the shot SEG-Y files.")
     if config.require_velocity and resolved.npy:
         records += index_velocity_npy(resolved.npy, velocity, config, hasher)
     elif resolved.npy:
         logger.warning("require_velocity=false: ignoring %d .npy input(s).", len(resolved.npy))
 
-    # The dataset geometry: the existing dataset's, else the first input's (with the velocity grid).
-    first = shot_files[0][0].geometry
-    if reference is None:
-        grid_spacing = velocity.grid_spacing_m if velocity.grid_spacing_m is not None else float("nan")
-        reference = dataclasses.replace(
-            first,
-            grid_shape=velocity.grid_shape if (config.require_velocity and velocity.grid_shape) else (0, 0),
-            grid_spacing_m=grid_spacing if config.require_velocity else float("nan"),
+    origins = _origins(shot_inputs, resolved, config)
+    labelled = config.require_velocity
+    target = _dataset_geometry(shot_inputs, resolved, velocity, reference, config)
+    for entry in shot_inputs:
+        shot_file = entry.shot_file
+        if entry.pool != LOOSE:
+            _check_against_manifest(shot_file, resolved, entry.pool)
+        candidate = dataclasses.replace(
+            shot_file.geometry, grid_shape=target.grid_shape, grid_spacing_m=target.grid_spacing_m
         )
-        if resolved.manifest_geometry is not None:
-            # A synthesize folder: headers and manifest must agree.
-            differences = resolved.manifest_geometry.differences(reference)
-            if differences:
-                raise UserError(
-                    "The SEG-Y headers disagree with manifest.json: "
-                    + "; ".join(differences)
-                    + ". The folder was modified after synthesize wrote it; regenerate it."
+        check_geometry(target, candidate, str(shot_file.scan.path), config)
+
+    plans = _plan_samples(shot_inputs, origins, velocity, target, config)
+    _log_positions(plans, target, len(origins))
+    return plans, target, labelled, records, origins
+
+
+def _origins(
+    shot_inputs: list[_ShotInput], resolved: ResolvedInputs, config: IngestConfig
+) -> list[OriginRecord]:
+    """One origin per synthesize folder and per other shot file, in input order; sets each input's index."""
+    origins: list[OriginRecord] = []
+    folder_origin: dict[int, int] = {}
+    for entry in shot_inputs:
+        if entry.pool != LOOSE:
+            if entry.pool not in folder_origin:
+                group = resolved.groups[entry.pool]
+                folder_origin[entry.pool] = len(origins)
+                origins.append(
+                    OriginRecord(
+                        name=group.directory.name,
+                        kind="synthesize",
+                        path=group.directory,
+                        family=group.family or config.family or schema.UNKNOWN_FAMILY,
+                        grouping=entry.shot_file.grouping,
+                        engine_settings=group.engine_settings(),
+                        models=group.models(),
+                        details={
+                            key: group.manifest[key]
+                            for key in ("seed", "count", "package_version")
+                            if key in group.manifest
+                        },
+                    )
                 )
-        target = target_geometry(reference, config)
-    else:
-        target = reference
+            entry.origin_index = folder_origin[entry.pool]
+        else:
+            entry.origin_index = len(origins)
+            origins.append(
+                OriginRecord(
+                    name=entry.shot_file.scan.path.name,
+                    kind="segy",
+                    path=entry.shot_file.scan.path,
+                    family=config.family or schema.UNKNOWN_FAMILY,
+                    grouping=entry.shot_file.grouping,
+                )
+            )
+    return origins
+
+
+def _dataset_geometry(
+    shot_inputs: list[_ShotInput],
+    resolved: ResolvedInputs,
+    velocity: VelocityIndex,
+    reference: DatasetGeometry | None,
+    config: IngestConfig,
+) -> DatasetGeometry:
+    """The dataset's geometry: the existing dataset's (append), else the first folder's or first sample's."""
+    alignment = config.regularization.start_time_s
+    if reference is not None:
         if (
             config.require_velocity
             and velocity.grid_shape
@@ -162,45 +261,175 @@ def plan_segy_inputs(
                 f"The new velocity models are {velocity.grid_shape} (depth, x) cells, the dataset's "
                 f"{tuple(reference.grid_shape)}."
             )
+        if alignment is not None and abs(alignment - reference.start_time_s) > 1e-9:
+            raise UserError(
+                f"regularization.start_time_s={alignment:g} s, but the dataset's time axis starts at "
+                f"{reference.start_time_s:g} s: appended samples are aligned to the dataset's. Set "
+                f"regularization.start_time_s={reference.start_time_s:g} (or leave it unset)."
+            )
+        target = reference
+    else:
+        first = shot_inputs[0]
+        nominal = resolved.manifest_geometry
+        if nominal is None:
+            # The first sample's positions in its grid's frame.
+            x_origin = velocity.x_origin_m.get((first.pool, int(first.shot_file.sample_ids[0])), 0.0)
+            shift = np.array([0.0, x_origin if config.require_velocity else 0.0])
+            nominal = dataclasses.replace(
+                first.shot_file.geometry,
+                source_positions_m=first.shot_file.source_positions_m[0] - shift,
+                receiver_positions_m=first.shot_file.receiver_positions_m[0] - shift,
+            )
+        grid_spacing = velocity.grid_spacing_m if velocity.grid_spacing_m is not None else float("nan")
+        reference = dataclasses.replace(
+            nominal,
+            sample_interval_s=first.shot_file.geometry.sample_interval_s,
+            num_samples=first.shot_file.geometry.num_samples,
+            grid_shape=velocity.grid_shape if (config.require_velocity and velocity.grid_shape) else (0, 0),
+            grid_spacing_m=grid_spacing if config.require_velocity else float("nan"),
+            start_time_s=float(first.shot_file.start_times_s.flat[0])
+            if alignment is None
+            else float(alignment),
+        )
+        target = target_geometry(reference, config)
     if config.require_velocity and not np.isfinite(target.grid_spacing_m):
         raise UserError(
             "The velocity models' grid spacing is unknown (.npy files do not carry it): set --set grid_spacing_m=<m>."
         )
-    for shot_file, _ in shot_files:
-        candidate = dataclasses.replace(
-            shot_file.geometry, grid_shape=target.grid_shape, grid_spacing_m=target.grid_spacing_m
-        )
-        check_geometry(target, candidate, str(shot_file.scan.path), config)
+    return target
 
+
+def _check_against_manifest(shot_file: ShotFile, resolved: ResolvedInputs, pool: int) -> None:
+    """A synthesize folder's headers must say what its manifest says (positions and time axis)."""
+    group = resolved.groups[pool]
+    if group.geometry is None:
+        return
+    recorded = dataclasses.replace(group.geometry, start_time_s=shot_file.geometry.start_time_s)
+    differences = []
+    for sample, sample_id in enumerate(shot_file.sample_ids):
+        candidate = dataclasses.replace(
+            shot_file.geometry,
+            source_positions_m=shot_file.source_positions_m[sample],
+            receiver_positions_m=shot_file.receiver_positions_m[sample],
+            grid_shape=group.geometry.grid_shape,
+            grid_spacing_m=group.geometry.grid_spacing_m,
+        )
+        differences = recorded.differences(candidate)
+        if differences:
+            differences = [f"model {int(sample_id)}: {text}" for text in differences]
+            break
+    if differences:
+        raise UserError(
+            f"The SEG-Y headers of {shot_file.scan.path} disagree with {group.directory / 'manifest.json'}: "
+            + "; ".join(differences)
+            + ". The folder was modified after synthesize wrote it; regenerate it."
+        )
+
+
+def _plan_samples(
+    shot_inputs: list[_ShotInput],
+    origins: list[OriginRecord],
+    velocity: VelocityIndex,
+    target: DatasetGeometry,
+    config: IngestConfig,
+) -> list[SamplePlan]:
+    """One ``SamplePlan`` per sample: identity, velocity pairing, positions in the grid, start-time alignment."""
+    labelled = config.require_velocity
+    align = config.regularization.start_time_s is not None
     plans: list[SamplePlan] = []
-    seen: dict[int, str] = {}
+    seen: dict[tuple[int, int], str] = {}
+    loose_ids: dict[int, str] = {}  # labelled loose files are paired with velocity models by id
     missing: list[tuple[int, Path]] = []
-    for shot_file, source_index in shot_files:
+    for entry in shot_inputs:
+        shot_file, origin = entry.shot_file, origins[entry.origin_index]
+        path = shot_file.scan.path
         for sample, sample_id in enumerate(shot_file.sample_ids):
             sample_id = int(sample_id)
-            if sample_id in seen:
+            identity = (entry.origin_index, sample_id)
+            if identity in seen:
                 raise UserError(
-                    f"Sample (model id) {sample_id} appears in {seen[sample_id]} and in {shot_file.scan.path}: "
-                    "duplicate shots. Remove one of the inputs."
+                    f"{origin.path}: sample (model id) {sample_id} appears twice, in {seen[identity]} and in {path}: "
+                    "the folder holds two versions of one model. Regenerate it with synthesize."
                 )
-            seen[sample_id] = str(shot_file.scan.path)
-            velocity_loader = velocity.lookup.get(sample_id) if config.require_velocity else None
-            if config.require_velocity and velocity_loader is None:
-                missing.append((sample_id, shot_file.scan.path))
+            seen[identity] = str(path)
+            if labelled and entry.pool == LOOSE:
+                if sample_id in loose_ids and loose_ids[sample_id] != str(path):
+                    raise UserError(
+                        f"Sample id {sample_id} appears in {loose_ids[sample_id]} and in {path} (each file numbers its "
+                        "samples on its own), so velocity models given as separate files cannot be paired with them "
+                        "by id. Ingest each file with its velocity models on its own (then --append the next), put "
+                        "each survey in a synthesize folder, or set --set require_velocity=false."
+                    )
+                loose_ids[sample_id] = str(path)
+            key = (entry.pool, sample_id)
+            velocity_loader = velocity.lookup.get(key) if labelled else None
+            if labelled and velocity_loader is None:
+                missing.append((sample_id, path))
                 continue
+            x_origin = velocity.x_origin_m.get(key, 0.0) if labelled else 0.0
+            shift = np.array([0.0, x_origin])
+            sources = shot_file.source_positions_m[sample] - shift
+            receivers = shot_file.receiver_positions_m[sample] - shift
+            receiver_x = None
+            if config.regularization.enabled and (
+                len(receivers) != target.num_receivers
+                or np.max(np.abs(receivers - target.receiver_positions_m)) > schema.POSITION_TOLERANCE_M
+            ):
+                receiver_x, receivers = (
+                    receivers[:, 1],
+                    np.array(target.receiver_positions_m, dtype=np.float64),
+                )
+            where = f"{path}: sample {sample_id}"
+            if labelled:
+                outside = schema.describe_outside_grid(sources, receivers, target)
+                if outside:
+                    raise UserError(
+                        f"{where}: {outside}. Check the coordinates and their scalar (bytes 73, 81, 71) and the "
+                        "velocity model's extent; shots and receivers outside the model cannot be simulated or "
+                        "learnt from."
+                    )
+            if config.max_position_deviation_m is not None and len(receivers) == target.num_receivers:
+                deviation = _deviation_m(sources, receivers, target)
+                if deviation > config.max_position_deviation_m:
+                    raise UserError(
+                        f"{where}: its shots or receivers lie up to {deviation:g} m from the dataset's nominal "
+                        f"positions, more than max_position_deviation_m={config.max_position_deviation_m:g}. Ingest "
+                        "it into another dataset, or raise the limit."
+                    )
+            starts = shot_file.start_times_s[sample]
+            shifts = None
+            if align:
+                shifts = start_time_shifts(starts, target.start_time_s, target.sample_interval_s, where)
+            elif np.any(np.abs(starts - target.start_time_s) > 1e-9):
+                low, high = float(starts.min()), float(starts.max())
+                recorded = (
+                    f"{low * 1e3:g} ms" if high - low <= 1e-9 else f"{low * 1e3:g} to {high * 1e3:g} ms"
+                )
+                raise UserError(
+                    f"{where}: its traces start {recorded} after the shot (DelayRecordingTime, byte 109), the "
+                    f"dataset's time axis at {target.start_time_s * 1e3:g} ms: samples with different recording "
+                    "delays cannot share one time axis. Align them with --set regularization.start_time_s=0 (shifts "
+                    "each trace by whole samples, zero-filling what was not recorded), or ingest them into "
+                    "separate datasets."
+                )
 
             def load(
-                shot_file=shot_file, sample=sample, sample_id=sample_id, velocity_loader=velocity_loader
+                shot_file=shot_file,
+                sample=sample,
+                key=key,
+                receiver_x=receiver_x,
+                shifts=shifts,
+                velocity_loader=velocity_loader,
             ):
-                seismic = load_shot_sample(shot_file, sample, target, config)
+                seismic = load_shot_sample(shot_file, sample, target, config, receiver_x, shifts)
                 model = None
                 if velocity_loader is not None:
                     model = check_velocity(
-                        np.asarray(velocity_loader(), dtype=np.float32), sample_id, velocity.origin[sample_id]
+                        np.asarray(velocity_loader(), dtype=np.float32), key[1], velocity.origin[key]
                     )
                 return seismic, model
 
-            velocity_scan = velocity.scans.get(sample_id) if velocity_loader is not None else None
+            velocity_scan = velocity.scans.get(key) if velocity_loader is not None else None
 
             def release(shot_scan=shot_file.scan, velocity_scan=velocity_scan):
                 shot_scan.close()
@@ -208,7 +437,19 @@ def plan_segy_inputs(
                     velocity_scan.close()
 
             plans.append(
-                SamplePlan(sample_id, source_index, int(shot_file.trace_indices[sample].size), load, release)
+                SamplePlan(
+                    sample_id,
+                    entry.source_index,
+                    int(shot_file.trace_indices[sample].size),
+                    load,
+                    release,
+                    origin_index=entry.origin_index,
+                    family=origin.family,
+                    source_positions_m=sources,
+                    receiver_positions_m=receivers,
+                    x_origin_m=x_origin,
+                    start_time_s=target.start_time_s,
+                )
             )
     if missing:
         sample_id, path = missing[0]
@@ -217,5 +458,45 @@ def plan_segy_inputs(
             f"({len(missing)} sample(s) without one). Add the matching velocity file, or set "
             "--set require_velocity=false for an unlabelled (inference) dataset."
         )
-    plans.sort(key=lambda plan: plan.sample_id)
-    return plans, target, config.require_velocity, records
+    plans.sort(key=lambda plan: (plan.origin_index, plan.sample_id))
+    return plans
+
+
+def _deviation_m(sources: np.ndarray, receivers: np.ndarray, target: DatasetGeometry) -> float:
+    """Largest distance (metres) of a shot or receiver from its nominal position."""
+    return float(
+        max(
+            np.max(np.hypot(*(sources - target.source_positions_m).T), initial=0.0),
+            np.max(np.hypot(*(receivers - target.receiver_positions_m).T), initial=0.0),
+        )
+    )
+
+
+def _log_positions(plans: list[SamplePlan], target: DatasetGeometry, num_origins: int) -> None:
+    """Says how far the samples' own positions lie from the nominal geometry (they are stored per sample)."""
+    deviations = np.array(
+        [
+            _deviation_m(plan.source_positions_m, plan.receiver_positions_m, target)
+            if plan.receiver_positions_m is not None
+            and len(plan.receiver_positions_m) == target.num_receivers
+            else 0.0
+            for plan in plans
+        ]
+    )
+    moved = deviations > schema.POSITION_TOLERANCE_M
+    if not moved.any():
+        return
+    half_cell = (
+        target.grid_spacing_m / 2 if np.isfinite(target.grid_spacing_m) else schema.POSITION_TOLERANCE_M
+    )
+    level = logging.WARNING if deviations.max() > half_cell else logging.INFO
+    logger.log(
+        level,
+        "%d of %d samples (from %d origin(s)) have shots or receivers away from the nominal geometry, by up to "
+        "%g m; each sample's positions are stored with it (sample_source_positions_m, "
+        "sample_receiver_positions_m). Set max_position_deviation_m to refuse such samples.",
+        int(moved.sum()),
+        len(plans),
+        num_origins,
+        float(deviations.max()),
+    )

@@ -17,7 +17,7 @@ import h5py
 
 from data_prep import schema
 from data_prep.atomic import check_writable_destination
-from data_prep.dataset_writer import BackgroundHasher, append_samples, write_dataset
+from data_prep.dataset_writer import BackgroundHasher, append_samples, check_schema_version, write_dataset
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.plan import plan_segy_inputs
 from data_prep.splits import SPLIT_NAMES
@@ -56,12 +56,14 @@ def ingest(
             num_sources = (
                 len(json.loads(h5[schema.PROVENANCE].attrs["sources"])) if schema.PROVENANCE in h5 else 0
             )
-        schema.validate(destination, check_values=False)
+        check_schema_version(destination, schema.validate(destination, check_values=False).schema_version)
         with BackgroundHasher() as hasher:
-            plans, geometry, labelled, records = plan_segy_inputs(
+            plans, geometry, labelled, records, origins = plan_segy_inputs(
                 sources, config, reference, num_sources, hasher
             )
-            return append_samples(destination, plans, records, config, created_by="data_prep.ingest")
+            return append_samples(
+                destination, plans, records, config, created_by="data_prep.ingest", origins=origins
+            )
     if destination.is_file() and not overwrite:
         raise FileExistsError(
             f"{destination} already exists: pass --append to add samples to it, --overwrite to replace it, or "
@@ -69,9 +71,9 @@ def ingest(
         )
     check_writable_destination(destination, overwrite=overwrite)
     with BackgroundHasher() as hasher:
-        plans, geometry, labelled, records = plan_segy_inputs(sources, config, hasher=hasher)
+        plans, geometry, labelled, records, origins = plan_segy_inputs(sources, config, hasher=hasher)
         return write_dataset(
-            destination, plans, geometry, labelled, records, config, created_by="data_prep.ingest"
+            destination, plans, geometry, labelled, records, config, "data_prep.ingest", origins
         )
 
 
@@ -135,6 +137,7 @@ def _main(args: argparse.Namespace) -> int:
         f"{path}: {summary.num_samples} samples, seismic {summary.seismic_shape}, splits "
         + ", ".join(f"{name} {summary.split_sizes[name]}" for name in SPLIT_NAMES)
     )
+    print("per family:\n" + schema.format_family_breakdown(summary.families))
     return 0
 
 

@@ -3,7 +3,10 @@
 Velocity models come from SEG-Y files written by ``data_prep.segy_io.write_velocity_models`` (paired with
 the shots by model id) or from ``.npy`` arrays ``(models, depth, x)`` / ``(models, 1, depth, x)`` whose
 row ``k`` (files concatenated in name order) is model id ``k + 1``. Nothing is read here beyond headers and
-array shapes: ``VelocityIndex`` maps each model id to a loader.
+array shapes: ``VelocityIndex`` maps each ``(pool, model id)`` to a loader, where the pool is the
+synthesize folder (its index among the input groups) or ``LOOSE`` for files outside any folder, so every
+folder may number its models from 1. A velocity SEG-Y file also gives the survey x of its grid's first
+column (the x coordinate of the model's first trace), which places the shots and receivers in the grid.
 """
 
 from __future__ import annotations
@@ -17,28 +20,35 @@ import numpy as np
 from data_prep import schema
 from data_prep.dataset_writer import BackgroundHasher, SourceRecord
 from data_prep.ingest.config import IngestConfig
-from data_prep.segy_io import MODEL_ID_FIELD, SegyScan
+from data_prep.segy_io import MODEL_ID_FIELD, SegyScan, header_convention
 from pipeline.cli import UserError
+
+#: The pool of velocity models given outside any synthesize folder (loose files, ``.npy`` arrays).
+LOOSE = -1
+
+#: ``(pool, model id)``: a synthesize folder's index among the input groups (or ``LOOSE``) and the id.
+VelocityKey = tuple[int, int]
 
 
 @dataclass
 class VelocityIndex:
-    """Where each model id's velocity model lives."""
+    """Where each ``(pool, model id)``'s velocity model lives, and the survey x of its grid origin."""
 
-    lookup: dict[int, Callable[[], np.ndarray]] = field(default_factory=dict)
-    origin: dict[int, str] = field(default_factory=dict)
-    scans: dict[int, SegyScan] = field(default_factory=dict)  # SEG-Y velocity files, to close after reading
+    lookup: dict[VelocityKey, Callable[[], np.ndarray]] = field(default_factory=dict)
+    origin: dict[VelocityKey, str] = field(default_factory=dict)
+    scans: dict[VelocityKey, SegyScan] = field(default_factory=dict)  # SEG-Y files, to close after reading
+    x_origin_m: dict[VelocityKey, float] = field(default_factory=dict)
     grid_shape: tuple[int, int] | None = None
     grid_spacing_m: float | None = None
 
-    def add(self, model_id: int, loader: Callable[[], np.ndarray], origin: str) -> None:
-        if model_id in self.lookup:
+    def add(self, key: VelocityKey, loader: Callable[[], np.ndarray], origin: str) -> None:
+        if key in self.lookup:
             raise UserError(
-                f"Velocity model id {model_id} appears twice: in {self.origin[model_id]} and in {origin}. "
-                "Remove the duplicate input."
+                f"Velocity model id {key[1]} appears twice: in {self.origin[key]} and in {origin}. Both would "
+                "pair with the same shots: remove one of the inputs (or put each survey in its own folder)."
             )
-        self.lookup[model_id] = loader
-        self.origin[model_id] = origin
+        self.lookup[key] = loader
+        self.origin[key] = origin
 
     def set_grid(self, shape: tuple[int, int], spacing_m: float | None, origin: str) -> None:
         if self.grid_shape is not None and tuple(shape) != self.grid_shape:
@@ -59,10 +69,20 @@ class VelocityIndex:
             self.grid_spacing_m = spacing_m
 
 
-def index_velocity_segy(scan: SegyScan, index: VelocityIndex) -> None:
-    """Adds a velocity-model SEG-Y file (``write_velocity_models`` layout) to ``index``."""
+def index_velocity_segy(scan: SegyScan, index: VelocityIndex, pool: int = LOOSE) -> None:
+    """Adds a velocity-model SEG-Y file (``write_velocity_models`` layout) to ``index`` in ``pool``.
+
+    The model id is byte 233 in files that carry this project's signature (or listed by a manifest, whose
+    pool is its folder) when it is set in every trace, else FieldRecord (byte 9), which
+    ``write_velocity_models`` also sets to the model id.
+    """
     headers = scan.headers
-    model_ids = headers[MODEL_ID_FIELD] if np.all(headers[MODEL_ID_FIELD] != 0) else headers["FieldRecord"]
+    trusted = pool != LOOSE or header_convention(scan.textual_header) is not None
+    model_ids = (
+        headers[MODEL_ID_FIELD]
+        if trusted and np.all(headers[MODEL_ID_FIELD] != 0)
+        else headers["FieldRecord"]
+    )
     x_index = headers["TraceNumber"]
     order = np.lexsort((x_index, model_ids))
     ids, starts, counts = np.unique(model_ids[order], return_index=True, return_counts=True)
@@ -74,10 +94,15 @@ def index_velocity_segy(scan: SegyScan, index: VelocityIndex) -> None:
     spacing_m = scan.sample_interval / 1000.0  # depth spacing is stored in millimetres
     index.set_grid((scan.num_samples, int(counts[0])), spacing_m, str(scan.path))
     per_model = order.reshape(len(ids), int(counts[0]))
+    # The x of each model's first trace (x index 1): where its grid starts along the survey line.
+    x_m = scan.coordinates_m("SourceX") if np.any(headers["SourceX"]) else scan.coordinates_m("CDP_X")
+    first_x = x_m[per_model[:, 0]]
     scan.headers = {}  # the loaders need only the trace indices
-    for model_id, traces in zip(ids, per_model, strict=True):
-        index.add(int(model_id), lambda traces=traces: scan.read_traces(traces).T, str(scan.path))
-        index.scans[int(model_id)] = scan
+    for model_id, traces, x_origin in zip(ids, per_model, first_x, strict=True):
+        key = (pool, int(model_id))
+        index.add(key, lambda traces=traces: scan.read_traces(traces).T, str(scan.path))
+        index.scans[key] = scan
+        index.x_origin_m[key] = float(x_origin)
 
 
 def index_velocity_npy(
@@ -101,7 +126,9 @@ def index_velocity_npy(
         index.set_grid(array.shape[1:], config.grid_spacing_m, str(path))
         for k in range(len(array)):
             index.add(
-                row + 1, lambda array=array, k=k: np.asarray(array[k], dtype=np.float32), f"{path} row {k}"
+                (LOOSE, row + 1),
+                lambda array=array, k=k: np.asarray(array[k], dtype=np.float32),
+                f"{path} row {k}",
             )
             row += 1
         digest = hasher.submit(path) if hasher else schema.file_sha256(path)

@@ -294,8 +294,15 @@ def test_receivers_interpolated_onto_target_spread_without_extrapolation(tmp_pat
     outside = dataclasses.replace(
         QUIET, regularization=RegularizationConfig(enabled=True, receiver_x_m=(0.0, 120.0))
     )
-    with pytest.raises(ValueError, match=r"outside the recorded spread \[0, 90\] m"):
+    # Labelled: the target receiver at 120 m is outside the 10-cell (0-90 m) velocity grid.
+    with pytest.raises(
+        schema.UserError, match=r"receiver 2 at \(depth, x\) = \(0, 120\) m lies outside the velocity"
+    ):
         ingest([tmp_path / "in"], tmp_path / "e.h5", outside)
+    # Unlabelled (no grid): interpolation itself refuses to extrapolate.
+    unlabelled = dataclasses.replace(outside, require_velocity=False)
+    with pytest.raises(ValueError, match=r"outside the recorded spread \[0, 90\] m"):
+        ingest([tmp_path / "in" / "shots.segy"], tmp_path / "e.h5", unlabelled)
     assert not (tmp_path / "e.h5").exists()
 
 

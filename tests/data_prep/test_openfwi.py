@@ -15,20 +15,41 @@ QUIET = OpenFWIConfig(progress=False)
 
 def test_openfwi_round_trip_exact(tmp_path):
     # Two files of 2 samples each, OpenFWI's per-sample shapes (5, 1000, 70) and (1, 70, 70).
-    first = write_openfwi_pair(tmp_path / "flatvel", 1, 2, seed=0)
-    second = write_openfwi_pair(tmp_path / "flatvel", 10, 2, seed=1)  # natural order: data1, data10
-    path = import_openfwi([tmp_path / "flatvel"], tmp_path / "openfwi.h5", QUIET)
+    first = write_openfwi_pair(tmp_path / "FlatVel_A", 1, 2, seed=0)
+    second = write_openfwi_pair(tmp_path / "FlatVel_A", 10, 2, seed=1)  # natural order: data1, data10
+    path = import_openfwi([tmp_path / "FlatVel_A"], tmp_path / "openfwi.h5", QUIET)
     summary = schema.validate(path)
     assert summary.seismic_shape == (4, 5, 1000, 70) and summary.velocity_shape == (4, 70, 70)
     with h5py.File(path, "r") as h5:
         assert np.array_equal(h5["seismic"][()], np.concatenate([first[0], second[0]]))
         assert np.array_equal(h5["velocity"][()], np.concatenate([first[1], second[1]])[:, 0])
-        assert np.array_equal(h5["sample_id"][()], [1, 2, 3, 4])
+        # Identity (origin = data file, id = row + 1).
+        assert np.array_equal(h5["sample_id"][()], [1, 2, 1, 2])
+        assert np.array_equal(schema.read_sample_origins(h5), [0, 0, 1, 1])
+        assert schema.read_sample_families(h5).tolist() == ["flatvel-a"] * 4, (
+            "family from the folder FlatVel_A"
+        )
         assert h5["seismic"].chunks == (1, 5, 1000, 70)
         provenance = schema.read_provenance(h5)
         geometry = schema.read_geometry(h5)
-    assert [s["name"] for s in provenance["sources"]] == ["data1.npy", "model1.npy", "data10.npy", "model10.npy"]
+        settings = schema.read_engine_settings(h5)
+    assert [s["name"] for s in provenance["sources"]] == [
+        "data1.npy",
+        "model1.npy",
+        "data10.npy",
+        "model10.npy",
+    ]
+    assert [o["name"] for o in provenance["origins"]] == ["FlatVel_A/data1.npy", "FlatVel_A/data10.npy"]
     assert provenance["created_by"] == "data_prep.openfwi"
+    assert provenance["families"]["flatvel-a"]["samples"] == 4
+    # OpenFWI's published modelling settings (FWIForward): 4th order, 120-cell sponge, 15 Hz, peak at 73 ms.
+    assert (settings["spatial_order"], settings["absorbing_width_cells"], settings["free_surface"]) == (
+        4,
+        120,
+        False,
+    )
+    assert (settings["peak_frequency_hz"], settings["ricker_delay_s"]) == (15.0, 0.073)
+    assert settings["source_depth_m"] == [10.0] * 5 and settings["receiver_depth_m"] == [10.0] * 70
     assert geometry.sample_interval_s == 0.001 and geometry.num_shots == 5 and geometry.num_receivers == 70
     stats = schema.read_normalization(path)
     with h5py.File(path, "r") as h5:
@@ -36,15 +57,24 @@ def test_openfwi_round_trip_exact(tmp_path):
     assert stats.seismic["max"] == pytest.approx(float(np.log1p(train.max())), rel=1e-6)
 
 
-def test_openfwi_append_continues_sample_ids(tmp_path):
-    write_openfwi_pair(tmp_path / "a", 1, 2, seed=0)
-    write_openfwi_pair(tmp_path / "b", 2, 2, seed=1)
-    path = import_openfwi([tmp_path / "a"], tmp_path / "d.h5", QUIET)
-    import_openfwi([tmp_path / "b"], path, QUIET, append=True)
+def test_openfwi_append_adds_a_family_as_new_origins(tmp_path):
+    write_openfwi_pair(tmp_path / "flatvel_a", 1, 2, seed=0)
+    write_openfwi_pair(tmp_path / "CurveFault_B", 1, 3, seed=1)  # also data1.npy: its own origin
+    path = import_openfwi([tmp_path / "flatvel_a"], tmp_path / "d.h5", QUIET)
+    import_openfwi([tmp_path / "CurveFault_B"], path, QUIET, append=True)
     summary = schema.validate(path)
-    assert summary.num_samples == 4
+    assert summary.num_samples == 5
+    assert summary.families == {
+        "curvefault-b": {"samples": 3, "train": 1, "val": 1, "test": 1},
+        "flatvel-a": {"samples": 2, "train": 2, "val": 0, "test": 0},  # too few to split
+    }
     with h5py.File(path, "r") as h5:
-        assert np.array_equal(h5["sample_id"][()], [1, 2, 3, 4])
+        assert np.array_equal(h5["sample_id"][()], [1, 2, 1, 2, 3])
+        assert np.array_equal(schema.read_sample_origins(h5), [0, 0, 1, 1, 1])
+        assert schema.read_sample_families(h5).tolist() == ["flatvel-a"] * 2 + ["curvefault-b"] * 3
+    # The same files again: refused by their bytes, and the message says so.
+    with pytest.raises(schema.UserError, match=r"data1.npy has the same bytes .* ingested before"):
+        import_openfwi([tmp_path / "CurveFault_B"], path, QUIET, append=True)
 
 
 def test_openfwi_layouts_and_errors(tmp_path, capsys):

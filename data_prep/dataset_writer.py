@@ -42,6 +42,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_prep import schema
+from data_prep.append_journal import begin_append, finish_append, install_termination_handler, roll_back
 from data_prep.atomic import atomic_output
 from data_prep.edges import EdgeConfig, edge_map
 from data_prep.normalization import StatisticsAccumulator
@@ -449,12 +450,12 @@ def write_dataset(
     if not plans:
         raise UserError("No samples to write: the inputs hold no complete sample.")
     origin_entries = [origin.to_json() for origin in origins]
+    early_duplicate_check(records)  # first: identical files are "the same data", whatever else they share
     check_same_models(
         origin_entries,
         np.asarray([plan.origin_index for plan in plans]),
         np.asarray([plan.sample_id for plan in plans]),
     )
-    early_duplicate_check(records)
     families = np.asarray([plan.family or schema.UNKNOWN_FAMILY for plan in plans])
     splits = make_splits(len(plans), config.splits.fractions, config.splits.seed, groups=families)
     statistics = StatisticsAccumulator(config.normalization)
@@ -521,6 +522,10 @@ def append_samples(
         geometry = schema.read_geometry(h5)
         old_count = int(h5[schema.SEISMIC].shape[0])
         old_origins = schema.read_origins(h5)
+        known = {
+            entry["sha256"]: entry["name"] for entry in json.loads(h5[schema.PROVENANCE].attrs["sources"])
+        }
+        check_duplicate_records(records, known, destination)
         new_entries = [origin.to_json() for origin in origins]
         check_same_models(
             old_origins + new_entries,
@@ -532,13 +537,8 @@ def append_samples(
             ).astype(np.int64),
             np.concatenate([schema.read_sample_ids(h5), [plan.sample_id for plan in plans]]).astype(np.int64),
         )
-        known = {
-            entry["sha256"]: entry["name"] for entry in json.loads(h5[schema.PROVENANCE].attrs["sources"])
-        }
-        check_duplicate_records(records, known, destination)
         old_splits = schema.read_splits(h5)
         old_stats = schema.read_normalization(h5)
-        old_provenance = {key: h5[schema.PROVENANCE].attrs[key] for key in h5[schema.PROVENANCE].attrs}
         split_attrs = dict(h5[schema.SPLITS].attrs)
         seed, fractions = int(split_attrs["seed"]), tuple(float(f) for f in split_attrs["fractions"])
         new_families = np.asarray([plan.family or schema.UNKNOWN_FAMILY for plan in plans])
@@ -552,8 +552,10 @@ def append_samples(
                 f"{destination} was normalised with method={old_stats.method}, transform={old_stats.seismic_transform}; "
                 "the configuration asks for another convention. Use the same normalization settings to append."
             )
-        h5.attrs["write_in_progress"] = True
-        h5.flush()
+        # The rollback record, then the write_in_progress flag; SIGTERM rolls back like Ctrl-C
+        # (data_prep.append_journal: after a kill -9 the next append or --repair rolls back).
+        begin_append(h5)
+        restore_signals = install_termination_handler()
         try:
             schema.resize_samples(h5, old_count + len(plans))
             new_train = splits["train"][splits["train"] >= old_count]
@@ -587,17 +589,12 @@ def append_samples(
             ]
             schema.write_provenance(h5, provenance)
         except BaseException:
-            # Roll back: the old samples, splits, statistics and provenance are restored.
-            schema.resize_samples(h5, old_count)
-            schema.write_splits(
-                h5, old_splits, seed, fractions, stratified_by=split_attrs.get("stratified_by")
-            )
-            schema.write_normalization(h5, old_stats, old_splits["train"])
-            for key, value in old_provenance.items():
-                h5[schema.PROVENANCE].attrs[key] = value
-            del h5.attrs["write_in_progress"]
+            # Roll back: the old samples, splits, statistics, provenance and root attributes are restored.
+            restore_signals()
+            roll_back(h5)
             raise
-        del h5.attrs["write_in_progress"]
+        restore_signals()
+        finish_append(h5)
     schema.validate(destination, check_values=False)
     logger.info(
         "appended %d samples to %s (now %d)\n%s",

@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import logging
 import os
+import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 
 from data_prep import schema
+from data_prep.append_journal import Terminated, recover_interrupted_append, terminate_as_interrupt
 from data_prep.atomic import check_writable_destination
 from data_prep.dataset_writer import BackgroundHasher, append_samples, check_schema_version, write_dataset
 from data_prep.ingest.config import IngestConfig
@@ -23,6 +27,8 @@ from data_prep.ingest.plan import plan_segy_inputs
 from data_prep.splits import SPLIT_NAMES
 from pipeline.cli import UserError, add_common_arguments, run_main
 from pipeline.config import add_config_arguments, load_config
+
+logger = logging.getLogger(__name__)
 
 
 def ingest(
@@ -51,6 +57,10 @@ def ingest(
     # The output is checked before the inputs are scanned: a bad --out fails at once, not after the scan.
     if append:
         check_appendable(destination)
+        # An append whose process was killed (kill -9) left its rollback record: undo it, then append.
+        recovered = recover_interrupted_append(destination)
+        if recovered:
+            logger.warning("%s", recovered)
         with h5py.File(destination, "r") as h5:
             reference = schema.read_geometry(h5) if schema.GEOMETRY in h5 else None
             num_sources = (
@@ -96,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read prestack SEG-Y shot gathers (and velocity models) into a validated HDF5 dataset.",
     )
     parser.add_argument(
-        "sources", nargs="+", help="SEG-Y files, directories (synthesize folders) or glob patterns."
+        "sources", nargs="*", help="SEG-Y files, directories (synthesize folders) or glob patterns."
     )
     parser.add_argument(
         "--out", required=True, type=Path, metavar="DATASET.h5", help="The HDF5 dataset to write."
@@ -105,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--append", action="store_true", help="Add the inputs' samples to an existing dataset."
     )
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing dataset.")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="Roll back an append to --out that was killed (kill -9, power loss), then exit; no inputs needed. "
+        "(Re-running the append also does it first.)",
+    )
     add_config_arguments(parser)
     for action in parser._actions:  # argparse has no public handle on an added option's help
         if "--set" in action.option_strings:
@@ -119,8 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(args: argparse.Namespace) -> int:
     values = {"progress": False} if args.quiet else None
     config = load_config(IngestConfig, files=args.config, overrides=args.overrides, values=values)
+    if args.repair:
+        return _repair(args.out)
     try:
-        path = ingest(args.sources, args.out, config, append=args.append, overwrite=args.overwrite)
+        # SIGTERM (timeout, kill, job schedulers) unwinds like Ctrl-C: partial files removed, appends rolled back.
+        with terminate_as_interrupt():
+            path = ingest(args.sources, args.out, config, append=args.append, overwrite=args.overwrite)
+    except Terminated as stop:
+        print(
+            f"error: stopped by {signal.Signals(stop.signal_number).name}: "
+            + ("the append was rolled back; " if args.append else "")
+            + "no partial output was kept.",
+            file=sys.stderr,
+        )
+        return 128 + stop.signal_number
     except ValueError as error:
         # Library-level ValueErrors (e.g. an impossible resampling ratio) are still the user's input.
         raise UserError(str(error)) from error
@@ -138,6 +166,16 @@ def _main(args: argparse.Namespace) -> int:
         + ", ".join(f"{name} {summary.split_sizes[name]}" for name in SPLIT_NAMES)
     )
     print("per family:\n" + schema.format_family_breakdown(summary.families))
+    return 0
+
+
+def _repair(destination: Path) -> int:
+    if not destination.is_file():
+        raise UserError(f"--repair: {destination} does not exist; --out names the dataset to repair.")
+    message = recover_interrupted_append(destination)
+    summary = schema.validate(destination, check_values=False)
+    print(message or f"{destination}: no interrupted append to roll back.")
+    print(f"{destination}: {summary.num_samples} samples, valid.")
     return 0
 
 

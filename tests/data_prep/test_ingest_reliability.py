@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from data_prep import schema
 from data_prep.ingest import main
-from data_prep.segy_io import SegyFormatError, decode_textual_header, scan_segy
+from data_prep.segy_io import SegyFormatError, decode_textual_header, scan_segy, write_velocity_models
 from tests.conftest import REPO_ROOT
 from tests.data_prep.reliability_fixtures import (
     GEOMETRY,
@@ -35,7 +38,12 @@ from tests.data_prep.reliability_fixtures import (
     write_survey,
     wrong_binary_sample_count,
 )
-from tests.data_prep.segy_fixtures import encoded_seismic, set_binary_field
+from tests.data_prep.segy_fixtures import (
+    encoded_seismic,
+    layered_velocity,
+    set_binary_field,
+    write_fixture,
+)
 
 
 def _fails(arguments, out_folder, capsys, *expected):
@@ -352,3 +360,120 @@ def test_case6_permission_errors_are_one_line_exit_2_without_traceback(tmp_path)
     assert "cannot write in" in out_folder["stderr"] and "readonly" in out_folder["stderr"], out_folder
     assert "permission denied" in input_file["stderr"] and "shots.segy" in input_file["stderr"], input_file
     assert not (root / "d.h5").exists() and list(readonly.iterdir()) == []
+
+
+# --- Case 9: SIGTERM rolls back like Ctrl-C; after kill -9, --repair or re-running the append works ---------
+
+#: Runs the ingest CLI in a real process that pauses in its second trace read (mid-append: the file is
+#: flagged and one sample is written) after creating the marker file, so the test can signal it there.
+PAUSING_INGEST = """
+import sys, time, pathlib
+from data_prep.segy_io.read import SegyScan
+marker, real, calls = pathlib.Path(sys.argv[1]), SegyScan.read_traces, [0]
+def pausing(self, indices):
+    calls[0] += 1
+    if calls[0] == 3:
+        marker.write_text("paused")
+        time.sleep(120)
+    return real(self, indices)
+SegyScan.read_traces = pausing
+from data_prep.ingest import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _base_and_new_inputs(tmp_path):
+    """A 2-sample dataset (models 1-2) and a folder with models 3-4 to append."""
+    base = write_survey(tmp_path / "base")
+    assert main([str(base), "--out", str(tmp_path / "d.h5"), "--quiet"]) == 0
+    new = tmp_path / "new"
+    write_fixture(new / "shots.segy", encoded_seismic(4, GEOMETRY)[2:], GEOMETRY, first_model=2)
+    write_velocity_models(new / "velocity.segy", layered_velocity(4, GEOMETRY)[2:], 10.0, 2)
+    with h5py.File(tmp_path / "d.h5", "r") as h5:
+        before = {name: h5[name][()] for name in ("seismic", "velocity", "splits/train")}
+        before["provenance"] = dict(h5["provenance"].attrs)
+    return new, tmp_path / "d.h5", before
+
+
+def _signal_append_midway(new, dataset, tmp_path, signal_number):
+    marker = tmp_path / "paused"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            PAUSING_INGEST,
+            str(marker),
+            str(new),
+            "--out",
+            str(dataset),
+            "--append",
+            "--quiet",
+        ],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None, f"the append ended before pausing: {process.communicate()}"
+            assert time.monotonic() < deadline, "the append never reached its second read"
+            time.sleep(0.05)
+        with h5py.File(dataset, "r", locking=False) as h5:
+            assert h5.attrs.get("write_in_progress"), "paused mid-append: the file must be flagged"
+        process.send_signal(signal_number)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err
+
+
+def _assert_unchanged(dataset, before):
+    summary = schema.validate(dataset, check_values=True)
+    assert summary.num_samples == 2
+    with h5py.File(dataset, "r") as h5:
+        for name in ("seismic", "velocity", "splits/train"):
+            assert np.array_equal(h5[name][()], before[name]), f"{name} must be as before the append"
+        assert dict(h5["provenance"].attrs) == before["provenance"]
+        assert "append_journal" not in h5 and "write_in_progress" not in h5.attrs
+
+
+def _assert_appended(dataset):
+    schema.validate(dataset, check_values=True)
+    with h5py.File(dataset, "r") as h5:
+        assert np.array_equal(h5["seismic"][()], encoded_seismic(4, GEOMETRY))
+        assert np.array_equal(h5["velocity"][()], layered_velocity(4, GEOMETRY))
+
+
+def test_case9_sigterm_during_append_rolls_back_like_ctrl_c(tmp_path):
+    new, dataset, before = _base_and_new_inputs(tmp_path)
+    code, err = _signal_append_midway(new, dataset, tmp_path, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, f"exit status {code}: {err}"
+    assert "stopped by SIGTERM: the append was rolled back" in err and "Traceback" not in err, err
+    _assert_unchanged(dataset, before)
+    assert main([str(new), "--out", str(dataset), "--append", "--quiet"]) == 0, "the append, run again, works"
+    _assert_appended(dataset)
+
+
+def test_case9_after_kill_9_repair_and_rerunning_the_append_both_work(tmp_path, capsys, caplog):
+    new, dataset, before = _base_and_new_inputs(tmp_path)
+    code, _ = _signal_append_midway(new, dataset, tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    with pytest.raises(schema.SchemaError, match="interrupted"):
+        schema.validate(dataset, check_values=False)
+    # Documented way 1: --repair (no inputs needed) restores the dataset as it was.
+    assert main(["--repair", "--out", str(dataset), "--quiet"]) == 0
+    assert "rolled back an interrupted append" in capsys.readouterr().out
+    _assert_unchanged(dataset, before)
+    # Documented way 2: killed again, the append is simply run again (it rolls back first, with a warning).
+    (tmp_path / "paused").unlink()
+    code, _ = _signal_append_midway(new, dataset, tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    with caplog.at_level(logging.WARNING):
+        assert main([str(new), "--out", str(dataset), "--append", "--quiet"]) == 0
+    assert "rolled back an interrupted append" in _warnings(caplog)
+    _assert_appended(dataset)

@@ -1,0 +1,295 @@
+"""``pipeline.train`` end to end on a tiny dataset into a temporary sqlite MLflow store, and its pieces.
+
+One module-scoped training run (tiny U-Net, 2 epochs, no XLA: tracing dominates at this size) is checked
+from several sides: history, the MLflow run (params, per-epoch metrics in both conventions, learning rate,
+system metrics, images, dataset lineage, tags), the registered pyfunc model, the champion alias and
+``pipeline.evaluate`` on the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cli import UserError
+from pipeline.config import ConfigError, from_dict, load_config
+from pipeline.train import (
+    CurriculumStage,
+    TrainConfig,
+    _stage_for,
+    build_model,
+    dataset_info,
+    learning_rate_schedule,
+    main,
+    resolve_model_config,
+    train,
+)
+from tests.pipeline.datasets import GRID_SHAPE, SEISMIC_SHAPE, TINY_UNET, write_dataset
+
+TINY_OPTIONS = {k: v for k, v in TINY_UNET.items() if k not in ("family", "seismic_shape", "grid_shape")}
+
+
+def tiny_config(root: Path, data: Path, **changes) -> TrainConfig:
+    values = {
+        "model": "unet",
+        "model_options": TINY_OPTIONS,
+        "batch_size": 4,
+        "epochs": 2,
+        "optimizer": {"learning_rate": 3e-3, "warmup_epochs": 0.5},
+        "data": {"path": str(data)},
+        "tracking": {
+            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "experiment": "tests",
+            "system_metrics_interval_s": 0.2,
+            "image_samples": 2,
+        },
+        "runtime": {
+            "jit_compile": False,
+            "checkpoint_dir": str(root / "checkpoints"),
+            "output_dir": str(root / "outputs"),
+            "progress_interval_s": 0.0,
+            "deterministic": True,
+        },
+    }
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            values.setdefault(section, {})[name] = value
+        else:
+            values[key] = value
+    return from_dict(TrainConfig, values)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data = write_dataset(root / "small.h5", num_samples=30)
+    lines: list[str] = []
+    config = tiny_config(root, data)
+    result = train(config, echo=lines.append)
+    return root, data, config, result, lines
+
+
+@pytest.fixture(scope="module")
+def client(trained):
+    import mlflow
+
+    root = trained[0]
+    return mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+def test_history_and_printed_lines(trained):
+    _, _, _, result, lines = trained
+    assert len(result.history) == 2
+    expected = {
+        "loss",
+        "val_loss",
+        "velocity_mae",
+        "val_velocity_ssim",
+        "val_velocity_mae_mps",
+        "val_edges_f1",
+        "learning_rate",
+        "epoch_time_s",
+    }
+    assert expected <= set(result.history[0]), sorted(result.history[0])
+    # m/s and [-1, 1] conventions agree: the dataset maps 1500-4500 m/s to [-1, 1], so m/s = 1500 x normalised.
+    for logs in result.history:
+        assert logs["val_velocity_mae_mps"] == pytest.approx(1500 * logs["val_velocity_mae"], rel=1e-4)
+    assert all("\r" not in line for line in lines)
+    assert any(line.startswith("epoch 2/2") and "val_SSIM" in line for line in lines)
+    assert result.test_metrics and 0 < result.test_metrics["velocity_ssim"] <= 1
+    assert result.model_version == "1" and result.champion
+
+
+def test_mlflow_run_holds_config_metrics_images_and_lineage(trained, client):
+    root, data, config, result, _ = trained
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["batch_size"] == "4" and run.data.params["model"] == "unet"
+    assert run.data.params["optimizer.learning_rate"] == "0.003"
+    assert run.data.params["dataset.digest"] == dataset_info(data)["digest"]
+    assert run.data.tags["seisinvert.keras_backend"] == "tensorflow"
+    assert run.data.tags["seisinvert.git_commit"]
+    for key in (
+        "loss",
+        "val_loss",
+        "velocity_ssim",
+        "val_velocity_ssim",
+        "val_velocity_mae",
+        "val_velocity_mae_mps",
+        "val_edges_f1",
+        "learning_rate",
+    ):
+        steps = sorted(metric.step for metric in client.get_metric_history(result.run_id, key))
+        assert steps == [0, 1], f"{key} must be logged once per epoch, got steps {steps}"
+    assert run.data.metrics["test_velocity_ssim"] == pytest.approx(result.test_metrics["velocity_ssim"])
+    assert any(key.startswith("system/cpu") for key in run.data.metrics), "system metrics missing"
+    # Warm-up then cosine: the logged learning rate is the schedule's value after each epoch's last step.
+    steps_per_epoch = int(run.data.params["data.steps_per_epoch"])
+    schedule = learning_rate_schedule(config.optimizer, steps_per_epoch, config.epochs)
+    lrs = [
+        m.value
+        for m in sorted(client.get_metric_history(result.run_id, "learning_rate"), key=lambda m: m.step)
+    ]
+    expected = [float(schedule(steps_per_epoch * (epoch + 1))) for epoch in range(2)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-5)
+    assert lrs[1] < lrs[0]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "images", "evaluation"} <= artifacts
+    images = [a.path for a in client.list_artifacts(result.run_id, "images") if a.path.endswith(".png")]
+    assert sorted(path.split("+step+")[1].split("+")[0] for path in images) == ["0", "1"]
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == dataset_info(data)["digest"]
+    assert dataset_input.dataset.name == data.name
+
+
+def test_registered_pyfunc_returns_velocity_in_mps(trained):
+    import mlflow
+
+    from pipeline.bundle import load_bundle
+    from pipeline.feeding import SeismicDataset
+
+    root, data, _, result, _ = trained
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    pyfunc = mlflow.pyfunc.load_model("models:/seisinvert-unet@champion")
+    test = SeismicDataset(data, "test", batch_size=4)
+    raw, velocity_mps, _ = test.read(test.indices)
+    outputs = pyfunc.predict(raw)
+    assert set(outputs) == {"velocity_mps", "edges"}
+    assert (
+        outputs["velocity_mps"].shape == (len(raw), *GRID_SHAPE)
+        and outputs["velocity_mps"].dtype == np.float32
+    )
+    assert 1500 <= outputs["velocity_mps"].min() and outputs["velocity_mps"].max() <= 4500
+    assert 0 <= outputs["edges"].min() and outputs["edges"].max() <= 1
+    local = load_bundle(result.bundle_dir).predict(raw)
+    np.testing.assert_allclose(outputs["velocity_mps"], local["velocity_mps"], rtol=1e-5)
+    # Closer to the truth than the middle of the range would be (it learned something in 2 epochs).
+    assert (
+        np.mean(np.abs(outputs["velocity_mps"] - velocity_mps)) < np.mean(np.abs(3000 - velocity_mps)) * 1.5
+    )
+    with pytest.raises(Exception, match=r"Received shape \(2, 2, 32, 16\)"):
+        pyfunc.predict(np.zeros((2, SEISMIC_SHAPE[0], 32, SEISMIC_SHAPE[2]), np.float32))
+    bundle = load_bundle("models:/seisinvert-unet/1")
+    assert bundle.info["mlflow_run_id"] == result.run_id and bundle.family == "unet"
+
+
+def test_champion_alias_moves_only_to_a_better_version(trained, client):
+    from pipeline.tracking import register_model
+
+    root, _, _, result, _ = trained
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    logged = client.get_model_version("seisinvert-unet", "1").source
+    current = float(client.get_model_version("seisinvert-unet", "1").tags["val_velocity_ssim"])
+    worse, champion = register_model(uri, logged, "seisinvert-unet", current - 0.1, result.run_id)
+    assert (
+        not champion and str(client.get_model_version_by_alias("seisinvert-unet", "champion").version) == "1"
+    )
+    better, champion = register_model(uri, logged, "seisinvert-unet", current + 0.1, result.run_id)
+    assert (
+        champion and str(client.get_model_version_by_alias("seisinvert-unet", "champion").version) == better
+    )
+
+
+def test_evaluate_cli_logs_an_evaluation_run(trained, client, tmp_path, capsys):
+    import csv
+
+    from pipeline.evaluate import main as evaluate_main
+
+    root, data, _, result, _ = trained
+    status = evaluate_main(
+        [
+            "--model",
+            str(result.bundle_dir),
+            "--data",
+            str(data),
+            "--tracking-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--experiment",
+            "tests",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0
+    rows = list(csv.DictReader((tmp_path / "per_sample_test.csv").open()))
+    assert len(rows) == dataset_info(data)["split_sizes"]["test"]
+    mean_ssim = np.mean([float(row["ssim"]) for row in rows])
+    assert mean_ssim == pytest.approx(result.test_metrics["velocity_ssim"], abs=1e-5)
+    assert (tmp_path / "worst_test.png").stat().st_size > 1000
+    runs = client.search_runs(
+        [client.get_experiment_by_name("tests").experiment_id], "tags.`seisinvert.run_type` = 'evaluation'"
+    )
+    assert len(runs) == 1
+    assert runs[0].data.tags["seisinvert.evaluated_run_id"] == result.run_id
+    assert runs[0].data.metrics["test_velocity_ssim"] == pytest.approx(
+        result.test_metrics["velocity_ssim"], abs=1e-5
+    )
+    assert "SSIM" in capsys.readouterr().out
+
+
+def test_same_seed_gives_the_same_order_and_metrics(trained):
+    root, data, config, result, _ = trained
+    again = train(
+        tiny_config(root / "again", data, tracking__enabled=False, evaluate_test=False), echo=lambda *_: None
+    )
+    for first, second in zip(result.history, again.history, strict=True):
+        for key in ("loss", "val_loss", "val_velocity_ssim"):
+            assert second[key] == pytest.approx(first[key], rel=1e-5, abs=1e-7), key
+
+
+def test_bad_input_is_refused_with_a_message(tmp_path, capsys):
+    with pytest.raises(UserError, match="does not exist"):
+        train(tiny_config(tmp_path, tmp_path / "missing.h5"), echo=lambda *_: None)
+    assert main(["--data", str(tmp_path / "missing.h5"), "--set", "tracking.enabled=false"]) == 2
+    assert "missing.h5 does not exist" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="Unknown model 'resnet'"):
+        resolve_model_config(from_dict(TrainConfig, {"model": "resnet"}), SEISMIC_SHAPE, GRID_SHAPE)
+    with pytest.raises(ConfigError, match="Unknown configuration key"):
+        load_config(TrainConfig, overrides=["optimizer.lr=1"])
+    with pytest.raises(ConfigError, match="curriculum"):
+        from_dict(TrainConfig, {"epochs": 2, "curriculum": [{"epochs": 3}]})
+
+
+def test_model_variants_schedule_and_curriculum_stages():
+    config = from_dict(TrainConfig, {"model": "gru", "model_options": {"recurrent_units": [8]}})
+    family, edge_head = resolve_model_config(config, SEISMIC_SHAPE, GRID_SHAPE)
+    assert family.family == "lstm" and family.cell == "gru" and family.recurrent_units == (8,) and edge_head
+    assert tuple(family.seismic_shape) == SEISMIC_SHAPE and tuple(family.grid_shape) == GRID_SHAPE
+    config = from_dict(TrainConfig, {"model": "unet", "model_options": {**TINY_OPTIONS, "edge_head": False}})
+    family, edge_head = resolve_model_config(config, SEISMIC_SHAPE, GRID_SHAPE)
+    model = build_model(family, edge_head)
+    assert model.output_names == ["velocity"]
+    assert not any("edges" in layer.name for layer in model.layers), "the edge decoder must not be computed"
+
+    schedule = learning_rate_schedule(
+        from_dict(TrainConfig, {}).optimizer.__class__(
+            learning_rate=1e-3, warmup_epochs=1, final_learning_rate_fraction=0.1
+        ),
+        10,
+        5,
+    )
+    values = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
+    assert values[0] < values[1] < values[2] == pytest.approx(1e-3)
+    assert values[2] > values[3] > values[4] == pytest.approx(1e-4, rel=1e-3)
+    assert values[3] == pytest.approx(
+        1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + math.cos(math.pi * 20 / 40)), rel=1e-4
+    )
+
+    config = from_dict(
+        TrainConfig,
+        {
+            "epochs": 6,
+            "curriculum": [{"epochs": 2, "families": ["flatvel-a"]}, {"epochs": 1, "active_shots": 3}],
+        },
+    )
+    stages = [_stage_for(config, epoch) for epoch in range(6)]
+    assert stages[:3] == [
+        CurriculumStage(2, ("flatvel-a",)),
+        CurriculumStage(2, ("flatvel-a",)),
+        CurriculumStage(1, (), 3),
+    ]
+    assert stages[3:] == [None, None, None]

@@ -9,6 +9,12 @@ and writes, per chunk of models, a pair of real SEG-Y files (IEEE float, big-end
     DIR/{family}_velocity_{first:06d}-{last:06d}.segy   the matching velocity models, one trace per x
     DIR/manifest.json                                   geometry, family, seed, engine settings, files
 
+The manifest records every engine setting that determines the traces (``engine_settings``: wavelet, peak
+frequency, Ricker delay, amplitude convention, stencil order, free surface, absorbing width, time step, ...,
+from ``data_prep.forward.engine_settings``); ``data_prep.ingest`` copies it into the dataset's provenance.
+The SEG-Y files carry the project's header signature (``data_prep.segy_io.SIGNATURE_LINE``), so ingest
+trusts their model ids (byte 233); their textual header repeats the main engine settings for people.
+
 ``first``/``last`` are 0-based global model indices (inclusive). Model ``i`` depends only on
 ``(seed, i)``, chunk boundaries only on ``chunk_size``, and each chunk is simulated in the same batches
 whoever computes it, so:
@@ -43,9 +49,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_prep.atomic import write_text_atomic
-from data_prep.forward import EngineConfig, simulate
+from data_prep.forward import EngineConfig, engine_settings, simulate
 from data_prep.geometry import AcquisitionGeometry
-from data_prep.segy_io import write_shot_gathers, write_velocity_models
+from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
 from data_prep.velocity_models import FAMILY_NAMES, family_parameters, generate_model
 from pipeline import __version__
 from pipeline.cli import UserError, add_common_arguments, run_main
@@ -162,11 +168,18 @@ def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[st
             "num_samples": geometry.num_samples,
         },
         "engine": to_dict(config.engine),
+        "engine_settings": engine_settings(geometry, config.engine),
         "segy": {
             "sample_format": "IEEE float32 (format 5), big-endian",
-            "model_id_header": "UnassignedInt1 (byte 233), 1-based global model index",
+            "header_convention": HEADER_CONVENTION,
+            "model_id_header": (
+                "UnassignedInt1 (bytes 233-236), 1-based global model index; trusted by readers because the "
+                "textual header carries the seisinvert signature"
+            ),
             "shot_header": "FieldRecord (byte 9) global shot number; EnergySourcePoint (byte 17) shot within model",
             "receiver_header": "TraceNumber (byte 13), receiver within shot",
+            "offset_header": "offset (byte 37) = GroupX - SourceX in whole metres, unscaled (SEG-Y rev 1)",
+            "start_time": "DelayRecordingTime (byte 109) = 0: sample 0 is the state at rest when the source starts",
             "velocity_sample_interval": "depth spacing in millimetres",
         },
         "files": [
@@ -302,6 +315,7 @@ def _to_numpy(tensor) -> np.ndarray:
 
 def _textual_header(config: SynthesizeConfig, chunk: Chunk) -> str:
     geometry = config.geometry
+    settings = engine_settings(geometry, config.engine)
     return "\n".join(
         [
             f"SEISINVERT {__version__} SYNTHETIC SURVEY, FAMILY {config.family.upper()}, SEED {config.seed}",
@@ -309,9 +323,12 @@ def _textual_header(config: SynthesizeConfig, chunk: Chunk) -> str:
             f"GRID {geometry.grid_shape[0]}X{geometry.grid_shape[1]} CELLS OF {geometry.grid_spacing_m:g} M",
             f"{geometry.num_sources} SOURCES, {geometry.num_receivers} RECEIVERS, "
             f"{geometry.num_samples} SAMPLES OF {geometry.sample_interval_s * 1000:g} MS",
-            f"RICKER {geometry.peak_frequency_hz:g} HZ, {config.engine.spatial_order}TH ORDER ACOUSTIC FD, "
+            f"RICKER {geometry.peak_frequency_hz:g} HZ PEAK AT {settings['ricker_delay_s'] * 1000:g} MS, "
+            f"AMPLITUDE CONVENTION {str(settings['amplitude_convention']).upper()}",
+            f"{config.engine.spatial_order}TH ORDER ACOUSTIC FD, TIME STEP {settings['time_step_s'] * 1000:g} MS, "
             f"ABSORBING {config.engine.absorbing_width_cells} CELLS, "
             f"FREE SURFACE {'ON' if config.engine.free_surface else 'OFF'}",
+            "FULL ENGINE SETTINGS: MANIFEST.JSON (ENGINE_SETTINGS)",
         ]
     )
 

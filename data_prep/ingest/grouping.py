@@ -80,7 +80,7 @@ def choose_sample_key(scan: SegyScan, config: IngestConfig, listed_by_manifest: 
     else:
         reason = "the traces carry no model id (byte 233, UnassignedInt1, is 0)"
     raise UserError(
-        f"{scan.path}: {reason}, so ingest cannot tell which shots belong to one velocity model. Set "
+        f"{scan.path}: {reason}. Without a model id ingest cannot tell which shots belong to one velocity model: set "
         "--set grouping.shots_per_sample=N (N consecutive shots per sample), --set grouping.sample_key=file "
         "(one sample per file) or --set grouping.sample_key=<header field> (e.g. UnassignedInt1 to use byte "
         "233 anyway)."

@@ -134,6 +134,9 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
         if path.is_dir():
             manifest = path / SYNTHESIZE_MANIFEST
             if manifest.is_file():
+                if any(group.directory == path.resolve() for group in resolved.groups):
+                    logger.warning("%s is given more than once: read once.", path)
+                    continue
                 _add_manifest(path, manifest, add, resolved)
                 continue
             entries = sorted(

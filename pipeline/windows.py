@@ -722,34 +722,40 @@ def check_geometry(
         return GeometryCheck(mismatches, None, regrid.enabled, refusal)
 
     allowed = usable if regrid.enabled else exact
-    if not regrid.enabled and not exact.all() and usable.any():
-        regrid_only = usable & ~exact
-        if regrid_only.any():
-            offsets = np.abs(status.shot_offset[regrid_only])
-            interpolated = status.interpolated[regrid_only]
-            what = []
-            if offsets.max() > tolerances.exact:
-                what.append(f"shots up to {offsets.max():.2f} m from the model's shot positions")
-            if interpolated.any():
-                what.append("model receivers not recorded at their exact positions")
-            covered_exact = _coverage(candidates[exact], layout.width_cells)
-            covered_all = _coverage(candidates[usable], layout.width_cells)
-            if not exact.any() or covered_all > covered_exact:
-                mismatches.append(
-                    Mismatch(
-                        f"{int(regrid_only.sum())} of {len(candidates)} window positions need regridding "
-                        f"({' and '.join(what)}); exact windows cover {covered_exact} of {covered_all} columns",
-                        f"--regrid (nearest shot within {tolerances.shot:g} m, receivers "
-                        f"{'interpolated linearly' if regrid.receivers == 'linear' else 'nearest'})",
-                        True,
-                    )
+    regrid_fix = (
+        f"--regrid (nearest shot within {tolerances.shot:g} m, receivers "
+        f"{'interpolated linearly' if regrid.receivers == 'linear' else 'nearest'})"
+    )
+    if not regrid.enabled and (usable & ~exact).any():
+        covered_exact = _coverage(candidates[exact], layout.width_cells)
+        covered_all = _coverage(candidates[usable], layout.width_cells)
+        if not exact.any() or covered_all > covered_exact:
+            regrid_only = usable & ~exact
+            mismatches.append(
+                Mismatch(
+                    f"{int(regrid_only.sum())} of {len(candidates)} window positions need regridding "
+                    f"({_regrid_needs(status, regrid_only, tolerances)}); exact windows cover {covered_exact} of "
+                    f"{covered_all} columns",
+                    regrid_fix,
+                    True,
                 )
+            )
     if not allowed.any():
         return GeometryCheck(mismatches, None, regrid.enabled)
 
     step = window_config.step_cells or max(1, layout.width_cells // 2)
     chosen = _choose_windows(candidates[allowed], step)
     chosen_mask = np.isin(candidates, chosen)
+    if regrid.enabled and (chosen_mask & ~exact).any():
+        regridded = chosen_mask & ~exact
+        mismatches.append(
+            Mismatch(
+                f"{int(regridded.sum())} of {len(chosen)} windows regridded "
+                f"({_regrid_needs(status, regridded, tolerances)})",
+                regrid_fix,
+                True,
+            )
+        )
     first_column = int(chosen[0])
     plan = WindowPlan(
         origin_m=origin + first_column * spacing,
@@ -770,6 +776,16 @@ def check_geometry(
             plan.column_x_m(gaps[:1])[0],
         )
     return GeometryCheck(mismatches, plan, regrid.enabled)
+
+
+def _regrid_needs(status: _Status, which: np.ndarray, tolerances: _Tolerances) -> str:
+    offsets = np.abs(status.shot_offset[which])
+    what = []
+    if offsets.max() > tolerances.exact:
+        what.append(f"shots up to {offsets.max():.2f} m from the model's shot positions")
+    if status.interpolated[which].any():
+        what.append("model receivers not recorded at their exact positions")
+    return " and ".join(what)
 
 
 def _coverage(starts: np.ndarray, width: int) -> int:

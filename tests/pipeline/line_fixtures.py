@@ -271,7 +271,14 @@ class OracleBundle(ModelBundle):
     true section (given on columns ``x = i * 10 m``) there with linear interpolation.
     """
 
-    def __init__(self, true_velocity_mps: np.ndarray, *, edges: bool = True, bias_mps=None) -> None:
+    def __init__(
+        self,
+        true_velocity_mps: np.ndarray,
+        *,
+        edges: bool = True,
+        bias_mps=None,
+        interrupt_after: int | None = None,
+    ) -> None:
         stats, amplitudes = training_statistics()
         super().__init__(
             model=None,
@@ -283,6 +290,9 @@ class OracleBundle(ModelBundle):
         self.truth = np.asarray(true_velocity_mps, dtype=np.float32)
         self.with_edges = edges
         self.bias_mps = bias_mps
+        self.interrupt_after = (
+            interrupt_after  # raise KeyboardInterrupt once this many windows were predicted
+        )
         self.calls: list[float] = []
 
     @property
@@ -294,6 +304,8 @@ class OracleBundle(ModelBundle):
 
     def predict_windows(self, seismic, window_origins_m, batch_size: int = 16):
         self.check_input(seismic)
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt("simulated interruption")
         columns = np.arange(self.truth.shape[1]) * GRID_SPACING_M
         velocity = []
         for origin in window_origins_m:

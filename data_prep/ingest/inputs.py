@@ -22,6 +22,7 @@ from typing import Any
 
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.schema import DatasetGeometry
+from data_prep.segy_io import TEXTUAL_HEADER_BYTES, decode_textual_header
 from pipeline.cli import UserError
 
 SEGY_SUFFIXES = (".segy", ".sgy", ".seg")
@@ -108,7 +109,9 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
     def add(path: Path, role: str | None, group: int | None = None) -> None:
         path = path.resolve()
         if path in seen:
-            logger.warning("%s is given more than once (directly, in a folder or by a pattern): read once.", path)
+            logger.warning(
+                "%s is given more than once (directly, in a folder or by a pattern): read once.", path
+            )
             return
         seen.add(path)
         if group is not None:
@@ -220,3 +223,94 @@ def _add_manifest(directory: Path, manifest_path: Path, add: Callable, resolved:
         resolved.groups[group].geometry = DatasetGeometry.from_acquisition(acquisition)
         if resolved.manifest_geometry is None:
             resolved.manifest_geometry = resolved.groups[group].geometry
+
+
+def check_manifest_models(
+    resolved: ResolvedInputs,
+    shot_ids: dict[Path, Sequence[int]],
+    velocity_ids: dict[Path, Sequence[int]] | None,
+) -> None:
+    """Every file a synthesize manifest lists must hold exactly the models the manifest says it holds.
+
+    A file cut at a model boundary is still whole traces, so nothing else notices that models are missing.
+    For each listed pair, the model ids found in the shots file (and in the velocity file, when velocity is
+    read) must be ``first_model + 1 .. first_model + num_models``, and the files must add up to the
+    manifest's ``count``.
+
+    Args:
+        resolved: the inputs, with their synthesize folders (``groups``).
+        shot_ids: the sample (model) ids found in each shot file, by resolved path.
+        velocity_ids: the model ids found in each velocity file, or None when velocity is not read.
+
+    Raises:
+        UserError: naming each file that disagrees (how many models it holds, which are missing) and what
+            to do.
+    """
+    for group in resolved.groups:
+        files = group.manifest.get("files", [])
+        problems = []
+        listed = sum(int(entry.get("num_models", 0)) for entry in files)
+        count = group.manifest.get("count")
+        if count is not None and listed != int(count):
+            problems.append(f"its files list {listed} model(s) but its count is {count}")
+        for entry in files:
+            first, number = int(entry.get("first_model", 0)), int(entry.get("num_models", 0))
+            expected = set(range(first + 1, first + number + 1))
+            for role, found_by_path in (("shots", shot_ids), ("velocity", velocity_ids)):
+                found = (
+                    None
+                    if found_by_path is None
+                    else found_by_path.get((group.directory / entry[role]).resolve())
+                )
+                if found is None:
+                    continue
+                found = {int(value) for value in found}
+                if found == expected:
+                    continue
+                missing, unexpected = sorted(expected - found), sorted(found - expected)
+                problem = (
+                    f"{entry[role]} holds {len(found)} model(s), the manifest lists {number} "
+                    f"(ids {first + 1}-{first + number})"
+                )
+                if missing:
+                    problem += f"; missing {_id_list(missing)}"
+                if unexpected:
+                    problem += f"; not listed {_id_list(unexpected)}"
+                problems.append(problem)
+        if problems:
+            raise UserError(
+                f"{group.directory}: the files disagree with manifest.json: {'; '.join(problems[:4])}"
+                f"{f' (and {len(problems) - 4} more)' if len(problems) > 4 else ''}. A file was truncated or "
+                "replaced after synthesize wrote it: delete the damaged shots/velocity pair and re-run the same "
+                "synthesize command (it regenerates missing chunks), or pass the .segy files themselves instead of "
+                "the folder to ingest the models they hold."
+            )
+
+
+def _id_list(ids: Sequence[int]) -> str:
+    shown = ", ".join(str(value) for value in ids[:5])
+    return f"{shown}, ... ({len(ids)} in all)" if len(ids) > 5 else shown
+
+
+def has_velocity_input(resolved: ResolvedInputs) -> bool:
+    """Whether any input can hold velocity models, judged before scanning: ``.npy`` arrays, files a manifest
+    lists as velocity, files named ``*velocity*``, or a textual header that says "DEPTH SAMPLES" (as
+    ``write_velocity_models`` writes; only the first 3200 bytes are read). Mirrors how ``plan`` classifies
+    the scanned files, so that "no velocity model" is said before any other problem of shot files."""
+    if resolved.npy:
+        return True
+    for path, role in resolved.segy:
+        if role is not None:
+            if role == "velocity":
+                return True
+            continue
+        if "velocity" in path.name.lower():
+            return True
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(TEXTUAL_HEADER_BYTES)
+        except OSError:
+            continue  # the scan reports it
+        if len(head) == TEXTUAL_HEADER_BYTES and "DEPTH SAMPLES" in decode_textual_header(head).upper():
+            return True
+    return False

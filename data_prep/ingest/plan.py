@@ -35,7 +35,12 @@ from data_prep.dataset_writer import BackgroundHasher, OriginRecord, SamplePlan,
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.grouping import ShotFile, group_shot_file, grouping_fields
 from data_prep.ingest.header_geometry import check_geometry, target_geometry
-from data_prep.ingest.inputs import ResolvedInputs, resolve_sources
+from data_prep.ingest.inputs import (
+    ResolvedInputs,
+    check_manifest_models,
+    has_velocity_input,
+    resolve_sources,
+)
 from data_prep.ingest.velocity import (
     LOOSE,
     VelocityIndex,
@@ -145,6 +150,8 @@ def plan_segy_inputs(
         ``SamplePlan.origin_index`` indexes the origins returned.
     """
     resolved = resolve_sources(sources)
+    if config.require_velocity and not has_velocity_input(resolved):
+        _refuse_without_velocity(len(resolved.segy))
     records: list[SourceRecord] = []
     shot_inputs: list[_ShotInput] = []
     velocity = VelocityIndex()
@@ -182,6 +189,17 @@ def plan_segy_inputs(
         records += index_velocity_npy(resolved.npy, velocity, config, hasher)
     elif resolved.npy:
         logger.warning("require_velocity=false: ignoring %d .npy input(s).", len(resolved.npy))
+    if config.require_velocity and not velocity.lookup:
+        _refuse_without_velocity(len(shot_inputs))
+    check_manifest_models(
+        resolved,
+        {
+            entry.shot_file.scan.path: entry.shot_file.sample_ids
+            for entry in shot_inputs
+            if entry.pool != LOOSE
+        },
+        _velocity_ids_by_file(velocity) if config.require_velocity else None,
+    )
 
     origins = _origins(shot_inputs, resolved, config)
     labelled = config.require_velocity
@@ -196,8 +214,44 @@ def plan_segy_inputs(
         check_geometry(target, candidate, str(shot_file.scan.path), config)
 
     plans = _plan_samples(shot_inputs, origins, velocity, target, config)
+    _warn_unused_velocity(shot_inputs, velocity)
     _log_positions(plans, target, len(origins))
     return plans, target, labelled, records, origins
+
+
+def _refuse_without_velocity(num_files: int) -> None:
+    """Shot gathers but no velocity model at all (the usual field case): say so, and how to go on."""
+    raise UserError(
+        f"No velocity model was found among the inputs ({num_files} SEG-Y file(s) of shot gathers, no velocity SEG-Y or "
+        ".npy file): a training dataset pairs every sample with its velocity model. To ingest the shot gathers "
+        "alone (an unlabelled dataset, e.g. for inference), add --set require_velocity=false; to train, add "
+        "the velocity models (SEG-Y files from synthesize or named *velocity*, or .npy arrays with --set "
+        "grid_spacing_m=<m>)."
+    )
+
+
+def _velocity_ids_by_file(velocity: VelocityIndex) -> dict[Path, list[int]]:
+    """The model ids each velocity SEG-Y file of a synthesize folder holds (for the manifest check)."""
+    ids: dict[Path, list[int]] = {}
+    for (pool, model_id), origin in velocity.origin.items():
+        if pool != LOOSE:
+            ids.setdefault(Path(origin), []).append(model_id)
+    return ids
+
+
+def _warn_unused_velocity(shot_inputs: list[_ShotInput], velocity: VelocityIndex) -> None:
+    """Velocity models whose shots are not among the inputs are left out: said, not silently dropped."""
+    used = {(entry.pool, int(sample_id)) for entry in shot_inputs for sample_id in entry.shot_file.sample_ids}
+    unused = sorted(key for key in velocity.lookup if key not in used)
+    if unused:
+        pool, model_id = unused[0]
+        logger.warning(
+            "%d velocity model(s) have no shot gathers among the inputs and were left out (first: model %d in %s). "
+            "Add their shot files to ingest them.",
+            len(unused),
+            model_id,
+            velocity.origin[(pool, model_id)],
+        )
 
 
 def _origins(

@@ -22,6 +22,7 @@ from tests.data_prep.segy_fixtures import (
     set_binary_sample_count,
     tiny_geometry,
     write_fixture,
+    write_synthetic_folder,
 )
 
 GEOMETRY = tiny_geometry()  # 2 ms, 8 samples, 2 shots x 3 receivers; 2 models = 12 traces
@@ -142,3 +143,23 @@ def with_textual_header(path: str | Path, raw: bytes, geometry: AcquisitionGeome
     data[:TEXTUAL_HEADER_BYTES] = raw
     Path(path).write_bytes(bytes(data))
     return Path(path)
+
+
+def truncated_synthesize_folder(folder: str | Path, keep_models: int = 1) -> Path:
+    """Case 3: a synthesize-style folder (4 models in chunks of 2) whose first shots file was cut at a model
+    boundary, keeping ``keep_models`` of its 2 models: still whole traces, so only the manifest can tell."""
+    folder, _, _ = write_synthetic_folder(folder, GEOMETRY, num_models=4, chunk_size=2)
+    shots = folder / "fixture_shots_000000-000001.segy"
+    traces_per_model = GEOMETRY.num_sources * GEOMETRY.num_receivers
+    trace_bytes = 240 + 4 * GEOMETRY.num_samples
+    shots.write_bytes(shots.read_bytes()[: 3600 + keep_models * traces_per_model * trace_bytes])
+    return folder
+
+
+def shots_without_velocity(folder: str | Path, field_style: bool = False) -> Path:
+    """Case 7: shot gathers and no velocity model at all; ``field_style`` gives them another tool's textual
+    header (no seisinvert signature, so byte 233 is not taken for a model id) as field data has."""
+    folder = Path(folder)
+    header = "C 1 FIELD LINE 7 EXPORTED BY ANOTHER TOOL" if field_style else None
+    write_fixture(folder / "line7.sgy", encoded_seismic(2, GEOMETRY), GEOMETRY, textual_header=header)
+    return folder

@@ -31,8 +31,10 @@ from tests.data_prep.reliability_fixtures import (
     GEOMETRY,
     disagreeing_intervals,
     negative_binary_interval,
+    shots_without_velocity,
     stale_trace_sample_count,
     textual_header_bytes,
+    truncated_synthesize_folder,
     variable_extended_headers,
     with_textual_header,
     write_survey,
@@ -43,6 +45,7 @@ from tests.data_prep.segy_fixtures import (
     layered_velocity,
     set_binary_field,
     write_fixture,
+    write_synthetic_folder,
 )
 
 
@@ -477,3 +480,81 @@ def test_case9_after_kill_9_repair_and_rerunning_the_append_both_work(tmp_path, 
         assert main([str(new), "--out", str(dataset), "--append", "--quiet"]) == 0
     assert "rolled back an interrupted append" in _warnings(caplog)
     _assert_appended(dataset)
+
+
+# --- Case 3: a synthesize folder must hold every model its manifest lists ---------------------------------
+
+
+def test_case3_shots_file_cut_at_a_model_boundary_is_refused(tmp_path, capsys):
+    folder = truncated_synthesize_folder(tmp_path / "run", keep_models=1)
+    (tmp_path / "out").mkdir()
+    _fails(
+        [folder, "--out", tmp_path / "out" / "d.h5"],
+        tmp_path / "out",
+        capsys,
+        "disagree with manifest.json",
+        "fixture_shots_000000-000001.segy holds 1 model(s), the manifest lists 2 (ids 1-2); missing 2",
+        "re-run the same synthesize command",
+    )
+
+
+def test_case3_the_advice_ingests_what_is_there_and_reports_the_velocity_model_without_shots(
+    tmp_path, caplog
+):
+    folder = truncated_synthesize_folder(tmp_path / "run", keep_models=1)
+    files = sorted(str(path) for path in folder.glob("*.segy"))
+    with caplog.at_level(logging.WARNING):
+        assert main([*files, "--out", str(tmp_path / "d.h5"), "--quiet"]) == 0
+    assert "1 velocity model(s) have no shot gathers among the inputs" in _warnings(caplog)
+    assert "model 2 in" in _warnings(caplog)
+    with h5py.File(tmp_path / "d.h5", "r") as h5:
+        kept = [0, 2, 3]  # models 1, 3, 4
+        assert np.array_equal(h5["seismic"][()], encoded_seismic(4, GEOMETRY)[kept])
+        assert np.array_equal(h5["velocity"][()], layered_velocity(4, GEOMETRY)[kept])
+
+
+def test_case3_manifest_count_must_match_its_files(tmp_path, capsys):
+    folder, _, _ = write_synthetic_folder(tmp_path / "run", GEOMETRY, num_models=4, chunk_size=2)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["count"] = 6
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "out").mkdir()
+    _fails(
+        [folder, "--out", tmp_path / "out" / "d.h5"],
+        tmp_path / "out",
+        capsys,
+        "its files list 4 model(s) but its count is 6",
+    )
+
+
+# --- Case 7: shot gathers without velocity models ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field_style", [False, True], ids=["seisinvert-shots", "field-export"])
+def test_case7_no_velocity_model_says_so_and_the_advice_works(tmp_path, capsys, field_style):
+    folder = shots_without_velocity(tmp_path / "line", field_style=field_style)
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "d.h5"
+    err = _fails(
+        [folder, "--out", out],
+        tmp_path / "out",
+        capsys,
+        "No velocity model was found among the inputs",
+        "--set require_velocity=false",
+    )
+    assert "grid spacing" not in err.split("require_velocity=false")[0], (
+        "no advice about .npy grid spacing first"
+    )
+    # The advice, followed. A field export without model ids is then asked how its shots form samples.
+    advice = ["--set", "require_velocity=false"]
+    if field_style:
+        _fails([folder, "--out", out, *advice], tmp_path / "out", capsys, "grouping.sample_key=file")
+        advice += ["--set", "grouping.sample_key=file"]
+    assert main([str(folder), "--out", str(out), "--quiet", *advice]) == 0
+    summary = schema.validate(out, check_values=True)
+    assert not summary.labelled
+    with h5py.File(out, "r") as h5:
+        seismic = h5["seismic"][()]
+    expected = encoded_seismic(2, GEOMETRY)
+    assert seismic.size == expected.size
+    assert np.array_equal(np.sort(seismic.ravel()), np.sort(expected.ravel())), "every trace exactly once"

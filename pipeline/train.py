@@ -676,9 +676,9 @@ class Checkpointer:
 
     def restore(self, model, state: Mapping[str, Any]) -> None:
         """Loads the checkpoint's weights and optimizer variables into a compiled model."""
-        model.load_weights(self.directory / state["weights"])
         optimizer = model.optimizer
-        optimizer.build(model.trainable_variables)
+        optimizer.build(model.trainable_variables)  # before load_weights, which then restores it too
+        model.load_weights(self.directory / state["weights"])
         with np.load(self.directory / state["optimizer"]) as values:
             stored = [values[key] for key in sorted(values.files)]
         variables = optimizer.variables

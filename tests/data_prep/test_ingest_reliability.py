@@ -558,3 +558,56 @@ def test_case7_no_velocity_model_says_so_and_the_advice_works(tmp_path, capsys, 
     expected = encoded_seismic(2, GEOMETRY)
     assert seismic.size == expected.size
     assert np.array_equal(np.sort(seismic.ravel()), np.sort(expected.ravel())), "every trace exactly once"
+
+
+# --- Case 10: a kill -9 leaves a partial file; the next run into the same destination removes it ----------
+
+
+def _signal_ingest_midway(folder, dataset, tmp_path, signal_number):
+    """Starts a new (not append) ingest in a real process and signals it while it writes its partial file."""
+    marker = tmp_path / "paused"
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSING_INGEST, str(marker), str(folder), "--out", str(dataset), "--quiet"],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None, f"the ingest ended before pausing: {process.communicate()}"
+            assert time.monotonic() < deadline, "the ingest never reached its second read"
+            time.sleep(0.05)
+        partials = [path for path in dataset.parent.iterdir() if path.name.endswith(".partial")]
+        assert len(partials) == 1, f"one partial file while writing: {partials}"
+        process.send_signal(signal_number)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err, partials[0]
+
+
+def test_case10_partial_file_of_a_killed_run_is_removed_by_the_next_run(tmp_path, caplog):
+    folder = write_survey(tmp_path / "in")
+    (tmp_path / "out").mkdir()
+    dataset = tmp_path / "out" / "d.h5"
+    code, _, partial = _signal_ingest_midway(folder, dataset, tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL and partial.exists() and not dataset.exists()
+    with caplog.at_level(logging.WARNING):
+        assert main([str(folder), "--out", str(dataset), "--quiet"]) == 0
+    assert f"removed {partial}" in _warnings(caplog) and "no longer runs" in _warnings(caplog)
+    assert sorted(path.name for path in dataset.parent.iterdir()) == ["d.h5"]
+    with h5py.File(dataset, "r") as h5:
+        assert np.array_equal(h5["seismic"][()], encoded_seismic(2, GEOMETRY))
+
+
+def test_case10_sigterm_while_writing_a_new_dataset_leaves_nothing(tmp_path):
+    folder = write_survey(tmp_path / "in")
+    (tmp_path / "out").mkdir()
+    code, err, partial = _signal_ingest_midway(folder, tmp_path / "out" / "d.h5", tmp_path, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM and "stopped by SIGTERM: no partial output was kept" in err, err
+    assert "Traceback" not in err and list((tmp_path / "out").iterdir()) == []

@@ -39,10 +39,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_prep.forward import EngineConfig, simulate
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.wavelets import ricker
 from pipeline.windows import ModelLayout
+
+# data_prep.forward (the engine) imports Keras and its backend: it is imported where it is used, so that
+# ``python -m pipeline.infer --help`` and the table/plot helpers stay light.
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class QCConfig:
     enabled: bool = True
     source_correction: Literal["scale", "wavelet", "none"] = "scale"
     wavelet_damping: float = 1e-3
-    misfit_threshold: float = 0.5
+    misfit_threshold: float = 0.3
     velocity_mae_threshold_mps: float = 250.0
     batch_windows: int = 4
 
@@ -90,7 +92,7 @@ class EngineSetup:
     """What ``simulate`` needs to re-simulate one window like the training data."""
 
     geometry: AcquisitionGeometry
-    config: EngineConfig
+    config: Any  # data_prep.forward.EngineConfig
     wavelet: np.ndarray | None
     notes: list[str]
 
@@ -112,6 +114,8 @@ def engine_setup(layout: ModelLayout, settings: Mapping[str, Any] | None) -> Eng
         ValueError: source or receiver positions that are not on the velocity grid (a model trained on
             field data); QC then cannot simulate.
     """
+    from data_prep.forward import EngineConfig
+
     settings = dict(settings or {})
     notes: list[str] = []
     spacing = layout.grid_spacing_m
@@ -181,6 +185,8 @@ def simulate_windows(
     ``pad_to``: simulate batches of this many windows (repeating the last one), so that the engine sees one
     input shape and compiles once.
     """
+    from data_prep.forward import simulate
+
     velocity = np.asarray(velocity_mps, dtype=np.float32)
     count = len(velocity)
     if pad_to is not None and count < pad_to:

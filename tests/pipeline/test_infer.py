@@ -45,15 +45,22 @@ def keras_bundle(tmp_path_factory):
 
 
 def quiet(**values) -> InferConfig:
+    """A config without SEG-Y and PNG outputs (seconds each) unless asked for; tests that check them ask."""
     from pipeline.config import from_dict
 
+    values.setdefault("outputs", {"png": False, "segy": False})
     return from_dict(InferConfig, values)
+
+
+#: The same for the command line.
+NO_EXTRA_OUTPUTS = ["--set", "outputs.png=false", "--set", "outputs.segy=false"]
 
 
 def test_oracle_line_gives_the_true_section_and_every_output_reads_back(tmp_path, line, survey):
     oracle = F.OracleBundle(line.velocity_mps)
     out = tmp_path / "run"
-    result = infer([survey["line"]], oracle, out, quiet(truth=str(survey["truth"])), progress=False)
+    config = quiet(truth=str(survey["truth"]), outputs={"png": True, "segy": True})
+    result = infer([survey["line"]], oracle, out, config, progress=False)
     assert result.merged and result.num_windows == 9 and result.processed == 9
     assert sorted(oracle.calls) == [120.0 * k for k in range(9)], "one prediction per window, at its origin"
 
@@ -277,6 +284,19 @@ def test_windows_that_disagree_are_blended_without_seams(tmp_path, line, survey)
     assert np.max(np.abs(np.diff(residual, axis=1))) < 0.3 * largest_jump
 
 
+def test_every_infer_config_file_loads():
+    from pipeline.config import CONFIG_DIR
+    from pipeline.infer import load_infer_config
+
+    files = sorted((CONFIG_DIR / "infer").glob("*.yaml"))
+    assert files, "configs/infer/ holds the inference configurations"
+    for file in files:
+        load_infer_config([file])
+    assert load_infer_config([CONFIG_DIR / "infer" / "default.yaml"]) == InferConfig(), (
+        "default.yaml = the defaults"
+    )
+
+
 def test_progress_prints_plain_lines_when_not_a_terminal():
     stream = io.StringIO()
     progress = Progress(10, "windows", interval_s=0.0, stream=stream)
@@ -312,6 +332,7 @@ def test_cli_bad_inputs_give_one_line_errors(tmp_path, survey, keras_bundle, cap
     assert expected in error, error
 
 
+@pytest.mark.slow  # MLflow's import and database set-up take ~20 s here
 def test_mlflow_logging(tmp_path, line, survey):
     pytest.importorskip("mlflow")
     import mlflow

@@ -489,9 +489,7 @@ def write_dataset(
         # Values were checked while streaming (finite seismic, positive velocity, edge_map's 0/1): the
         # structural check is what remains.
         schema.validate(temporary, check_values=False)
-    logger.info(
-        "wrote %s: %d samples\n%s", destination, len(plans), schema.format_family_breakdown(breakdown)
-    )
+    logger.info("wrote %s: %d samples of %d families", destination, len(plans), len(breakdown))
     return destination
 
 
@@ -596,13 +594,7 @@ def append_samples(
         restore_signals()
         finish_append(h5)
     schema.validate(destination, check_values=False)
-    logger.info(
-        "appended %d samples to %s (now %d)\n%s",
-        len(plans),
-        destination,
-        old_count + len(plans),
-        schema.format_family_breakdown(provenance["families"]),
-    )
+    logger.info("appended %d samples to %s (now %d)", len(plans), destination, old_count + len(plans))
     return destination
 
 

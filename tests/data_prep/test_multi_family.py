@@ -263,3 +263,111 @@ def test_files_of_the_previous_version_are_still_grouped_by_model_id(tmp_path):
             schema.read_origins(h5)[0]["grouping"]
             == "model id in byte 233 (seisinvert textual-header signature)"
         )
+
+
+def _synthesize_cli(family, out, *extra):
+    from data_prep.synthesize import main as synthesize_main
+
+    argv = ["--family", family, "--count", "1", "--seed", "1", "--out", str(out), "--quiet", *extra]
+    assert synthesize_main(argv) == 0
+
+
+def test_synthesized_families_ingest_with_their_engine_settings(tmp_path, capsys):
+    """The issue's done-when on the small survey: two synthesize folders, one ingest, both families recorded."""
+    from data_prep.synthesize import read_manifest
+    from pipeline.config import CONFIG_DIR
+
+    small = str(CONFIG_DIR / "data" / "small.yaml")
+    _synthesize_cli("flatvel-a", tmp_path / "A", "--config", small)
+    _synthesize_cli("curvefault-b", tmp_path / "B", "--config", small)
+    capsys.readouterr()
+    out = tmp_path / "mix.h5"
+    assert main([str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(out), "--quiet"]) == 0
+    assert "per family:\n  curvefault-b: 1 samples" in capsys.readouterr().out
+    summary = schema.validate(out)
+    manifests = [read_manifest(tmp_path / name) for name in ("A", "B")]
+    with schema.open_dataset(out) as h5:
+        table = schema.read_sample_table(h5)
+        geometry = schema.read_geometry(h5)
+        shared = schema.read_engine_settings(h5)
+    assert summary.num_samples == 2
+    assert table.family.tolist() == ["flatvel-a", "curvefault-b"]
+    assert table.sample_id.tolist() == [1, 1] and table.origin_name.tolist() == ["A", "B"]
+    # Every engine setting of the manifests, per origin and (the same for both) for the dataset.
+    assert [origin["engine_settings"] for origin in table.origins] == [
+        m["engine_settings"] for m in manifests
+    ]
+    assert shared == manifests[0]["engine_settings"] and shared["amplitude_convention"] == "openfwi"
+    assert [origin["models"]["seed"] for origin in table.origins] == [1, 1]
+    nominal = manifests[0]["geometry_m"]
+    assert np.allclose(geometry.receiver_positions_m, nominal["receiver_positions_m"])
+    assert np.allclose(table.receiver_positions_m, np.asarray(nominal["receiver_positions_m"])[None])
+    assert geometry.start_time_s == 0.0 and table.start_time_s.tolist() == [0.0] * 2
+
+
+def test_engine_settings_per_origin_and_shared_only_when_equal(tmp_path, caplog):
+    import json
+
+    folders = []
+    for index, (name, width) in enumerate((("A", 20), ("B", 24), ("C", None))):
+        folder, _, _ = _folder(tmp_path / name, f"family-{name.lower()}", first_value=1000 * index)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if width is None:  # an older manifest: only its engine section
+            manifest["engine"] = {"spatial_order": 4, "absorbing_width_cells": 20, "free_surface": False}
+        else:
+            manifest["engine_settings"] = {"wavelet": "ricker", "absorbing_width_cells": width}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        folders.append(folder)
+    with caplog.at_level(logging.WARNING, logger="data_prep.dataset_writer"):
+        path = ingest(folders, tmp_path / "d.h5", QUIET)
+    assert "simulated with different engine settings (absorbing_width_cells, free_surface," in caplog.text
+    assert "wavelet differ between origins" in caplog.text
+    with h5py.File(path, "r") as h5:
+        origins = schema.read_origins(h5)
+        assert schema.read_engine_settings(h5) == {}, "no single engine to re-simulate with"
+    assert origins[0]["engine_settings"] == {"wavelet": "ricker", "absorbing_width_cells": 20}
+    assert origins[1]["engine_settings"]["absorbing_width_cells"] == 24
+    older = origins[2]["engine_settings"]
+    assert older["spatial_order"] == 4 and older["peak_frequency_hz"] == GEOMETRY.peak_frequency_hz
+    assert "does not record the wavelet's delay or the amplitude convention" in older["recorded_by"]
+
+
+@pytest.mark.slow
+def test_issue_done_when_two_families_of_four_openfwi_models(tmp_path):
+    """Issue 7's done-when, as the user types it (OpenFWI geometry, 4 models per family, real processes)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    def run(*argv):
+        completed = subprocess.run(
+            [sys.executable, "-m", *argv], capture_output=True, text=True, cwd=REPO_ROOT, timeout=1800
+        )
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        return completed.stdout
+
+    for family, name in (("flatvel-a", "A"), ("curvefault-b", "B")):
+        run(
+            "data_prep.synthesize",
+            "--family",
+            family,
+            "--count",
+            "4",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / name),
+        )
+    printed = run(
+        "data_prep.ingest", str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(tmp_path / "mix.h5")
+    )
+    assert "curvefault-b: 4 samples" in printed and "flatvel-a: 4 samples" in printed
+    summary = schema.validate(tmp_path / "mix.h5")
+    with schema.open_dataset(tmp_path / "mix.h5") as h5:
+        families = schema.read_sample_families(h5)
+        seismic = h5["seismic"][()]
+    assert families.tolist() == ["flatvel-a"] * 4 + ["curvefault-b"] * 4
+    assert summary.seismic_shape == (8, 5, 1000, 70)
+    peak = np.abs(seismic).max(axis=(1, 2, 3))
+    assert np.all((peak > 20) & (peak < 110)), f"OpenFWI-like amplitudes expected, max |x| per sample {peak}"

@@ -160,9 +160,11 @@ def evaluate_model(
             )
     sample_values = per_sample_metrics(scored_targets, predictions, stats, edge_threshold)
     sample_ids = dataset.sample_ids_of(order)
+    origins = dataset.origins_of(order)
     per_sample = [
         {
             "index": int(order[i]),
+            "origin": str(origins[i]),
             "sample_id": int(sample_ids[i]),
             "family": str(families[i]),
             **{name: float(values[i]) for name, values in sample_values.items()},

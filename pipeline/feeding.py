@@ -25,7 +25,6 @@ Design (see NOTES.md, "Keras 3" and "HDF5"):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -134,45 +133,13 @@ def shot_mask(num_shots: int, active_shots: int | None) -> np.ndarray | None:
 
 
 def read_sample_families(h5: h5py.File) -> np.ndarray:
-    """Family name of every sample (``"unknown"`` where the dataset does not say), as a str array.
-
-    Reads a per-sample family dataset when the schema has one, else the ``family`` recorded with each
-    sample's source in the provenance.
-    """
-    num_samples = int(h5[schema.SEISMIC].shape[0])
-    for name in ("sample_family", "family"):
-        if name in h5 and isinstance(h5[name], h5py.Dataset) and h5[name].shape[:1] == (num_samples,):
-            values = h5[name][()]
-            if values.dtype.kind in "iu":
-                names = _family_names(h5, name)
-                if names is not None:
-                    return np.asarray([names[int(v)] for v in values], dtype=object).astype(str)
-            return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in values])
-    families = np.full(num_samples, "unknown", dtype=object)
-    try:
-        sources = json.loads(h5[schema.PROVENANCE].attrs["sources"])
-        source_index = h5[schema.SAMPLE_SOURCE][()]
-    except (KeyError, ValueError):
-        return families.astype(str)
-    for position, source in enumerate(sources):
-        family = source.get("family") if isinstance(source, dict) else None
-        if family:
-            families[source_index == position] = str(family)
-    return families.astype(str)
+    """Family name of every sample (``"unknown"`` where the dataset does not say), as a str array."""
+    return schema.read_sample_families(h5)
 
 
-def _family_names(h5: h5py.File, name: str) -> list[str] | None:
-    for holder in (h5[name].attrs, h5.attrs):
-        for key in ("names", "families", "family_names"):
-            if key in holder:
-                value = holder[key]
-                if isinstance(value, str | bytes):
-                    try:
-                        return list(json.loads(value))
-                    except json.JSONDecodeError:
-                        return [part for part in str(value).split(",") if part]
-                return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
-    return None
+def _origin_names(h5: h5py.File) -> np.ndarray:
+    names = np.asarray([entry.get("name", "") for entry in schema.read_origins(h5)] or [""], dtype=str)
+    return names[schema.read_sample_origins(h5)]
 
 
 class SeismicDataset(keras.utils.PyDataset):
@@ -260,7 +227,8 @@ class SeismicDataset(keras.utils.PyDataset):
                 if selected.size and (selected.min() < 0 or selected.max() >= h5[schema.SEISMIC].shape[0]):
                     raise ValueError(f"indices must lie in 0..{h5[schema.SEISMIC].shape[0] - 1}.")
             all_families = read_sample_families(h5)
-            self._sample_ids = h5[schema.SAMPLE_ID][()]
+            self._sample_ids = schema.read_sample_ids(h5)
+            self._origin_names = _origin_names(h5)
         if families:
             wanted = set(families)
             available = sorted(set(all_families[selected]))
@@ -349,8 +317,12 @@ class SeismicDataset(keras.utils.PyDataset):
         return self._all_families[np.asarray(sample_indices, dtype=np.int64)]
 
     def sample_ids_of(self, sample_indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The ``sample_id`` values of the given dataset samples."""
+        """The ``sample_id`` values of the given dataset samples (unique together with the origin)."""
         return self._sample_ids[np.asarray(sample_indices, dtype=np.int64)]
+
+    def origins_of(self, sample_indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The origin name (synthesize folder, SEG-Y or OpenFWI file) of the given dataset samples."""
+        return self._origin_names[np.asarray(sample_indices, dtype=np.int64)]
 
     def close(self) -> None:
         if self._file is not None and self._file_pid == os.getpid():

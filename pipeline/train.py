@@ -350,7 +350,8 @@ def dataset_info(path: str | Path) -> dict[str, Any]:
         provenance = schema.read_provenance(h5)
         splits = schema.read_splits(h5)
         stats = schema.read_normalization(h5)
-        families = sorted(set(read_sample_families(h5)))
+        families = sorted(str(family) for family in set(read_sample_families(h5)))
+        breakdown = schema.read_family_breakdown(h5)
         digest = hashlib.sha256()
         for item in (
             json.dumps(provenance.get("sources"), sort_keys=True, default=str),
@@ -363,8 +364,9 @@ def dataset_info(path: str | Path) -> dict[str, Any]:
         return {
             "path": str(path.resolve()),
             "digest": digest.hexdigest()[:16],
-            "schema_version": int(h5.attrs["schema_version"]),
+            "schema_version": schema.schema_version(h5),
             "families": families,
+            "family_breakdown": breakdown,
             "split_sizes": {name: int(len(indices)) for name, indices in splits.items()},
             "num_samples": int(h5[schema.SEISMIC].shape[0]),
             "seismic_shape": [int(n) for n in h5[schema.SEISMIC].shape[1:]],
@@ -376,10 +378,9 @@ def dataset_info(path: str | Path) -> dict[str, Any]:
 
 def _engine_settings(path: Path) -> dict[str, Any]:
     from data_prep import schema
-    from pipeline.bundle import engine_settings_from_provenance
 
     with schema.open_dataset(path) as h5:
-        return engine_settings_from_provenance(schema.read_provenance(h5))
+        return schema.read_engine_settings(h5)
 
 
 def _training_amplitudes(dataset, max_samples: int = 128) -> dict[str, float]:

@@ -60,15 +60,24 @@ def layered_samples(num_samples: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return seismic, velocity
 
 
-def write_dataset(path: Path, num_samples: int = 24, seed: int = 0, files: int = 1) -> Path:
-    """Writes ``num_samples`` two-layer samples as OpenFWI ``.npy`` files and imports them to ``path``."""
+def write_dataset(
+    path: Path, num_samples: int = 24, seed: int = 0, files: int = 1, families: tuple[str, ...] = ()
+) -> Path:
+    """Writes ``num_samples`` two-layer samples as OpenFWI ``.npy`` files and imports them to ``path``.
+
+    With ``families``, the files are spread over folders named after them (OpenFWI's layout), so the
+    dataset records those families (split stratified by family).
+    """
     from data_prep.openfwi import OpenFWIConfig, import_openfwi
 
     source = path.parent / f"{path.stem}_npy"
     source.mkdir(parents=True, exist_ok=True)
     seismic, velocity = layered_samples(num_samples, seed)
-    for index, chunk in enumerate(np.array_split(np.arange(num_samples), files), start=1):
-        np.save(source / f"data{index}.npy", seismic[chunk])
-        np.save(source / f"model{index}.npy", velocity[chunk][:, None])
+    count = max(files, len(families))
+    for index, chunk in enumerate(np.array_split(np.arange(num_samples), count), start=1):
+        folder = source / families[(index - 1) % len(families)] if families else source
+        folder.mkdir(exist_ok=True)
+        np.save(folder / f"data{index}.npy", seismic[chunk])
+        np.save(folder / f"model{index}.npy", velocity[chunk][:, None])
     config = OpenFWIConfig(geometry=small_geometry(), progress=False)
     return import_openfwi([source], path, config, overwrite=True)

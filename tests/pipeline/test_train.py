@@ -66,7 +66,7 @@ def tiny_config(root: Path, data: Path, **changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    data = write_dataset(root / "small.h5", num_samples=30)
+    data = write_dataset(root / "small.h5", num_samples=40, families=("flatvel-a", "curvevel-a"))
     lines: list[str] = []
     config = tiny_config(root, data)
     result = train(config, echo=lines.append)
@@ -101,6 +101,8 @@ def test_history_and_printed_lines(trained):
     assert all("\r" not in line for line in lines)
     assert any(line.startswith("epoch 2/2") and "val_SSIM" in line for line in lines)
     assert result.test_metrics and 0 < result.test_metrics["velocity_ssim"] <= 1
+    assert set(result.test_per_family) == {"flatvel-a", "curvevel-a"}
+    assert any("test · curvevel-a" in line for line in lines), "the per-family rows of the metrics table"
     assert result.model_version == "1" and result.champion
 
 
@@ -126,6 +128,10 @@ def test_mlflow_run_holds_config_metrics_images_and_lineage(trained, client):
         steps = sorted(metric.step for metric in client.get_metric_history(result.run_id, key))
         assert steps == [0, 1], f"{key} must be logged once per epoch, got steps {steps}"
     assert run.data.metrics["test_velocity_ssim"] == pytest.approx(result.test_metrics["velocity_ssim"])
+    for family in ("flatvel-a", "curvevel-a"):
+        assert run.data.metrics[f"test_{family}_velocity_ssim"] == pytest.approx(
+            result.test_per_family[family]["velocity_ssim"]
+        )
     assert any(key.startswith("system/cpu") for key in run.data.metrics), "system metrics missing"
     # Warm-up then cosine: the logged learning rate is the schedule's value after each epoch's last step.
     steps_per_epoch = int(run.data.params["data.steps_per_epoch"])
@@ -144,6 +150,7 @@ def test_mlflow_run_holds_config_metrics_images_and_lineage(trained, client):
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == dataset_info(data)["digest"]
     assert dataset_input.dataset.name == data.name
+    assert {tag.key: tag.value for tag in dataset_input.tags}["families"] == "curvevel-a,flatvel-a"
 
 
 def test_registered_pyfunc_returns_velocity_in_mps(trained):
@@ -217,6 +224,10 @@ def test_evaluate_cli_logs_an_evaluation_run(trained, client, tmp_path, capsys):
     assert status == 0
     rows = list(csv.DictReader((tmp_path / "per_sample_test.csv").open()))
     assert len(rows) == dataset_info(data)["split_sizes"]["test"]
+    assert {row["family"] for row in rows} == {"flatvel-a", "curvevel-a"}
+    assert len({(row["origin"], row["sample_id"]) for row in rows}) == len(rows), (
+        "(origin, id) identifies a sample"
+    )
     mean_ssim = np.mean([float(row["ssim"]) for row in rows])
     assert mean_ssim == pytest.approx(result.test_metrics["velocity_ssim"], abs=1e-5)
     assert (tmp_path / "worst_test.png").stat().st_size > 1000

@@ -15,9 +15,18 @@ How the inputs are read:
 * Byte order is detected per file, any sample format segyio reads is accepted (integers are cast to
   float32, IBM floats decoded), coordinates are scaled by SourceGroupScalar / ElevationScalar.
 * Traces may come in any order: they are sorted by sample (velocity model), shot and receiver from the
-  headers (``grouping``): by default the model id in byte 233 (``UnassignedInt1``, as synthesize writes it);
-  for field data without it, ``grouping.shots_per_sample=N`` groups every N consecutive shots (by
-  ``grouping.shot_key``, default FieldRecord) into one sample, whose id is its first shot number.
+  headers (``grouping``): by default the model id in byte 233 (``UnassignedInt1``), trusted only in files
+  that carry this project's textual-header signature or that a synthesize manifest lists (SEG-Y rev 2 keeps
+  a header name there); for other files, ``grouping.shots_per_sample=N`` groups every N consecutive shots
+  (by ``grouping.shot_key``, default FieldRecord) into one sample, whose id is its first shot number, and
+  ``grouping.sample_key=file`` makes each file one sample. Which rule was used is logged per file.
+* A synthesize folder is one origin, every other shot file another; a sample's identity is (origin, id),
+  so several folders (``ingest data/flatvel-a data/curvefault-b --out mix.h5``) and files that each number
+  their shots from 1 make one dataset. Each sample's family, origin, own shot/receiver positions (in its
+  velocity grid's frame; all inside the grid) and start time are stored; splits are stratified by family and
+  a per-family breakdown is printed and recorded. Different recording delays are refused unless
+  ``regularization.start_time_s`` aligns them. The engine settings of each synthesize folder (its
+  manifest's ``engine_settings``) are copied into the provenance.
 * Velocity models come from SEG-Y files written by ``write_velocity_models`` (recognised by their textual
   header "DEPTH SAMPLES", or named ``*velocity*``), paired by model id; or from ``.npy`` arrays
   ``(models, depth, x)`` / ``(models, 1, depth, x)`` whose row ``k`` (files concatenated in name order) is
@@ -28,7 +37,7 @@ How the inputs are read:
 All SEG-Y reading goes through segyio (``data_prep.segy_io``). Safety: headers are scanned first (nothing is
 written if any input is bad); samples are then streamed one sample at a time (velocity models and edges in
 blocks of ``block_bytes``) into a temporary file, which is validated and renamed only when complete.
-``--append`` adds samples to an existing dataset in place without rewriting it: the file is flagged
+``--append`` adds samples (new origins) to an existing dataset in place without rewriting it: the file is flagged
 ``write_in_progress`` while it changes (so an interrupted append never looks valid), existing samples keep
 their split, the new ones are split among themselves, and the statistics of the new training samples are
 merged into the stored ones (see ``data_prep.splits`` and ``data_prep.normalization``). A failed append is

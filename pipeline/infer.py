@@ -543,6 +543,7 @@ def _write_run_record(
             "uri": model_uri,
             "family": info.get("family"),
             "identity": _model_identity(bundle, model_uri),
+            **model_lineage(model_uri),
             "bundle_info": {k: v for k, v in info.items() if k not in ("normalization", "geometry")},
         },
         "inputs": [
@@ -873,42 +874,84 @@ def _model_identity(bundle: Any, model_uri: str) -> str:
 def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig) -> str:
     """Logs an inference run to MLflow: inputs and model as params/tags, QC as metrics, outputs as artifacts.
 
-    Kept here until ``pipeline.tracking`` offers an inference-logging function; it is the only MLflow code of
-    the inference stage.
+    This and ``model_lineage`` are the only MLflow code of the inference stage; they use ``pipeline.tracking``'s
+    store conventions and would move there when it offers inference logging.
     """
-    import mlflow
+    from pipeline import tracking
 
-    if config.mlflow.tracking_uri:
-        mlflow.set_tracking_uri(config.mlflow.tracking_uri)
-    mlflow.set_experiment(config.mlflow.experiment)
-    with mlflow.start_run(run_name=config.mlflow.run_name or f"infer-{result.out_dir.name}") as active:
-        mlflow.set_tags(
-            {"stage": "inference", "model_uri": str(run["model"]["uri"]), "package_version": __version__}
-        )
-        mlflow.log_params(
-            {
-                "model_uri": str(run["model"]["uri"])[:500],
-                "model_family": str(run["model"].get("family")),
-                "num_inputs": len(run["inputs"]),
-                "num_windows": result.num_windows,
-                "regridded": len(run["regridded"]) > 0,
-                "calibration": f"{run['calibration']['method']}/{run['calibration']['scope']}",
-                "config_hash": run["config_hash"],
-            }
-        )
-        mlflow.log_dict(
-            {"inputs": run["inputs"], "regridded": run["regridded"], "model": run["model"]},
-            "inference/provenance.json",
-        )
-        mlflow.log_text(run["configuration"], "inference/config.yaml")
+    mlflow = tracking._mlflow()
+    tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
+    experiment_id = tracking.ensure_experiment(tracking_uri, config.mlflow.experiment)
+    client = mlflow.MlflowClient(tracking_uri)
+    model = run["model"]
+    active = client.create_run(
+        experiment_id,
+        run_name=config.mlflow.run_name or f"infer-{result.out_dir.name}",
+        tags={
+            f"{tracking.TAG_PREFIX}stage": "inference",
+            f"{tracking.TAG_PREFIX}model_uri": str(model["uri"]),
+            f"{tracking.TAG_PREFIX}package_version": __version__,
+            **(
+                {f"{tracking.TAG_PREFIX}model_run_id": model["training_run_id"]}
+                if model.get("training_run_id")
+                else {}
+            ),
+        },
+    )
+    run_id = active.info.run_id
+    try:
+        params = {
+            "model_uri": str(model["uri"]),
+            "model_family": str(model.get("family")),
+            "model_version": str(model.get("registered_version")),
+            "num_inputs": len(run["inputs"]),
+            "inputs": ",".join(Path(i["path"]).name for i in run["inputs"]),
+            "num_windows": result.num_windows,
+            "regridded": len(run["regridded"]) > 0,
+            "config_hash": run["config_hash"],
+        }
+        params.update(tracking.flatten_params(_json_ready(to_dict(config)), prefix="infer."))
+        for key, value in params.items():
+            client.log_param(run_id, key, str(value)[:6000])
         metrics = {f"qc_{k}": float(v) for k, v in result.qc_summary.items() if np.isfinite(v)}
         metrics.update({f"section_{k}": float(v) for k, v in result.section_errors.items() if np.isfinite(v)})
         metrics.update({f"time_{k}_s": float(v) for k, v in result.timings_s.items()})
-        mlflow.log_metrics(metrics)
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        client.log_dict(
+            run_id,
+            {"inputs": run["inputs"], "regridded": run["regridded"], "model": model},
+            "inference/provenance.json",
+        )
+        client.log_text(run_id, run["configuration"], "inference/config.yaml")
         for path in result.files:
             if path.suffix in (".png", ".csv", ".json"):
-                mlflow.log_artifact(str(path), artifact_path="inference")
-        return active.info.run_id
+                client.log_artifact(run_id, str(path), artifact_path="inference")
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def model_lineage(model_uri: str) -> dict[str, Any]:
+    """The training run and registered version behind a ``runs:/`` or ``models:/`` URI ({} for paths)."""
+    if not model_uri.startswith(("runs:/", "models:/")):
+        return {}
+    from pipeline import tracking
+
+    lineage: dict[str, Any] = {"training_run_id": tracking.run_id_of(model_uri)}
+    if model_uri.startswith("models:/"):
+        mlflow = tracking._mlflow()
+        client = mlflow.MlflowClient(tracking.resolve_tracking_uri(None))
+        spec = model_uri[len("models:/") :]
+        with contextlib.suppress(Exception):
+            if "@" in spec:
+                name, alias = spec.split("@", 1)
+                lineage["registered_version"] = client.get_model_version_by_alias(name, alias).version
+            else:
+                lineage["registered_version"] = spec.rsplit("/", 1)[1]
+    return lineage
 
 
 def _json_ready(value: Any) -> Any:
@@ -1087,6 +1130,7 @@ __all__ = [
     "load_infer_config",
     "log_inference_to_mlflow",
     "main",
+    "model_lineage",
     "merge",
     "parse_shard",
 ]

@@ -347,8 +347,9 @@ def test_mlflow_logging(tmp_path, line, survey):
     result = infer([survey["line"]], oracle, tmp_path / "run", config, progress=False)
     assert result.mlflow_run_id
     run = mlflow.MlflowClient(tracking_uri=uri).get_run(result.mlflow_run_id)
-    assert run.data.params["num_windows"] == "9" and run.data.tags["stage"] == "inference"
-    assert run.data.metrics["qc_num_windows"] == 9.0
+    assert run.data.params["num_windows"] == "9" and run.data.tags["seisinvert.stage"] == "inference"
+    assert run.data.metrics["qc_num_windows"] == 9.0 and run.info.status == "FINISHED"
+    assert run.data.params["infer.calibration.method"] == "rms"
     artifacts = {
         a.path
         for a in mlflow.MlflowClient(tracking_uri=uri).list_artifacts(result.mlflow_run_id, "inference")

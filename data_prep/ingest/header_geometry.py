@@ -56,7 +56,11 @@ def geometry_from_headers(scan: SegyScan, trace_indices: np.ndarray, config: Ing
     path = scan.path
     source_x, group_x = scan.source_x_m()[trace_indices], scan.group_x_m()[trace_indices]
     source_z, group_z = scan.source_depth_m()[trace_indices], scan.receiver_depth_m()[trace_indices]
-    start_times = scan.start_time_s(trace_indices.ravel()).reshape(trace_indices.shape)
+    uniform_start = scan.uniform_start_time_s
+    if uniform_start is not None:  # the usual case: no memory per trace
+        start_times = np.broadcast_to(np.float64(uniform_start), trace_indices.shape)
+    else:
+        start_times = scan.start_time_s(trace_indices.ravel()).reshape(trace_indices.shape)
     sample_interval_s = scan.sample_interval * 1e-6
     num_samples_in_file, num_shots, num_receivers = trace_indices.shape
     no_coordinates = not np.any(source_x) and not np.any(group_x)

@@ -234,8 +234,8 @@ class DatasetGeometry:
             ):
                 index = int(np.argmax(np.max(np.abs(np.asarray(mine) - np.asarray(theirs)), axis=1)))
                 found.append(
-                    f"{label[:-1]} {index + 1} at (depth, x) = {tuple(np.round(theirs[index], 3))} m instead of "
-                    f"{tuple(np.round(mine[index], 3))} m"
+                    f"{label[:-1]} {index + 1} at (depth, x) = {_metres(theirs[index])} m instead of "
+                    f"{_metres(mine[index])} m"
                 )
         if (
             tuple(self.grid_shape) != tuple(other.grid_shape)
@@ -266,6 +266,11 @@ class DatasetGeometry:
         values["receiver_positions_m"] = np.asarray(self.receiver_positions_m).tolist()
         values["grid_shape"] = list(self.grid_shape)
         return values
+
+
+def _metres(position: np.ndarray) -> str:
+    """``(depth, x)`` in metres for messages, to the millimetre: ``(10, 40.5)``."""
+    return "(" + ", ".join(f"{round(float(value), 3):g}" for value in position) + ")"
 
 
 def outside_grid(

@@ -359,19 +359,27 @@ def _check_against_manifest(shot_file: ShotFile, resolved: ResolvedInputs, pool:
     if group.geometry is None:
         return
     recorded = dataclasses.replace(group.geometry, start_time_s=shot_file.geometry.start_time_s)
-    differences = []
-    for sample, sample_id in enumerate(shot_file.sample_ids):
-        candidate = dataclasses.replace(
-            shot_file.geometry,
-            source_positions_m=shot_file.source_positions_m[sample],
-            receiver_positions_m=shot_file.receiver_positions_m[sample],
-            grid_shape=group.geometry.grid_shape,
-            grid_spacing_m=group.geometry.grid_spacing_m,
+    grid = {"grid_shape": group.geometry.grid_shape, "grid_spacing_m": group.geometry.grid_spacing_m}
+    differences = recorded.differences(dataclasses.replace(shot_file.geometry, **grid), positions=False)
+    if not differences:
+        # Every sample's positions at once; the first sample that differs is described.
+        deviation = np.maximum(
+            np.abs(shot_file.source_positions_m - recorded.source_positions_m).max(axis=(1, 2)),
+            np.abs(shot_file.receiver_positions_m - recorded.receiver_positions_m).max(axis=(1, 2)),
         )
-        differences = recorded.differences(candidate)
-        if differences:
-            differences = [f"model {int(sample_id)}: {text}" for text in differences]
-            break
+        bad = np.flatnonzero(deviation > schema.POSITION_TOLERANCE_M)
+        if bad.size:
+            sample = int(bad[0])
+            candidate = dataclasses.replace(
+                shot_file.geometry,
+                source_positions_m=shot_file.source_positions_m[sample],
+                receiver_positions_m=shot_file.receiver_positions_m[sample],
+                **grid,
+            )
+            differences = [
+                f"model {int(shot_file.sample_ids[sample])}: {text}"
+                for text in recorded.differences(candidate)
+            ]
     if differences:
         raise UserError(
             f"The SEG-Y headers of {shot_file.scan.path} disagree with {group.directory / 'manifest.json'}: "

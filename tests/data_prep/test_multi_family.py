@@ -371,3 +371,21 @@ def test_issue_done_when_two_families_of_four_openfwi_models(tmp_path):
     assert summary.seismic_shape == (8, 5, 1000, 70)
     peak = np.abs(seismic).max(axis=(1, 2, 3))
     assert np.all((peak > 20) & (peak < 110)), f"OpenFWI-like amplitudes expected, max |x| per sample {peak}"
+
+
+def test_a_folder_whose_headers_disagree_with_its_manifest_is_refused(tmp_path):
+    """Positions may differ between origins, but a synthesize folder's headers must say what its manifest says."""
+    folder, seismic, _ = _folder(tmp_path / "A", "flatvel-a")
+    moved = folder / "flatvel-a_shots_000002-000003.segy"
+
+    def move_receiver(headers):  # model 4 (the file's second): receiver 2 at 41 m instead of 40 m
+        target = (headers["UnassignedInt1"] == 4) & (headers["TraceNumber"] == 2)
+        headers["GroupX"] = np.where(target, headers["GroupX"] + 100, headers["GroupX"])
+
+    write_fixture(moved, seismic[2:], GEOMETRY, first_model=2, edit_headers=move_receiver)
+    with pytest.raises(
+        schema.UserError,
+        match=r"headers of .*flatvel-a_shots_000002-000003.segy disagree with .*manifest.json: model 4: receiver 2 "
+        r"at \(depth, x\) = \(0, 41\) m instead of \(0, 40\) m",
+    ):
+        ingest([folder], tmp_path / "d.h5", QUIET)

@@ -9,8 +9,9 @@ the group ``/append_journal`` of the same file, flushes, and only then flags the
 * An exception during the append (Ctrl-C's KeyboardInterrupt, a bad input, a full disk) rolls back from the
   record at once (``roll_back``).
 * SIGTERM -- what ``timeout``, ``kill`` and job schedulers send -- would end Python without running any
-  cleanup; ``terminate_as_interrupt`` turns it into ``Terminated`` (a KeyboardInterrupt) for the duration of
-  the append, so it rolls back like Ctrl-C, and restores the previous handler afterwards.
+  cleanup; ``data_prep.atomic.install_termination_handler`` turns it into ``Terminated`` (a
+  KeyboardInterrupt) for the duration of the append, so it rolls back like Ctrl-C, and the previous
+  handler is restored afterwards.
 * A process killed outright (``kill -9``, out-of-memory killer, power loss) leaves the flag and the record.
   The next ``python -m data_prep.ingest ... --out FILE --append`` rolls back from the record before it
   starts (``recover_interrupted_append``), so re-running the append is the way out;
@@ -24,19 +25,16 @@ record's host and process id are checked instead.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
-import signal
 import socket
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
 
 from data_prep import schema
+from data_prep.atomic import Terminated, install_termination_handler, terminate_as_interrupt
 from pipeline.cli import UserError
 
 logger = logging.getLogger(__name__)
@@ -45,51 +43,6 @@ JOURNAL = "append_journal"
 #: What an append rewrites besides the per-sample datasets (which are only extended): saved whole.
 SAVED_GROUPS = (schema.SPLITS, schema.NORMALIZATION, schema.PROVENANCE)
 IN_PROGRESS = "write_in_progress"
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP) received while a write was in progress; raised so that it rolls back."""
-
-    def __init__(self, signal_number: int) -> None:
-        self.signal_number = signal_number
-        super().__init__(f"received {signal.Signals(signal_number).name}")
-
-
-def install_termination_handler(
-    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP),
-) -> Callable[[], None]:
-    """Makes ``signals`` raise ``Terminated`` in the main thread; returns a function that undoes it.
-
-    Signals whose handler is not the default (ignored, as under ``nohup``, or handled by the application)
-    are left alone. Outside the main thread (where Python cannot set handlers) nothing is changed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signal_number: int, frame) -> None:
-        raise Terminated(signal_number)
-
-    previous = {}
-    for number in signals:
-        if signal.getsignal(number) is signal.SIG_DFL:
-            previous[number] = signal.signal(number, handler)
-
-    def restore() -> None:
-        for number, old in previous.items():
-            signal.signal(number, old)
-        previous.clear()
-
-    return restore
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """Within the block, SIGTERM/SIGHUP raise ``Terminated`` (so ``finally`` and rollbacks run)."""
-    restore = install_termination_handler(signals)
-    try:
-        yield
-    finally:
-        restore()
 
 
 def begin_append(h5: h5py.File) -> None:
@@ -207,3 +160,16 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+__all__ = [
+    "JOURNAL",
+    "SAVED_GROUPS",
+    "Terminated",
+    "begin_append",
+    "finish_append",
+    "install_termination_handler",
+    "recover_interrupted_append",
+    "roll_back",
+    "terminate_as_interrupt",
+]

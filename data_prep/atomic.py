@@ -10,6 +10,10 @@ out-of-memory killer, power loss) cannot, and such a file can be as large as the
 this host by a process that no longer runs (or a process started after the file was last written, i.e. the
 id was reused) is deleted with a warning; one from another host, whose processes cannot be checked, is
 named in a warning and kept; one of a live process (another run writing the same output) is left alone.
+
+SIGTERM (what ``timeout``, ``kill`` and job schedulers send) ends Python without any cleanup; stages run
+their work inside ``terminate_as_interrupt``, which turns SIGTERM and SIGHUP into ``Terminated`` (a
+KeyboardInterrupt), so temporary files are deleted and in-place appends rolled back as on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -213,6 +219,51 @@ def check_writable_destination(destination: str | Path, overwrite: bool = True, 
             "write to, or fix its permissions."
         )
     return destination
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) received while a write was in progress; raised so that it rolls back."""
+
+    def __init__(self, signal_number: int) -> None:
+        self.signal_number = signal_number
+        super().__init__(f"received {signal.Signals(signal_number).name}")
+
+
+def install_termination_handler(
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP),
+) -> Callable[[], None]:
+    """Makes ``signals`` raise ``Terminated`` in the main thread; returns a function that undoes it.
+
+    Signals whose handler is not the default (ignored, as under ``nohup``, or handled by the application)
+    are left alone. Outside the main thread (where Python cannot set handlers) nothing is changed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signal_number: int, frame) -> None:
+        raise Terminated(signal_number)
+
+    previous = {}
+    for number in signals:
+        if signal.getsignal(number) is signal.SIG_DFL:
+            previous[number] = signal.signal(number, handler)
+
+    def restore() -> None:
+        for number, old in previous.items():
+            signal.signal(number, old)
+        previous.clear()
+
+    return restore
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Within the block, SIGTERM/SIGHUP raise ``Terminated`` (so ``finally`` and rollbacks run)."""
+    restore = install_termination_handler(signals)
+    try:
+        yield
+    finally:
+        restore()
 
 
 def write_text_atomic(destination: str | Path, text: str) -> Path:

@@ -42,8 +42,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_prep import schema
-from data_prep.append_journal import begin_append, finish_append, install_termination_handler, roll_back
-from data_prep.atomic import atomic_output
+from data_prep.append_journal import begin_append, finish_append, roll_back
+from data_prep.atomic import atomic_output, install_termination_handler
 from data_prep.edges import EdgeConfig, edge_map
 from data_prep.normalization import StatisticsAccumulator
 from data_prep.schema import DatasetGeometry
@@ -423,6 +423,21 @@ def write_sample_fields(
             if plans
             else np.empty((0, len(nominal), 2))
         )
+    if plans and geometry.grid_extent_m() is not None:
+        # Whatever planned them (ingest checks each sample), no labelled sample leaves its velocity grid.
+        sources = h5[schema.SAMPLE_SOURCE_POSITIONS][where]
+        receivers = h5[schema.SAMPLE_RECEIVER_POSITIONS][where]
+        bad = np.flatnonzero(
+            schema.outside_grid(sources, geometry).any(axis=1)
+            | schema.outside_grid(receivers, geometry).any(axis=1)
+        )
+        if bad.size:
+            index = int(bad[0])
+            raise UserError(
+                f"sample {plans[index].sample_id} (origin {plans[index].origin_index}): "
+                + schema.describe_outside_grid(sources[index], receivers[index], geometry)
+                + "."
+            )
     h5[schema.SAMPLE_X_ORIGIN][where] = [float(plan.x_origin_m) for plan in plans]
     h5[schema.SAMPLE_START_TIME][where] = [
         geometry.start_time_s if plan.start_time_s is None else float(plan.start_time_s) for plan in plans

@@ -24,7 +24,11 @@ whoever computes it, so:
   together, and the union of their outputs equals the unsharded output file for file;
 * memory is bounded by one chunk, whatever ``--count`` is;
 * every file is written under a temporary name and renamed when complete, so a crash leaves nothing
-  that looks finished, and a re-run skips the chunks that are already complete.
+  that looks finished, and a re-run skips the chunks that are already complete;
+* ``manifest.json`` is written before the first chunk, so the folder always records the configuration its
+  chunks were made with: a re-run with another seed, family, count, geometry or engine setting is refused
+  (naming each difference) instead of mixing two datasets, and a folder holding chunk files but no
+  manifest (a run of an earlier version that died) is refused unless ``--overwrite`` regenerates them.
 
 Command line::
 
@@ -38,6 +42,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +54,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_prep.atomic import write_text_atomic
+from data_prep.atomic import Terminated, terminate_as_interrupt, write_text_atomic
 from data_prep.forward import EngineConfig, engine_settings, simulate
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
@@ -231,22 +237,37 @@ def synthesize(
         The path of ``manifest.json``.
 
     Raises:
-        UserError: ``out_dir`` holds a dataset with a different configuration.
+        UserError: ``out_dir`` holds a dataset with a different configuration (each difference named, and
+            how to resume that run instead), or chunk files without a manifest (unless ``overwrite``).
         ValueError: unstable engine settings (CFL) or an invalid configuration.
     """
     out_dir = Path(out_dir)
     chunks = plan_chunks(config.count, config.chunk_size, config.family)
     manifest = build_manifest(config, chunks)
     manifest_path = out_dir / MANIFEST_NAME
+    manifest_text = json.dumps(manifest, indent=2) + "\n"
     if manifest_path.exists():
         existing = read_manifest(out_dir)
         differences = _describe_differences(existing, manifest)
         if differences:
+            raise UserError(_mismatch_message(out_dir, existing, differences))
+    else:
+        unrecorded = _chunk_files(out_dir)
+        if unrecorded and not overwrite:
             raise UserError(
-                f"{out_dir} already holds a different synthetic dataset ({'; '.join(differences)}). "
-                "Choose another --out folder, or delete that one to regenerate it."
+                f"{out_dir} holds {len(unrecorded)} chunk file(s) (first: {unrecorded[0].name}) but no manifest.json "
+                "(left by a run of an earlier version that died, or copied in), so whether they were made with "
+                "this configuration cannot be checked. Choose another --out folder, delete those files, or pass "
+                "--overwrite to regenerate every chunk of this configuration."
             )
     out_dir.mkdir(parents=True, exist_ok=True)
+
+    def record_configuration() -> None:
+        # Before the first chunk file: a folder never holds chunks its manifest does not describe, so a
+        # re-run with other settings is refused above instead of mixing two datasets.
+        if not manifest_path.exists() or manifest_path.read_text() != manifest_text:
+            write_text_atomic(manifest_path, manifest_text)
+
     parameters = family_parameters(config.family, **config.family_overrides)
 
     mine = shard_chunks(chunks, shard)
@@ -289,6 +310,7 @@ def synthesize(
                     "the engine settings are unstable for these velocities. Reduce engine.time_step_s."
                 )
             header = _textual_header(config, chunk)
+            record_configuration()
             # Velocity first: a chunk counts as complete only when its shots file exists too.
             write_velocity_models(
                 out_dir / chunk.velocity_name,
@@ -300,8 +322,35 @@ def synthesize(
             write_shot_gathers(
                 out_dir / chunk.shots_name, seismic, config.geometry, chunk.first_model, textual_header=header
             )
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    record_configuration()  # also when this shard had nothing (left) to write
     return manifest_path
+
+
+_CHUNK_FILE = re.compile(r"^.+_(shots|velocity)_\d{6}-\d{6}\.segy$")
+
+
+def _chunk_files(out_dir: Path) -> list[Path]:
+    """SEG-Y files named as synthesize names its chunks."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(path for path in out_dir.iterdir() if _CHUNK_FILE.match(path.name))
+
+
+def _mismatch_message(out_dir: Path, existing: dict[str, Any], differences: list[str]) -> str:
+    """What differs from the run recorded in ``out_dir`` and the two ways on: resume it, or a new folder."""
+    command = (
+        f"--family {existing.get('family')} --count {existing.get('count')} --seed {existing.get('seed')}"
+    )
+    others = [text.split(":")[0].split(".")[0] for text in differences]
+    others = sorted({key for key in others if key not in ("family", "count", "seed")})
+    recorded = f" with the {', '.join(others)} settings recorded in its manifest.json" if others else ""
+    version = existing.get("package_version")
+    return (
+        f"{out_dir} already holds a different synthetic dataset ({'; '.join(differences)}): its manifest.json, "
+        f"written before its first chunk{f' by seisinvert {version}' if version else ''}, records the settings its "
+        f"chunks were made with. To resume that run, repeat its settings ({command}{recorded}); for a new dataset, "
+        f"choose another --out folder or delete {out_dir}."
+    )
 
 
 def _chunk_complete(out_dir: Path, chunk: Chunk) -> bool:
@@ -334,12 +383,32 @@ def _textual_header(config: SynthesizeConfig, chunk: Chunk) -> str:
 
 
 def _describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = ("family", "count", "seed", "chunk_size", "batch_size", "geometry", "engine", "family_parameters")
-    return [
-        f"{key}: {existing.get(key)!r} there, {new.get(key)!r} now"
-        for key in keys
-        if existing.get(key) != new.get(key)
-    ]
+    """The recorded settings that differ, as ``key.subkey: X there, Y now`` (at most 8, dicts compared by key)."""
+    keys = (
+        "family",
+        "count",
+        "seed",
+        "chunk_size",
+        "batch_size",
+        "geometry",
+        "engine",
+        "engine_settings",
+        "family_parameters",
+    )
+    differences: list[str] = []
+
+    def compare(name: str, there: Any, now: Any) -> None:
+        if isinstance(there, dict) and isinstance(now, dict):
+            for key in sorted(set(there) | set(now), key=str):
+                compare(f"{name}.{key}", there.get(key, "(not recorded)"), now.get(key, "(not recorded)"))
+        elif there != now:
+            differences.append(f"{name}: {there!r} there, {now!r} now")
+
+    for key in keys:
+        compare(key, existing.get(key, "(not recorded)"), new.get(key, "(not recorded)"))
+    if len(differences) > 8:
+        differences = [*differences[:8], f"... {len(differences) - 8} more"]
+    return differences
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,17 +436,44 @@ def _main(args: argparse.Namespace) -> int:
     )
     shard = parse_shard(args.shard)
     try:
-        manifest = synthesize(
-            config, args.out, shard=shard, overwrite=args.overwrite, progress=not args.quiet
+        # SIGTERM (timeout, job schedulers) unwinds like Ctrl-C: the chunk in progress is discarded.
+        with terminate_as_interrupt():
+            manifest = synthesize(
+                config, args.out, shard=shard, overwrite=args.overwrite, progress=not args.quiet
+            )
+    except Terminated as stop:
+        print(
+            f"error: stopped by {signal.Signals(stop.signal_number).name}: the complete chunks are kept, the one "
+            "in progress was discarded; run the same command again to resume.",
+            file=sys.stderr,
         )
+        return 128 + stop.signal_number
     # Unstable (CFL) or inconsistent physics settings: the engine's message says what to do.
     except ValueError as error:
         if args.debug:
             raise
         raise UserError(str(error)) from None
-    what = f"{config.count}" if shard == (1, 1) else f"shard {shard[0]}/{shard[1]} of {config.count}"
-    print(f"wrote {what} {config.family} model(s) to {args.out} (manifest: {manifest})")
+    print(_summary(config, shard, args.out, manifest))
     return 0
+
+
+def _summary(config: SynthesizeConfig, shard: tuple[int, int], out_dir: Path, manifest: Path) -> str:
+    """What this run (or shard) wrote, in one line."""
+    chunks = plan_chunks(config.count, config.chunk_size, config.family)
+    mine = shard_chunks(chunks, shard)
+    if shard == (1, 1):
+        return f"wrote {config.count} {config.family} model(s) to {out_dir} (manifest: {manifest})"
+    if not mine:
+        return (
+            f"shard {shard[0]}/{shard[1]} has no chunk to write: {config.count} model(s) make {len(chunks)} "
+            f"chunk(s) of up to {config.chunk_size} (chunk_size), so shards {len(chunks) + 1}-{shard[1]} have none; "
+            f"wrote only the manifest ({manifest}). Use at most {len(chunks)} shard(s), or a smaller chunk_size."
+        )
+    models = sum(chunk.num_models for chunk in mine)
+    return (
+        f"wrote shard {shard[0]}/{shard[1]}: {len(mine)} chunk(s), {models} of the {config.count} {config.family} "
+        f"models, to {out_dir} (manifest: {manifest})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,8 +19,8 @@ from pathlib import Path
 import h5py
 
 from data_prep import schema
-from data_prep.append_journal import Terminated, recover_interrupted_append, terminate_as_interrupt
-from data_prep.atomic import check_writable_destination
+from data_prep.append_journal import recover_interrupted_append
+from data_prep.atomic import Terminated, check_writable_destination, terminate_as_interrupt
 from data_prep.dataset_writer import BackgroundHasher, append_samples, check_schema_version, write_dataset
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.plan import plan_segy_inputs

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import segyio
 
-from data_prep.forward import simulate
+from data_prep.forward import EngineConfig, engine_settings, simulate
+from data_prep.geometry import AcquisitionGeometry
+from data_prep.segy_io import SIGNATURE_LINE, header_convention
 from data_prep.synthesize import (
     SynthesizeConfig,
     main,
@@ -61,6 +63,14 @@ def test_cli_is_byte_identical_for_the_same_seed_and_matches_openfwi_layout(tmp_
         shot_in_model = f.attributes(segyio.TraceField.EnergySourcePoint)[:]
         receiver = f.attributes(segyio.TraceField.TraceNumber)[:]
         field_record = f.attributes(segyio.TraceField.FieldRecord)[:]
+        offset = f.attributes(segyio.TraceField.offset)[:]
+        source_x = f.attributes(segyio.TraceField.SourceX)[:]
+        group_x = f.attributes(segyio.TraceField.GroupX)[:]
+        text = f.text[0].decode()
+    # Standard headers: offset in metres (segyio reads GroupX - SourceX in metres); signature for ingest.
+    np.testing.assert_array_equal(offset, (group_x - source_x) / 100)
+    assert offset.min() == -690 and offset.max() == 690, "receivers 0-690 m, sources 0-690 m"
+    assert SIGNATURE_LINE in text and header_convention(text) == 2
     assert traces.dtype == np.float32 and np.all(np.isfinite(traces)) and np.abs(traces).max() > 0
     np.testing.assert_array_equal(model_id, np.repeat([1, 2, 3], 5 * 70))
     np.testing.assert_array_equal(shot_in_model, np.tile(np.repeat(np.arange(1, 6), 70), 3))
@@ -75,6 +85,25 @@ def test_cli_is_byte_identical_for_the_same_seed_and_matches_openfwi_layout(tmp_
     manifest = read_manifest(first)
     assert (manifest["family"], manifest["count"], manifest["seed"]) == ("flatvel-a", 3, 7)
     assert manifest["geometry"]["num_samples"] == 1000 and manifest["engine"]["spatial_order"] == 4
+    # Every engine setting, as the engine reports it (what ingest copies into the dataset's provenance).
+    settings = manifest["engine_settings"]
+    assert settings == engine_settings(AcquisitionGeometry(), EngineConfig())
+    for key in (
+        "wavelet",
+        "peak_frequency_hz",
+        "ricker_delay_s",
+        "amplitude_convention",
+        "spatial_order",
+        "free_surface",
+        "absorbing_width_cells",
+        "time_step_s",
+    ):
+        assert key in settings, f"manifest engine_settings lacks {key}"
+    assert (settings["wavelet"], settings["peak_frequency_hz"], settings["free_surface"]) == (
+        "ricker",
+        15.0,
+        False,
+    )
 
 
 def test_files_hold_exactly_the_generated_models_and_simulated_traces(tmp_path: Path):

@@ -721,11 +721,12 @@ def validate(path: str | Path, check_values: bool = True, block_samples: int = 6
 
     Structure (always): format and a readable schema version (1 or 2), every dataset and group present with
     the right dtype, axis order and consistent shapes, chunking of one sample, geometry consistent with the
-    arrays, every shot and receiver inside the velocity grid (nominal and, version 2, each sample's),
-    sample identities (origin, id) unique, start times equal to the geometry's, splits disjoint and
-    complete, statistics present, finite and computed from the current training split, provenance complete,
-    no append in progress. Values (``check_values=True``, read in blocks of ``block_samples`` samples):
-    seismic finite, velocity finite and positive, edges 0 or 1.
+    arrays, the nominal shots and receivers inside the velocity grid, sample identities (origin, id)
+    unique, start times equal to the geometry's, splits disjoint and complete, statistics present, finite
+    and computed from the current training split, provenance complete, no append in progress. Values
+    (``check_values=True``, read in blocks of ``block_samples`` samples): every sample's own positions
+    finite and inside the velocity grid (version 2), seismic finite, velocity finite and positive, edges 0
+    or 1.
 
     Raises:
         SchemaError: listing every problem found (or the reason the file cannot be opened).
@@ -903,9 +904,9 @@ def _structure_problems(h5: h5py.File) -> list[str]:  # noqa: C901 - one check a
 
 
 def _sample_field_problems(
-    h5: h5py.File, version: int, num_samples: int, geometry: DatasetGeometry, block: int = 4096
+    h5: h5py.File, version: int, num_samples: int, geometry: DatasetGeometry
 ) -> list[str]:
-    """Dtypes and shapes of the per-sample fields, unique identities, start times, positions in the grid."""
+    """Dtypes and shapes of the per-sample fields, unique identities, start times (positions: values)."""
     problems = []
     expected: dict[str, tuple[Any, tuple[int, ...]]] = {
         SAMPLE_ID: (np.int64, ()),
@@ -953,33 +954,43 @@ def _sample_field_problems(
             )
         if not np.all(np.isfinite(h5[SAMPLE_X_ORIGIN][()])):
             problems.append("sample_x_origin_m holds non-finite values")
-        for first in range(0, num_samples, block):
-            where = slice(first, min(first + block, num_samples))
-            sources, receivers = h5[SAMPLE_SOURCE_POSITIONS][where], h5[SAMPLE_RECEIVER_POSITIONS][where]
-            if not (np.all(np.isfinite(sources)) and np.all(np.isfinite(receivers))):
-                problems.append(
-                    f"per-sample positions of samples {where.start}..{where.stop - 1} are not finite"
-                )
-                break
-            if geometry.grid_extent_m() is None:
-                continue
-            bad = np.flatnonzero(
-                outside_grid(sources, geometry).any(axis=1) | outside_grid(receivers, geometry).any(axis=1)
-            )
-            if bad.size:
-                sample = int(bad[0])
-                problems.append(
-                    f"sample {first + sample}: "
-                    + describe_outside_grid(sources[sample], receivers[sample], geometry)
-                )
-                break
     elif len(np.unique(sample_ids)) != num_samples:
         problems.append("sample_id holds duplicates: the same model was ingested twice")
     return problems
 
 
+def _position_problems(h5: h5py.File, block: int = 4096) -> list[str]:
+    """Every sample's own positions finite and, in labelled datasets, inside the velocity grid (version 2).
+
+    A value check: it reads every sample's positions (about 3 bytes per trace for OpenFWI's layout), so
+    ``open_dataset`` (structure only) does not pay for it on every open; ingest checks each sample before
+    writing it.
+    """
+    if SAMPLE_SOURCE_POSITIONS not in h5:
+        return []
+    geometry = read_geometry(h5)
+    num_samples = h5[SEISMIC].shape[0]
+    for first in range(0, num_samples, block):
+        where = slice(first, min(first + block, num_samples))
+        sources, receivers = h5[SAMPLE_SOURCE_POSITIONS][where], h5[SAMPLE_RECEIVER_POSITIONS][where]
+        if not (np.all(np.isfinite(sources)) and np.all(np.isfinite(receivers))):
+            return [f"per-sample positions of samples {where.start}..{where.stop - 1} are not finite"]
+        if geometry.grid_extent_m() is None:
+            continue
+        bad = np.flatnonzero(
+            outside_grid(sources, geometry).any(axis=1) | outside_grid(receivers, geometry).any(axis=1)
+        )
+        if bad.size:
+            sample = int(bad[0])
+            return [
+                f"sample {first + sample}: "
+                + describe_outside_grid(sources[sample], receivers[sample], geometry)
+            ]
+    return []
+
+
 def _value_problems(h5: h5py.File, block_samples: int) -> list[str]:
-    problems = []
+    problems = _position_problems(h5)
     num_samples = h5[SEISMIC].shape[0]
     labelled = bool(h5.attrs["labelled"])
     for start in range(0, num_samples, block_samples):

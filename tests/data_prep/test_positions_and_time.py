@@ -157,21 +157,42 @@ def test_receivers_outside_the_velocity_grid_are_refused_by_ingest(tmp_path):
     assert not (tmp_path / "d.h5").exists()
 
 
-def test_receivers_outside_the_velocity_grid_are_refused_by_validate(tmp_path):
-    """The writer's own validation (before the rename) refuses what ingest's check would have."""
+def test_receivers_outside_the_velocity_grid_are_refused_by_the_writer_and_validate(tmp_path):
     acquisition, seismic, velocity = _outside_grid_survey(tmp_path / "in")
-    geometry = dataclasses.replace(schema.DatasetGeometry.from_acquisition(acquisition), grid_shape=(70, 60))
-    plan = SamplePlan(1, 0, 140, lambda: (seismic[0], velocity[0]))
     shots = tmp_path / "in" / "shots.segy"
     record = SourceRecord(shots, "shots", shots.stat().st_size, "0" * 64)
     origin = OriginRecord("in", "segy", tmp_path / "in")
+    # The writer refuses a labelled sample outside its grid, whoever planned it (nothing is left behind).
+    narrow = dataclasses.replace(schema.DatasetGeometry.from_acquisition(acquisition), grid_shape=(70, 60))
+    plan = SamplePlan(1, 0, 140, lambda: (seismic[0], velocity[0]))
     with pytest.raises(
-        schema.SchemaError,
-        match=r"sample 0: receiver 61 at \(depth, x\) = \(10, 600\) m lies outside the velocity grid \(depth 0-690 m, "
-        r"x 0-590 m: 70 x 60 cells of 10 m\); 10 receiver\(s\) outside, up to x = 690 m\.$",
+        schema.UserError, match=r"sample 1 \(origin 0\): receiver 61 at \(depth, x\) = \(10, 600\) m"
     ):
-        write_dataset(tmp_path / "d.h5", [plan], geometry, True, [record], QUIET, "test", [origin])
-    assert not (tmp_path / "d.h5").exists(), "validate runs before the rename: nothing is left"
+        write_dataset(tmp_path / "d.h5", [plan], narrow, True, [record], QUIET, "test", [origin])
+    assert not (tmp_path / "d.h5").exists()
+
+    # A file that says so anyway (written on a 70 x 70 grid, its models then cut to 70 x 60): validate
+    # refuses the nominal geometry (structure) and each sample's positions (values).
+    wide = schema.DatasetGeometry.from_acquisition(acquisition)
+    model = np.full((70, 70), 2000.0, np.float32)
+    plan = SamplePlan(1, 0, 140, lambda: (seismic[0], model))
+    path = write_dataset(tmp_path / "d.h5", [plan], wide, True, [record], QUIET, "test", [origin])
+    with h5py.File(path, "r+") as h5:
+        h5["geometry"].attrs["grid_shape"] = np.array([70, 60])
+        for name in ("velocity", "edges"):
+            data = h5[name][:, :, :60]
+            del h5[name]
+            h5.create_dataset(name, data=data, chunks=(1, 70, 60), maxshape=(None, 70, 60))
+    message = (
+        r"receiver 61 at \(depth, x\) = \(10, 600\) m lies outside the velocity grid \(depth 0-690 m, x 0-590 m: "
+        r"70 x 60 cells of 10 m\); 10 receiver\(s\) outside, up to x = 690 m"
+    )
+    with pytest.raises(schema.SchemaError, match=r"the nominal geometry's " + message):
+        schema.validate(path, check_values=False)
+    with h5py.File(path, "r+") as h5:  # a nominal geometry inside the grid; the sample's own positions not
+        h5["geometry/receiver_positions_m"][60:, 1] = 590.0
+    with pytest.raises(schema.SchemaError, match=r"holds invalid values: sample 0: " + message):
+        schema.validate(path)
 
 
 def _delays(per_model_ms, per_trace=None):
@@ -250,6 +271,7 @@ def test_delays_within_a_sample_and_off_grid_delays(tmp_path):
 
     write_fixture(folder / "shots.segy", encoded_seismic(2, GEOMETRY), GEOMETRY, edit_headers=_delays([0, 3]))
     with pytest.raises(
-        schema.UserError, match=r"sample 2: a trace starts at 3 ms, which is not a whole number of 2 ms samples"
+        schema.UserError,
+        match=r"sample 2: a trace starts at 3 ms, which is not a whole number of 2 ms samples",
     ):
         ingest([folder], tmp_path / "e.h5", aligned)

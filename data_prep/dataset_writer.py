@@ -42,8 +42,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_prep import schema
-from data_prep.append_journal import begin_append, finish_append, install_termination_handler, roll_back
-from data_prep.atomic import atomic_output
+from data_prep.append_journal import begin_append, finish_append, roll_back
+from data_prep.atomic import atomic_output, install_termination_handler
 from data_prep.edges import EdgeConfig, edge_map
 from data_prep.normalization import StatisticsAccumulator
 from data_prep.schema import DatasetGeometry

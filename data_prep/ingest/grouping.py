@@ -141,8 +141,10 @@ def group_shot_file(scan: SegyScan, config: IngestConfig, listed_by_manifest: bo
         raise UserError(
             f"{path}: traces {first + 1} and {second + 1} have the same sample {keys[duplicate[0], 0]}, shot "
             f"{keys[duplicate[0], 1]} ({grouping.shot_key}) and receiver {keys[duplicate[0], 2]} "
-            f"({grouping.receiver_key}): duplicate geometry ({duplicate.size} duplicate trace(s)). Remove the "
-            "duplicates or fix the headers."
+            f"({grouping.receiver_key}): duplicate geometry ({duplicate.size} duplicate trace(s)). If they are "
+            f"different receivers that {grouping.receiver_key} does not tell apart (numbered per cable or per "
+            "line), set --set grouping.receiver_key=<a field that does>, e.g. GroupX (receivers are sorted by "
+            "it); otherwise remove the duplicates or fix the headers."
         )
     # Shots: runs of equal (sample, shot); every shot must have the same number of receivers.
     shot_starts = np.flatnonzero(np.r_[True, np.any(keys[1:, :2] != keys[:-1, :2], axis=1)])

@@ -611,3 +611,119 @@ def test_case10_sigterm_while_writing_a_new_dataset_leaves_nothing(tmp_path):
     code, err, partial = _signal_ingest_midway(folder, tmp_path / "out" / "d.h5", tmp_path, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM and "stopped by SIGTERM: no partial output was kept" in err, err
     assert "Traceback" not in err and list((tmp_path / "out").iterdir()) == []
+
+
+# --- Minor: messages that lead somewhere -------------------------------------------------------------------
+
+
+def test_minor_duplicate_receiver_message_suggests_receiver_key_and_that_works(tmp_path, capsys):
+    def duplicate(headers):
+        headers["TraceNumber"][1] = headers["TraceNumber"][0]  # receivers 1 and 2 of shot 1 both numbered 1
+
+    folder = write_survey(tmp_path / "in", edit_headers=duplicate)
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "d.h5"
+    _fails([folder, "--out", out], tmp_path / "out", capsys, "traces 1 and 2", "--set grouping.receiver_key=")
+    assert main([str(folder), "--out", str(out), "--quiet", "--set", "grouping.receiver_key=GroupX"]) == 0
+    with h5py.File(out, "r") as h5:
+        assert np.array_equal(h5["seismic"][()], encoded_seismic(2, GEOMETRY))
+
+
+def test_minor_ingest_help_cites_ingest_keys_that_load():
+    from data_prep.ingest import IngestConfig, build_parser
+    from pipeline.config import load_config
+
+    text = " ".join(build_parser().format_help().split())
+    assert "geometry.num_samples" not in text, "not an ingest key"
+    assert "--set grouping.shots_per_sample=5" in text and "--set require_velocity=false" in text
+    assert "--repair" in text
+    config = load_config(IngestConfig, overrides=["grouping.shots_per_sample=5", "require_velocity=false"])
+    assert config.grouping.shots_per_sample == 5 and config.require_velocity is False
+
+
+# --- No input of the corpus ends in a traceback ----------------------------------------------------------------
+
+
+def _corpus(root: Path) -> dict[str, list[str]]:
+    """Every damaged or unusual input built in this file and in test_bad_input.py, as ingest arguments."""
+    cases: dict[str, list[str]] = {}
+
+    def survey(name, edit_headers=None, damage=None, **kwargs):
+        folder = write_survey(root / name, edit_headers=edit_headers, **kwargs)
+        if damage is not None:
+            damage(folder / "shots.segy")
+        cases[name] = [str(folder)]
+
+    def cut(path, count=10):
+        path.write_bytes(path.read_bytes()[:-count])
+
+    def zero(field):
+        def edit(headers):
+            headers[field] = 0
+
+        return edit
+
+    survey("valid")
+    survey("little-endian", endian="little")
+    survey("truncated", damage=cut)
+    survey("cut-to-headers", damage=lambda path: path.write_bytes(path.read_bytes()[:3600]))
+    survey("empty", damage=lambda path: path.write_bytes(b""))
+    survey("short", damage=lambda path: path.write_bytes(b"\x40" * 1000))
+    survey("text", damage=lambda path: path.write_text("not seismic\n" * 400))
+    survey("negative-interval", damage=lambda path: set_binary_field(path, 3217, -2000))
+    survey(
+        "no-interval",
+        edit_headers=zero("TRACE_SAMPLE_INTERVAL"),
+        damage=lambda p: set_binary_field(p, 3217, 0),
+    )
+    survey("zero-binary-count", damage=lambda path: set_binary_field(path, 3221, 0))
+    survey("stale-trace-count", damage=lambda path: stale_trace_sample_count(path, 6))
+    survey("wrong-binary-count", damage=lambda path: wrong_binary_sample_count(path, 6))
+    survey("format-4", damage=lambda path: set_binary_field(path, 3225, 4))
+    survey("format-99", damage=lambda path: set_binary_field(path, 3225, 99))
+    survey("extended-minus-one", damage=lambda path: variable_extended_headers(path))
+    survey("extended-minus-seven", damage=lambda path: set_binary_field(path, 3505, -7))
+    survey("no-coordinates", edit_headers=lambda h: h.update(SourceX=0, GroupX=0))
+    survey("zero-counts", edit_headers=zero("TRACE_SAMPLE_COUNT"))
+    survey("delay", edit_headers=lambda h: h.update(DelayRecordingTime=np.arange(12) % 3))
+    survey(
+        "ebcdic-blank", damage=lambda path: with_textual_header(path, textual_header_bytes("blank-ebcdic"))
+    )
+    nan = encoded_seismic(2, GEOMETRY)
+    nan[0, 0, 0, 0] = np.nan
+    write_fixture(root / "nan" / "shots.segy", nan, GEOMETRY)
+    write_velocity_models(root / "nan" / "velocity.segy", layered_velocity(2, GEOMETRY), 10.0, 0)
+    cases["nan"] = [str(root / "nan")]
+    cases["shots-only"] = [str(shots_without_velocity(root / "shots-only"))]
+    cases["field-only"] = [str(shots_without_velocity(root / "field-only", field_style=True))]
+    cases["truncated-folder"] = [str(truncated_synthesize_folder(root / "truncated-folder"))]
+    cases["missing"] = [str(root / "nowhere.segy")]
+    cases["folder-of-nothing"] = [str((root / "nothing").mkdir() or root / "nothing")]
+    cases["no-match"] = [str(root / "*.nothing")]
+    fifo = root / "pipe.segy"
+    os.mkfifo(fifo)
+    cases["fifo"] = [str(fifo)]
+    return cases
+
+
+def test_no_input_of_the_corpus_ends_in_a_traceback(tmp_path, capsys):
+    outcomes = {}
+    for name, arguments in _corpus(tmp_path / "corpus").items():
+        out = tmp_path / "out" / f"{name}.h5"
+        code = main([*arguments, "--out", str(out), "--quiet"])  # an unexpected exception would propagate
+        err = capsys.readouterr().err
+        outcomes[name] = code
+        assert code in (0, 2), f"{name}: exit code {code}: {err}"
+        assert "Traceback" not in err, f"{name}: {err}"
+        if code == 2:
+            assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, f"{name}: {err}"
+            assert not out.exists()
+        else:
+            schema.validate(out, check_values=True)
+    accepted = sorted(name for name, code in outcomes.items() if code == 0)
+    # Repaired with a warning: a negative interval, a stale or zero trace-header sample count. Refused, with
+    # one line: everything else (the blank-EBCDIC file, too, as it lacks the signature that makes byte 233 a
+    # model id; the mixed delays, as no alignment was asked for).
+    assert accepted == ["little-endian", "negative-interval", "stale-trace-count", "valid", "zero-counts"], (
+        accepted
+    )

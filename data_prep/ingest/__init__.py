@@ -40,8 +40,11 @@ blocks of ``block_bytes``) into a temporary file, which is validated and renamed
 ``--append`` adds samples (new origins) to an existing dataset in place without rewriting it: the file is flagged
 ``write_in_progress`` while it changes (so an interrupted append never looks valid), existing samples keep
 their split, the new ones are split among themselves, and the statistics of the new training samples are
-merged into the stored ones (see ``data_prep.splits`` and ``data_prep.normalization``). A failed append is
-rolled back.
+merged into the stored ones (see ``data_prep.splits`` and ``data_prep.normalization``). A failed or
+interrupted append (an error, Ctrl-C, SIGTERM) is rolled back at once; after a ``kill -9`` the next
+``--append`` into the file, or ``--repair``, rolls it back first (``data_prep.append_journal``). The output
+is checked before any input is scanned; damaged inputs are repaired with a warning or refused in one line
+(docs/data_format.md, "Repairs, warnings and refusals").
 
 The stage is split into one module per concept:
 

@@ -658,9 +658,17 @@ def check_geometry(
                 )
             )
         duration = (survey_file.num_samples - 1) * survey_file.sample_interval_s
-        if abs(duration - model_duration) > 0.5 * layout.sample_interval_s:
+        # Samples after resampling (resample_poly returns ceil(n * up / down)); different = cut or padded.
+        resampled = math.ceil(
+            survey_file.num_samples * survey_file.sample_interval_s / layout.sample_interval_s - 1e-9
+        )
+        if resampled != layout.num_samples:
             time_resampled = True
-            what = "cut to" if duration > model_duration else "zero-padded to (the late arrivals are missing)"
+            what = (
+                "cut to"
+                if resampled > layout.num_samples
+                else "zero-padded to (the late arrivals are missing)"
+            )
             mismatches.append(
                 Mismatch(
                     f"{name}: traces last {duration * 1e3:g} ms ({survey_file.num_samples} samples) instead of the "

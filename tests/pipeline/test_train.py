@@ -242,14 +242,92 @@ def test_evaluate_cli_logs_an_evaluation_run(trained, client, tmp_path, capsys):
     assert "SSIM" in capsys.readouterr().out
 
 
-def test_same_seed_gives_the_same_order_and_metrics(trained):
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on loopback (the command ``pipeline.dashboard`` runs), on a free port."""
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from pipeline.dashboard import server_command
+
+    root = tmp_path_factory.mktemp("server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = server_command(root / "server.db", port=port, artifacts_destination=root / "artifacts")
+    log = (root / "server.log").open("w")
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def _rest(url: str, endpoint: str, **query) -> dict:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    with urllib.request.urlopen(
+        f"{url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}", timeout=30
+    ) as r:
+        return json.loads(r.read())
+
+
+def test_server_run_with_the_same_seed_has_the_same_metrics(trained, mlflow_server):
+    """The same training against a real ``mlflow server``: identical metrics (seeded), and the run's metrics,
+    images and registered model version are visible through the server's REST API."""
     root, data, config, result, _ = trained
     again = train(
-        tiny_config(root / "again", data, tracking__enabled=False, evaluate_test=False), echo=lambda *_: None
+        tiny_config(
+            root / "again", data, tracking__tracking_uri=mlflow_server, tracking__experiment="server"
+        ),
+        echo=lambda *_: None,
     )
     for first, second in zip(result.history, again.history, strict=True):
         for key in ("loss", "val_loss", "val_velocity_ssim"):
-            assert second[key] == pytest.approx(first[key], rel=1e-5, abs=1e-7), key
+            assert second[key] == pytest.approx(first[key], rel=1e-5, abs=1e-7), (
+                f"{key}: same seed, same metrics"
+            )
+
+    run = _rest(mlflow_server, "runs/get", run_id=again.run_id)["run"]
+    assert run["info"]["status"] == "FINISHED"
+    metrics = {metric["key"]: metric["value"] for metric in run["data"]["metrics"]}
+    assert metrics["test_velocity_ssim"] == pytest.approx(again.test_metrics["velocity_ssim"])
+    history = _rest(mlflow_server, "metrics/get-history", run_id=again.run_id, metric_key="val_velocity_ssim")
+    assert sorted(point["step"] for point in history["metrics"]) == [0, 1]
+    images = _rest(mlflow_server, "artifacts/list", run_id=again.run_id, path="images")["files"]
+    assert len([f for f in images if f["path"].endswith(".png")]) == 2 and all(
+        f["file_size"] > 1000 for f in images if f["path"].endswith(".png")
+    )
+    version = _rest(mlflow_server, "registered-models/alias", name="seisinvert-unet", alias="champion")
+    assert version["model_version"]["run_id"] == again.run_id
+    assert version["model_version"]["status"] == "READY"
 
 
 def test_bad_input_is_refused_with_a_message(tmp_path, capsys):

@@ -112,8 +112,19 @@ def simulate_line(
     sample_interval_s: float = SAMPLE_INTERVAL_S,
     num_samples: int = NUM_SAMPLES,
 ) -> Line:
-    """Simulates a line with a shot every ``shot_step_cells`` and a receiver on every column (cached)."""
-    velocity = layered_section(num_columns) if kind == "layered" else smooth_section(num_columns)
+    """Simulates a line with a shot every ``shot_step_cells`` and a receiver on every column (cached).
+
+    ``kind``: ``"layered"`` (``layered_section``), ``"smooth"`` (``smooth_section``) or a family name of
+    ``data_prep.velocity_models`` (one model of that family drawn over the whole line, seed 11).
+    """
+    if kind == "layered":
+        velocity = layered_section(num_columns)
+    elif kind == "smooth":
+        velocity = smooth_section(num_columns)
+    else:  # a velocity-model family drawn over the whole line, e.g. "flatvel-a"
+        from data_prep.velocity_models import generate_model
+
+        velocity = generate_model(kind, seed=11, index=0, grid_shape=(DEPTH_CELLS, num_columns)).velocity_mps
     shot_columns = np.arange(0, num_columns, shot_step_cells)
     geometry = AcquisitionGeometry(
         grid_shape=velocity.shape,

@@ -785,7 +785,8 @@ def _structure_problems(h5: h5py.File) -> list[str]:  # noqa: C901 - one check a
         ]
     if h5.attrs.get("write_in_progress", False):
         problems.append(
-            "an append was interrupted (write_in_progress is set): re-run the append or rebuild the dataset"
+            "an append was interrupted (write_in_progress is set): run `python -m data_prep.ingest --repair --out "
+            "<this file>` to roll it back, or re-run the append"
         )
     labelled = bool(h5.attrs.get("labelled", False))
     required = [SEISMIC, *SAMPLE_FIELDS[version], GEOMETRY, SPLITS, NORMALIZATION, PROVENANCE]

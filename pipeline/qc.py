@@ -203,39 +203,87 @@ def simulate_windows(
     return np.asarray(gathers, dtype=np.float32)[:count], clipped[:count].astype(np.int64)
 
 
+@dataclass(frozen=True)
+class SourceMatch:
+    """The least-squares source correction of one window, as a linear operator on simulated gathers.
+
+    ``apply`` maps simulated gathers ``(shots, time, receivers)`` to corrected ones; ``adjoint`` is its exact
+    transpose (used by ``pipeline.refine`` to turn a data residual into the adjoint source of the engine).
+
+    Attributes:
+        method: ``"scale"``, ``"wavelet"`` or ``"none"``.
+        scale: the least-squares scalar (``"scale"``), the filter's gain ``||F * s|| / ||s||`` on the
+            gathers it was estimated from (``"wavelet"``), or 1 (``"none"``).
+        filter_spectrum: ``"wavelet"`` only: the filter ``F`` on the ``rfft`` bins of ``2 x num_samples``
+            (zero-padded, so it is a linear, not a circular, convolution).
+    """
+
+    method: str
+    scale: float
+    filter_spectrum: np.ndarray | None = None
+
+    def apply(self, simulated: np.ndarray) -> np.ndarray:
+        simulated = np.asarray(simulated, np.float64)
+        if self.filter_spectrum is None:
+            return self.scale * simulated if self.method != "none" else simulated
+        return self._filter(simulated, self.filter_spectrum)
+
+    def adjoint(self, residual: np.ndarray) -> np.ndarray:
+        residual = np.asarray(residual, np.float64)
+        if self.filter_spectrum is None:
+            return self.scale * residual if self.method != "none" else residual
+        # Zero-pad, circular correlation with F, truncate: the transpose of pad, convolve, truncate.
+        return self._filter(residual, np.conj(self.filter_spectrum))
+
+    @staticmethod
+    def _filter(gathers: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
+        num_samples = gathers.shape[1]
+        length = 2 * num_samples
+        filtered = np.fft.irfft(
+            np.fft.rfft(gathers, n=length, axis=1) * spectrum[None, :, None], n=length, axis=1
+        )
+        return filtered[:, :num_samples]
+
+
+def match_source(
+    observed: np.ndarray, simulated: np.ndarray, method: str, damping: float = 1e-3
+) -> SourceMatch:
+    """Estimates the source correction that matches ``simulated`` to ``observed`` (see the module docstring).
+
+    ``observed``/``simulated``: ``(shots, time, receivers)``.
+    """
+    observed = np.asarray(observed, np.float64)
+    simulated = np.asarray(simulated, np.float64)
+    if method == "none":
+        return SourceMatch("none", 1.0)
+    energy = float(np.sum(simulated * simulated))
+    if method == "scale":
+        return SourceMatch("scale", float(np.sum(observed * simulated)) / energy if energy > 0 else 0.0)
+    if method == "wavelet":
+        length = 2 * simulated.shape[1]  # zero padding: the filter is a linear, not circular, convolution
+        spectrum_s = np.fft.rfft(simulated, n=length, axis=1)
+        spectrum_d = np.fft.rfft(observed, n=length, axis=1)
+        cross = np.sum(spectrum_d * np.conj(spectrum_s), axis=(0, 2))
+        power = np.sum(np.abs(spectrum_s) ** 2, axis=(0, 2))
+        peak = float(power.max()) if power.size else 0.0
+        filter_spectrum = cross / (power + damping * peak) if peak > 0 else np.zeros_like(cross)
+        match = SourceMatch("wavelet", 0.0, filter_spectrum)
+        gain = float(np.sqrt(np.sum(match.apply(simulated) ** 2) / energy)) if energy > 0 else 0.0
+        return dataclasses.replace(match, scale=gain)
+    raise ValueError(f"Unknown source correction {method!r}: use 'scale', 'wavelet' or 'none'.")
+
+
 def source_correction(
     observed: np.ndarray, simulated: np.ndarray, method: str, damping: float = 1e-3
 ) -> tuple[np.ndarray, float]:
     """Matches simulated gathers to observed ones; returns ``(corrected, scale)``.
 
     ``observed``/``simulated``: ``(shots, time, receivers)``. ``scale`` is the least-squares scalar for
-    ``"scale"``, the filter's gain ``||F * s|| / ||s||`` for ``"wavelet"``, 1 for ``"none"``.
+    ``"scale"``, the filter's gain ``||F * s|| / ||s||`` for ``"wavelet"``, 1 for ``"none"``
+    (``match_source`` gives the correction itself).
     """
-    observed = np.asarray(observed, np.float64)
-    simulated = np.asarray(simulated, np.float64)
-    if method == "none":
-        return simulated, 1.0
-    energy = float(np.sum(simulated * simulated))
-    if method == "scale":
-        scale = float(np.sum(observed * simulated)) / energy if energy > 0 else 0.0
-        return scale * simulated, scale
-    if method == "wavelet":
-        num_samples = simulated.shape[1]
-        length = 2 * num_samples  # zero padding: the filter is a linear, not circular, convolution
-        spectrum_s = np.fft.rfft(simulated, n=length, axis=1)
-        spectrum_d = np.fft.rfft(observed, n=length, axis=1)
-        cross = np.sum(spectrum_d * np.conj(spectrum_s), axis=(0, 2))
-        power = np.sum(np.abs(spectrum_s) ** 2, axis=(0, 2))
-        peak = float(power.max()) if power.size else 0.0
-        if peak <= 0:
-            return np.zeros_like(simulated), 0.0
-        filter_spectrum = cross / (power + damping * peak)
-        corrected = np.fft.irfft(spectrum_s * filter_spectrum[None, :, None], n=length, axis=1)[
-            :, :num_samples
-        ]
-        gain = float(np.sqrt(np.sum(corrected**2) / energy)) if energy > 0 else 0.0
-        return corrected, gain
-    raise ValueError(f"Unknown source correction {method!r}: use 'scale', 'wavelet' or 'none'.")
+    match = match_source(observed, simulated, method, damping)
+    return match.apply(simulated), match.scale
 
 
 def data_misfit(observed: np.ndarray, corrected: np.ndarray) -> float:
@@ -441,9 +489,11 @@ __all__ = [
     "QC_FIELDS",
     "EngineSetup",
     "QCConfig",
+    "SourceMatch",
     "aggregate",
     "data_misfit",
     "engine_setup",
+    "match_source",
     "plot_qc",
     "simulate_windows",
     "source_correction",

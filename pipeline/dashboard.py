@@ -70,6 +70,15 @@ def server_command(
     ]
 
 
+def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``mlflow server``: no telemetry, and no background job runner (MLflow 3 starts a
+    job runner and several worker processes for its GenAI jobs by default; a dashboard does not need them)."""
+    environment = dict(os.environ if base is None else base)
+    environment.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    environment.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return environment
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.dashboard",
@@ -91,9 +100,8 @@ def _main(args: argparse.Namespace) -> int:
         )
     command = server_command(store, args.host, args.port)
     print(f"MLflow dashboard on http://{args.host}:{args.port} (store {store}); Ctrl-C stops it.", flush=True)
-    environment = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
     try:
-        return subprocess.call(command, env=environment)
+        return subprocess.call(command, env=server_environment())
     except KeyboardInterrupt:
         return 0
 

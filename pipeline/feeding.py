@@ -159,6 +159,8 @@ class SeismicDataset(keras.utils.PyDataset):
         augmentation: augmentation settings (training only); None for none.
         drop_remainder: leave out the last incomplete batch (training: keeps every step's shape the same).
         stats: normalisation statistics; default: the dataset's own.
+        shard: ``(index, count)``: serve rows ``index::count`` of every batch (multi-worker training: each
+            worker reads its part of the same global batch; ``batch_size`` must be a multiple of ``count``).
         workers, use_multiprocessing, max_queue_size: Keras' ``PyDataset`` parallelism.
 
     Batches:
@@ -182,6 +184,7 @@ class SeismicDataset(keras.utils.PyDataset):
         augmentation: AugmentationConfig | None = None,
         drop_remainder: bool = False,
         stats: NormalizationStats | None = None,
+        shard: tuple[int, int] = (0, 1),
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -204,6 +207,12 @@ class SeismicDataset(keras.utils.PyDataset):
         self.outputs = tuple(outputs)
         self.augmentation = augmentation if augmentation is not None and augmentation.enabled else None
         self.drop_remainder = bool(drop_remainder)
+        self.shard = (int(shard[0]), int(shard[1]))
+        if not 0 <= self.shard[0] < self.shard[1] or self.batch_size % self.shard[1]:
+            raise ValueError(
+                f"shard must be (index, count) with 0 <= index < count and batch_size a multiple of count. "
+                f"Received: shard={shard}, batch_size={batch_size}"
+            )
         self._file: h5py.File | None = None
         self._file_pid: int | None = None
 
@@ -244,6 +253,11 @@ class SeismicDataset(keras.utils.PyDataset):
             raise UserError(
                 f"The {split} split of {self.path} is empty: rebuild the dataset with more samples."
             )
+        if drop_remainder and selected.size < self.batch_size:
+            raise UserError(
+                f"The {split} split of {self.path} holds {selected.size} samples, fewer than one batch of "
+                f"{self.batch_size}: lower batch_size or use a larger dataset."
+            )
         self.indices = selected
         self._all_families = all_families
         self.families = all_families[selected]
@@ -255,13 +269,14 @@ class SeismicDataset(keras.utils.PyDataset):
 
     def __len__(self) -> int:
         if self.drop_remainder:
-            return max(1, len(self.indices) // self.batch_size)
+            return len(self.indices) // self.batch_size
         return math.ceil(len(self.indices) / self.batch_size)
 
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"Batch {index} out of range for {len(self)} batches.")
         positions = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        positions = positions[self.shard[0] :: self.shard[1]]
         seismic, velocity, edges = self.read(self.indices[positions])
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index, 17])
@@ -277,6 +292,23 @@ class SeismicDataset(keras.utils.PyDataset):
     def num_samples(self) -> int:
         """Samples per epoch (after ``drop_remainder``)."""
         return len(self) * self.batch_size if self.drop_remainder else len(self.indices)
+
+    def as_tf_dataset(self):
+        """This dataset as a ``tf.data.Dataset`` whose elements are this worker's batches, with tf.data's
+        auto-sharding off (multi-worker training: the ``shard`` argument already splits every batch)."""
+        import tensorflow as tf
+
+        x, y = self[0]
+        signature = (
+            tf.TensorSpec((None, *x.shape[1:]), tf.float32),
+            {name: tf.TensorSpec((None, *values.shape[1:]), tf.float32) for name, values in y.items()},
+        )
+        dataset = tf.data.Dataset.from_generator(
+            lambda: (self[index] for index in range(len(self))), output_signature=signature
+        )
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return dataset.with_options(options).prefetch(2)
 
     def set_epoch(self, epoch: int) -> None:
         """Uses the order of ``epoch`` for the next pass (resuming starts at the interrupted epoch)."""

@@ -297,6 +297,8 @@ class TrainResult:
     dataset_path: Path
     stopped_early: bool = False
     model: Any = None
+    distribution: str = "none"
+    replicas: int = 1
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -493,16 +495,21 @@ class Distribution:
     is the chief (the one that logs and writes)."""
 
     name: str
-    scope: Any
+    strategy: Any = None
     replicas: int = 1
     is_chief: bool = True
     worker_index: int = 0
+    workers: int = 1
+
+    def scope(self):
+        """The strategy's scope (a new context manager on every call), or a no-op one."""
+        import contextlib
+
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
 
 def setup_distribution(mode: str) -> Distribution:
     """Picks and creates the distribution strategy (see ``RuntimeConfig.distribution``)."""
-    import contextlib
-
     import keras
 
     backend = keras.backend.backend()
@@ -511,7 +518,7 @@ def setup_distribution(mode: str) -> Distribution:
         tf_config.get("cluster", {}).get("chief", [])
     )
     if mode == "off":
-        return Distribution("none", contextlib.nullcontext())
+        return Distribution("none")
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -525,21 +532,20 @@ def setup_distribution(mode: str) -> Distribution:
                 and int(task.get("index", 0)) == 0
                 and "chief" not in tf_config.get("cluster", {})
             )
+            # Worker order: the chief (if any) first, then the workers.
+            has_chief = "chief" in tf_config.get("cluster", {})
+            index = 0 if task.get("type") == "chief" else int(task.get("index", 0)) + (1 if has_chief else 0)
             return Distribution(
-                "multi_worker_mirrored",
-                strategy.scope(),
-                strategy.num_replicas_in_sync,
-                chief,
-                int(task.get("index", 0)),
+                "multi_worker_mirrored", strategy, strategy.num_replicas_in_sync, chief, index, workers
             )
         gpus = tf.config.list_logical_devices("GPU")
         if mode == "mirrored" or (mode == "auto" and len(gpus) > 1):
             devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
             strategy = tf.distribute.MirroredStrategy(devices=devices)
-            return Distribution("mirrored", strategy.scope(), strategy.num_replicas_in_sync)
+            return Distribution("mirrored", strategy, strategy.num_replicas_in_sync)
         if mode == "data_parallel":
             raise UserError("distribution=data_parallel is the JAX backend's: use mirrored on TensorFlow.")
-        return Distribution("none", contextlib.nullcontext())
+        return Distribution("none")
     if backend == "jax":
         import jax
 
@@ -556,17 +562,18 @@ def setup_distribution(mode: str) -> Distribution:
             keras.distribution.set_distribution(distribution)
             return Distribution(
                 "data_parallel",
-                contextlib.nullcontext(),
+                None,
                 len(devices),
                 jax.process_index() == 0,
                 jax.process_index(),
+                jax.process_count(),
             )
         if mode in ("mirrored", "multi_worker"):
             raise UserError(f"distribution={mode} is TensorFlow's: use data_parallel under JAX.")
-        return Distribution("none", contextlib.nullcontext())
+        return Distribution("none")
     if mode not in ("auto",):
         raise UserError(f"distribution={mode} is not supported on the {backend} backend.")
-    return Distribution("none", contextlib.nullcontext())
+    return Distribution("none")
 
 
 def _has_gpu() -> bool:
@@ -869,10 +876,17 @@ def train(
         raise UserError(f"{dataset_path} holds no velocity models: training needs a labelled dataset.")
 
     family_config, edge_head = resolve_model_config(config, seismic_shape, grid_shape)
-    with distribution.scope:
+    with distribution.scope():
         model = build_model(family_config, edge_head)
     outputs = tuple(name for name in ("velocity", "edges") if name in model.output_names)
 
+    multi_worker = distribution.name == "multi_worker_mirrored"
+    if multi_worker and config.batch_size % distribution.workers:
+        raise UserError(
+            f"batch_size {config.batch_size} is not a multiple of the {distribution.workers} workers: every worker "
+            "reads an equal part of each global batch."
+        )
+    shard = (distribution.worker_index, distribution.workers) if multi_worker else (0, 1)
     common = {
         "batch_size": config.batch_size,
         "outputs": outputs,
@@ -893,12 +907,22 @@ def train(
             max_samples=config.data.max_train_samples,
             augmentation=config.data.augmentation,
             active_shots=stage.active_shots if stage else None,
+            shard=shard,
             **{**common, "families": families},
         )
 
     stage = _stage_for(config, state["epoch"] + 1 if state else 0)
     train_data = training_data(stage)
-    val_data = SeismicDataset(dataset_path, "val", max_samples=config.data.max_val_samples, **common)
+    # Data parallel: every replica needs an equal part of every batch (and every worker the same number of
+    # steps), so a last partial validation batch is left out there.
+    val_data = SeismicDataset(
+        dataset_path,
+        "val",
+        max_samples=config.data.max_val_samples,
+        shard=shard,
+        drop_remainder=distribution.replicas > 1,
+        **common,
+    )
     stats = val_data.stats
     steps_per_epoch = len(training_data(None)) if config.curriculum else len(train_data)
 
@@ -906,7 +930,7 @@ def train(
     planned_epochs = int(state.get("planned_epochs", config.epochs)) if state else config.epochs
     schedule = learning_rate_schedule(config.optimizer, steps_per_epoch, planned_epochs)
     losses, loss_weights = build_losses(config.loss, outputs)
-    with distribution.scope:
+    with distribution.scope():
         model.compile(
             optimizer=build_optimizer(config.optimizer, schedule),
             loss=losses,
@@ -1069,9 +1093,10 @@ def _train_loop(
             config.batch_size,
             echo,
         )
+        multi_worker = distribution.name == "multi_worker_mirrored"
         fit = model.fit(
-            train_data,
-            validation_data=val_data,
+            train_data.as_tf_dataset() if multi_worker else train_data,
+            validation_data=val_data.as_tf_dataset() if multi_worker else val_data,
             initial_epoch=epoch,
             epochs=epoch + 1,
             verbose=0,
@@ -1125,9 +1150,15 @@ def _train_loop(
         checkpointer.save(model, epoch, checkpoint_state, best=improved)
         tracker.log_metrics(logs, step=epoch)
         every = config.tracking.image_every_epochs
-        if every and len(image_indices) and ((epoch + 1) % every == 0 or epoch + 1 == planned_epochs):
+        if (
+            tracker.enabled
+            and every
+            and len(image_indices)
+            and ((epoch + 1) % every == 0 or epoch + 1 == planned_epochs)
+        ):
+            inference = _inference_model(model, family_config, distribution)
             tracker.log_image(
-                _validation_image(model, val_data, image_indices, stats, epoch), "validation", epoch
+                _validation_image(inference, val_data, image_indices, stats, epoch), "validation", epoch
             )
         echo(_epoch_line(epoch, planned_epochs, logs, seconds))
 
@@ -1151,13 +1182,16 @@ def _train_loop(
         if checkpointer.restore_best(model):
             echo(f"restored the weights of epoch {best['epoch'] + 1} (lowest val_loss)")
     best_epoch = best["epoch"] if best["epoch"] >= 0 else len(history) - 1
+    # Evaluation, images and the bundle use a plain copy outside the distribution strategy: no collective
+    # operations, so the chief can do them alone.
+    inference = _inference_model(model, family_config, distribution)
 
     # --- test evaluation -------------------------------------------------------------------------------------
     test_metrics: dict[str, float] = {}
     per_family: dict[str, dict[str, float]] = {}
     from pipeline.feeding import SeismicDataset
 
-    if config.evaluate_test:
+    if config.evaluate_test and distribution.is_chief:
         test_data = SeismicDataset(
             dataset_path,
             "test",
@@ -1166,7 +1200,7 @@ def _train_loop(
             families=config.data.families or None,
             max_samples=config.data.max_test_samples,
         )
-        evaluation = evaluate_model(model, test_data, stats)
+        evaluation = evaluate_model(inference, test_data, stats)
         test_metrics, per_family = evaluation.metrics, evaluation.per_family
         tracker.log_metrics({f"test_{key}": value for key, value in test_metrics.items()})
         for family, values in per_family.items():
@@ -1191,7 +1225,7 @@ def _train_loop(
 
         bundle_dir = save_bundle(
             Path(config.runtime.output_dir) / str(run_id) / "bundle",
-            model,
+            inference,
             stats=stats,
             geometry=val_data.geometry,
             engine_settings=_engine_settings(dataset_path),
@@ -1249,8 +1283,19 @@ def _train_loop(
         wall_time_s=wall,
         dataset_path=dataset_path,
         stopped_early=stopped_early,
-        model=model,
+        model=inference,
+        distribution=distribution.name,
+        replicas=distribution.replicas,
     )
+
+
+def _inference_model(model, family_config, distribution: Distribution):
+    """The trained model itself, or under a TensorFlow strategy a copy built outside it with its weights."""
+    if distribution.name in ("none", "data_parallel"):
+        return model
+    copy = build_model(family_config, "edges" in model.output_names)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _validation_image(model, val_data, indices, stats, epoch: int) -> np.ndarray:

@@ -90,6 +90,8 @@ def test_drop_remainder_and_max_samples(dataset_path: Path):
     assert all(data[i][0].shape[0] == 5 for i in range(len(data)))
     with pytest.raises(IndexError):
         data[2]
+    with pytest.raises(UserError, match="fewer than one batch"):
+        SeismicDataset(dataset_path, "val", batch_size=8, drop_remainder=True)
 
 
 def test_worker_processes_deliver_the_same_batches(dataset_path: Path):

@@ -245,13 +245,12 @@ def test_evaluate_cli_logs_an_evaluation_run(trained, client, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on loopback (the command ``pipeline.dashboard`` runs), on a free port."""
-    import os
     import socket
     import subprocess
     import time
     import urllib.request
 
-    from pipeline.dashboard import server_command
+    from pipeline.dashboard import server_command, server_environment
 
     root = tmp_path_factory.mktemp("server")
     with socket.socket() as probe:
@@ -264,7 +263,7 @@ def mlflow_server(tmp_path_factory):
         cwd=root,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"),
+        env=server_environment(),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -1,0 +1,172 @@
+"""Training throughput through the data pipeline: a full epoch fed by ``pipeline.feeding.SeismicDataset``
+from an HDF5 file, against the bare training step on arrays already in memory, for every model.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.training_throughput                 # writes docs/benchmarks.md (section training_throughput)
+    python -m benchmarks.training_throughput --samples 128 --no-write
+
+For each model at its default configuration on OpenFWI's geometry (seismic ``(5, 1000, 70)``, grid
+``(70, 70)``), batch 16, the project's losses, metrics and ``jit_compile=True`` (as ``pipeline.train``):
+
+* **bare step**: ``fit`` for one epoch over the same number of samples held in memory as NumPy arrays
+  already normalised (Keras' in-memory adapter: no file, no normalisation), after a warm-up epoch;
+* **PyDataset epoch**: ``fit`` for one epoch over a ``SeismicDataset`` (shuffled, raw float32 from an
+  uncompressed HDF5 file written by ``data_prep.openfwi``, ``sign·log1p`` and min-max normalisation, edge
+  targets) with the feeding settings ``pipeline.train`` uses by default, after a warm-up epoch.
+
+Both runs use the same compiled model (the warm-up compiles it), the same validation-free ``fit`` and the
+same number of steps; the ratio PyDataset / bare is the share of the step rate the data pipeline keeps
+(goal ≥ 0.9). The file is written to a temporary folder and is small enough to sit in the page cache, as
+a training set does after its first epoch; the dataset is read from disk through h5py each time either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report import machine_description, markdown_table, median, update_section
+
+MODELS = ("unet", "inversionnet", "lstm", "transformer")
+SEISMIC_SHAPE = (5, 1000, 70)
+GRID_SHAPE = (70, 70)
+
+
+def write_dataset(directory: Path, samples: int, seed: int = 0) -> Path:
+    """Random OpenFWI-shaped samples (amplitudes of OpenFWI's scale) imported through data_prep.openfwi."""
+    from data_prep.geometry import AcquisitionGeometry
+    from data_prep.openfwi import OpenFWIConfig, import_openfwi
+
+    rng = np.random.default_rng(seed)
+    source = directory / "npy" / "flatvel-a"
+    source.mkdir(parents=True, exist_ok=True)
+    seismic = (rng.standard_normal((samples, *SEISMIC_SHAPE)) * 5).astype(np.float32)
+    velocity = np.sort(rng.uniform(1500, 4500, (samples, GRID_SHAPE[0], 1)), axis=1).repeat(
+        GRID_SHAPE[1], axis=2
+    )
+    np.save(source / "data1.npy", seismic)
+    np.save(source / "model1.npy", velocity[:, None].astype(np.float32))
+    config = OpenFWIConfig(geometry=AcquisitionGeometry(), progress=False)
+    return import_openfwi([source.parent], directory / "bench.h5", config, overwrite=True)
+
+
+def measure(name: str, path: Path, batch_size: int, workers: int, use_multiprocessing: bool) -> dict:
+    import keras
+
+    import models
+    from models.losses import build_losses
+    from models.metrics import build_metrics
+    from pipeline.feeding import SeismicDataset
+
+    keras.utils.set_random_seed(0)
+    model = models.build(name)
+    outputs = tuple(model.output_names)
+    data = SeismicDataset(
+        path,
+        "train",
+        batch_size=batch_size,
+        shuffle=True,
+        drop_remainder=True,
+        outputs=outputs,
+        workers=workers,
+        use_multiprocessing=use_multiprocessing,
+    )
+    losses, weights = build_losses(None, outputs)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-4),
+        loss=losses,
+        loss_weights=weights,
+        metrics=build_metrics(outputs, normalization=data.stats),
+        jit_compile=True,
+    )
+    # In-memory copy of the same samples, already normalised: the bare step's input.
+    batches = [data[i] for i in range(len(data))]
+    x = np.concatenate([b[0] for b in batches])
+    y = {key: np.concatenate([b[1][key] for b in batches]) for key in batches[0][1]}
+    samples = len(x)
+
+    def bare():
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+
+    def pydataset(epoch=[0]):  # noqa: B006 - a counter across calls
+        epoch[0] += 1
+        data.set_epoch(epoch[0])
+        model.fit(data, epochs=1, verbose=0)
+
+    bare()  # compiles
+    pydataset()  # warm page cache, dataset pipeline
+    bare_times, feed_times = [], []
+    for _ in range(2):  # interleaved, so a change in machine load hits both
+        start = time.perf_counter()
+        bare()
+        bare_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        pydataset()
+        feed_times.append(time.perf_counter() - start)
+    bare_rate = samples / median(bare_times)
+    feed_rate = samples / median(feed_times)
+    keras.backend.clear_session()
+    return {
+        "model": name,
+        "samples": samples,
+        "bare": bare_rate,
+        "pydataset": feed_rate,
+        "ratio": feed_rate / bare_rate,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=160, help="samples in the file (80 %% are trained on)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--multiprocessing", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_before = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_dataset(Path(folder), args.samples)
+        for name in args.models:
+            result = measure(name, path, args.batch_size, args.workers, args.multiprocessing)
+            rows.append(result)
+            print(
+                f"{name}: bare {result['bare']:.2f} samples/s, PyDataset {result['pydataset']:.2f} samples/s, "
+                f"ratio {result['ratio']:.3f}",
+                flush=True,
+            )
+    load_after = os.getloadavg()[0]
+    table = markdown_table(
+        ["model", "samples/epoch", "bare step samples/s", "PyDataset epoch samples/s", "PyDataset / bare"],
+        [[r["model"], r["samples"], r["bare"], r["pydataset"], r["ratio"]] for r in rows],
+    )
+    worst = min(r["ratio"] for r in rows)
+    text = f"""## Training throughput through the data pipeline
+
+`python -m benchmarks.training_throughput` — a full training epoch (`fit`, batch {args.batch_size}, default model
+configs, OpenFWI geometry, `jit_compile=True`) fed by `pipeline.feeding.SeismicDataset` from an uncompressed HDF5
+file (raw seismic read, `sign·log1p` + min-max normalisation, edge targets; workers={args.workers},
+multiprocessing={args.multiprocessing}) against the same epoch from normalised arrays already in memory (the bare
+step), interleaved, median of 2 after a warm-up epoch. Machine: {machine_description()}; 1-minute load average
+{load_before:.1f} before and {load_after:.1f} after (2 cores; other jobs lower both rates).
+
+{table}
+
+Lowest ratio: **{worst:.2f}** (goal ≥ 0.9: **{"met" if worst >= 0.9 else "not met"}**).
+"""
+    print(text)
+    if not args.no_write:
+        update_section("training_throughput", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ long 2D line of shots recorded by a fixed or moving spread. This module
 1. reads the line's geometry from the SEG-Y trace headers (``read_survey_line``): shots grouped by a header
    key, source and receiver positions with their scalars projected onto the line's direction (a straight
    line at any azimuth), depths, sample interval and count per file. Only headers are kept in memory
-   (about 30 bytes per trace); samples are read per window on demand.
+   (20 bytes per trace once sorted); samples are read per window on demand.
 2. slides the model's window along the line (``plan_windows``): window ``k`` starts at section column
    ``c_k``; its model shot ``i`` must be a survey shot at ``origin + c_k * dx + s_i`` and that shot must have
    recorded the model's receivers at ``origin + c_k * dx + r_j``. Positions match *exactly* within

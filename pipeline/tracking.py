@@ -55,6 +55,10 @@ def _mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # tqdm bars print a carriage-return line per refresh into logs; the downloads here are small.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow_logger = logging.getLogger("mlflow")
+    if mlflow_logger.level == logging.NOTSET:
+        # Database migrations and run links are logged at INFO: keep training output to its own lines.
+        mlflow_logger.setLevel(logging.WARNING)
     import mlflow
 
     return mlflow

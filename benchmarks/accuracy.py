@@ -1,0 +1,225 @@
+"""Accuracy of every model on OpenFWI's FlatVel-A and CurveVel-A recipes at the full OpenFWI geometry, trained
+under the same wall-clock budget, with several seeds.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.accuracy                                   # CPU budget; writes docs/benchmarks.md
+    python -m benchmarks.accuracy --train-samples 600 --budget-s 120 --seeds 0 --no-write   # a quick look
+    KERAS_BACKEND=jax python -m benchmarks.accuracy --gpu           # 24 000 / 6 000 samples, as OpenFWI
+
+For each family a dataset is synthesized (``data_prep.synthesize``, OpenFWI's recipe and geometry: 5 sources,
+70 receivers, 1000 samples of 1 ms, 70 × 70 cells of 10 m) and ingested (``data_prep.ingest``) with splits
+of exactly ``--train-samples`` / 5 % validation / ``--test-samples``; datasets are cached in ``--data-dir``.
+Each seed then runs ``pipeline.compare`` (the dual U-Net, the U-Net without its edge head, InversionNet, the
+LSTM and the Transformer, each for ``--budget-s`` seconds of training with the cosine schedule fitted to the
+budget, best validation epoch kept) as one MLflow parent run in ``--data-dir/mlflow.db``. The table gives the
+test metrics in OpenFWI's convention (MAE/RMSE on [-1, 1], SSIM on [0, 1]), MAE in m/s and edge F1, as the
+mean over seeds with the spread (max - min) when there are several. InversionNet's published numbers
+(OpenFWI, 24 000 training samples, 120 epochs on GPUs) are listed for reference: a CPU budget of minutes
+is not expected to reach them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report import machine_description, markdown_table, update_section
+
+MODELS = ("unet", "unet-no-edges", "inversionnet", "lstm", "transformer")
+FAMILIES = ("flatvel-a", "curvevel-a")
+#: InversionNet's published test metrics (MAE, RMSE, SSIM), OpenFWI benchmark.
+PUBLISHED = {"flatvel-a": (0.0131, 0.0211, 0.9895), "curvevel-a": (0.0685, 0.1273, 0.8074)}
+METRICS = ("velocity_mae", "velocity_rmse", "velocity_ssim", "velocity_mae_mps", "edges_f1")
+
+
+def build_dataset(family: str, train: int, test: int, seed: int, directory: Path) -> Path:
+    """Synthesizes and ingests ``train`` + 5 % + ``test`` samples of ``family`` (cached)."""
+    from data_prep.ingest import IngestConfig, SplitConfig, ingest
+    from data_prep.synthesize import SynthesizeConfig, synthesize
+
+    val = max(1, round(0.05 * train))
+    total = train + val + test
+    path = directory / f"{family}-{train}-{test}-seed{seed}.h5"
+    if path.is_file():
+        return path
+    segy = directory / f"{family}-{total}-seed{seed}-segy"
+    started = time.monotonic()
+    print(f"synthesizing {total} {family} models ...", flush=True)
+    synthesize(SynthesizeConfig(family=family, count=total, seed=seed), segy, progress=False)
+    fractions = (train / total, val / total, 1.0 - train / total - val / total)
+    ingest([segy], path, IngestConfig(splits=SplitConfig(fractions=fractions, seed=seed), progress=False))
+    print(f"{path}: {time.monotonic() - started:.0f} s", flush=True)
+    return path
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    from pipeline.compare import CompareConfig, CompareModel, compare
+    from pipeline.config import from_dict
+    from pipeline.train import TrainConfig
+
+    directory = Path(args.data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    store = f"sqlite:///{(directory / 'mlflow.db').resolve()}"
+    rows = []
+    for family in args.families:
+        path = build_dataset(family, args.train_samples, args.test_samples, 0, directory)
+        for seed in args.seeds:
+            train = from_dict(
+                TrainConfig,
+                {
+                    "batch_size": args.batch_size,
+                    "epochs": args.max_epochs,
+                    "max_train_time_s": args.budget_s,
+                    "data": {"path": str(path)},
+                    "tracking": {
+                        "tracking_uri": store,
+                        "experiment": "accuracy",
+                        "register": False,
+                        "image_every_epochs": 10,
+                    },
+                    "runtime": {
+                        "seed": seed,
+                        "checkpoint_dir": str(directory / "checkpoints"),
+                        "output_dir": str(directory / "outputs"),
+                        "progress_interval_s": 300.0,
+                    },
+                },
+            )
+            entries = []
+            for name in args.models:
+                if name == "unet-no-edges":
+                    entries.append(CompareModel(name, "unet", {"edge_head": False}))
+                else:
+                    entries.append(CompareModel(name, name))
+            config = CompareConfig(
+                train=train, models=tuple(entries), run_name=f"accuracy {family} seed {seed}"
+            )
+            result = compare(
+                config, echo=lambda text: print(text, flush=True) if text.startswith("===") else None
+            )
+            for row in result.table:
+                rows.append({"family": family, "seed": seed, **row})
+    return rows
+
+
+def summarize(rows: list[dict], args: argparse.Namespace) -> str:
+    table = []
+    for family in args.families:
+        for model in args.models:
+            selected = [r for r in rows if r["family"] == family and r["model"] == model]
+            if not selected:
+                continue
+            cells = [family, model]
+            for key in METRICS:
+                values = [r[key] for r in selected if key in r]
+                if not values:
+                    cells.append("")
+                    continue
+                mean = float(np.mean(values))
+                spread = float(np.max(values) - np.min(values))
+                digits = 1 if key.endswith("_mps") else 4
+                cells.append(
+                    f"{mean:.{digits}f}" + (f" ± {spread / 2:.{digits}f}" if len(values) > 1 else "")
+                )
+            cells.append(f"{np.mean([r['epochs'] for r in selected]):.0f}")
+            cells.append(f"{np.mean([r['training_s'] for r in selected]):.0f}")
+            table.append(cells)
+        if family in PUBLISHED:
+            mae, rmse, ssim = PUBLISHED[family]
+            table.append(
+                [
+                    family,
+                    "InversionNet, published (24k samples, GPU)",
+                    f"{mae}",
+                    f"{rmse}",
+                    f"{ssim}",
+                    f"{mae * 1500:.1f}",
+                    "",
+                    "120",
+                    "",
+                ]
+            )
+    header = ["family", "model", "MAE", "RMSE", "SSIM", "MAE m/s", "edge F1", "epochs", "training s"]
+    verdicts = []
+    for family in args.families:
+        means = {
+            model: {
+                key: np.mean(
+                    [r[key] for r in rows if r["family"] == family and r["model"] == model and key in r]
+                )
+                for key in ("velocity_mae", "velocity_ssim")
+            }
+            for model in args.models
+            if any(r["family"] == family and r["model"] == model for r in rows)
+        }
+        if "unet" not in means:
+            continue
+        best_mae = min(means, key=lambda m: means[m]["velocity_mae"])
+        best_ssim = max(means, key=lambda m: means[m]["velocity_ssim"])
+        line = f"- {family}: best MAE **{best_mae}**, best SSIM **{best_ssim}**"
+        if "unet-no-edges" in means:
+            helps = (
+                means["unet"]["velocity_ssim"] > means["unet-no-edges"]["velocity_ssim"]
+                and means["unet"]["velocity_mae"] < means["unet-no-edges"]["velocity_mae"]
+            )
+            line += (
+                f"; edge head {'helps' if helps else 'does not help'} (U-Net SSIM "
+                f"{means['unet']['velocity_ssim']:.4f} vs {means['unet-no-edges']['velocity_ssim']:.4f} without, "
+                f"MAE {means['unet']['velocity_mae']:.4f} vs {means['unet-no-edges']['velocity_mae']:.4f})"
+            )
+        verdicts.append(line)
+    seeds = ", ".join(map(str, args.seeds))
+    return f"""## Accuracy (`benchmarks/accuracy.py`)
+
+`python -m benchmarks.accuracy --train-samples {args.train_samples} --test-samples {args.test_samples} --budget-s
+{args.budget_s:g} --seeds {" ".join(map(str, args.seeds))}` — OpenFWI geometry (5 sources, 70 receivers, 1000 samples of 1 ms,
+70 × 70 cells of 10 m), synthesized with `data_prep.synthesize`; {args.train_samples} training, 5 % validation and
+{args.test_samples} test samples per family; every model trained for {args.budget_s:g} s of wall clock (cosine schedule
+fitted to the budget, batch {args.batch_size}, AdamW, the weights of the best validation epoch kept), seeds {seeds}
+(mean ± half the spread). MAE/RMSE on OpenFWI's [-1, 1] scale, SSIM on [0, 1]. Machine: {machine_description()};
+1-minute load average {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine: a loaded CPU
+trains fewer epochs in the same budget).
+
+{markdown_table(header, table)}
+
+{chr(10).join(verdicts)}
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--train-samples", type=int, default=2000)
+    parser.add_argument("--test-samples", type=int, default=200)
+    parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per model")
+    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
+    parser.add_argument("--data-dir", default="data/benchmarks/accuracy")
+    parser.add_argument(
+        "--gpu", action="store_true", help="OpenFWI scale: 24 000 training / 6 000 test samples"
+    )
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.gpu:
+        args.train_samples, args.test_samples = 24_000, 6_000
+        args.batch_size = max(args.batch_size, 64)
+        args.models = [m for m in args.models if m in ("unet", "inversionnet")]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args.load_before = os.getloadavg()[0]
+    rows = run(args)
+    text = summarize(rows, args)
+    print(text)
+    if not args.no_write:
+        update_section("accuracy_gpu" if args.gpu else "accuracy", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -951,7 +951,12 @@ class WindowReader:
             traces = resample_time(
                 traces, survey_file.sample_interval_s, layout.sample_interval_s, layout.num_samples, axis=-1
             )
-            gathers[i] = (weights_rows @ traces.astype(np.float64)).T.astype(np.float32)
+            if np.all(np.count_nonzero(weights_rows, axis=1) == 1) and np.all(
+                weights_rows.max(axis=1) == 1.0
+            ):
+                gathers[i] = traces[np.argmax(weights_rows, axis=1)].T  # recorded receivers: a selection
+            else:
+                gathers[i] = (weights_rows @ traces.astype(np.float64)).T.astype(np.float32)
         return gathers
 
     def _receiver_weights(self, recorded: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

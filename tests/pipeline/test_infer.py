@@ -284,6 +284,25 @@ def test_windows_that_disagree_are_blended_without_seams(tmp_path, line, survey)
     assert np.max(np.abs(np.diff(residual, axis=1))) < 0.3 * largest_jump
 
 
+def test_a_gap_in_the_shots_leaves_nan_columns_and_dead_traces(tmp_path, line):
+    """Shots 500-680 m missing: no window fits there; those columns are NaN, dead traces in the SEG-Y."""
+    first = F.write_line(tmp_path / "a.sgy", line, shots=slice(0, 25))
+    second = F.write_line(tmp_path / "b.sgy", line, shots=slice(35, None))
+    oracle = F.OracleBundle(line.velocity_mps, edges=False)
+    config = quiet(qc={"enabled": False}, outputs={"png": False, "segy": True})
+    result = infer([first, second], oracle, tmp_path / "run", config, progress=False)
+    section = read_section(result.section_path)
+    covered = section["coverage_weight"] > 0
+    assert not covered.all() and covered[:24].all() and covered[-24:].all()
+    assert np.isnan(section["velocity_mps"][:, ~covered]).all()
+    np.testing.assert_allclose(section["velocity_mps"][:, covered], line.velocity_mps[:, covered], atol=1e-3)
+    assert section["edges"] is None and not (tmp_path / "run" / "section_edges.segy").exists()
+    with segyio.open(tmp_path / "run" / "section_velocity.segy", ignore_geometry=True) as segy:
+        identification = segy.attributes(segyio.TraceField.TraceIdentificationCode)[:]
+        np.testing.assert_array_equal(identification, np.where(covered, 1, 2))
+        assert not segy.trace.raw[:][~covered].any(), "dead traces hold zeros"
+
+
 def test_every_infer_config_file_loads():
     from pipeline.config import CONFIG_DIR
     from pipeline.infer import load_infer_config

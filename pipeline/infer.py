@@ -27,6 +27,11 @@ comes out::
 Outputs in ``OUT``: ``section.h5``, ``section_velocity.segy``, ``section_edges.segy``,
 ``section_velocity.png``, ``section_edges.png``, ``qc.png``, ``qc.csv``, ``summary.json``. The per-window
 files are removed after a successful merge unless ``outputs.keep_window_files`` is set.
+
+``--refine N`` (``pipeline.refine``) also runs N iterations of full-waveform inversion per window, starting
+from the network's velocity, and writes the refined section beside the network's: ``refined_velocity_mps``
+in ``section.h5`` (with the data misfit before/after and, with ``--truth``, the velocity error before/after
+per window), ``section_refined_velocity.segy`` and ``refinement.png``.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from pipeline.calibration import (
 from pipeline.cli import UserError, add_common_arguments, run_main
 from pipeline.config import add_config_arguments, config_hash, load_config, to_dict, to_yaml
 from pipeline.qc import QC_FIELDS, QCConfig, aggregate, engine_setup, plot_qc, summary_table, window_qc
+from pipeline.refine import REFINE_FIELDS, RefineConfig
 from pipeline.section import SectionWriter, TruthSection, write_previews, write_section_segy
 from pipeline.stitching import StitchingConfig, StreamingStitcher
 from pipeline.windows import (
@@ -134,6 +140,7 @@ class InferConfig:
         batch_size: windows read, calibrated and predicted together (bounds memory).
         truth: a true velocity section (SEG-Y, one trace per lateral position) for velocity errors.
         progress_interval_s: seconds between progress lines when stderr is not a terminal.
+        refine: physics refinement of each window's prediction (``--refine N``; ``pipeline.refine``).
         line, regrid, windows, calibration, stitching, qc, outputs, mlflow: see each dataclass.
     """
 
@@ -146,6 +153,7 @@ class InferConfig:
     calibration: CalibrationConfig = CalibrationConfig()
     stitching: StitchingConfig = StitchingConfig()
     qc: QCConfig = QCConfig()
+    refine: RefineConfig = RefineConfig()
     outputs: OutputConfig = OutputConfig()
     mlflow: TrackingConfig = TrackingConfig()
 
@@ -229,6 +237,8 @@ def infer(
             logger.info("%s is already complete: nothing to do.", section_path)
             return _finished_result(out)
 
+    if config.refine.iterations:
+        _check_refinement(bundle, layout, config)
     line = read_survey_line(inputs, config.line, grid_spacing_m=layout.grid_spacing_m)
     check = check_geometry(line, layout, config.line, config.regrid, config.windows)
     plan = check.raise_if_refused()
@@ -245,7 +255,9 @@ def infer(
         "inputs": [{"name": f.path.name, "sha256": f.sha256} for f in line.files],
         "truth_sha256": truth.sha256 if truth else None,
         "options": {
-            k: to_dict(getattr(config, k)) for k in ("line", "regrid", "windows", "calibration", "qc")
+            k: to_dict(getattr(config, k))
+            for k in ("line", "regrid", "windows", "calibration", "qc")
+            + (("refine",) if config.refine.iterations else ())
         },
     }
     fingerprint = hashlib.sha256(json.dumps(fingerprint_inputs, sort_keys=True).encode()).hexdigest()[:20]
@@ -361,11 +373,12 @@ def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timi
         line_factor = calibration_factor(float(np.median(statistics)), target)
         logger.info("Line calibration factor %.4g (median over %d windows).", line_factor, len(sample))
     setup = None
-    if config.qc.enabled:
+    if config.qc.enabled or config.refine.iterations:
         try:
             setup = engine_setup(layout, bundle.engine_settings)
         except ValueError as error:
             logger.warning("Physics QC is off: %s", error)
+    qc_setup = setup if config.qc.enabled else None
     bounds = None
     if bundle.stats.velocity_min_mps is not None:
         bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
@@ -424,31 +437,59 @@ def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timi
             qc_rows += window_qc(
                 observed[part],
                 velocity[part],
-                setup,
+                qc_setup,
                 config.qc,
                 bounds,
                 truth_windows[part] if truth_windows is not None else None,
             )
         timings["qc"] += time.perf_counter() - tick
 
+        refined = None
+        if config.refine.iterations and setup is not None:
+            from pipeline.refine import refine_windows
+
+            tick = time.perf_counter()
+            skip = ["no signal" if r.get("no_signal") else "" for r in qc_rows]
+            refined = refine_windows(
+                observed,
+                velocity,
+                setup,
+                config.refine,
+                bounds,
+                config.qc.source_correction,
+                truth_windows,
+                skip,
+            )
+            timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - tick
+
         tick = time.perf_counter()
         for row, window in enumerate(batch):
             record = {**meta[row], **qc_rows[row]}
             if meta[row]["nonfinite_samples"]:
                 record["flags"] = [*record["flags"], "nonfinite_samples"]
-            _save_window(work, window, velocity[row], None if edges is None else edges[row], record)
+            extra = {}
+            if refined is not None:
+                extra["refined_velocity_mps"] = refined[row][0]
+                record.update(refined[row][1])
+            _save_window(work, window, velocity[row], None if edges is None else edges[row], record, extra)
         timings["write"] += time.perf_counter() - tick
         reporter.update(len(batch))
     reporter.close()
 
 
 def _save_window(
-    work: Path, window: int, velocity: np.ndarray, edges: np.ndarray | None, record: dict[str, Any]
+    work: Path,
+    window: int,
+    velocity: np.ndarray,
+    edges: np.ndarray | None,
+    record: dict[str, Any],
+    extra: dict[str, np.ndarray] | None = None,
 ) -> None:
     path = _window_path(work, window)
     arrays = {
         "velocity_mps": velocity.astype(np.float32),
         "record": np.asarray(json.dumps(_json_ready(record))),
+        **{name: np.asarray(values, np.float32) for name, values in (extra or {}).items()},
     }
     if edges is not None:
         arrays["edges"] = edges.astype(np.float32)
@@ -458,7 +499,9 @@ def _save_window(
 
 def _load_window(work: Path, window: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     with np.load(_window_path(work, window)) as arrays:
-        maps = {name: arrays[name] for name in ("velocity_mps", "edges") if name in arrays}
+        maps = {
+            name: arrays[name] for name in ("velocity_mps", "edges", "refined_velocity_mps") if name in arrays
+        }
         record = json.loads(str(arrays["record"]))
     return maps, record
 
@@ -570,6 +613,7 @@ def _write_run_record(
             "grid_spacing_m": layout.grid_spacing_m,
         },
         "has_edges": bool(getattr(bundle, "has_edges", False)),
+        "refine": to_dict(config.refine) if config.refine.iterations else None,
         "regridded": regridded,
         "engine": setup_notes,
         "calibration": {
@@ -641,6 +685,9 @@ def _write_outputs(
     depth = int(run["layout"]["depth_cells"])
     spacing = float(run["layout"]["grid_spacing_m"])
     names = ("velocity_mps", "edges") if run["has_edges"] else ("velocity_mps",)
+    refined = bool(run.get("refine"))
+    if refined:
+        names += ("refined_velocity_mps",)
     x_m = plan.column_x_m()
     map_x, map_y = frame.to_xy(x_m)
     rows: list[dict[str, Any]] = []
@@ -658,13 +705,23 @@ def _write_outputs(
                 rows.append({**record, "x_start_m": start, "x_end_m": start + (plan.width - 1) * spacing})
             stitcher.finish()
             rows.sort(key=lambda r: r["window"])
-            writer.write_windows(_window_columns(rows, plan))
+            writer.write_windows(_window_columns(rows, plan, refined))
             summary = aggregate(rows)
             qc_attributes = {"summary": summary, "thresholds": to_dict(config.qc)}
             section_errors: dict[str, float] = {}
             if run.get("truth"):
                 section_errors = _section_errors(writer.h5, run, frame, depth, spacing, x_m)
                 qc_attributes["section_velocity_errors"] = section_errors
+            refine_summary: dict[str, Any] = {}
+            if refined:
+                from pipeline.refine import summarise
+
+                refine_summary = summarise(rows)
+                if run.get("truth"):
+                    refine_summary["section_velocity_errors"] = _section_errors(
+                        writer.h5, run, frame, depth, spacing, x_m, name="refined_velocity_mps"
+                    )
+                writer.write_attributes("refine", {"summary": refine_summary, "settings": run["refine"]})
             writer.write_attributes("qc", qc_attributes)
             writer.write_attributes(
                 "provenance",
@@ -695,7 +752,13 @@ def _write_outputs(
         files.append(write_section_segy(section_path, out / "section_velocity.segy", "velocity_mps", spacing))
         if "edges" in names:
             files.append(write_section_segy(section_path, out / "section_edges.segy", "edges", spacing))
-    files.append(_write_qc_csv(out / "qc.csv", rows))
+        if refined:
+            files.append(
+                write_section_segy(
+                    section_path, out / "section_refined_velocity.segy", "refined_velocity_mps", spacing
+                )
+            )
+    files.append(_write_qc_csv(out / "qc.csv", rows, refined))
     if config.outputs.png:
         model_name = run["model"].get("family") or "model"
         files += write_previews(section_path, out, rows, config.outputs.preview_max_columns, title=model_name)
@@ -703,6 +766,13 @@ def _write_outputs(
         with atomic_output(qc_png) as temporary:
             plot_qc(temporary, rows, config.qc, title=f"Physics QC along the line ({len(rows)} windows)")
         files.append(qc_png)
+        if refined:
+            from pipeline.refine import plot_refinement
+
+            refine_png = out / "refinement.png"
+            with atomic_output(refine_png) as temporary:
+                plot_refinement(section_path, temporary, rows, config.outputs.preview_max_columns)
+            files.append(refine_png)
     timings["outputs"] = time.perf_counter() - tick
     result = InferResult(
         out_dir=out,
@@ -728,6 +798,7 @@ def _write_outputs(
                     "num_columns": plan.num_columns,
                     "qc": summary,
                     "section_velocity_errors": section_errors,
+                    **({"refine": refine_summary} if refined else {}),
                     "regridded": run["regridded"],
                     "timings_s": timings,
                     "model": run["model"]["uri"],
@@ -745,10 +816,25 @@ def _write_outputs(
             "{velocity_rmse_mps:.1f} m/s, relative MAE {velocity_relative_mae:.2%}".format(**section_errors),
             file=sys.stderr,
         )
+    if refine_summary.get("num_refined"):
+        print(
+            "Refinement: data misfit median {misfit_before_median:.3g} -> {misfit_after_median:.3g}, "
+            "{num_improved:.0f} of {num_refined:.0f} windows improved".format(**refine_summary)
+            + (
+                ", refined section MAE {velocity_mae_mps:.1f} m/s".format(
+                    **refine_summary["section_velocity_errors"]
+                )
+                if "section_velocity_errors" in refine_summary
+                else ""
+            ),
+            file=sys.stderr,
+        )
     return result
 
 
-def _window_columns(rows: list[dict[str, Any]], plan: WindowPlan) -> dict[str, np.ndarray]:
+def _window_columns(
+    rows: list[dict[str, Any]], plan: WindowPlan, refined: bool = False
+) -> dict[str, np.ndarray]:
     columns: dict[str, np.ndarray] = {
         "column_start": plan.column_start,
         "x_start_m": np.asarray([r["x_start_m"] for r in rows]),
@@ -763,18 +849,22 @@ def _window_columns(rows: list[dict[str, Any]], plan: WindowPlan) -> dict[str, n
         columns[name] = np.asarray([_number(r.get(name)) for r in rows], dtype=np.float64)
     columns["flags"] = np.asarray([",".join(r.get("flags", [])) for r in rows], dtype=object)
     columns["qc_error"] = np.asarray([r.get("qc_error", "") for r in rows], dtype=object)
+    if refined:
+        for name in REFINE_FIELDS:
+            columns[name] = np.asarray([_number(r.get(name)) for r in rows], dtype=np.float64)
+        columns["refine_note"] = np.asarray([r.get("refine_note", "") for r in rows], dtype=object)
     return columns
 
 
-def _section_errors(h5, run, frame, depth, spacing, x_m) -> dict[str, float]:
-    """Velocity errors of the stitched section against the truth, streamed in column blocks."""
+def _section_errors(h5, run, frame, depth, spacing, x_m, name: str = "velocity_mps") -> dict[str, float]:
+    """Velocity errors of a stitched section (``name``) against the truth, streamed in column blocks."""
     from pipeline.qc import velocity_errors
 
     truth = TruthSection(run["truth"]["path"], frame, depth, spacing)
     totals = {"n": 0, "abs": 0.0, "sq": 0.0, "max": 0.0, "rel": 0.0}
     for first in range(0, len(x_m), 512):
         stop = min(first + 512, len(x_m))
-        predicted = h5["velocity_mps"][:, first:stop].astype(np.float64)
+        predicted = h5[name][:, first:stop].astype(np.float64)
         true = truth.window(x_m[first:stop]).astype(np.float64)
         valid = np.isfinite(predicted) & np.isfinite(true)
         if not valid.any():
@@ -797,7 +887,7 @@ def _section_errors(h5, run, frame, depth, spacing, x_m) -> dict[str, float]:
     }
 
 
-def _write_qc_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+def _write_qc_csv(path: Path, rows: list[dict[str, Any]], refined: bool = False) -> Path:
     keys = [
         "window",
         "x_start_m",
@@ -807,6 +897,7 @@ def _write_qc_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
         *QC_FIELDS,
         "flags",
         "qc_error",
+        *((*REFINE_FIELDS, "refine_note") if refined else ()),
     ]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -837,6 +928,20 @@ def _finished_result(out: Path) -> InferResult:
 # ----------------------------------------------------------------------------------------------------------
 # Model, MLflow, helpers
 # ----------------------------------------------------------------------------------------------------------
+
+
+def _check_refinement(bundle: Any, layout: ModelLayout, config: InferConfig) -> None:
+    """Refuses ``--refine`` up front when it cannot run: no velocity bounds, or an engine-less geometry."""
+    stats = bundle.stats
+    if config.refine.bounds_mps is None and getattr(stats, "velocity_min_mps", None) is None:
+        raise UserError(
+            "--refine needs velocity bounds and the model records no training velocity range: set "
+            "--set refine.bounds_mps=[MIN,MAX] (m/s)."
+        )
+    try:
+        engine_setup(layout, bundle.engine_settings)
+    except ValueError as error:
+        raise UserError(f"--refine cannot simulate this model's geometry: {error}") from None
 
 
 def _resolve_model(model: Any, model_uri: str | None) -> tuple[Any, str]:
@@ -1064,6 +1169,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-merge", action="store_true", help="With --merge: ignore another process's lock."
     )
     parser.add_argument("--mlflow", action="store_true", help="Log the run to MLflow.")
+    parser.add_argument(
+        "--refine",
+        type=int,
+        metavar="N",
+        help="Refine each window's velocity with N iterations of full-waveform inversion (refine.* options).",
+    )
     add_config_arguments(parser)
     add_common_arguments(parser)
     return parser
@@ -1083,6 +1194,8 @@ def _main(args: argparse.Namespace) -> int:
         values["truth"] = args.truth
     if args.mlflow:
         values["mlflow"] = {"enabled": True}
+    if args.refine is not None:
+        values["refine"] = {"iterations": args.refine}
     config = load_infer_config(args.config, args.overrides, values)
     if args.merge:
         result = merge(args.out, config, force=args.force_merge)

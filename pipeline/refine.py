@@ -58,7 +58,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -312,6 +312,26 @@ def simulate_with_pullback(
     )
 
 
+def simulate_once(
+    velocity_mps: np.ndarray,
+    geometry: AcquisitionGeometry,
+    engine: Any,
+    wavelet: np.ndarray | None,
+    bounds_mps: tuple[float, float],
+) -> np.ndarray:
+    """Gathers ``(shots, time, receivers)`` float64 of one model, through the same compiled engine call as
+    ``simulate_with_pullback`` (a backend tensor of the same shape: no second compilation, no thread split)."""
+    from keras import ops
+
+    from data_prep.forward import simulate
+
+    model = ops.convert_to_tensor(np.asarray(velocity_mps, np.float32)[None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gathers = simulate(model, geometry, engine, wavelet=wavelet, velocity_bounds_mps=bounds_mps)
+    return np.asarray(ops.convert_to_numpy(gathers), np.float64)[0]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The objective
 # ----------------------------------------------------------------------------------------------------------
@@ -357,13 +377,7 @@ class _Objective:
             )
             self.evaluations += 1
         else:
-            from data_prep.forward import simulate
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                simulated = np.asarray(
-                    simulate(velocity, self.geometry, self.engine, wavelet=self.wavelet), np.float64
-                )[0]
+            simulated = simulate_once(velocity, self.geometry, self.engine, self.wavelet, self.bounds)
         band_simulated = band_limit(simulated, self.response)
         match = match_source(self.band_observed, band_simulated, self.method, self.damping)
         residual = match.apply(band_simulated) - self.band_observed
@@ -612,12 +626,153 @@ def refine(
     return result
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Windows of a survey line (pipeline.infer)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def refine_windows(
+    observed: Sequence[np.ndarray],
+    predicted_mps: np.ndarray,
+    setup: Any,
+    config: RefineConfig,
+    bounds_mps: tuple[float, float] | None,
+    source_correction: str,
+    truth_mps: Sequence[np.ndarray | None] | None = None,
+    skip: Sequence[str] | None = None,
+) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """Refines a batch of windows one at a time (memory: one window's gradient).
+
+    Args:
+        observed: per window ``(shots, time, receivers)`` gathers on the model's geometry (survey units).
+        predicted_mps: ``(windows, depth, x)`` the network's velocity.
+        setup: ``pipeline.qc.EngineSetup`` (geometry, engine settings, wavelet of the training data).
+        config: the refinement settings.
+        bounds_mps: the training velocity range (``config.bounds_mps`` wins).
+        source_correction: the QC's source correction (used when ``config.source_correction`` is ``"qc"``).
+        truth_mps: per window the true velocity or None.
+        skip: per window a reason not to refine it (empty string: refine), e.g. the window has no signal.
+
+    Returns:
+        Per window ``(refined velocity (depth, x) float32, record)``; the record holds ``REFINE_FIELDS``,
+        ``refine_note`` (a warning, or why the window was not refined; then the network's velocity is kept).
+    """
+    results = []
+    for index, prediction in enumerate(np.asarray(predicted_mps, np.float32)):
+        record: dict[str, Any] = {name: float("nan") for name in REFINE_FIELDS} | {"refine_note": ""}
+        reason = skip[index] if skip is not None else ""
+        if reason:
+            record["refine_note"] = f"not refined: {reason}"
+            results.append((prediction, record))
+            continue
+        truth = truth_mps[index] if truth_mps is not None else None
+        try:
+            result = refine(
+                observed[index],
+                prediction,
+                setup.geometry,
+                setup.config,
+                config,
+                wavelet=setup.wavelet,
+                bounds_mps=bounds_mps,
+                true_velocity_mps=truth,
+                source_correction=source_correction,
+            )
+        except ValueError as error:  # the engine refused (e.g. CFL): keep the network's model, say why
+            record["refine_note"] = f"not refined: {error}"
+            results.append((prediction, record))
+            continue
+        record.update(result.record())
+        record["refine_note"] = result.warning
+        results.append((result.velocity_mps, record))
+    return results
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Line-wide refinement numbers: windows refined and improved, median misfit and MAE before/after."""
+
+    def finite(key):
+        values = np.asarray([row.get(key, np.nan) for row in rows], dtype=np.float64)
+        return values[np.isfinite(values)]
+
+    before, after = finite("refine_misfit_before"), finite("refine_misfit_after")
+    result: dict[str, float] = {"num_refined": float(before.size)}
+    if before.size:
+        result["num_improved"] = float(
+            sum(
+                1
+                for row in rows
+                if np.isfinite(row.get("refine_misfit_after", np.nan))
+                and row["refine_misfit_after"] < row["refine_misfit_before"]
+            )
+        )
+        result["misfit_before_median"] = float(np.median(before))
+        result["misfit_after_median"] = float(np.median(after))
+        result["time_per_window_s"] = float(np.mean(finite("refine_time_s")))
+    mae_before, mae_after = finite("refine_velocity_mae_before_mps"), finite("refine_velocity_mae_after_mps")
+    if mae_before.size:
+        result["velocity_mae_before_median_mps"] = float(np.median(mae_before))
+        result["velocity_mae_after_median_mps"] = float(np.median(mae_after))
+    return result
+
+
+def plot_refinement(section_path, path, rows: Sequence[Mapping[str, Any]], max_columns: int = 2000) -> None:
+    """Network section, refined section, their difference, and the data misfit per window before/after."""
+    import h5py
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with h5py.File(section_path, "r") as h5:
+        x_m, depth_m = h5["x_m"][()], h5["depth_m"][()]
+        step = max(1, int(np.ceil(len(x_m) / max_columns)))
+        network = h5["velocity_mps"][:, ::step]
+        refined = h5["refined_velocity_mps"][:, ::step]
+    spacing = float(depth_m[1] - depth_m[0]) if len(depth_m) > 1 else 1.0
+    extent = (x_m[0], x_m[-1], depth_m[-1] + spacing / 2, depth_m[0] - spacing / 2)
+    figure, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
+    low = float(np.nanmin([np.nanmin(network), np.nanmin(refined)]))
+    high = float(np.nanmax([np.nanmax(network), np.nanmax(refined)]))
+    for axis, image, title in (
+        (axes[0], network, "network"),
+        (axes[1], refined, "refined (FWI from the network)"),
+    ):
+        shown = axis.imshow(image, aspect="auto", cmap="viridis", extent=extent, vmin=low, vmax=high)
+        figure.colorbar(shown, ax=axis, label="velocity (m/s)")
+        axis.set_title(title)
+        axis.set_ylabel("depth (m)")
+    change = refined - network
+    limit = float(np.nanmax(np.abs(change))) if np.isfinite(change).any() else 1.0
+    shown = axes[2].imshow(change, aspect="auto", cmap="RdBu_r", extent=extent, vmin=-limit, vmax=limit)
+    figure.colorbar(shown, ax=axes[2], label="m/s")
+    axes[2].set_title("refined - network")
+    axes[2].set_ylabel("depth (m)")
+    centre = np.asarray([(row["x_start_m"] + row["x_end_m"]) / 2 for row in rows])
+    for key, label, style in (
+        ("refine_misfit_before", "network", "o-"),
+        ("refine_misfit_after", "refined", "s-"),
+    ):
+        axes[3].plot(centre, [row.get(key, np.nan) for row in rows], style, markersize=3, label=label)
+    axes[3].set_ylabel("data misfit")
+    axes[3].set_xlabel("along-line position (m)")
+    axes[3].legend(loc="upper right", fontsize=8)
+    figure.colorbar(shown, ax=axes[3]).remove()  # keep the x axes of all panels aligned
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, format="png")
+    plt.close(figure)
+
+
 __all__ = [
     "REFINE_FIELDS",
     "RefineConfig",
     "RefineResult",
     "band_limit",
     "lowpass_response",
+    "plot_refinement",
     "refine",
+    "refine_windows",
+    "simulate_once",
     "simulate_with_pullback",
+    "summarise",
 ]

@@ -10,6 +10,8 @@ HDF5 layout (``format="seisinvert-section"``, ``schema_version=1``)::
     /                     attrs: format, schema_version, package_version, created_utc, complete (bool)
     /velocity_mps         float32 (depth, x) m/s; NaN where no window covers a column
     /edges                float32 (depth, x) edge probability in [0, 1] (only when the model has an edge head)
+    /refined_velocity_mps float32 (depth, x) m/s refined by full-waveform inversion (only with --refine;
+                          per-window refine_* values in /windows, summary and settings in /refine attrs)
     /coverage_weight      float64 (x,) sum of the blending weights of the windows covering each column
     /x_m                  float64 (x,) along-line position of each column (metres)
     /map_x_m, /map_y_m    float64 (x,) map coordinates of each column (the line's projection inverted)
@@ -86,7 +88,7 @@ class SectionWriter:
                 name, shape=(depth, num_columns), dtype=np.float32, chunks=chunk, fillvalue=np.nan
             )
             dataset.attrs["axes"] = "depth,x"
-            dataset.attrs["units"] = "m/s" if name == "velocity_mps" else "edge probability, 0..1"
+            dataset.attrs["units"] = "m/s" if name.endswith("velocity_mps") else "edge probability, 0..1"
         self.h5.create_dataset("coverage_weight", shape=(num_columns,), dtype=np.float64)
         for name, values in (("x_m", x_m), ("map_x_m", map_x_m), ("map_y_m", map_y_m), ("depth_m", depth_m)):
             self.h5.create_dataset(name, data=np.asarray(values, dtype=np.float64))
@@ -151,7 +153,16 @@ def read_section(path: str | Path) -> dict[str, Any]:
             )
         result: dict[str, Any] = {
             name: (h5[name][()] if name in h5 else None)
-            for name in ("velocity_mps", "edges", "coverage_weight", "x_m", "map_x_m", "map_y_m", "depth_m")
+            for name in (
+                "velocity_mps",
+                "edges",
+                "refined_velocity_mps",
+                "coverage_weight",
+                "x_m",
+                "map_x_m",
+                "map_y_m",
+                "depth_m",
+            )
         }
         result["windows"] = {
             name: (
@@ -161,7 +172,7 @@ def read_section(path: str | Path) -> dict[str, Any]:
             )
             for name in h5["windows"]
         }
-        for group in ("qc", "provenance"):
+        for group in ("qc", "provenance", "refine"):
             result[group] = {
                 key: _maybe_json(value) for key, value in (h5[group].attrs.items() if group in h5 else [])
             }
@@ -205,10 +216,13 @@ def write_section_segy(
             raise UserError(
                 "Map coordinates exceed SEG-Y's 4-byte coordinate fields at centimetre precision."
             )
-        units = "M/S" if name == "velocity_mps" else "EDGE PROBABILITY 0-1"
+        units = "M/S" if name.endswith("velocity_mps") else "EDGE PROBABILITY 0-1"
+        content = {"velocity_mps": "VELOCITY", "refined_velocity_mps": "REFINED VELOCITY (FWI)"}.get(
+            name, "EDGE"
+        )
         lines = [
             f"SEISINVERT {__version__} - DEEP-LEARNING SEISMIC VELOCITY INVERSION",
-            f"CONTENT: STITCHED {'VELOCITY' if name == 'velocity_mps' else 'EDGE'} SECTION, {units}",
+            f"CONTENT: STITCHED {content} SECTION, {units}",
             "DEPTH SAMPLES; SAMPLE INTERVAL IN MM",
             f"{num_columns} TRACES (COLUMNS), {depth} DEPTH SAMPLES OF {spacing:g} M = {spacing_mm} MM",
             "ONE TRACE PER LATERAL POSITION, DEPTH DOWN THE TRACE",

@@ -1,0 +1,367 @@
+"""``pipeline.refine``: FWI refinement of a window, and ``python -m pipeline.infer --refine N``.
+
+The function tests use a tiny window (12 x 16 cells of 10 m, 2 shots, 16 receivers, 160 samples of 1 ms): a
+gradient takes well under a second once the engine is compiled (once per test module). The observed gathers
+are simulated by the engine from a three-layer model and multiplied by 3.7 (survey units: the source
+correction must absorb it). The command-line test uses the inference fixtures' window (16 x 24 cells,
+tests/pipeline/line_fixtures.py) on a line two windows long.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import segyio
+from scipy.ndimage import gaussian_filter
+
+from data_prep.forward import EngineConfig, simulate
+from data_prep.geometry import AcquisitionGeometry
+from data_prep.schema import DatasetGeometry
+from pipeline.qc import QCConfig, engine_setup, window_qc
+from pipeline.refine import (
+    RefineConfig,
+    _Objective,
+    band_limit,
+    lowpass_response,
+    refine,
+    summarise,
+)
+from pipeline.windows import ModelLayout
+
+GEOMETRY = AcquisitionGeometry(
+    grid_shape=(12, 16),
+    grid_spacing_m=10.0,
+    num_samples=160,
+    sample_interval_s=0.001,
+    peak_frequency_hz=15.0,
+    source_cells=((0, 2), (0, 13)),
+    receiver_cells=tuple((0, x) for x in range(16)),
+)
+ENGINE = EngineConfig(absorbing_width_cells=10, max_concurrent_calls=1)
+BOUNDS = (1500.0, 3500.0)
+SURVEY_UNITS = 3.7
+
+
+def layered_model() -> np.ndarray:
+    depth = np.arange(12)[:, None]
+    velocity = np.where(depth < 5, 1800.0, np.where(depth < 9, 2300.0, 2800.0)) * np.ones((1, 16))
+    return velocity.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def case():
+    truth = layered_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a coarse grid on purpose: fast
+        observed = np.asarray(simulate(truth, GEOMETRY, ENGINE))[0] * SURVEY_UNITS
+    return {"truth": truth, "observed": observed, "start": gaussian_filter(truth, 2.0, mode="nearest")}
+
+
+def test_refinement_reduces_the_misfit_from_a_smoothed_true_model(case):
+    result = refine(
+        case["observed"],
+        case["start"],
+        GEOMETRY,
+        ENGINE,
+        RefineConfig(iterations=6),
+        bounds_mps=BOUNDS,
+        true_velocity_mps=case["truth"],
+    )
+    assert result.gradient_evaluations == 6
+    assert result.misfit_before > 0.03, "the smoothed start must not already explain the data"
+    assert result.misfit_after < 0.5 * result.misfit_before, (
+        f"six L-BFGS-B evaluations should at least halve the misfit: {result.misfit_before:.4f} -> "
+        f"{result.misfit_after:.4f} (history {[round(h['misfit'], 4) for h in result.history]})"
+    )
+    assert result.improved and result.best_iteration > 0 and result.warning == ""
+    assert result.source_scale == pytest.approx(SURVEY_UNITS, rel=0.05), "the survey units are absorbed"
+    before = result.velocity_errors_before["velocity_mae_mps"]
+    after = result.velocity_errors_after["velocity_mae_mps"]
+    assert after < before, (
+        f"velocity MAE should fall as the data fit improves: {before:.1f} -> {after:.1f} m/s"
+    )
+    assert result.velocity_mps.shape == (12, 16) and result.velocity_mps.dtype == np.float32
+    assert result.misfit_after == min(entry["misfit"] for entry in result.history)
+    record = result.record()
+    assert record["refine_misfit_before"] == result.misfit_before
+    assert record["refine_velocity_mae_after_mps"] == after
+
+
+def test_misfit_before_is_the_physics_qc_misfit(case):
+    prediction = case["start"] + 40.0
+    result = refine(
+        case["observed"], prediction, GEOMETRY, ENGINE, RefineConfig(iterations=0), bounds_mps=BOUNDS
+    )
+    assert result.gradient_evaluations == 0 and result.best_iteration == 0
+    np.testing.assert_array_equal(result.velocity_mps, prediction.astype(np.float32))
+
+    layout = ModelLayout.from_geometry(DatasetGeometry.from_acquisition(GEOMETRY))
+    settings = {
+        "peak_frequency_hz": 15.0,
+        "spatial_order": 4,
+        "absorbing_width_cells": 10,
+        "free_surface": False,
+    }
+    setup = engine_setup(layout, settings)
+    [qc] = window_qc([case["observed"]], prediction[None], setup, QCConfig(), BOUNDS)
+    assert result.misfit_before == pytest.approx(qc["data_misfit"], rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_bounds_are_respected(case, optimizer):
+    bounds = (1850.0, 2600.0)  # tighter than the truth (1800-2800 m/s): refinement pushes against both
+    start = case["start"].copy()
+    start[0, 0], start[-1, -1] = 1000.0, 5000.0  # a prediction outside the range is moved into it first
+    result = refine(
+        case["observed"],
+        start,
+        GEOMETRY,
+        ENGINE,
+        RefineConfig(iterations=4, optimizer=optimizer, step_mps=200.0),
+        bounds_mps=bounds,
+    )
+    assert result.bounds_mps == bounds and result.clipped_cells >= 2
+    for velocity in (result.velocity_mps, result.last_velocity_mps):
+        assert velocity.min() >= bounds[0] - 1e-3 and velocity.max() <= bounds[1] + 1e-3, (
+            f"{optimizer}: velocities {velocity.min():.1f}..{velocity.max():.1f} outside {bounds}"
+        )
+    assert np.isclose(result.last_velocity_mps, bounds[1], atol=1e-3).any(), "some cells reach a bound"
+    # config bounds win over the argument
+    narrow = refine(
+        case["observed"],
+        start,
+        GEOMETRY,
+        ENGINE,
+        RefineConfig(iterations=0, bounds_mps=(2000.0, 2100.0)),
+        bounds_mps=bounds,
+    )
+    assert narrow.velocity_mps.min() >= 2000.0 and narrow.velocity_mps.max() <= 2100.0
+
+
+def test_a_diverging_run_returns_the_best_iterate_and_says_so(case, caplog):
+    # Adam's first step moves every cell by about step_mps: 900 m/s is far too much.
+    with caplog.at_level("WARNING", logger="pipeline.refine"):
+        result = refine(
+            case["observed"],
+            case["start"],
+            GEOMETRY,
+            ENGINE,
+            RefineConfig(iterations=2, optimizer="adam", step_mps=900.0, smoothing_cells=0.0),
+            bounds_mps=BOUNDS,
+        )
+    misfits = [entry["misfit"] for entry in result.history]
+    assert len(misfits) == 3, "start, one Adam step, the last step (evaluated without a gradient)"
+    assert result.misfit_last > result.misfit_before, f"the test needs a diverging run: {misfits}"
+    assert result.misfit_after == min(misfits) <= result.misfit_before
+    assert "worse than the start" in result.warning or "did not reduce" in result.warning, result.warning
+    assert any("Refinement:" in message for message in caplog.messages)
+    if result.best_iteration == 0:
+        np.testing.assert_array_equal(result.velocity_mps, case["start"].astype(np.float32))
+        assert not result.improved
+
+
+@pytest.mark.parametrize(
+    ("method", "cutoff_hz"), [("scale", None), ("wavelet", None), ("scale", 10.0), ("none", 10.0)]
+)
+def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz):
+    """The adjoint source (source correction by variable projection, low-pass) is the objective's gradient.
+
+    Tolerance: 3 % for ``scale`` and ``none`` (float32 engine, 15 m/s steps: ~1e-3 round-off and truncation;
+    a missing factor or term of the adjoint gives O(1) errors). 15 % for ``wavelet``: the gradient holds the
+    filter fixed, which is exact only at the minimiser of the misfit, and the filter is the damped
+    frequency-domain least-squares estimate on zero-padded traces, not the exact minimiser of the truncated
+    time-domain misfit (measured: 7 %).
+    """
+    objective = _Objective(case["observed"], GEOMETRY, ENGINE, None, BOUNDS, method, 1e-3, None, budget=10)
+    objective.set_band(0, cutoff_hz)
+    base = case["start"].astype(np.float64)
+    rows, columns = np.mgrid[:12, :16]
+    direction = np.exp(-((rows - 6.0) ** 2 + (columns - 8.0) ** 2) / 8.0)  # a smooth 1-m/s-peak bump
+    _, gradient = objective.evaluate(base)
+    step = 15.0
+    plus, _ = objective.evaluate(base + step * direction, gradient=False)
+    minus, _ = objective.evaluate(base - step * direction, gradient=False)
+    finite_difference = (plus - minus) / (2 * step)
+    analytic = float(np.sum(gradient * direction))
+    assert analytic == pytest.approx(finite_difference, rel=0.15 if method == "wavelet" else 0.03), (
+        f"{method}, cut-off {cutoff_hz}: adjoint {analytic:.6g} vs finite difference {finite_difference:.6g}"
+    )
+
+
+def test_band_limit_is_a_symmetric_low_pass():
+    rng = np.random.default_rng(0)
+    response = lowpass_response(200, 0.001, 10.0)
+    x, y = rng.standard_normal((2, 3, 200, 4))
+    assert np.sum(band_limit(x, response) * y) == pytest.approx(np.sum(x * band_limit(y, response)))
+    times = np.arange(200) * 0.001
+    low = np.sin(2 * np.pi * 5.0 * times) * np.hanning(200)
+    high = np.sin(2 * np.pi * 60.0 * times) * np.hanning(200)
+    gathers = np.stack([low, high], axis=-1)[None]
+    filtered = band_limit(gathers, response)
+    assert np.linalg.norm(filtered[0, :, 0] - low) < 0.05 * np.linalg.norm(low), "5 Hz passes"
+    assert np.linalg.norm(filtered[0, :, 1]) < 0.01 * np.linalg.norm(high), "60 Hz is removed"
+    np.testing.assert_array_equal(band_limit(gathers, None), gathers)  # no cut-off: the full band
+
+
+def test_config_validation_and_schedule():
+    assert RefineConfig(iterations=7, frequency_schedule_hz=(6.0, 10.0, 0.0)).stages() == [
+        (6.0, 3),
+        (10.0, 2),
+        (None, 2),
+    ]
+    assert RefineConfig(iterations=3).stages() == [(None, 3)]
+    for bad, words in (
+        ({"iterations": -1}, "non-negative"),
+        ({"frequency_schedule_hz": (10.0, 6.0)}, "low to high"),
+        ({"frequency_schedule_hz": (0.0, 6.0)}, "low to high"),
+        ({"iterations": 2, "frequency_schedule_hz": (4.0, 8.0, 0.0)}, "at least one iteration per stage"),
+        ({"bounds_mps": (3000.0, 2000.0)}, "0 < min < max"),
+        ({"step_mps": 0.0}, "positive"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            RefineConfig(**bad)
+
+
+def test_refine_refuses_bad_input(case):
+    with pytest.raises(ValueError, match="observed must be"):
+        refine(case["observed"][:, :10], case["start"], GEOMETRY, ENGINE, bounds_mps=BOUNDS)
+    with pytest.raises(ValueError, match="initial_velocity_mps must be"):
+        refine(case["observed"], case["start"][:4], GEOMETRY, ENGINE, bounds_mps=BOUNDS)
+    with pytest.raises(ValueError, match="needs velocity bounds"):
+        refine(case["observed"], case["start"], GEOMETRY, ENGINE)
+    with pytest.raises(ValueError, match="NaN"):
+        refine(case["observed"], np.full((12, 16), np.nan), GEOMETRY, ENGINE, bounds_mps=BOUNDS)
+
+
+def test_summary_of_window_records():
+    rows = [
+        {"refine_misfit_before": 0.4, "refine_misfit_after": 0.2, "refine_time_s": 1.0},
+        {"refine_misfit_before": 0.3, "refine_misfit_after": 0.3, "refine_time_s": 3.0},
+        {"refine_misfit_before": float("nan"), "refine_misfit_after": float("nan")},
+    ]
+    summary = summarise(rows)
+    assert summary["num_refined"] == 2 and summary["num_improved"] == 1
+    assert summary["misfit_before_median"] == pytest.approx(0.35)
+    assert summary["misfit_after_median"] == pytest.approx(0.25)
+    assert summary["time_per_window_s"] == pytest.approx(2.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pipeline.infer --refine
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_line(tmp_path_factory):
+    from tests.pipeline import line_fixtures as F
+
+    line = F.simulate_line(num_columns=36, kind="smooth")  # two windows (columns 0 and 12)
+    folder = tmp_path_factory.mktemp("refine_line")
+    return {
+        "line": line,
+        "sgy": F.write_line(folder / "line.sgy", line, scale=2.0),
+        "truth": F.write_truth(folder / "truth.sgy", line),
+    }
+
+
+def test_infer_refines_each_window_of_a_biased_oracle(tmp_path, short_line):
+    from pipeline.config import from_dict
+    from pipeline.infer import InferConfig, infer
+    from pipeline.section import read_section
+    from tests.pipeline import line_fixtures as F
+
+    oracle = F.OracleBundle(short_line["line"].velocity_mps, edges=False, bias_mps=lambda origin: 150.0)
+    config = from_dict(
+        InferConfig,
+        {
+            "truth": str(short_line["truth"]),
+            "outputs": {"png": False, "segy": False},
+            "refine": {"iterations": 4},
+        },
+    )
+    result = infer([short_line["sgy"]], oracle, tmp_path / "run", config, progress=False)
+    assert result.merged and result.num_windows == 2
+    section = read_section(tmp_path / "run" / "section.h5")
+    windows = section["windows"]
+    before, after = windows["refine_misfit_before"], windows["refine_misfit_after"]
+    np.testing.assert_allclose(before, windows["data_misfit"], rtol=1e-4, err_msg="before = the QC's misfit")
+    assert np.all(after < 0.8 * before), f"4 iterations from a +150 m/s model: {before} -> {after}"
+    np.testing.assert_allclose(windows["refine_velocity_mae_before_mps"], 150.0, atol=1.0)
+    assert np.all(windows["refine_velocity_mae_after_mps"] < windows["refine_velocity_mae_before_mps"])
+    refined = section["refined_velocity_mps"]
+    assert refined.shape == section["velocity_mps"].shape == (16, 36)
+    assert np.all(np.isfinite(refined)) and not np.allclose(refined, section["velocity_mps"])
+    assert refined.min() >= F.VELOCITY_RANGE_MPS[0] and refined.max() <= F.VELOCITY_RANGE_MPS[1]
+    summary = section["refine"]["summary"]
+    assert summary["num_refined"] == 2 and summary["num_improved"] == 2
+    network_mae = section["qc"]["section_velocity_errors"]["velocity_mae_mps"]
+    refined_mae = summary["section_velocity_errors"]["velocity_mae_mps"]
+    assert refined_mae < network_mae, (
+        f"refined section MAE {refined_mae:.1f} vs network {network_mae:.1f} m/s"
+    )
+    assert section["refine"]["settings"]["iterations"] == 4
+
+
+def test_infer_cli_refine_writes_the_refined_section(tmp_path, short_line):
+    from pipeline.infer import main
+    from tests.pipeline import line_fixtures as F
+
+    bundle = F.keras_bundle(tmp_path / "bundle")  # untrained: meaningless but bounded velocities
+    out = tmp_path / "run"
+    code = main(
+        [
+            "--model",
+            str(bundle),
+            "--input",
+            str(short_line["sgy"]),
+            "--out",
+            str(out),
+            "--truth",
+            str(short_line["truth"]),
+            "--refine",
+            "2",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    with h5py.File(out / "section.h5", "r") as h5:
+        network = h5["velocity_mps"][()]
+        refined = h5["refined_velocity_mps"][()]
+        assert h5["refined_velocity_mps"].attrs["units"] == "m/s"
+        before = h5["windows/refine_misfit_before"][()]
+        after = h5["windows/refine_misfit_after"][()]
+        mae_before = h5["windows/refine_velocity_mae_before_mps"][()]
+        mae_after = h5["windows/refine_velocity_mae_after_mps"][()]
+        settings = json.loads(h5["refine"].attrs["settings"])
+    assert refined.shape == network.shape == (16, 36) and np.all(np.isfinite(refined))
+    assert before.shape == after.shape == (2,) and np.all(np.isfinite(before)) and np.all(np.isfinite(after))
+    assert np.all(after <= before), f"never worse than the network: {before} -> {after}"
+    assert np.all(np.isfinite(mae_before)) and np.all(np.isfinite(mae_after))
+    assert settings["iterations"] == 2
+    with segyio.open(out / "section_refined_velocity.segy", ignore_geometry=True) as segy:
+        np.testing.assert_allclose(segy.trace.raw[:].T, refined, atol=1e-3)
+        assert b"REFINED VELOCITY" in segy.text[0]
+    assert (out / "refinement.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    header = (out / "qc.csv").read_text().splitlines()[0].split(",")
+    assert "refine_misfit_before" in header and "refine_misfit_after" in header
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["refine"]["num_refined"] == 2
+
+
+def test_infer_refine_refuses_a_model_without_velocity_bounds(tmp_path, short_line):
+    import dataclasses
+
+    from pipeline.cli import UserError
+    from pipeline.config import from_dict
+    from pipeline.infer import InferConfig, infer
+    from tests.pipeline import line_fixtures as F
+
+    oracle = F.OracleBundle(short_line["line"].velocity_mps, edges=False)
+    oracle.stats = dataclasses.replace(oracle.stats, velocity_min_mps=None, velocity_max_mps=None)
+    config = from_dict(InferConfig, {"outputs": {"png": False, "segy": False}, "refine": {"iterations": 2}})
+    with pytest.raises(UserError, match="refine.bounds_mps"):
+        infer([short_line["sgy"]], oracle, tmp_path / "run", config, progress=False)

@@ -105,10 +105,20 @@ DEFAULT_MIN_CELLS_PER_WAVELENGTH: dict[int, float] = {4: 4.0, 8: 3.0}
 #: spectrum has fallen to 3 % of its peak.
 DISPERSION_FREQUENCY_FACTOR = 2.5
 
-# CPML design (Collino & Tsogka 2001; Komatitsch & Martin 2007): damping profile d(s) = d0 s^2 with
-# d0 = 3 vmax ln(1/R) / (2 L), frequency shift alpha = pi f_peak (1 - s), s in (0, 1] across the layer.
-_CPML_POLYNOMIAL_ORDER = 2
+# CPML design (Collino & Tsogka 2001; Komatitsch & Martin 2007): damping profile d(s) = d0 s^N with
+# d0 = (N + 1) vmax ln(1/R) / (2 L), frequency shift alpha = pi f_peak (1 - s), s in (0, 1] across the layer.
+# N = 3 (Deepwave, and this engine before, use N = 2): at the default 14 cells it reflects less than N = 2
+# at 20 cells (Deepwave's default) in both measured cases, OpenFWI's survey (sources and receivers one cell
+# below the top layer, 1 s: 0.008 % vs 0.026 % of the direct wave) and a mid-depth source with receivers
+# 2 cells from the side and bottom layers (0.015 % vs 0.018 %), on 21 % fewer cells. See
+# docs/forward_modelling.md.
+_CPML_POLYNOMIAL_ORDER = 3
 _CPML_THEORETICAL_REFLECTION = 1e-3
+
+# State fields, ordered so that every region's update is one contiguous block of fields: a region inside
+# a depth layer writes all five, one between the depth layers CHI_X..PRESSURE.
+CHI_X, ZETA_X, PRESSURE, CHI_DEPTH, ZETA_DEPTH = range(5)
+NUM_FIELDS = 5
 
 # Budget for the state buffers of one concurrent CPU call (numpy input): three quarters of a 2 MiB L2
 # cache. One OpenFWI model (5 shots) needs 2.6 MB, so each call then holds 2-3 of its shots.
@@ -151,7 +161,7 @@ class EngineConfig:
     """
 
     spatial_order: int = 4
-    absorbing_width_cells: int = 20
+    absorbing_width_cells: int = 14
     free_surface: bool = False
     ricker_delay_s: float | None = None
     time_step_s: float | None = None
@@ -226,7 +236,7 @@ def engine_settings(
         A dict of str/int/float/bool/list values: ``equation``, ``wavelet``, ``peak_frequency_hz``,
         ``ricker_delay_s``, ``amplitude_convention``, ``source_injection``, ``spatial_order``,
         ``time_order``, ``free_surface``, ``absorbing_boundary``, ``absorbing_width_cells``,
-        ``cpml_reflection_coefficient``, ``time_step_s``, ``substeps_per_sample``, ``sample_interval_s``,
+        ``cpml_reflection_coefficient``, ``cpml_polynomial_order``, ``time_step_s``, ``substeps_per_sample``, ``sample_interval_s``,
         ``num_samples``, ``grid_spacing_m``, ``source_depth_m``, ``receiver_depth_m`` (one per shot /
         receiver), ``recording``.
     """
@@ -245,6 +255,7 @@ def engine_settings(
         "absorbing_boundary": "cpml",
         "absorbing_width_cells": int(config.absorbing_width_cells),
         "cpml_reflection_coefficient": _CPML_THEORETICAL_REFLECTION,
+        "cpml_polynomial_order": _CPML_POLYNOMIAL_ORDER,
         "time_step_s": float(time_step_s),
         "substeps_per_sample": int(substeps),
         "sample_interval_s": float(geometry.sample_interval_s),
@@ -723,13 +734,16 @@ def _compiled_propagator(
 
     Performance notes (why the code looks the way it does; measurements in ``docs/forward_modelling.md``):
 
-    * **One fused kernel per time step.** The whole state, pressure and the four CPML memory variables,
-      is one array ``(5, batch, shots, depth, x)`` (with a zero halo of ``spatial_order / 2`` cells), and
-      a time step is one elementwise expression over it, written back with one ``slice_update``
-      (dynamic-update-slice). XLA fuses that into a single loop nest (a concatenate fusion writing into the
-      other state buffer in place). Memory variables on strips along the edges, as before, needed ~13
-      kernels per step and buffer copies, and ran 1.6-2.2x slower although they touch fewer cells; the
-      CPML now costs a few multiply-adds per cell instead.
+    * **One fused kernel per row band and time step, each doing only the work its cells need.** The
+      whole state, pressure and the four CPML memory variables, is one array ``(5, batch, shots, depth,
+      x)`` with a zero halo of ``spatial_order / 2`` cells. The rows are cut into bands: the depth layers
+      (reaching ``halo`` rows into the model) run both axes' CPML terms, the rows between them only the x
+      axis's (the depth memory variables stay zero there). Each band's update is one elementwise expression
+      written with one ``slice_update`` (dynamic-update-slice) of a contiguous block of fields into the
+      other state buffer, which XLA compiles to one vectorised loop nest writing in place: 3 kernels per
+      step (2 with a free surface). A whole-grid CPML kernel spent ~4x the bare stencil's time per cell
+      on the 60 % of cells where the memory terms are zero; cutting the columns as well (x layers only on
+      their strips) is slower, not faster, on XLA's CPU backend (partial-row updates do not vectorise).
     * **Every expression reads only the current state**, so writing the new state into the other buffer
       in place is legal: the CPML is the single-pass form Deepwave uses (the derivative of the memory
       variable at step n is expanded with the product rule into terms of step n-1, see ``step``), and
@@ -790,103 +804,135 @@ def _compiled_propagator(
         batch, depth_cells, x_cells = (int(n) for n in velocity.shape)
         num_shots = int(source_depth_one_hot.shape[0])
         padded_depth, padded_x = int(source_depth_one_hot.shape[1]), int(source_x_one_hot.shape[1])
-        num_receivers = int(receiver_flat_index.shape[0])
         num_steps = int(source_time_functions.shape[0])
         num_samples = num_steps // substeps
         bottom = padded_depth - top - depth_cells
         haloed_depth, haloed_x = padded_depth + 2 * halo, padded_x + 2 * halo
 
-        # Edge velocities continue into the absorbing layer; the update coefficient (v dt / dx)^2 is
-        # precomputed once, so the loop does one multiply per cell for the whole Laplacian.
         padded_velocity = _pad_edge(velocity, top, bottom, width)
         courant_squared = (padded_velocity * (dt / dx)) ** 2  # (batch, depth, x)
-        # CPML damping scales with each model's own vmax (a constant for the gradient), so a batched call
-        # reproduces the per-model results exactly.
         max_velocity = ops.stop_gradient(ops.max(velocity, axis=(1, 2)))
-        a_depth, b_depth, da_depth = (
-            ops.reshape(c, (1, batch, 1, padded_depth, 1))
-            for c in cpml_coefficients(layer_profile(padded_depth, top, bottom), max_velocity)
-        )
-        a_x, b_x, da_x = (
-            ops.reshape(c, (1, batch, 1, 1, padded_x))
-            for c in cpml_coefficients(layer_profile(padded_x, width, width), max_velocity)
-        )
+        a_depth, b_depth, da_depth = cpml_coefficients(layer_profile(padded_depth, top, bottom), max_velocity)
+        a_x, b_x, da_x = cpml_coefficients(layer_profile(padded_x, width, width), max_velocity)
 
-        # Source injection, the "openfwi" amplitude convention: (v dt)^2 = (v dt / dx)^2 dx^2 at the
-        # source cell times w[n], spread by a separable one-hot (outer product of two vectors) that XLA
-        # fuses into the update instead of a scatter.
         flat_courant = ops.reshape(courant_squared, (batch, padded_depth * padded_x))
-        source_strength = ops.take(flat_courant, source_flat_index, axis=1) * (dx * dx)  # (batch, shots)
-        source_cells = source_depth_one_hot[None, None, :, :, None] * source_x_one_hot[None, None, :, None, :]
-        courant_squared = courant_squared[None, :, None]  # (1, batch, 1, depth, x)
-        # Receivers: one gather per recorded sample from the flattened pressure slab of the state.
+        source_strength = ops.take(flat_courant, source_flat_index, axis=1) * (dx * dx)
+        source_cells = source_depth_one_hot[None, :, :, None] * source_x_one_hot[None, :, None, :]
+        courant_squared = courant_squared[:, None]  # (batch, 1, depth, x)
         receiver_depth, receiver_x = receiver_flat_index // padded_x, receiver_flat_index % padded_x
         receiver_in_slab = (receiver_depth + halo) * haloed_x + receiver_x + halo
+        slab_size = batch * num_shots * haloed_depth * haloed_x
         slab_offsets = np.arange(batch * num_shots, dtype=np.int32)[:, None] * (haloed_depth * haloed_x)
-        receiver_index = ops.reshape(slab_offsets + receiver_in_slab[None, :], (-1,))
-        state_size = 5 * batch * num_shots * haloed_depth * haloed_x
+        receiver_index = ops.reshape(PRESSURE * slab_size + slab_offsets + receiver_in_slab[None, :], (-1,))
+        state_size = NUM_FIELDS * slab_size
+
+        # The grid is cut into regions by the absorbing layers: each row segment is inside a depth layer
+        # or not, each column segment inside an x layer or not, and each region runs only the terms its
+        # axes need (the model's interior: the plain Laplacian). A layer's segment reaches `halo` cells into
+        # the model: there a = 0, but the derivatives of `a` and of the layer's memory variables are not.
+        def segments(length: int, before: int, after: int) -> list[tuple[int, int, bool]]:
+            low = before + halo if before else 0
+            high = length - after - halo if after else length
+            if low >= high:  # a model thinner than the two layers' reach: one absorbing segment
+                return [(0, length, True)]
+            parts = [(0, low, True)] if low else []
+            parts.append((low, high, False))
+            return parts + ([(high, length, True)] if high < length else [])
+
+        # Only rows are cut: XLA's CPU code for a region narrower than the grid (a partial-row in-place
+        # update) is several times slower per cell than for whole rows (measured: splitting the columns of
+        # a bare stencil into halves made it 2.7x slower), so the x layers' terms run on whole rows.
+        regions = [(rows, (0, padded_x, True)) for rows in segments(padded_depth, top, bottom)]
+
+        def field(array, index, rows, columns, depth_offset=0, x_offset=0):
+            return array[
+                index,
+                :,
+                :,
+                halo + rows[0] + depth_offset : halo + rows[1] + depth_offset,
+                halo + columns[0] + x_offset : halo + columns[1] + x_offset,
+            ]
+
+        def axis_terms(state, rows, columns, axis):
+            """Second and first derivative of p, and first derivative of the axis's memory variable chi."""
+            memory_field = CHI_DEPTH if axis == 0 else CHI_X
+            second_axis, first_axis, memory = second[0] * field(state, PRESSURE, rows, columns), 0.0, 0.0
+            for k in range(1, halo + 1):
+                offset_plus, offset_minus = ((k, 0), (-k, 0)) if axis == 0 else ((0, k), (0, -k))
+                plus = field(state, PRESSURE, rows, columns, *offset_plus)
+                minus = field(state, PRESSURE, rows, columns, *offset_minus)
+                second_axis = second_axis + second[k] * (plus + minus)
+                first_axis = first_axis + first[k - 1] * (plus - minus)
+                memory = memory + first[k - 1] * (
+                    field(state, memory_field, rows, columns, *offset_plus)
+                    - field(state, memory_field, rows, columns, *offset_minus)
+                )
+            return second_axis, first_axis, memory
 
         def step(state, target, amplitude):
-            """One leapfrog step of all shots of all models, written into ``target`` (which holds
-            ``p[n-1]`` in its pressure slab) and returned.
-
-            State slabs: pressure ``p``, then per axis (depth, x) the CPML memory variables ``chi = b psi``
-            (psi stretches the first derivative) and ``zeta`` (stretches the derivative of the stretched
-            first derivative; Pasalic & McGarry 2010). With ``psi[n] = chi[n-1] + a D p[n]`` the stretched
-            second derivative ``D2 p + D psi[n] + zeta[n]`` needs ``D psi[n]``, expanded as
-            ``D chi[n-1] + a D2 p[n] + a' D p[n]`` (Deepwave's single-pass form), so every term reads the
-            current state only. Inside the model a = a' = 0 and b = 1: the memory variables stay zero and
-            the update is the plain Laplacian.
-            """
-
-            def window(array, slab, depth_offset=0, x_offset=0):
-                return array[
-                    slab : slab + 1,
-                    :,
-                    :,
-                    halo + depth_offset : halo + depth_offset + padded_depth,
-                    halo + x_offset : halo + x_offset + padded_x,
-                ]
-
-            centre = window(state, 0)
-            second_depth = second_x = second[0] * centre
-            first_depth = first_x = memory_depth = memory_x = 0.0
-            for k in range(1, halo + 1):
-                down, up = window(state, 0, k, 0), window(state, 0, -k, 0)
-                right, left = window(state, 0, 0, k), window(state, 0, 0, -k)
-                second_depth = second_depth + second[k] * (down + up)
-                second_x = second_x + second[k] * (right + left)
-                first_depth = first_depth + first[k - 1] * (down - up)
-                first_x = first_x + first[k - 1] * (right - left)
-                memory_depth = memory_depth + first[k - 1] * (
-                    window(state, 1, k, 0) - window(state, 1, -k, 0)
+            """One leapfrog step, region by region, written into ``target`` (which holds ``p[n-1]``)."""
+            injection = (source_strength * amplitude[None, :])[:, :, None, None] * source_cells
+            for (row_low, row_high, depth_layer), (column_low, column_high, x_layer) in regions:
+                rows, columns = (row_low, row_high), (column_low, column_high)
+                centre = field(state, PRESSURE, rows, columns)
+                laplacian = 0.0
+                depth_fields, x_fields = [], []
+                for axis, active in ((0, depth_layer), (1, x_layer)):
+                    if not active:
+                        for k in range(1, halo + 1):
+                            offset_plus, offset_minus = ((k, 0), (-k, 0)) if axis == 0 else ((0, k), (0, -k))
+                            laplacian = laplacian + second[k] * (
+                                field(state, PRESSURE, rows, columns, *offset_plus)
+                                + field(state, PRESSURE, rows, columns, *offset_minus)
+                            )
+                        laplacian = laplacian + second[0] * centre
+                        continue
+                    if axis == 0:
+                        a, b, da = (
+                            ops.reshape(c[:, row_low:row_high], (batch, 1, -1, 1))
+                            for c in (a_depth, b_depth, da_depth)
+                        )
+                        zeta, chi = (
+                            field(state, ZETA_DEPTH, rows, columns),
+                            field(state, CHI_DEPTH, rows, columns),
+                        )
+                    else:
+                        a, b, da = (
+                            ops.reshape(c[:, column_low:column_high], (batch, 1, 1, -1))
+                            for c in (a_x, b_x, da_x)
+                        )
+                        zeta, chi = field(state, ZETA_X, rows, columns), field(state, CHI_X, rows, columns)
+                    second_axis, first_axis, memory = axis_terms(state, rows, columns, axis)
+                    # D2 p + D psi[n] along the axis, then zeta[n] = b zeta[n-1] + a (that).
+                    stretched = (1.0 + a) * second_axis + da * first_axis + memory
+                    new_zeta = b * zeta + a * stretched
+                    laplacian = laplacian + stretched + new_zeta
+                    new_chi = b * (chi + a * first_axis)
+                    (depth_fields if axis == 0 else x_fields).extend([new_chi, new_zeta])
+                region_courant = courant_squared[:, :, row_low:row_high, column_low:column_high]
+                region_injection = injection[:, :, row_low:row_high, column_low:column_high]
+                pressure = (
+                    2.0 * centre
+                    - field(target, PRESSURE, rows, columns)
+                    + region_courant * laplacian
+                    + region_injection
                 )
-                memory_x = memory_x + first[k - 1] * (window(state, 2, 0, k) - window(state, 2, 0, -k))
-            zeta_depth, zeta_x = window(state, 3), window(state, 4)
-            # D2 p + D psi[n] along each axis, then zeta[n] = b zeta[n-1] + a (that).
-            stretched_depth = (1.0 + a_depth) * second_depth + da_depth * first_depth + memory_depth
-            stretched_x = (1.0 + a_x) * second_x + da_x * first_x + memory_x
-            new_zeta_depth = b_depth * zeta_depth + a_depth * stretched_depth
-            new_zeta_x = b_x * zeta_x + a_x * stretched_x
-            laplacian = stretched_depth + new_zeta_depth + stretched_x + new_zeta_x
-            injection = (source_strength * amplitude[None, :])[None, :, :, None, None] * source_cells
-            pressure = 2.0 * centre - window(target, 0) + courant_squared * laplacian + injection
-            new_chi_depth = b_depth * (window(state, 1) + a_depth * first_depth)
-            new_chi_x = b_x * (window(state, 2) + a_x * first_x)
-            update = ops.concatenate([pressure, new_chi_depth, new_chi_x, new_zeta_depth, new_zeta_x], axis=0)
-            new = ops.slice_update(target, (0, 0, 0, halo, halo), update)
+                # Fields are ordered CHI_X, ZETA_X, PRESSURE, CHI_DEPTH, ZETA_DEPTH, so the region's outputs
+                # are one contiguous block.
+                update = ops.stack([*x_fields, pressure, *depth_fields], axis=0)
+                first_field = CHI_X if x_fields else PRESSURE
+                target = ops.slice_update(
+                    target, (first_field, 0, 0, halo + row_low, halo + column_low), update
+                )
             if free_surface:
                 # Pressure-release surface half a cell above row 0: the halo holds the odd image -p.
-                image = -ops.flip(new[:1, :, :, halo : 2 * halo, :], axis=3)
-                new = ops.slice_update(new, (0, 0, 0, 0, 0), image)
-            return new
+                image = -ops.flip(target[PRESSURE : PRESSURE + 1, :, :, halo : 2 * halo, :], axis=3)
+                target = ops.slice_update(target, (PRESSURE, 0, 0, 0, 0), image)
+            return target
 
         def record(state):
             return ops.take(ops.reshape(state, (state_size,)), receiver_index, axis=0)
 
-        # Sample 0 is the initial state (zero); sample k is recorded right after the step that produced
-        # it. Two samples per loop iteration: an even number of leapfrog steps, so the two state buffers
-        # come back to their own loop-carry slots (no copies).
         num_pairs = num_samples // 2
         padded_steps = max(2 * num_pairs * substeps, num_steps)
         source_time_functions = ops.pad(source_time_functions, ((0, padded_steps - num_steps), (0, 0)))
@@ -902,10 +948,10 @@ def _compiled_propagator(
                 traces = ops.slice_update(traces, (sample + 1, 0), record(state)[None])
             return state, other, traces
 
-        state = ops.zeros((5, batch, num_shots, haloed_depth, haloed_x), "float32")
-        traces = ops.zeros((2 * num_pairs + 1, batch * num_shots * num_receivers), "float32")
+        state = ops.zeros((NUM_FIELDS, batch, num_shots, haloed_depth, haloed_x), "float32")
+        traces = ops.zeros((2 * num_pairs + 1, batch * num_shots * receiver_flat_index.shape[0]), "float32")
         _, _, traces = _fixed_trip_loop(num_pairs, body, (state, state, traces))
-        traces = ops.reshape(traces[:num_samples], (num_samples, batch, num_shots, num_receivers))
+        traces = ops.reshape(traces[:num_samples], (num_samples, batch, num_shots, -1))
         return ops.transpose(traces, (1, 2, 0, 3))
 
     return _xla_compile(propagate)

@@ -131,7 +131,7 @@ def test_engine_settings_record_every_setting_as_plain_values():
         "amplitude_convention": AMPLITUDE_CONVENTION,
         "spatial_order": 4,
         "free_surface": False,
-        "absorbing_width_cells": 20,
+        "absorbing_width_cells": 14,
         "time_step_s": 0.001,
         "substeps_per_sample": 1,
         "sample_interval_s": 0.001,
@@ -380,7 +380,7 @@ def test_absorbing_boundary_reflection_below_five_hundredths_of_a_percent():
     small_traces = as_numpy(simulate(model, geometry))[0, 0]
     reference = as_numpy(simulate(np.pad(model, extension, mode="edge"), big))[0, 0]
     reflection = np.abs(small_traces - reference).max() / np.abs(reference).max()
-    # Measured 0.018 % at the default 20 cells (0.027 % at 10 cells); the bound leaves ~2.7x margin.
+    # Measured 0.015 % at the default 14 cells (0.028 % at 12); the bound leaves ~3x margin.
     assert reflection < 5e-4, f"boundary reflection {reflection:.4%} of the direct wave, expected < 0.05 %"
 
 

@@ -210,6 +210,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-write", action="store_true", help="Print the table only.")
     args = parser.parse_args(argv)
 
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="infer-bench-", dir=args.workdir) as folder:
         folder = Path(folder)
         started = time.perf_counter()
@@ -260,6 +261,7 @@ def main(argv=None) -> int:
         ],
     )
     growth = rows[1][1]["maxrss_mb"] / rows[0][1]["maxrss_mb"]
+    load_end = os.getloadavg()[0]
     markdown = f"""## Inference (`benchmarks/inference.py`)
 
 `python -m pipeline.infer` in a fresh process per line: OpenFWI's window (70 x 70 cells, 5 shots, 70 receivers,
@@ -267,7 +269,9 @@ def main(argv=None) -> int:
 batch size {args.batch_size}, physics QC on (5-shot re-simulation per window, engine defaults), SEG-Y section
 written, PNGs off. Windows every 35 cells along a moving split spread; gathers are copies of three engine-simulated
 shots (see the script). Windows/s = windows / the time of the window loop (reading, calibration, prediction, QC,
-saving); the process wall time adds start-up (imports, model loading, one-off compilation) and the merge.
+saving), which includes the one-off XLA compilation of the QC's engine and of the model (tens of seconds
+on this machine; the longer line amortises it); the process wall time adds start-up (imports, model
+loading) and the merge.
 
 {table}
 
@@ -275,7 +279,8 @@ Peak resident memory of the {args.factor}x longer line: {growth:.2f}x the shorte
 first few batches warm up TensorFlow, XLA and the allocators (in an in-process probe of a 100-window line the
 resident memory rose over the first 24 windows, then stayed within 2 % to the end), so the shorter line is
 long enough to pass that warm-up.
-Machine: {machine_description()}.
+Machine: {machine_description()}; 1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the
+end of the run (a load above the 2 cores means other jobs shared them: the speeds are then lower bounds).
 """
     print(markdown)
     if not args.no_write:

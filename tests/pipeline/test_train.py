@@ -381,3 +381,25 @@ def test_model_variants_schedule_and_curriculum_stages():
         CurriculumStage(1, (), 3),
     ]
     assert stages[3:] == [None, None, None]
+
+
+def test_shipped_training_configs_load_and_default_yaml_is_the_default():
+    from pipeline.config import CONFIG_DIR
+
+    files = sorted((CONFIG_DIR / "train").glob("*.yaml"))
+    assert {path.stem for path in files} >= {"default", "openfwi", "quick"}
+    for path in files:
+        config = load_config(TrainConfig, files=[path])
+        resolve_model_config(config, (5, 1000, 70), (70, 70))  # the model part resolves too
+    assert load_config(TrainConfig, files=[CONFIG_DIR / "train" / "default.yaml"]) == TrainConfig()
+
+
+def test_time_budget_arithmetic():
+    from pipeline.train import _evaluation_reserve_s, _training_budget
+
+    config = from_dict(TrainConfig, {"max_total_time_s": 840, "max_train_time_s": None})
+    assert _training_budget(config, started=0.0, loop_started=200.0) == 640.0
+    config = from_dict(TrainConfig, {"max_total_time_s": 840, "max_train_time_s": 300})
+    assert _training_budget(config, started=0.0, loop_started=200.0) == 300.0
+    assert _training_budget(from_dict(TrainConfig, {"max_total_time_s": None}), 0.0, 10.0) is None
+    assert _evaluation_reserve_s(epoch_s=96.0, train_samples=960, test_samples=120) == pytest.approx(42.0)

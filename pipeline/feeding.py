@@ -120,6 +120,35 @@ def augment(seismic: np.ndarray, config: AugmentationConfig, rng: np.random.Gene
     return seismic
 
 
+def normalize_seismic_inplace(seismic: np.ndarray, stats: NormalizationStats) -> np.ndarray:
+    """``data_prep.normalization.normalize_seismic`` computed in place on a float32 array the caller owns.
+
+    The feeding thread shares the CPU with the training step, and a batch is 22 MB at OpenFWI's geometry, so
+    this path keeps one temporary and uses ``log(1 + |x|)``, which NumPy vectorises, instead of ``log1p``,
+    which it does not (about 5x faster here). The two differ by at most ~1e-7 in absolute value (for
+    ``|x|`` below float32's resolution of 1 + ``|x|``), far below the [-1, 1] scale's resolution that matters.
+    Other methods fall back to ``normalize_seismic``.
+    """
+    if (
+        seismic.dtype != np.float32
+        or stats.method != "minmax"
+        or stats.seismic_transform not in ("log1p", "none")
+    ):
+        return normalize_seismic(seismic, stats)
+    low, high = float(stats.seismic["min"]), float(stats.seismic["max"])
+    if not high > low:
+        return normalize_seismic(seismic, stats)  # raises its own message
+    if stats.seismic_transform == "log1p":
+        magnitude = np.abs(seismic)
+        magnitude += np.float32(1.0)
+        np.log(magnitude, out=magnitude)
+        np.copysign(magnitude, seismic, out=seismic)
+    scale = 2.0 / (high - low)
+    seismic *= np.float32(scale)
+    seismic += np.float32(-low * scale - 1.0)
+    return seismic
+
+
 def shot_mask(num_shots: int, active_shots: int | None) -> np.ndarray | None:
     """Which shots a few-shot curriculum stage keeps: ``active_shots`` spread evenly; None keeps all."""
     if active_shots is None or active_shots >= num_shots:
@@ -135,6 +164,19 @@ def shot_mask(num_shots: int, active_shots: int | None) -> np.ndarray | None:
 def read_sample_families(h5: h5py.File) -> np.ndarray:
     """Family name of every sample (``"unknown"`` where the dataset does not say), as a str array."""
     return schema.read_sample_families(h5)
+
+
+def _read_samples(dataset: h5py.Dataset, indices: np.ndarray) -> np.ndarray:
+    """``dataset[indices]`` in the given order, one chunk (= one sample) at a time.
+
+    h5py's fancy selection (``dataset[[3, 17, 42]]``) builds a point selection that is about 50x slower than
+    reading the same samples one by one (measured: 2 s against 0.03 s for 16 OpenFWI samples); this is the
+    difference between a data-bound and a compute-bound training epoch.
+    """
+    out = np.empty((len(indices), *dataset.shape[1:]), dtype=dataset.dtype)
+    for position, index in enumerate(indices):
+        out[position] = dataset[int(index)]
+    return out
 
 
 def _origin_names(h5: h5py.File) -> np.ndarray:
@@ -284,7 +326,7 @@ class SeismicDataset(keras.utils.PyDataset):
         targets = {VELOCITY: normalize_velocity(velocity, self.stats)}
         if EDGES in self.outputs:
             targets[EDGES] = edges.astype(np.float32)
-        return normalize_seismic(seismic, self.stats), targets
+        return normalize_seismic_inplace(seismic, self.stats), targets
 
     # --- Public helpers ---------------------------------------------------------------------------------
 
@@ -327,12 +369,10 @@ class SeismicDataset(keras.utils.PyDataset):
         The curriculum's shot mask is applied (masked shots are zero).
         """
         wanted = np.asarray(sample_indices, dtype=np.int64)
-        # h5py reads fancy selections in increasing order only.
-        unique, inverse = np.unique(wanted, return_inverse=True)
         h5 = self._h5()
-        seismic = h5[schema.SEISMIC][unique][inverse]
-        velocity = h5[schema.VELOCITY][unique][inverse]
-        edges = h5[schema.EDGES][unique][inverse]
+        seismic = _read_samples(h5[schema.SEISMIC], wanted)
+        velocity = _read_samples(h5[schema.VELOCITY], wanted)
+        edges = _read_samples(h5[schema.EDGES], wanted)
         if self.shot_mask is not None:
             seismic[:, ~self.shot_mask] = 0.0
         return seismic, velocity, edges
@@ -340,9 +380,8 @@ class SeismicDataset(keras.utils.PyDataset):
     def read_labels(self, sample_indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``velocity`` (m/s) and ``edges`` (uint8) of the given samples, in order (no seismic is read)."""
         wanted = np.asarray(sample_indices, dtype=np.int64)
-        unique, inverse = np.unique(wanted, return_inverse=True)
         h5 = self._h5()
-        return h5[schema.VELOCITY][unique][inverse], h5[schema.EDGES][unique][inverse]
+        return _read_samples(h5[schema.VELOCITY], wanted), _read_samples(h5[schema.EDGES], wanted)
 
     def families_of(self, sample_indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Family names of the given dataset samples (``"unknown"`` where the dataset does not say)."""

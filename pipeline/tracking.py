@@ -55,13 +55,18 @@ def _mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # tqdm bars print a carriage-return line per refresh into logs; the downloads here are small.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    mlflow_logger = logging.getLogger("mlflow")
-    if mlflow_logger.level == logging.NOTSET:
-        # Database migrations and run links are logged at INFO: keep training output to its own lines.
-        mlflow_logger.setLevel(logging.WARNING)
     import mlflow
 
+    global _MLFLOW_LOGGING_SET
+    if not _MLFLOW_LOGGING_SET and "MLFLOW_LOGGING_LEVEL" not in os.environ:
+        # MLflow logs database migrations and run links at INFO through its own handler (set up when it is
+        # imported): keep training output to its own lines.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        _MLFLOW_LOGGING_SET = True
     return mlflow
+
+
+_MLFLOW_LOGGING_SET = False
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -334,13 +334,20 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
     segy_dir = path.with_name(path.stem + "-segy")
     started = time.monotonic()
     echo(f"data: synthesizing {config.count} {config.family} models (OpenFWI geometry) into {segy_dir} ...")
-    synthesize(
-        SynthesizeConfig(family=config.family, count=config.count, seed=config.seed),
-        segy_dir,
-        progress=interactive,
-    )
-    echo(f"data: synthesized in {time.monotonic() - started:.0f} s; ingesting into {path} ...")
-    ingest([segy_dir], path, IngestConfig(progress=interactive), overwrite=True)
+    # The data stage logs a line per input file at INFO: the default run prints its own summary instead.
+    data_logger = logging.getLogger("data_prep")
+    level = data_logger.level
+    data_logger.setLevel(logging.WARNING)
+    try:
+        synthesize(
+            SynthesizeConfig(family=config.family, count=config.count, seed=config.seed),
+            segy_dir,
+            progress=interactive,
+        )
+        echo(f"data: synthesized in {time.monotonic() - started:.0f} s; ingesting into {path} ...")
+        ingest([segy_dir], path, IngestConfig(progress=interactive), overwrite=True)
+    finally:
+        data_logger.setLevel(level)
     if not config.keep_segy:
         shutil.rmtree(segy_dir, ignore_errors=True)
     echo(f"data: default dataset ready in {time.monotonic() - started:.0f} s: {path}")

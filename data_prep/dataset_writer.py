@@ -39,7 +39,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
 from data_prep import schema
 from data_prep.append_journal import begin_append, finish_append, roll_back
@@ -49,7 +48,7 @@ from data_prep.normalization import StatisticsAccumulator
 from data_prep.schema import DatasetGeometry
 from data_prep.splits import extend_splits, make_splits
 from pipeline import __version__
-from pipeline.cli import UserError
+from pipeline.cli import Progress, UserError
 from pipeline.config import config_hash, to_yaml
 
 logger = logging.getLogger(__name__)
@@ -363,7 +362,7 @@ def stream_samples(
         releases.clear()
 
     try:
-        with tqdm(
+        with Progress(
             total=sum(plan.num_traces for plan in plans),
             unit="trace",
             unit_scale=True,

@@ -52,7 +52,7 @@ from data_prep.edges import EdgeConfig
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.normalization import NormalizationConfig
 from data_prep.schema import DatasetGeometry
-from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import add_config_arguments, load_config
 
 
@@ -317,9 +317,16 @@ def import_openfwi(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m data_prep.openfwi",
-        description="Import OpenFWI data*.npy / model*.npy pairs into a validated HDF5 dataset.",
+    parser = make_parser(
+        "python -m data_prep.openfwi",
+        "Import OpenFWI data*.npy / model*.npy pairs into a validated HDF5 dataset (the layout data_prep.ingest "
+        "writes: splits, normalisation statistics, edges, provenance).",
+        examples=[
+            "python -m data_prep.openfwi openfwi/CurveFault_B --out data/openfwi_cfb.h5",
+            "python -m data_prep.openfwi openfwi/FlatVel_A/data1.npy openfwi/FlatVel_A/data2.npy --out data/fva.h5",
+            "python -m data_prep.openfwi openfwi/CurveVel_A --out data/openfwi_cfb.h5 --append"
+            "   # add another family",
+        ],
     )
     parser.add_argument("sources", nargs="+", help="data*.npy files or folders holding them.")
     parser.add_argument("--out", required=True, type=Path, metavar="DATASET.h5")

@@ -52,7 +52,6 @@ from typing import Any
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
 
 from data_prep.atomic import Terminated, terminate_as_interrupt, write_text_atomic
 from data_prep.forward import EngineConfig, engine_settings, simulate
@@ -60,7 +59,7 @@ from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
 from data_prep.velocity_models import FAMILY_NAMES, family_parameters, generate_model
 from pipeline import __version__
-from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.cli import Progress, UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import add_config_arguments, load_config, to_dict
 
 logger = logging.getLogger(__name__)
@@ -280,7 +279,7 @@ def synthesize(
         )
 
     total_models = sum(chunk.num_models for chunk in todo)
-    with tqdm(total=total_models, unit="model", desc=f"{config.family}", disable=not progress) as bar:
+    with Progress(total=total_models, unit="model", desc=f"{config.family}", disable=not progress) as bar:
         for chunk in todo:
             velocity = np.stack(
                 [
@@ -412,9 +411,18 @@ def _describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m data_prep.synthesize",
-        description="Generate a synthetic survey (velocity models + acoustic shot gathers) as SEG-Y files.",
+    parser = make_parser(
+        "python -m data_prep.synthesize",
+        "Generate a synthetic survey (velocity models + acoustic shot gathers) as SEG-Y files, with a manifest "
+        "that data_prep.ingest reads. The same seed gives the same bytes; an interrupted run resumes where it "
+        "stopped when run again.",
+        examples=[
+            "python -m data_prep.synthesize --family curvefault-b --count 1000 --seed 1 --out data/cfb",
+            "python -m data_prep.synthesize --family salt --count 30000 --out data/salt --shard 3/16"
+            "   # job-array part 3 of 16",
+            "python -m data_prep.synthesize --config configs/data/small.yaml --set engine.spatial_order=8 "
+            "--count 10 --out data/s",
+        ],
     )
     parser.add_argument("--family", choices=FAMILY_NAMES, help="Velocity-model family (default: flatvel-a).")
     parser.add_argument("--count", type=int, help="Number of velocity models to generate.")

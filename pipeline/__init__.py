@@ -8,3 +8,11 @@ a stage here.
 """
 
 __version__ = "0.1.0"
+
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:
+    # `python -m pipeline.<command>` or `python -m data_prep.<command>` is starting (Python imports the package
+    # of the module it runs while sys.argv[0] is "-m"): pipeline.cli keeps TensorFlow's native start-up logging
+    # off the terminal, which works only before anything imports TensorFlow.
+    from pipeline import cli as _cli  # noqa: F401

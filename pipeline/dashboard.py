@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -80,9 +80,14 @@ def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.dashboard",
-        description="Serve the MLflow store that pipeline.train writes (default ./mlflow.db) on 127.0.0.1.",
+    parser = make_parser(
+        "python -m pipeline.dashboard",
+        "Serve the MLflow store that pipeline.train writes (default ./mlflow.db) on 127.0.0.1 and print its "
+        "address; Ctrl-C stops it.",
+        examples=[
+            "python -m pipeline.dashboard",
+            "python -m pipeline.dashboard --store runs/mlflow.db --port 5001",
+        ],
     )
     parser.add_argument("--store", default="mlflow.db", help="sqlite store file or backend store URI")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1)")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from data_prep.normalization import NormalizationStats, VelocityNormalization, denormalize_velocity
-from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import add_config_arguments, load_config, to_dict, to_yaml
 
 logger = logging.getLogger(__name__)
@@ -396,10 +396,15 @@ def _link_to_model_run(tracker, trained_by: str, metrics: Mapping[str, float], p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.evaluate",
-        description="Evaluate a trained model on a labelled dataset split; metrics, per-sample CSV, worst-k "
-        "figure, logged to MLflow as an evaluation run.",
+    parser = make_parser(
+        "python -m pipeline.evaluate",
+        "Evaluate a trained model on a labelled dataset split: metrics table, per-sample CSV and worst-k "
+        "figure, logged to MLflow as an evaluation run linked to the training run.",
+        examples=[
+            "python -m pipeline.evaluate --model models:/seisinvert-unet@champion --data data/cfb.h5 --split test",
+            "python -m pipeline.evaluate --model runs:/<run_id>/model --data data/other.h5 --out reports/other",
+            "python -m pipeline.evaluate --model outputs/<run_id>/bundle --data data/cfb.h5 --no-tracking",
+        ],
     )
     parser.add_argument("--model", help="bundle folder, runs:/<run_id>/model or models:/<name>@<alias>")
     parser.add_argument("--data", help="labelled dataset (.h5)")

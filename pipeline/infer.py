@@ -65,7 +65,7 @@ from pipeline.calibration import (
     line_sample,
     training_target,
 )
-from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import add_config_arguments, config_hash, load_config, to_dict, to_yaml
 from pipeline.qc import QC_FIELDS, QCConfig, aggregate, engine_setup, plot_qc, summary_table, window_qc
 from pipeline.refine import REFINE_FIELDS, RefineConfig
@@ -354,6 +354,8 @@ def merge(
     if not config.outputs.keep_window_files:
         shutil.rmtree(work, ignore_errors=True)
     if config.mlflow.enabled:
+        from pipeline.tracking import log_inference_to_mlflow
+
         result.mlflow_run_id = log_inference_to_mlflow(result, run, config)
     return result
 
@@ -586,7 +588,7 @@ def _write_run_record(
             "uri": model_uri,
             "family": info.get("family"),
             "identity": _model_identity(bundle, model_uri),
-            **model_lineage(model_uri),
+            **_model_lineage(model_uri),
             "bundle_info": {k: v for k, v in info.items() if k not in ("normalization", "geometry")},
         },
         "inputs": [
@@ -976,87 +978,13 @@ def _model_identity(bundle: Any, model_uri: str) -> str:
     return digest.hexdigest()[:20]
 
 
-def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig) -> str:
-    """Logs an inference run to MLflow: inputs and model as params/tags, QC as metrics, outputs as artifacts.
-
-    This and ``model_lineage`` are the only MLflow code of the inference stage; they use ``pipeline.tracking``'s
-    store conventions and would move there when it offers inference logging.
-    """
-    from pipeline import tracking
-
-    mlflow = tracking._mlflow()
-    tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri)
-    experiment_id = tracking.ensure_experiment(tracking_uri, config.mlflow.experiment)
-    client = mlflow.MlflowClient(tracking_uri)
-    model = run["model"]
-    active = client.create_run(
-        experiment_id,
-        run_name=config.mlflow.run_name or f"infer-{result.out_dir.name}",
-        tags={
-            f"{tracking.TAG_PREFIX}stage": "inference",
-            f"{tracking.TAG_PREFIX}model_uri": str(model["uri"]),
-            f"{tracking.TAG_PREFIX}package_version": __version__,
-            **(
-                {f"{tracking.TAG_PREFIX}model_run_id": model["training_run_id"]}
-                if model.get("training_run_id")
-                else {}
-            ),
-        },
-    )
-    run_id = active.info.run_id
-    try:
-        params = {
-            "model_uri": str(model["uri"]),
-            "model_family": str(model.get("family")),
-            "model_version": str(model.get("registered_version")),
-            "num_inputs": len(run["inputs"]),
-            "inputs": ",".join(Path(i["path"]).name for i in run["inputs"]),
-            "num_windows": result.num_windows,
-            "regridded": len(run["regridded"]) > 0,
-            "config_hash": run["config_hash"],
-        }
-        params.update(tracking.flatten_params(_json_ready(to_dict(config)), prefix="infer."))
-        for key, value in params.items():
-            client.log_param(run_id, key, str(value)[:6000])
-        metrics = {f"qc_{k}": float(v) for k, v in result.qc_summary.items() if np.isfinite(v)}
-        metrics.update({f"section_{k}": float(v) for k, v in result.section_errors.items() if np.isfinite(v)})
-        metrics.update({f"time_{k}_s": float(v) for k, v in result.timings_s.items()})
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
-        client.log_dict(
-            run_id,
-            {"inputs": run["inputs"], "regridded": run["regridded"], "model": model},
-            "inference/provenance.json",
-        )
-        client.log_text(run_id, run["configuration"], "inference/config.yaml")
-        for path in result.files:
-            if path.suffix in (".png", ".csv", ".json"):
-                client.log_artifact(run_id, str(path), artifact_path="inference")
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
-    return run_id
-
-
-def model_lineage(model_uri: str) -> dict[str, Any]:
-    """The training run and registered version behind a ``runs:/`` or ``models:/`` URI ({} for paths)."""
+def _model_lineage(model_uri: str) -> dict[str, Any]:
+    """``pipeline.tracking.model_lineage`` for MLflow URIs; {} for bundle folders (no MLflow import)."""
     if not model_uri.startswith(("runs:/", "models:/")):
         return {}
-    from pipeline import tracking
+    from pipeline.tracking import model_lineage
 
-    lineage: dict[str, Any] = {"training_run_id": tracking.run_id_of(model_uri)}
-    if model_uri.startswith("models:/"):
-        mlflow = tracking._mlflow()
-        client = mlflow.MlflowClient(tracking.resolve_tracking_uri(None))
-        spec = model_uri[len("models:/") :]
-        with contextlib.suppress(Exception):
-            if "@" in spec:
-                name, alias = spec.split("@", 1)
-                lineage["registered_version"] = client.get_model_version_by_alias(name, alias).version
-            else:
-                lineage["registered_version"] = spec.rsplit("/", 1)[1]
-    return lineage
+    return model_lineage(model_uri)
 
 
 def _json_ready(value: Any) -> Any:
@@ -1145,9 +1073,19 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.infer",
-        description="Predict a stitched velocity section (HDF5 + SEG-Y + PNG, with physics QC) for a survey line.",
+    parser = make_parser(
+        "python -m pipeline.infer",
+        "Predict a stitched velocity section for a survey line (shot-gather SEG-Y): section.h5, SEG-Y velocity "
+        "and edge sections, PNG previews and a physics QC table; optionally refined by full-waveform "
+        "inversion.",
+        examples=[
+            "python -m pipeline.infer --model models:/seisinvert-unet@champion --input 'line/*.sgy' --out out/line",
+            "python -m pipeline.infer --model ... --input ... --out ... --regrid     # accept small geometry "
+            "differences",
+            "python -m pipeline.infer --model ... --input ... --out ... --refine 20  # 20 FWI iterations per window",
+            "python -m pipeline.infer --model ... --input ... --out ... --shard 3/8  # job-array part 3 of 8",
+            "python -m pipeline.infer --out out/line --merge   # stitch the finished parts",
+        ],
     )
     parser.add_argument(
         "--model", help="Model bundle: a folder written by pipeline.train, runs:/… or models:/…."
@@ -1241,9 +1179,7 @@ __all__ = [
     "build_parser",
     "infer",
     "load_infer_config",
-    "log_inference_to_mlflow",
     "main",
-    "model_lineage",
     "merge",
     "parse_shard",
 ]

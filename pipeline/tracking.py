@@ -2,8 +2,10 @@
 the registry and the resolution of ``runs:/`` and ``models:/`` URIs.
 
 Pipeline position: ``pipeline.train``, ``pipeline.evaluate`` and ``pipeline.compare`` log through
-``RunTracker``; ``pipeline.bundle.load_bundle`` resolves MLflow URIs through ``download_bundle``; the
-registered model is a ``SeisinvertModel`` pyfunc wrapping a model bundle (``pipeline.bundle``).
+``RunTracker``; ``pipeline.infer`` logs its runs through ``log_inference_to_mlflow`` and records the model's
+lineage with ``model_lineage``; ``pipeline.bundle.load_bundle`` resolves MLflow URIs through
+``download_bundle``; the registered model is a ``SeisinvertModel`` pyfunc wrapping a model bundle
+(``pipeline.bundle``).
 
 Conventions (see NOTES.md, "MLflow 3.17"):
 
@@ -23,6 +25,7 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -30,12 +33,15 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.bundle import EDGES, INFO_FILE, MODEL_FILE, VELOCITY_MPS, load_bundle
 from pipeline.cli import UserError
+
+if TYPE_CHECKING:
+    from pipeline.infer import InferConfig, InferResult
 
 logger = logging.getLogger(__name__)
 
@@ -601,6 +607,117 @@ class SeisinvertModel(_python_model_base()):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Inference runs
+# ----------------------------------------------------------------------------------------------------------
+
+
+def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig) -> str:
+    """Logs an inference run (``pipeline.infer``) to MLflow: inputs and model as params and tags, QC and
+    section errors as metrics, the PNG/CSV/JSON outputs, the provenance and the configuration as artifacts.
+
+    Args:
+        result: the finished run's ``pipeline.infer.InferResult`` (out_dir, num_windows, qc_summary,
+            section_errors, timings_s, files).
+        run: the run record (``run.json``: model, inputs, regridded, config_hash, configuration YAML).
+        config: the ``pipeline.infer.InferConfig`` (its ``mlflow`` section names the store and experiment).
+
+    Returns:
+        The id of the new MLflow run (status FINISHED, or FAILED if logging raised).
+    """
+    from pipeline import __version__
+    from pipeline.config import to_dict
+
+    mlflow = _mlflow()
+    tracking_uri = resolve_tracking_uri(config.mlflow.tracking_uri)
+    experiment_id = ensure_experiment(tracking_uri, config.mlflow.experiment)
+    client = mlflow.MlflowClient(tracking_uri)
+    model = run["model"]
+    active = client.create_run(
+        experiment_id,
+        run_name=config.mlflow.run_name or f"infer-{result.out_dir.name}",
+        tags={
+            f"{TAG_PREFIX}stage": "inference",
+            f"{TAG_PREFIX}model_uri": str(model["uri"]),
+            f"{TAG_PREFIX}package_version": __version__,
+            **(
+                {f"{TAG_PREFIX}model_run_id": model["training_run_id"]}
+                if model.get("training_run_id")
+                else {}
+            ),
+        },
+    )
+    run_id = active.info.run_id
+    try:
+        params = {
+            "model_uri": str(model["uri"]),
+            "model_family": str(model.get("family")),
+            "model_version": str(model.get("registered_version")),
+            "num_inputs": len(run["inputs"]),
+            "inputs": ",".join(Path(i["path"]).name for i in run["inputs"]),
+            "num_windows": result.num_windows,
+            "regridded": len(run["regridded"]) > 0,
+            "config_hash": run["config_hash"],
+        }
+        params.update(flatten_params(_json_ready(to_dict(config)), prefix="infer."))
+        for key, value in params.items():
+            client.log_param(run_id, key, str(value)[:6000])
+        metrics = {f"qc_{k}": float(v) for k, v in result.qc_summary.items() if np.isfinite(v)}
+        metrics.update({f"section_{k}": float(v) for k, v in result.section_errors.items() if np.isfinite(v)})
+        metrics.update({f"time_{k}_s": float(v) for k, v in result.timings_s.items()})
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        client.log_dict(
+            run_id,
+            {"inputs": run["inputs"], "regridded": run["regridded"], "model": model},
+            "inference/provenance.json",
+        )
+        client.log_text(run_id, run["configuration"], "inference/config.yaml")
+        for path in result.files:
+            if path.suffix in (".png", ".csv", ".json"):
+                client.log_artifact(run_id, str(path), artifact_path="inference")
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def model_lineage(model_uri: str) -> dict[str, Any]:
+    """The training run and registered version behind a ``runs:/`` or ``models:/`` URI ({} for paths)."""
+    if not model_uri.startswith(("runs:/", "models:/")):
+        return {}
+    lineage: dict[str, Any] = {"training_run_id": run_id_of(model_uri)}
+    if model_uri.startswith("models:/"):
+        mlflow = _mlflow()
+        client = mlflow.MlflowClient(resolve_tracking_uri(None))
+        spec = model_uri[len("models:/") :]
+        with contextlib.suppress(Exception):
+            if "@" in spec:
+                name, alias = spec.split("@", 1)
+                lineage["registered_version"] = client.get_model_version_by_alias(name, alias).version
+            else:
+                lineage["registered_version"] = spec.rsplit("/", 1)[1]
+    return lineage
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON values: numpy arrays and scalars as lists and numbers, paths as strings, NaN/Inf as None."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Resolving runs:/ and models:/ URIs
 # ----------------------------------------------------------------------------------------------------------
 
@@ -669,6 +786,8 @@ __all__ = [
     "environment_tags",
     "flatten_params",
     "git_commit",
+    "log_inference_to_mlflow",
+    "model_lineage",
     "model_signature",
     "register_model",
     "resolve_tracking_uri",

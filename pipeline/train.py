@@ -48,7 +48,7 @@ import numpy as np
 
 from data_prep.atomic import write_text_atomic
 from models.losses import LossConfig
-from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import (
     CONFIG_DIR,
     ConfigError,
@@ -1443,10 +1443,19 @@ def _validation_image(model, val_data, indices, stats, epoch: int) -> np.ndarray
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.train",
-        description="Train a velocity-inversion model, evaluate it and log it to MLflow. With no arguments: the "
-        "embedded default (default dataset synthesized if absent, dual U-Net, ./mlflow.db).",
+    parser = make_parser(
+        "python -m pipeline.train",
+        "Train a velocity-inversion model, evaluate it on the test split, log it to MLflow and register it "
+        "(alias champion for the best by validation SSIM). With no arguments: the embedded default (the "
+        "default dataset synthesized and ingested under data/ if absent, the dual U-Net, ./mlflow.db).",
+        examples=[
+            "python -m pipeline.train",
+            "python -m pipeline.train --config configs/train/quick.yaml   # a smoke run of a few minutes",
+            "python -m pipeline.train --data data/cfb.h5 --model inversionnet --set epochs=50",
+            "python -m pipeline.train --config configs/train/openfwi.yaml --tracking-uri http://127.0.0.1:5000",
+            "python -m pipeline.train --resume   # continue the latest interrupted run (same MLflow run)",
+            "python -m pipeline.train --compare --data data/cfb.h5   # every model under one budget",
+        ],
     )
     parser.add_argument(
         "--model", help="unet | inversionnet | lstm | transformer | a configs/model name | a YAML path"
@@ -1487,7 +1496,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _main(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     echo = (lambda *_: None) if args.quiet else (lambda text: print(text, flush=True))
     if args.compare:
         from pipeline.compare import compare_from_args

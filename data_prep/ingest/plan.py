@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from data_prep import schema
 from data_prep.dataset_writer import BackgroundHasher, OriginRecord, SamplePlan, SourceRecord
@@ -56,7 +55,7 @@ from data_prep.regularization import (
 )
 from data_prep.schema import DatasetGeometry
 from data_prep.segy_io import scan_segy
-from pipeline.cli import UserError
+from pipeline.cli import Progress, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +155,9 @@ def plan_segy_inputs(
     shot_inputs: list[_ShotInput] = []
     velocity = VelocityIndex()
     # Each file is grouped right after its scan, so only one file's full header columns exist at a time.
-    for path, role in tqdm(resolved.segy, desc="scanning headers", unit="file", disable=not config.progress):
+    for path, role in Progress(
+        resolved.segy, desc="scanning headers", unit="file", disable=not config.progress
+    ):
         group = resolved.group_of.get(path)
         pool = LOOSE if group is None else group
         scan = scan_segy(

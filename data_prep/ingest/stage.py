@@ -25,7 +25,7 @@ from data_prep.dataset_writer import BackgroundHasher, append_samples, check_sch
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.plan import plan_segy_inputs
 from data_prep.splits import SPLIT_NAMES
-from pipeline.cli import UserError, add_common_arguments, run_main
+from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import add_config_arguments, load_config
 
 logger = logging.getLogger(__name__)
@@ -101,9 +101,18 @@ def check_appendable(destination: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m data_prep.ingest",
-        description="Read prestack SEG-Y shot gathers (and velocity models) into a validated HDF5 dataset.",
+    parser = make_parser(
+        "python -m data_prep.ingest",
+        "Read prestack SEG-Y shot gathers (and velocity models) into a validated HDF5 dataset: any sample "
+        "format, byte order and trace order; synthesize folders or field files. Bad input is refused with one "
+        "line naming the file and trace; nothing half-written is left.",
+        examples=[
+            "python -m data_prep.ingest data/cfb --out data/cfb.h5",
+            "python -m data_prep.ingest 'field/line*.sgy' --out data/line.h5 --set require_velocity=false "
+            "--set grouping.shots_per_sample=5",
+            "python -m data_prep.ingest data/cfb-more --out data/cfb.h5 --append",
+            "python -m data_prep.ingest --repair --out data/cfb.h5   # roll back an append that was killed",
+        ],
     )
     parser.add_argument(
         "sources", nargs="*", help="SEG-Y files, directories (synthesize folders) or glob patterns."

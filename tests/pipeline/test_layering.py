@@ -31,7 +31,8 @@ ALLOWED_MODULES = {"pipeline.cli", "pipeline.config"}
 ALLOWED_PACKAGE_NAMES = {"__version__", "cli", "config"}
 #: The light core: what each may import from this project (besides the standard library and PyYAML).
 CORE_MODULES = {
-    "pipeline/__init__.py": set(),
+    # `python -m` of a command imports pipeline.cli first: it quiets TensorFlow before anything loads it.
+    "pipeline/__init__.py": {"pipeline.cli"},
     "pipeline/cli.py": {"pipeline.config"},
     "pipeline/config.py": set(),
 }

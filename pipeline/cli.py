@@ -18,8 +18,9 @@ Every command (``python -m data_prep.synthesize``, ``data_prep.ingest``, ``data_
 * TensorFlow's native start-up logging (CUDA probing on machines without a GPU, CPU-feature notices, absl's
   "log messages before absl::InitializeLog()") is kept off the terminal: when this module is imported while
   Python starts one of the project's commands, ``quiet_native_logging`` sets ``TF_CPP_MIN_LOG_LEVEL=3``
-  (unless it is set already or ``--debug`` is given) and filters the lines TensorFlow's shared libraries write
-  to stderr while they load, before Python logging exists (see docs/troubleshooting.md).
+  (unless it is set already) and filters the lines TensorFlow's shared libraries write to stderr while they
+  load, which no log level reaches; ``--debug`` or ``TF_CPP_MIN_LOG_LEVEL=0`` leave both alone (see
+  docs/command_line.md).
 
 Layering: this module is part of the light core (``tests/pipeline/test_layering.py``): standard library and
 ``pipeline.config`` only, so ``data_prep`` and ``models`` can use it without loading TensorFlow or MLflow.
@@ -152,8 +153,9 @@ def run_main(
     """Parses ``argv``, calls ``main(args)`` and maps the outcome onto the shared exit statuses.
 
     ``UserError``, ``ConfigError``, ``FileNotFoundError`` and ``FileExistsError`` become one line ``error: ...``
-    on stderr and status 2 (with ``--debug`` they propagate with their traceback); Ctrl-C becomes status 130;
-    any other exception propagates (Python prints the traceback and exits with status 1).
+    on stderr and status 2; Ctrl-C becomes status 130; any other exception is a bug: its traceback and a
+    line saying so are printed and the status is 1. With ``--debug`` every exception propagates (with its
+    traceback) to the caller.
     """
     args = parser.parse_args(argv)
     with configure_logging(
@@ -172,6 +174,8 @@ def run_main(
             print("interrupted: no partial output was kept.", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception:
+            if getattr(args, "debug", False):
+                raise
             # A bug: the traceback, then one line that says so (exit status 1).
             traceback.print_exc()
             print(
@@ -183,11 +187,8 @@ def run_main(
 
 
 def one_line(error: BaseException) -> str:
-    """An exception's message on one line (``FileNotFoundError`` without a message gets its file name)."""
-    text = str(error) or type(error).__name__
-    if isinstance(error, OSError) and error.filename and not error.args[1:]:
-        text = f"{error.filename}: {text}"
-    return " ".join(text.split())
+    """An exception's message on one line (its type name when it has no message)."""
+    return " ".join((str(error) or type(error).__name__).split())
 
 
 @contextlib.contextmanager
@@ -357,15 +358,16 @@ def quiet_native_logging(debug: bool = False) -> bool:
 
     Sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user has set it, and arranges for the first ``import
     tensorflow`` to run with file descriptor 2 captured: the lines matching ``NATIVE_NOISE`` are dropped and
-    everything else is written back to stderr when the import ends. Does nothing with ``debug`` or when the
-    user set ``TF_CPP_MIN_LOG_LEVEL`` (they asked for TensorFlow's logging), or once TensorFlow is loaded.
+    everything else is written back to stderr when the import ends (``TF_CPP_MIN_LOG_LEVEL`` does not reach
+    the lines printed while TensorFlow's libraries load). Does nothing with ``debug``, with
+    ``TF_CPP_MIN_LOG_LEVEL=0`` (the user asked for all of TensorFlow's logging), or once TensorFlow is loaded.
 
     Returns:
-        Whether the filter was installed.
+        Whether the import filter was installed.
     """
-    if debug or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if debug or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         return False
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if any(name in sys.modules for name in NOISY_MODULES):
         return False
     if not any(isinstance(finder, _FilteredImport) for finder in sys.meta_path):

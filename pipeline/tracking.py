@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
 import json
 import logging
 import math
@@ -524,8 +525,11 @@ def register_model(
     """
     mlflow = _mlflow()
     client = mlflow.MlflowClient(tracking_uri)
-    with _quiet_mlflow():
+    # MLflow prints "Successfully registered model ..." and "Created version ..." to stderr; the caller prints
+    # the registered version itself.
+    with _quiet_mlflow(), contextlib.redirect_stderr(io.StringIO()) as printed:
         version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
+    logger.debug("mlflow.register_model: %s", " ".join(printed.getvalue().split()))
     number = str(version.version)
     if metric_value is not None and np.isfinite(metric_value):
         client.set_model_version_tag(name, number, CHAMPION_METRIC, f"{float(metric_value):.6f}")

@@ -424,7 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--count 10 --out data/s",
         ],
     )
-    parser.add_argument("--family", choices=FAMILY_NAMES, help="Velocity-model family (default: flatvel-a).")
+    parser.add_argument(
+        "--family",
+        choices=FAMILY_NAMES,
+        metavar="FAMILY",
+        help=f"Velocity-model family: {', '.join(FAMILY_NAMES)} (default: flatvel-a).",
+    )
     parser.add_argument("--count", type=int, help="Number of velocity models to generate.")
     parser.add_argument("--out", required=True, type=Path, help="Output folder.")
     parser.add_argument("--seed", type=int, help="Base random seed (default 0).")

@@ -1,8 +1,9 @@
 """Conventions shared by every command-line entry point.
 
 Every command (``python -m data_prep.synthesize``, ``data_prep.ingest``, ``data_prep.openfwi``,
-``pipeline.train``, ``pipeline.evaluate``, ``pipeline.infer``, ``pipeline.dashboard``) builds its parser with
-``make_parser`` (help with an examples epilog) and ``add_common_arguments``, and runs through ``run_main``:
+``data_prep.validate``, ``pipeline.train``, ``pipeline.evaluate``, ``pipeline.infer``, ``pipeline.dashboard``)
+builds its parser with ``make_parser`` (help with an examples epilog) and ``add_common_arguments``, and runs
+through ``run_main``:
 
 * ``--version`` prints ``seisinvert <version>``.
 * Exit status: 0 success; 2 a user error (bad input files, bad configuration, bad arguments, unstable physics

@@ -28,6 +28,7 @@ COMMANDS = {
     "data_prep.synthesize": "data_prep.synthesize",
     "data_prep.ingest": "data_prep.ingest.stage",
     "data_prep.openfwi": "data_prep.openfwi",
+    "data_prep.validate": "data_prep.validate",
     "pipeline.train": "pipeline.train",
     "pipeline.evaluate": "pipeline.evaluate",
     "pipeline.infer": "pipeline.infer",
@@ -42,6 +43,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "data_prep.synthesize": (["--out", str(tmp_path / "s"), "--shard", "5/3"], "1 <= K <= N"),
         "data_prep.ingest": ([str(missing), "--out", str(tmp_path / "d.h5")], "missing"),
         "data_prep.openfwi": ([str(missing), "--out", str(tmp_path / "o.h5")], "missing"),
+        "data_prep.validate": ([str(missing / "d.h5")], "does not exist"),
         "pipeline.train": (
             ["--data", str(missing / "x.h5"), "--set", "tracking.enabled=false"],
             "does not exist",

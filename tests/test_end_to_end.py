@@ -72,7 +72,6 @@ def pipeline_run(tmp_path_factory):
 
     # 4. evaluate the registered champion on the test split
     model_uri = f"models:/{REGISTERED_NAME}@champion"
-    mlflow.set_tracking_uri(store)
     evaluation = evaluate(
         EvaluateConfig(
             model=model_uri, data=str(dataset), tracking_uri=store, output_dir=str(root / "evaluation")
@@ -84,9 +83,8 @@ def pipeline_run(tmp_path_factory):
     survey = F.write_line(root / "line.sgy", line)
     truth = F.write_truth(root / "truth.sgy", line)
     section_dir = root / "section"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", store)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)  # where models:/ URIs are resolved
         code = infer_main(
             [
                 "--model",
@@ -103,8 +101,6 @@ def pipeline_run(tmp_path_factory):
                 "--quiet",
             ]
         )
-    finally:
-        mp.undo()
     assert code == 0, "python -m pipeline.infer exited with an error"
     return {
         "root": root,

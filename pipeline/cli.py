@@ -95,7 +95,7 @@ def package_version() -> str:
 class CommandParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line ``error: ...`` on stderr with exit status 2."""
 
-    def error(self, message: str):  # noqa: D102 - argparse's hook
+    def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 

@@ -158,6 +158,12 @@ class EngineConfig:
             CPU cores this process may use (its affinity mask; 1 when a GPU is in use); 1 = a single call. Backend-tensor input always runs as
             one call, so gradient tapes and tracers see the whole computation. Results do not depend on
             it.
+        checkpoint_segments: the time loop runs in this many segments; a gradient stores the wavefields at
+            segment starts only and recomputes each segment's steps while differentiating it (memory
+            ``~(segments + steps / segments)`` wavefields instead of ``steps``, time ~1 extra forward).
+            ``None`` = the memory minimum (13 segments for 1000 samples, see
+            ``resolved_checkpoint_segments``); 1 = no checkpointing (every step stored). Results do not
+            depend on it.
     """
 
     spatial_order: int = 4
@@ -167,6 +173,7 @@ class EngineConfig:
     time_step_s: float | None = None
     min_cells_per_wavelength: float | None = None
     max_concurrent_calls: int | None = None
+    checkpoint_segments: int | None = None
 
     def __post_init__(self) -> None:
         if self.spatial_order not in SECOND_DERIVATIVE_WEIGHTS or isinstance(self.spatial_order, bool):
@@ -194,6 +201,15 @@ class EngineConfig:
             raise ValueError(
                 f"max_concurrent_calls must be a positive integer or None. Received: {self.max_concurrent_calls!r}"
             )
+        if self.checkpoint_segments is not None and (
+            not isinstance(self.checkpoint_segments, int)
+            or isinstance(self.checkpoint_segments, bool)
+            or self.checkpoint_segments < 1
+        ):
+            raise ValueError(
+                "checkpoint_segments must be a positive integer (1 = no checkpointing) or None (automatic). "
+                f"Received: {self.checkpoint_segments!r}"
+            )
         if self.min_cells_per_wavelength is not None and not self.min_cells_per_wavelength > 0:
             raise ValueError(
                 f"min_cells_per_wavelength must be positive or None. Received: {self.min_cells_per_wavelength!r}"
@@ -215,6 +231,19 @@ class EngineConfig:
     def settings(self, geometry: AcquisitionGeometry, wavelet: Any = None) -> dict[str, Any]:
         """Every setting that determines the simulated traces, as a JSON-ready dict (see ``engine_settings``)."""
         return engine_settings(geometry, self, wavelet)
+
+
+def resolved_checkpoint_segments(requested: int | None, num_pairs: int) -> int:
+    """Number of checkpointed segments of a loop of ``num_pairs`` iterations (two time steps each):
+    ``requested`` capped at ``num_pairs``, or, for ``None``, the memory minimum ``round(sqrt(num_pairs /
+    3))``: a checkpoint holds 6 wavefields (the state's 5 and the previous pressure), an iteration inside
+    the segment being differentiated keeps 2 (one Laplacian per step), so ``6 K + 2 num_pairs / K`` is
+    smallest at ``K = sqrt(num_pairs / 3)`` (13 segments for 1000 samples)."""
+    if num_pairs <= 1:
+        return 1
+    if requested is None:
+        return max(1, round(math.sqrt(num_pairs / 3.0)))
+    return max(1, min(int(requested), num_pairs))
 
 
 def engine_settings(
@@ -420,6 +449,7 @@ def simulate(
         grid_spacing_m=float(geometry.grid_spacing_m),
         substeps=substeps,
         cpml_frequency_hz=float(geometry.peak_frequency_hz),
+        checkpoint_segments=config.checkpoint_segments,
         backend=keras.backend.backend(),
     )
 
@@ -693,6 +723,98 @@ def _fixed_trip_loop(num_iterations: int, body, carry):
     return ops.while_loop(condition, step, (0, carry), maximum_iterations=num_iterations)[1]
 
 
+def _checkpointed_segments(
+    run, total: int, num_segments: int, buffers, coefficients: tuple, block_width: int
+) -> list:
+    """Runs ``run(first, count, buffers, coefficients) -> (buffers, block)`` over ``total`` loop iterations in
+    ``num_segments`` gradient-checkpointed segments and returns the blocks (``(2 count, block_width)``
+    each), in order.
+
+    Backend glue, like ``_xla_compile``. Reverse mode then stores the two state buffers at each segment's
+    start and, while differentiating a segment, that segment's steps (recomputed from its start):
+    ``num_segments + total / num_segments`` states instead of ``total``. ``num_segments <= 1`` is one
+    plain loop (every step stored). JAX: ``jax.checkpoint`` of each segment inside a ``lax.scan``;
+    TensorFlow: ``tf.recompute_grad`` of each segment inside a bounded ``while_loop``. Other backends run
+    the plain loop.
+    """
+    backend = keras.backend.backend()
+    if num_segments <= 1 or total == 0 or backend not in ("jax", "tensorflow"):
+        return [run(0, total, buffers, coefficients)[1]]
+    length, tail = divmod(total, num_segments)
+    blocks = []
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def segment(carry, index):
+            return run(index * length, length, carry, coefficients)
+
+        buffers, stacked = jax.lax.scan(
+            jax.checkpoint(segment, prevent_cse=False), buffers, jnp.arange(num_segments)
+        )
+        blocks.append(jnp.reshape(stacked, (num_segments * stacked.shape[1], stacked.shape[2])))
+        if tail:
+            last = jax.checkpoint(lambda carry: run(num_segments * length, tail, carry, coefficients))
+            blocks.append(last(buffers)[1])
+        return blocks
+
+    import tensorflow as tf
+
+    def flat_segment(state, other, first, *coefficients):
+        (state, other), block = run(first, length, (state, other), coefficients)
+        return state, other, block
+
+    checkpointed = tf.recompute_grad(flat_segment)
+    block_rows = 2 * length
+
+    def body(index, carry):
+        state, other, accumulated = carry
+        state, other, block = checkpointed(state, other, index * length, *coefficients)
+        return state, other, ops.slice_update(accumulated, (index * block_rows, 0), block)
+
+    state, other = buffers
+    accumulated = ops.zeros((num_segments * block_rows, block_width), "float32")
+    state, other, accumulated = _fixed_trip_loop(num_segments, body, (state, other, accumulated))
+    blocks.append(accumulated)
+    if tail:
+        last = tf.recompute_grad(lambda s, o, *c: run(num_segments * length, tail, (s, o), c)[1])
+        blocks.append(last(state, other, *coefficients))
+    return blocks
+
+
+def _with_custom_gradient(primal, forward, backward):
+    """``primal(*args)`` whose reverse-mode derivative is ``backward(residuals, output_cotangent)`` (one
+    cotangent per argument), ``forward(*args)`` returning ``(output, residuals)``. Backend glue, like
+    ``_xla_compile``: ``jax.custom_vjp`` or ``tf.custom_gradient``; other backends differentiate
+    ``primal`` themselves.
+
+    The engine uses it for one time step, whose hand-written adjoint (``step_adjoint``) is a stencil as
+    cheap as the step and keeps one field per step as residual: differentiating the step's ~40 slices
+    automatically produced a full-size pad-and-add per slice, ~100x slower and ~5x the memory.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        function = jax.custom_vjp(primal)
+        function.defvjp(forward, backward)
+        return function
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def function(*args):
+            output, residuals = forward(*args)
+
+            def gradient(upstream):
+                return list(backward(residuals, upstream))
+
+            return output, gradient
+
+        return function
+    return primal
+
+
 @functools.lru_cache(maxsize=1)
 def _register_tensorflow_slice_update_gradient() -> None:
     """Gives TensorFlow's ``XlaDynamicUpdateSlice`` (behind ``keras.ops.slice_update``) a gradient.
@@ -728,6 +850,7 @@ def _compiled_propagator(
     grid_spacing_m: float,
     substeps: int,
     cpml_frequency_hz: float,
+    checkpoint_segments: int | None,
     backend: str,
 ):
     """The XLA-compiled propagator for one static configuration (cached; ``backend`` is part of the key).
@@ -869,9 +992,23 @@ def _compiled_propagator(
                 )
             return second_axis, first_axis, memory
 
-        def step(state, target, amplitude):
-            """One leapfrog step, region by region, written into ``target`` (which holds ``p[n-1]``)."""
+        # Which cells run which axis's CPML terms (from the regions; columns are never cut), on the haloed
+        # grid: the adjoint step below needs them.
+        depth_mask = np.zeros((haloed_depth, 1), np.float32)
+        for (row_low, row_high, depth_layer), _ in regions:
+            depth_mask[halo + row_low : halo + row_high] = float(depth_layer)
+        x_mask = np.zeros((1, haloed_x), np.float32)
+        x_mask[0, halo : halo + padded_x] = 1.0
+        interior = np.zeros((haloed_depth, haloed_x), np.float32)
+        interior[halo : halo + padded_depth, halo : halo + padded_x] = 1.0
+
+        def step_forward(state, target, amplitude, courant_squared, source_strength, cpml, keep_laplacian):
+            """One leapfrog step, region by region, written into ``target`` (which holds ``p[n-1]``);
+            with ``keep_laplacian`` also the stretched Laplacian ``(batch, shots, depth, x)`` (the adjoint
+            step's residual)."""
+            a_depth, b_depth, da_depth, a_x, b_x, da_x, source_cells = cpml
             injection = (source_strength * amplitude[None, :])[:, :, None, None] * source_cells
+            laplacians = []
             for (row_low, row_high, depth_layer), (column_low, column_high, x_layer) in regions:
                 rows, columns = (row_low, row_high), (column_low, column_high)
                 centre = field(state, PRESSURE, rows, columns)
@@ -924,11 +1061,147 @@ def _compiled_propagator(
                 target = ops.slice_update(
                     target, (first_field, 0, 0, halo + row_low, halo + column_low), update
                 )
+                if keep_laplacian:
+                    laplacians.append(laplacian)
             if free_surface:
                 # Pressure-release surface half a cell above row 0: the halo holds the odd image -p.
                 image = -ops.flip(target[PRESSURE : PRESSURE + 1, :, :, halo : 2 * halo, :], axis=3)
                 target = ops.slice_update(target, (PRESSURE, 0, 0, 0, 0), image)
+            if keep_laplacian:
+                return target, ops.concatenate(laplacians, axis=2)
             return target
+
+        def step_adjoint(new_cotangent, laplacian, amplitude, courant_squared, source_strength, cpml):
+            """Cotangents of ``step_forward``'s inputs (state, target, amplitude, courant_squared,
+            source_strength) from the cotangent of its output: the transposed (adjoint) step.
+
+            Per axis, with P, Z, C the cotangents of the new pressure, zeta and chi, c2 = (v dt/dx)^2 and
+            a, b, da the CPML coefficients (mask = 1 where the axis runs its CPML terms):
+            ``Zt = mask (Z + c2 P)``, ``St = c2 P + a Zt``; the state's pressure receives
+            ``2 P + D2(g2) - D1(g1)`` with ``g2 = (1 + a) St``, ``g1 = mask (da St + b a C)`` (the centred
+            second-derivative stencil is symmetric, the first-derivative one antisymmetric), its chi
+            ``mask b C - D1(mask St)``, its zeta ``mask b Zt``; the target's pressure ``-P``; c2 receives
+            ``sum over shots of P x laplacian``. Cotangents of halo cells (constant zeros) and of the
+            memory fields a region leaves untouched (always zero) are dropped.
+            """
+            a_depth, b_depth, da_depth, a_x, b_x, da_x, source_cells = cpml
+
+            def haloed(array):  # (batch, n) -> zero-padded by the halo
+                return ops.pad(array, ((0, 0), (halo, halo)))
+
+            pressure_cotangent = new_cotangent[PRESSURE]
+            if free_surface:
+                image = pressure_cotangent[:, :, :halo, :]
+                folded = pressure_cotangent[:, :, halo : 2 * halo, :] - ops.flip(image, axis=2)
+                pressure_cotangent = ops.slice_update(pressure_cotangent, (0, 0, halo, 0), folded)
+            pressure_cotangent = pressure_cotangent * interior
+            weighted = (
+                ops.pad(courant_squared, ((0, 0), (0, 0), (halo, halo), (halo, halo))) * pressure_cotangent
+            )
+
+            def window(array, depth_offset=0, x_offset=0):
+                return array[
+                    :,
+                    :,
+                    halo + depth_offset : halo + depth_offset + padded_depth,
+                    halo + x_offset : halo + x_offset + padded_x,
+                ]
+
+            def deep_window(array, depth_offset=0, x_offset=0):
+                """Like ``window`` but over every haloed row: the stencil also read the state's halo rows,
+                which hold the free surface's image of the rows below (its adjoint folds them back)."""
+                array = ops.pad(array, ((0, 0), (0, 0), (halo, halo), (0, 0)))
+                return array[
+                    :,
+                    :,
+                    halo + depth_offset : halo + depth_offset + haloed_depth,
+                    halo + x_offset : halo + x_offset + padded_x,
+                ]
+
+            state_pressure = 2.0 * deep_window(pressure_cotangent)
+            memory_cotangents = {}
+            for axis in (0, 1):
+                if axis == 0:
+                    a, b, da = (
+                        ops.reshape(haloed(c), (batch, 1, -1, 1)) for c in (a_depth, b_depth, da_depth)
+                    )
+                    mask, zeta_field, chi_field = depth_mask, ZETA_DEPTH, CHI_DEPTH
+                else:
+                    a, b, da = (ops.reshape(haloed(c), (batch, 1, 1, -1)) for c in (a_x, b_x, da_x))
+                    mask, zeta_field, chi_field = x_mask, ZETA_X, CHI_X
+                zeta_cotangent = new_cotangent[zeta_field] * interior
+                chi_cotangent = new_cotangent[chi_field] * interior
+                zeta_total = mask * (zeta_cotangent + weighted)
+                stretched_total = weighted + a * zeta_total
+                second_weight = (1.0 + a) * stretched_total
+                first_weight = mask * (da * stretched_total + b * a * chi_cotangent)
+                memory_weight = mask * stretched_total
+                chi_state = window(mask * b * chi_cotangent)
+                state_pressure = state_pressure + second[0] * deep_window(second_weight)
+                for k in range(1, halo + 1):
+                    plus, minus = ((k, 0), (-k, 0)) if axis == 0 else ((0, k), (0, -k))
+                    state_pressure = (
+                        state_pressure
+                        + second[k] * (deep_window(second_weight, *plus) + deep_window(second_weight, *minus))
+                        - first[k - 1]
+                        * (deep_window(first_weight, *plus) - deep_window(first_weight, *minus))
+                    )
+                    chi_state = chi_state - first[k - 1] * (
+                        window(memory_weight, *plus) - window(memory_weight, *minus)
+                    )
+                memory_cotangents[chi_field] = chi_state
+                memory_cotangents[zeta_field] = window(mask * b * zeta_total)
+
+            def padded(array):
+                return ops.pad(array, ((0, 0), (0, 0), (halo, halo), (halo, halo)))
+
+            source_pressure = window(pressure_cotangent)
+            zeros = ops.zeros_like(source_pressure)
+            state_cotangent = ops.stack(
+                [
+                    padded(memory_cotangents[CHI_X]),
+                    padded(memory_cotangents[ZETA_X]),
+                    ops.pad(state_pressure, ((0, 0), (0, 0), (0, 0), (halo, halo))),
+                    padded(memory_cotangents[CHI_DEPTH]),
+                    padded(memory_cotangents[ZETA_DEPTH]),
+                ],
+                axis=0,
+            )
+            target_cotangent = ops.stack(
+                [padded(f) for f in (zeros, zeros, -source_pressure, zeros, zeros)], axis=0
+            )
+            courant_cotangent = ops.sum(source_pressure * laplacian, axis=1, keepdims=True)
+            at_sources = ops.sum(source_pressure * source_cells, axis=(2, 3))  # (batch, shots)
+            strength_cotangent = at_sources * amplitude[None, :]
+            amplitude_cotangent = ops.sum(at_sources * source_strength, axis=0)
+            return (
+                state_cotangent,
+                target_cotangent,
+                amplitude_cotangent,
+                courant_cotangent,
+                strength_cotangent,
+            )
+
+        def forward_with_residuals(state, target, amplitude, courant_squared, source_strength, *cpml):
+            new, laplacian = step_forward(
+                state, target, amplitude, courant_squared, source_strength, cpml, True
+            )
+            return new, (laplacian, amplitude, courant_squared, source_strength, *cpml)
+
+        def backward(residuals, new_cotangent):
+            laplacian, amplitude, courant_squared, source_strength, *cpml = residuals
+            cotangents = step_adjoint(
+                new_cotangent, laplacian, amplitude, courant_squared, source_strength, cpml
+            )
+            return (*cotangents, *(ops.zeros_like(c) for c in cpml))
+
+        step = _with_custom_gradient(
+            lambda state, target, amplitude, courant_squared, source_strength, *cpml: step_forward(
+                state, target, amplitude, courant_squared, source_strength, cpml, False
+            ),
+            forward_with_residuals,
+            backward,
+        )
 
         def record(state):
             return ops.take(ops.reshape(state, (state_size,)), receiver_index, axis=0)
@@ -936,21 +1209,57 @@ def _compiled_propagator(
         num_pairs = num_samples // 2
         padded_steps = max(2 * num_pairs * substeps, num_steps)
         source_time_functions = ops.pad(source_time_functions, ((0, padded_steps - num_steps), (0, 0)))
+        num_traces = batch * num_shots * int(receiver_flat_index.shape[0])
 
-        def body(pair, carry):
-            state, other, traces = carry
-            for half in range(2):
-                sample = 2 * pair + half
-                for sub in range(substeps):
-                    amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
-                    other = step(state, other, amplitude)
-                    state, other = other, state
-                traces = ops.slice_update(traces, (sample + 1, 0), record(state)[None])
-            return state, other, traces
+        def run_pairs(first_pair, count: int, buffers, coefficients):
+            """``count`` pairs of samples from pair ``first_pair`` on: the two state buffers after them and
+            the ``(2 count, traces)`` block of samples ``2 first_pair + 1 ...`` they recorded.
+            ``coefficients`` are the velocity-dependent inputs, passed explicitly so that a checkpointed
+            segment's gradient reaches them (TensorFlow's recompute_grad ignores closed-over tensors)."""
 
+            def body(index, carry):
+                state, other, block = carry
+                for half in range(2):
+                    sample = 2 * (first_pair + index) + half
+                    for sub in range(substeps):
+                        amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
+                        other = step(state, other, amplitude, *coefficients)
+                        state, other = other, state
+                    block = ops.slice_update(block, (2 * index + half, 0), record(state)[None])
+                return state, other, block
+
+            # What a segment starts from (and a checkpoint stores): the state and the previous step's
+            # pressure, 6 fields. The other buffer's memory fields are overwritten before being read, or
+            # (depth fields between the depth layers) zero in every buffer, so they are rebuilt from the
+            # state's.
+            state, previous_pressure = buffers
+            other = ops.slice_update(state, (PRESSURE, 0, 0, 0, 0), previous_pressure[None])
+            block = ops.zeros((2 * count, num_traces), "float32")
+            state, other, block = _fixed_trip_loop(count, body, (state, other, block))
+            return (state, other[PRESSURE]), block
+
+        # Sample 0 is the initial state (zero); sample k is recorded right after the step that produced
+        # it. Two samples per loop iteration: an even number of leapfrog steps, so the two state buffers
+        # come back to their own loop-carry slots (no copies). The loop runs in checkpointed segments,
+        # so a gradient stores the state at segment starts and recomputes each segment's steps.
         state = ops.zeros((NUM_FIELDS, batch, num_shots, haloed_depth, haloed_x), "float32")
-        traces = ops.zeros((2 * num_pairs + 1, batch * num_shots * receiver_flat_index.shape[0]), "float32")
-        _, _, traces = _fixed_trip_loop(num_pairs, body, (state, state, traces))
+        segments = resolved_checkpoint_segments(checkpoint_segments, num_pairs)
+        # `cpml` (the last seven) also carries the source cells: JAX's custom_vjp functions may not close
+        # over traced values, so every array the step uses is an argument.
+        coefficients = (
+            courant_squared,
+            source_strength,
+            a_depth,
+            b_depth,
+            da_depth,
+            a_x,
+            b_x,
+            da_x,
+            source_cells,
+        )
+        buffers = (state, state[PRESSURE])
+        blocks = _checkpointed_segments(run_pairs, num_pairs, segments, buffers, coefficients, num_traces)
+        traces = ops.concatenate([ops.zeros((1, num_traces), "float32"), *blocks], axis=0)
         traces = ops.reshape(traces[:num_samples], (num_samples, batch, num_shots, -1))
         return ops.transpose(traces, (1, 2, 0, 3))
 

@@ -8,20 +8,22 @@ Every picture is made by this script from the project's own code; re-make them a
 after the default run (``python -m pipeline.train``), from the repository root. One picture at a time:
 ``--only gather`` (or ``prediction``, ``section``, ``dashboard``; comma-separated for several).
 
-=================  ==========================================================================================
-``shot_gather.png``  ``gather``: one CurveFault-A model (seed 7) and its five shot gathers at OpenFWI's geometry,
-                     simulated by ``data_prep.forward.simulate``. Needs nothing else.
-``prediction.png``   ``prediction``: the first test samples of ``--data`` predicted by ``--model`` (a registered
-                     model, ``runs:/`` URI or bundle folder): true and predicted velocity, the error, true and
-                     predicted edges (``pipeline.figures.prediction_grid``).
-``section.png``      ``section``: a FlatVel-A line five windows long of ``--model``'s geometry simulated shot by
-                     shot, written as SEG-Y and inverted by ``pipeline.infer`` with ``--truth``: the stitched
-                     section, the truth, the edges and the physics QC per window (data misfit, velocity MAE).
-``dashboard.png``    ``dashboard``: a tiny comparison (``pipeline.compare``: three small models, a few epochs on a
-                     small synthetic set) logged to its own sqlite store, served by the project's ``mlflow
-                     server`` (``pipeline.dashboard.server_command``) on 127.0.0.1 and photographed by headless
-                     Chromium (Debian: ``apt-get install chromium``; ``--browser`` for another binary).
-=================  ==========================================================================================
+What each picture is (``--only`` name: files):
+
+* ``gather``: ``shot_gather.png``, one CurveFault-A model (seed 7) and its five shot gathers at OpenFWI's
+  geometry, simulated by ``data_prep.forward.simulate``. Needs nothing else.
+* ``prediction``: ``prediction.png``, the first test samples of ``--data`` predicted by ``--model`` (a registered
+  model, ``runs:/`` URI or bundle folder): true and predicted velocity, the error, true and predicted edges
+  (``pipeline.figures.prediction_grid``).
+* ``section``: ``section.png``, a FlatVel-A line five windows long of ``--model``'s geometry, simulated shot by
+  shot, written as SEG-Y and inverted by ``pipeline.infer`` with ``--truth``: the stitched section, the truth,
+  the edges and the physics QC per window (data misfit, velocity MAE).
+* ``dashboard``: ``dashboard.png`` and ``dashboard_predictions.png``, a small comparison (``pipeline.compare``:
+  three small models, at most 12 epochs / 90 s each on 200 synthetic samples of ``configs/data/small.yaml``)
+  logged to its own sqlite store, served by the project's ``mlflow server`` (``pipeline.dashboard``) on
+  127.0.0.1 and photographed by headless Chromium (Debian: ``apt-get install chromium``; ``--browser`` for
+  another binary): MLflow's compare page of the child runs, and the parent run's ``predictions.png`` artifact.
+  MLflow 3.17's assistant side panel is cropped off. About 5 minutes on 2 busy CPU cores.
 
 The MLflow store given by ``--tracking-uri`` is never written: a sqlite file is copied into ``--work`` first
 (its runs' artifacts are read where they are). Scratch files go to ``--work`` (default: a temporary folder).

@@ -22,6 +22,7 @@ from data_prep.forward import (
     check_dispersion,
     check_stability,
     engine_settings,
+    resolved_checkpoint_segments,
     simulate,
 )
 from data_prep.geometry import AcquisitionGeometry
@@ -524,10 +525,22 @@ def test_gradient_matches_finite_difference(tensorflow_gradient):
     )
 
 
+def test_checkpoint_levels_minimise_the_stored_wavefields():
+    # 1000 samples = 500 two-step iterations: two nested levels of 6 (12 K + 2 N / K**2 = 100 fields, the
+    # best single level 13 segments holds 6 x 13 + 2 x 500 / 13 = 155).
+    assert resolved_checkpoint_segments(None, 500) == (6, 6)
+    assert resolved_checkpoint_segments(None, 80) == (3, 3)  # the gradient case below: tails at both levels
+    assert resolved_checkpoint_segments(7, 80) == (7,)
+    assert resolved_checkpoint_segments(1000, 80) == (80,)
+    assert resolved_checkpoint_segments(None, 1) == (1,)
+    assert resolved_checkpoint_segments(None, 4) == (1,)  # (4/3)^(1/3) rounds to 1
+
+
 @pytest.mark.parametrize("segments", [1, 7])
 def test_checkpointed_gradient_equals_the_fully_stored_one(tensorflow_gradient, segments):
-    """The fixture differentiates with the default checkpointing (5 segments of the 80 two-step iterations);
-    1 segment stores every step, 7 segments leave a 3-iteration tail. Recomputing a segment repeats the same
+    """The fixture differentiates with the default checkpointing (two nested levels of 3 segments of the 80
+    two-step iterations, a tail at both levels); 1 segment stores every step, 7 segments (one level) leave
+    a 3-iteration tail. Recomputing a segment repeats the same
     float32 operations, so the gradients agree to round-off."""
     import tensorflow as tf
 

@@ -400,11 +400,20 @@ class _Objective:
         if not gradient:
             return value, None
         adjoint_source = band_limit(match.adjoint(residual), self.response) / norm
-        return value, pullback(adjoint_source)
+        gradient = pullback(adjoint_source)
+        if not np.all(np.isfinite(gradient)):
+            raise _GradientNotFinite(
+                "the engine's gradient holds NaN or infinite values (an unstable simulation?): refinement stopped"
+            )
+        return value, gradient
 
 
 class _BudgetExhausted(Exception):
     """The optimiser asked for more gradient evaluations than ``RefineConfig.iterations``."""
+
+
+class _GradientNotFinite(Exception):
+    """The engine returned a NaN or infinite gradient: the iterations stop, the best model so far is kept."""
 
 
 def _update_filter(shape: tuple[int, int], geometry: AcquisitionGeometry, config: RefineConfig):
@@ -578,12 +587,16 @@ def refine(
     if not stages:  # no iterations: evaluate the start only
         objective.set_band(0, None)
         objective.evaluate(start, gradient=False)
+    stopped = ""
     for stage, (cutoff, count) in enumerate(stages):
         objective.set_band(stage, cutoff)
         try:
             velocity = optimizer(objective, velocity, count, config, condition)
         except _BudgetExhausted:
             pass
+        except _GradientNotFinite as error:
+            stopped = str(error)
+            break
     if stages:
         # The last update has not been evaluated yet: one forward pass, full band.
         objective.set_band(len(stages) - 1, None)
@@ -603,6 +616,8 @@ def refine(
             f"the last iterate fits the data worse than the start (misfit {misfit_last:.4g} > {misfit_before:.4g}): "
             f"the best iterate ({best_evaluation}, misfit {best_misfit:.4g}) is returned."
         )
+    if stopped:
+        warning = f"{stopped}; {warning}" if warning else f"{stopped}; the best model so far is returned."
     if warning:
         logger.warning("Refinement: %s", warning)
     result = RefineResult(

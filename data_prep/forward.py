@@ -455,7 +455,9 @@ def simulate(
         grid_spacing_m=float(geometry.grid_spacing_m),
         substeps=substeps,
         cpml_frequency_hz=float(geometry.peak_frequency_hz),
-        checkpoint_segments=config.checkpoint_segments,
+        # NumPy input cannot be differentiated: its time loop runs in one piece (checkpointing only
+        # restructures the loop for a gradient that will never be taken).
+        checkpoint_segments=config.checkpoint_segments if differentiable_input else 1,
         backend=keras.backend.backend(),
     )
 

@@ -293,9 +293,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         raise UserError("Pass the dataset to evaluate on: --data DATASET.h5.")
     tracking_uri = tracking.resolve_tracking_uri(config.tracking_uri)
     if config.model.startswith(("runs:/", "models:/")):
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
+        tracking.set_tracking_uri(tracking_uri)
     bundle = load_bundle(config.model)
     dataset_path = Path(config.data)
     summary = schema.validate(dataset_path, check_values=False)

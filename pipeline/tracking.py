@@ -93,6 +93,11 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return f"sqlite:///{Path.cwd() / DEFAULT_STORE_FILE}"
 
 
+def set_tracking_uri(tracking_uri: str) -> None:
+    """Makes ``tracking_uri`` the store that ``runs:/`` and ``models:/`` URIs are resolved against."""
+    _mlflow().set_tracking_uri(tracking_uri)
+
+
 def dashboard_command(tracking_uri: str) -> str:
     """The one line that shows a store in the browser (a server URI is opened directly)."""
     if tracking_uri.startswith(("http://", "https://")):

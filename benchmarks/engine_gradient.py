@@ -1,0 +1,284 @@
+"""Benchmark: memory and time of the engine's gradient with respect to velocity, checkpointed vs stored.
+
+One OpenFWI model (70 x 70 cells of 10 m, 5 shots, 70 receivers, 1000 steps of 1 ms) and the loss
+``sum(traces * weights)`` (fixed random weights), differentiated by the user's own tool: ``tf.GradientTape``
+(TensorFlow, the default backend) or ``jax.grad`` (JAX). Three engines, each in its own fresh process:
+
+* **before**: the engine as it was when the gradient had no checkpointing (commit ``BEFORE_COMMIT``, read
+  from git: one fused kernel per step, reverse mode through every stored step);
+* **stored**: today's engine with ``checkpoint_segments=1`` (hand-written adjoint step, every step stored);
+* **checkpointed**: today's engine with its default ``checkpoint_segments`` (the wavefields at segment starts
+  only, each segment recomputed while it is differentiated).
+
+All three run at the same absorbing width (today's default), so the grids are identical. For each: the
+forward call and the forward+backward call, median wall time over repeats after a compiling warm-up, and
+the memory the call needs: the process's peak resident memory during one steady-state call minus its
+resident memory just before it (``/proc/self/clear_refs`` resets the peak; Linux only). Under JAX, XLA's
+own accounting of the compiled gradient's temporary buffers is reported as well. The 1-minute load
+average is recorded (the machine is shared).
+
+Usage::
+
+    python -m benchmarks.engine_gradient            # writes the section of docs/benchmarks.md
+    python -m benchmarks.engine_gradient --no-write --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECTION = "engine_gradient"
+#: The last engine whose gradient was reverse mode through every stored step (before the row-band kernel,
+#: the hand-written adjoint and checkpointing).
+BEFORE_COMMIT = "484ee548af92477b621c3c9574f2e0606a854689"
+ENGINES = ("before", "stored", "checkpointed")
+TARGET_MEMORY_FRACTION = 0.15
+TARGET_TIME_RATIO = 2.0
+
+
+def _memory_mb(field: str) -> float:
+    """``VmRSS`` or ``VmHWM`` of this process in MB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _call_memory_mb(function) -> float:
+    """Peak resident memory during ``function()`` above the resident memory before it, in MB."""
+    gc.collect()
+    before = _memory_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # resets VmHWM to the current resident size
+    function()
+    return _memory_mb("VmHWM") - before
+
+
+def _load_engine(name: str, folder: Path):
+    """The ``simulate`` and ``EngineConfig`` of engine ``name``."""
+    if name != "before":
+        from data_prep import forward
+
+        return forward
+    source = subprocess.run(
+        ["git", "show", f"{BEFORE_COMMIT}:data_prep/forward.py"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = folder / "forward_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("forward_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_worker(engine: str, repeats: int, folder: Path) -> dict:
+    """Times and measures the forward and forward+backward calls of ``engine`` under this process's backend."""
+    import keras
+
+    from benchmarks.report import time_repeats
+    from data_prep.forward import EngineConfig as CurrentConfig
+    from data_prep.geometry import AcquisitionGeometry
+
+    backend = keras.backend.backend()
+    module = _load_engine(engine, folder)
+    width = CurrentConfig().absorbing_width_cells
+    options = {"absorbing_width_cells": width, "max_concurrent_calls": 1}
+    if engine == "stored":
+        options["checkpoint_segments"] = 1
+    config = module.EngineConfig(**options)
+    geometry = AcquisitionGeometry()
+    rng = np.random.default_rng(0)
+    velocity = np.full((1, 70, 70), 2000.0, np.float32)
+    velocity[:, 25:] = 3000.0
+    velocity[:, 50:] = 4000.0
+    weights = rng.standard_normal((1, geometry.num_sources, geometry.num_samples, geometry.num_receivers))
+    weights = weights.astype(np.float32)
+    bounds = (1500.0, 4500.0)
+    result: dict = {"engine": engine, "backend": backend, "width": width}
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        velocity_tensor = tf.constant(velocity)
+
+        def forward():
+            return module.simulate(velocity_tensor, geometry, config, velocity_bounds_mps=bounds).numpy()
+
+        def gradient():
+            with tf.GradientTape() as tape:
+                tape.watch(velocity_tensor)
+                traces = module.simulate(velocity_tensor, geometry, config, velocity_bounds_mps=bounds)
+                loss = tf.reduce_sum(traces * weights)
+            return tape.gradient(loss, velocity_tensor).numpy()
+
+    else:
+        import jax
+
+        velocity_array = jax.numpy.asarray(velocity)
+
+        def loss(v):
+            return (module.simulate(v, geometry, config, velocity_bounds_mps=bounds) * weights).sum()
+
+        compiled_forward = jax.jit(lambda v: module.simulate(v, geometry, config, velocity_bounds_mps=bounds))
+        compiled_gradient = jax.jit(jax.grad(loss))
+
+        def forward():
+            return np.asarray(compiled_forward(velocity_array))
+
+        def gradient():
+            return np.asarray(compiled_gradient(velocity_array))
+
+        analysis = compiled_gradient.lower(velocity_array).compile().memory_analysis()
+        if analysis is not None:
+            result["xla_temp_mb"] = analysis.temp_size_in_bytes / 2**20
+
+    for name, function in (("forward", forward), ("gradient", gradient)):
+        result[f"{name}_s"] = time_repeats(function, repeats)  # one untimed, compiling warm-up first
+        result[f"{name}_mb"] = _call_memory_mb(function)
+    values = gradient()
+    result["gradient_norm"] = float(np.linalg.norm(values))
+    np.save(folder / f"gradient-{engine}-{backend}.npy", values)
+    return result
+
+
+def _worker(engine: str, backend: str, repeats: int, folder: Path) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.engine_gradient",
+        "--worker",
+        engine,
+        "--folder",
+        str(folder),
+    ]
+    command += ["--repeats", str(repeats)]
+    environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
+    if backend == "jax":
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        environment["XLA_FLAGS"] = f"{environment.get('XLA_FLAGS', '')} {flags}".strip()
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=environment)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{engine} ({backend}) worker failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per call (default 3)")
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"], choices=("tensorflow", "jax"))
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args.repeats, args.folder)))
+        return 0
+
+    from benchmarks.report import machine_description, markdown_table, median, update_section
+
+    results: dict[tuple[str, str], dict] = {}
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        for backend in args.backends:
+            for engine in ENGINES:
+                print(f"{backend}: {engine} ...", flush=True)
+                results[backend, engine] = _worker(engine, backend, args.repeats, folder)
+                load.append(os.getloadavg()[0])
+            reference = np.load(folder / f"gradient-before-{backend}.npy")
+            for engine in ENGINES[1:]:
+                difference = np.load(folder / f"gradient-{engine}-{backend}.npy") - reference
+                results[backend, engine]["difference"] = float(
+                    np.abs(difference).max() / np.abs(reference).max()
+                )
+
+    rows, verdicts = [], []
+    for backend in args.backends:
+        before = results[backend, "before"]
+        before_s, before_mb = median(before["gradient_s"]), before["gradient_mb"]
+        for engine in ENGINES:
+            result = results[backend, engine]
+            gradient_s = median(result["gradient_s"])
+            rows.append(
+                [
+                    backend,
+                    engine,
+                    median(result["forward_s"]),
+                    result["forward_mb"],
+                    gradient_s,
+                    result["gradient_mb"],
+                    result.get("xla_temp_mb", "-"),
+                    f"{result['gradient_mb'] / before_mb:.1%}",
+                    f"{gradient_s / before_s:.2f}x",
+                    f"{result['difference']:.1e}" if "difference" in result else "(reference)",
+                ]
+            )
+        checkpointed = results[backend, "checkpointed"]
+        memory_fraction = checkpointed["gradient_mb"] / before_mb
+        time_ratio = median(checkpointed["gradient_s"]) / before_s
+        verdicts.append(
+            f"- {backend}: the checkpointed gradient needs **{memory_fraction:.1%}** of the memory of the gradient "
+            f"before checkpointing (target <= {TARGET_MEMORY_FRACTION:.0%}: "
+            f"**{'met' if memory_fraction <= TARGET_MEMORY_FRACTION else 'NOT met'}**) in **{time_ratio:.2f}x** "
+            f"its time (target <= {TARGET_TIME_RATIO:.0f}x: "
+            f"**{'met' if time_ratio <= TARGET_TIME_RATIO else 'NOT met'}**)."
+        )
+    table = markdown_table(
+        [
+            "backend",
+            "engine",
+            "forward s",
+            "forward MB",
+            "forward+backward s",
+            "forward+backward MB",
+            "XLA temp MB (JAX)",
+            "memory vs before",
+            "time vs before",
+            "gradient difference vs before",
+        ],
+        rows,
+    )
+    verdict_lines = "\n".join(verdicts)
+    markdown = f"""## Engine gradient: memory and time (`benchmarks/engine_gradient.py`)
+
+`python -m benchmarks.engine_gradient`. One OpenFWI model (70 x 70 cells + {results[args.backends[0], "before"]["width"]}-cell
+absorbing layer per side, 5 shots, 70 receivers, 1000 steps of 1 ms), loss = sum(traces x fixed random
+weights), gradient with respect to velocity by `tf.GradientTape` / `jax.grad`; one thread, each engine in
+its own process. **before**: the engine at {BEFORE_COMMIT[:7]} (reverse mode through every stored step);
+**stored**: today's engine with `checkpoint_segments=1` (hand-written adjoint step, every step stored);
+**checkpointed**: today's default (segments of the time loop recomputed while differentiated). MB = peak
+resident memory during one steady-state call above the resident memory before it; s = median of
+{args.repeats} calls after a compiling warm-up. Machine: {machine_description()}; 1-minute load average
+{min(load):.1f}-{max(load):.1f}.
+
+{table}
+
+{verdict_lines}
+"""
+    print(markdown)
+    if not args.no_write:
+        path = update_section(SECTION, markdown)
+        print(f"wrote section '{SECTION}' of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

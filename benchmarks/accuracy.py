@@ -22,6 +22,7 @@ is not expected to reach them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -65,10 +66,21 @@ def run(args: argparse.Namespace) -> list[dict]:
     directory = Path(args.data_dir)
     directory.mkdir(parents=True, exist_ok=True)
     store = f"sqlite:///{(directory / 'mlflow.db').resolve()}"
+    # Every finished comparison is appended here, so an interrupted benchmark resumes where it stopped.
+    results_path = directory / "results.jsonl"
+    done = []
+    if results_path.is_file():
+        done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
     rows = []
     for family in args.families:
         path = build_dataset(family, args.train_samples, args.test_samples, 0, directory)
         for seed in args.seeds:
+            key = {"family": family, "seed": seed, "budget_s": args.budget_s, "dataset": path.name}
+            cached = [r for r in done if all(r.get(k) == v for k, v in key.items())]
+            if {r["model"] for r in cached} >= set(args.models):
+                print(f"=== {family} seed {seed}: cached in {results_path}", flush=True)
+                rows += [r for r in cached if r["model"] in args.models]
+                continue
             train = from_dict(
                 TrainConfig,
                 {
@@ -102,8 +114,10 @@ def run(args: argparse.Namespace) -> list[dict]:
             result = compare(
                 config, echo=lambda text: print(text, flush=True) if text.startswith("===") else None
             )
-            for row in result.table:
-                rows.append({"family": family, "seed": seed, **row})
+            finished = [{**key, "load": os.getloadavg()[0], **row} for row in result.table]
+            with open(results_path, "a") as handle:
+                handle.writelines(json.dumps(row, default=float) + "\n" for row in finished)
+            rows += finished
     return rows
 
 

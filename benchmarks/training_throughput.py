@@ -56,6 +56,33 @@ def write_dataset(directory: Path, samples: int, seed: int = 0) -> Path:
     return import_openfwi([source.parent], directory / "bench.h5", config, overwrite=True)
 
 
+def cold_read_rate(path: Path, batch_size: int, workers: int, use_multiprocessing: bool) -> float:
+    """Samples per second that ``SeismicDataset`` delivers from disk with the file evicted from the page cache
+    first (``posix_fadvise(DONTNEED)``): the rate of a dataset larger than memory. Batches are produced
+    (read, normalised, edge targets) but not trained on."""
+    from pipeline.feeding import SeismicDataset
+
+    data = SeismicDataset(
+        path,
+        "train",
+        batch_size=batch_size,
+        shuffle=True,
+        drop_remainder=True,
+        workers=workers,
+        use_multiprocessing=use_multiprocessing,
+    )
+    data.set_epoch(1)
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(descriptor)
+    start = time.perf_counter()
+    samples = sum(len(data[index][0]) for index in range(len(data)))
+    return samples / (time.perf_counter() - start)
+
+
 def measure(name: str, path: Path, batch_size: int, workers: int, use_multiprocessing: bool) -> dict:
     import keras
 
@@ -135,6 +162,10 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         path = write_dataset(Path(folder), args.samples)
+        cold = median(
+            [cold_read_rate(path, args.batch_size, args.workers, args.multiprocessing) for _ in range(3)]
+        )
+        print(f"cold-cache read: {cold:.1f} samples/s", flush=True)
         for name in args.models:
             result = measure(name, path, args.batch_size, args.workers, args.multiprocessing)
             rows.append(result)
@@ -145,8 +176,15 @@ def main(argv=None) -> int:
             )
     load_after = os.getloadavg()[0]
     table = markdown_table(
-        ["model", "samples/epoch", "bare step samples/s", "PyDataset epoch samples/s", "PyDataset / bare"],
-        [[r["model"], r["samples"], r["bare"], r["pydataset"], r["ratio"]] for r in rows],
+        [
+            "model",
+            "samples/epoch",
+            "bare step samples/s",
+            "PyDataset epoch samples/s",
+            "PyDataset / bare",
+            "cold-disk read / bare step",
+        ],
+        [[r["model"], r["samples"], r["bare"], r["pydataset"], r["ratio"], cold / r["bare"]] for r in rows],
     )
     worst = min(r["ratio"] for r in rows)
     text = f"""## Training throughput through the data pipeline
@@ -161,6 +199,12 @@ step), interleaved, median of 2 after a warm-up epoch. Machine: {machine_descrip
 {table}
 
 Lowest ratio: **{worst:.2f}** (goal ≥ 0.9: **{"met" if worst >= 0.9 else "not met"}**).
+
+Larger than memory: with the file evicted from the page cache before each pass (`posix_fadvise(DONTNEED)`),
+`SeismicDataset` delivers **{cold:.0f} samples/s** from disk (batches read, normalised and labelled, not trained
+on; median of 3), **{cold / max(r["bare"] for r in rows):.1f}x** the fastest model's bare step rate (goal ≥ 1:
+**{"met" if cold >= max(r["bare"] for r in rows) else "not met"}**): a set that does not fit in memory streams
+at the training step's rate.
 """
     print(text)
     if not args.no_write:

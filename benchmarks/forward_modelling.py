@@ -499,7 +499,7 @@ one thread each, the `simulate` default), {default_backend} backend:
 - Per core: ours is **{single_dw / single_tf:.2f}x** Deepwave (TensorFlow) and **{single_dw / single_jax:.2f}x** (JAX).
 - Per cell-update (what equal widths would give; both engines' rates above): ours runs
   **{(work / single_tf) / (dw_work / single_dw):.2f}x** Deepwave's rate per core (TensorFlow),
-  **{(work / ours_s) / (dw_work / deepwave_s):.2f}x** with {args.threads} threads and **{(work / best_batched) / (dw_work / best_deepwave_batched):.2f}x** batched. The speed-up at
+  **{(work / ours_s) / (dw_work / deepwave_s):.2f}x** with {args.threads} threads and **{(work / best_batched) / (dw_work / best_deepwave_batched):.2f}x** batched. The rest of the speed-up at
   equal reflection comes from the absorbing layer: our CPML reflects
   {deepwave_reflection[str(width)] / target:.0f}x less than Deepwave's PML at the same {width} cells, so Deepwave needs
   {deepwave_width} cells for the same reflection ({(70 + 2 * deepwave_width) ** 2 / (70 + 2 * width) ** 2:.2f}x the cells).

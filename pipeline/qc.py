@@ -449,10 +449,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 def plot_qc(path, rows: Sequence[Mapping[str, Any]], config: QCConfig, title: str = "") -> None:
     """QC along the line: misfit per window (flagged windows marked), calibration factor, velocity MAE."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot: switching pyplot's backend would turn off a notebook's inline plots.
+    from matplotlib.figure import Figure
 
     centre = np.asarray([(row["x_start_m"] + row["x_end_m"]) / 2 for row in rows])
     misfit = np.asarray([row.get("data_misfit", np.nan) for row in rows], dtype=float)
@@ -460,7 +458,8 @@ def plot_qc(path, rows: Sequence[Mapping[str, Any]], config: QCConfig, title: st
     mae = np.asarray([row.get("velocity_mae_mps", np.nan) for row in rows], dtype=float)
     flagged = np.asarray([bool(row.get("flags")) for row in rows])
     panels = 3 if np.isfinite(mae).any() else 2
-    figure, axes = plt.subplots(panels, 1, figsize=(10, 2.4 * panels), sharex=True, squeeze=False)
+    figure = Figure(figsize=(10, 2.4 * panels))
+    axes = figure.subplots(panels, 1, sharex=True, squeeze=False)
     axes = axes[:, 0]
     axes[0].plot(centre, misfit, "o-", color="tab:blue", markersize=3, label="data misfit")
     if flagged.any():
@@ -482,7 +481,6 @@ def plot_qc(path, rows: Sequence[Mapping[str, Any]], config: QCConfig, title: st
         axes[0].set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100, format="png")
-    plt.close(figure)
 
 
 __all__ = [

@@ -734,10 +734,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 def plot_refinement(section_path, path, rows: Sequence[Mapping[str, Any]], max_columns: int = 2000) -> None:
     """Network section, refined section, their difference, and the data misfit per window before/after."""
     import h5py
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot: switching pyplot's backend would turn off a notebook's inline plots.
+    from matplotlib.figure import Figure
 
     with h5py.File(section_path, "r") as h5:
         x_m, depth_m = h5["x_m"][()], h5["depth_m"][()]
@@ -746,7 +745,8 @@ def plot_refinement(section_path, path, rows: Sequence[Mapping[str, Any]], max_c
         refined = h5["refined_velocity_mps"][:, ::step]
     spacing = float(depth_m[1] - depth_m[0]) if len(depth_m) > 1 else 1.0
     extent = (x_m[0], x_m[-1], depth_m[-1] + spacing / 2, depth_m[0] - spacing / 2)
-    figure, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
+    figure = Figure(figsize=(10, 10))
+    axes = figure.subplots(4, 1, sharex=True)
     low = float(np.nanmin([np.nanmin(network), np.nanmin(refined)]))
     high = float(np.nanmax([np.nanmax(network), np.nanmax(refined)]))
     for axis, image, title in (
@@ -775,7 +775,6 @@ def plot_refinement(section_path, path, rows: Sequence[Mapping[str, Any]], max_c
     figure.colorbar(shown, ax=axes[3]).remove()  # keep the x axes of all panels aligned
     figure.tight_layout()
     figure.savefig(path, dpi=100, format="png")
-    plt.close(figure)
 
 
 __all__ = [

@@ -288,10 +288,8 @@ def write_previews(
     title: str = "",
 ) -> list[Path]:
     """PNG previews of the velocity and edge sections (columns decimated to at most ``max_columns``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot: switching pyplot's backend would turn off a notebook's inline plots.
+    from matplotlib.figure import Figure
 
     written = []
     with h5py.File(section_path, "r") as h5:
@@ -308,7 +306,8 @@ def write_previews(
             spacing = float(depth_m[1] - depth_m[0]) if len(depth_m) > 1 else 1.0
             extent = (x_m[0], x_m[-1], depth_m[-1] + spacing / 2, depth_m[0] - spacing / 2)
             aspect = max(4.0, min(16.0, 4.0 * (x_m[-1] - x_m[0]) / max(depth_m[-1] - depth_m[0], 1.0)))
-            figure, axis = plt.subplots(figsize=(min(16.0, aspect + 2), 4.0))
+            figure = Figure(figsize=(min(16.0, aspect + 2), 4.0))
+            axis = figure.subplots()
             shown = axis.imshow(
                 image,
                 aspect="auto",
@@ -338,7 +337,6 @@ def write_previews(
             path = out_dir / f"section_{name.split('_')[0]}.png"
             with atomic_output(path) as temporary:
                 figure.savefig(temporary, dpi=100, format="png")
-            plt.close(figure)
             written.append(path)
     return written
 

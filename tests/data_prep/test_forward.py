@@ -536,7 +536,7 @@ def test_checkpoint_levels_minimise_the_stored_wavefields():
     assert resolved_checkpoint_segments(None, 4) == (1,)  # (4/3)^(1/3) rounds to 1
 
 
-@pytest.mark.parametrize("segments", [1, 7])
+@pytest.mark.parametrize("segments", [1, pytest.param(7, marks=pytest.mark.slow)])
 def test_checkpointed_gradient_equals_the_fully_stored_one(tensorflow_gradient, segments):
     """The fixture differentiates with the default checkpointing (two nested levels of 3 segments of the 80
     two-step iterations, a tail at both levels); 1 segment stores every step, 7 segments (one level) leave
@@ -560,6 +560,7 @@ def test_checkpointed_gradient_equals_the_fully_stored_one(tensorflow_gradient, 
     )
 
 
+@pytest.mark.slow  # ~50 s on 2 idle cores: a gradient compilation of its own
 def test_gradient_with_free_surface_and_8th_order_matches_finite_difference():
     """The hand-written adjoint step folds the free surface's image rows back and uses the 8th-order
     stencils: checked against central differences like the default case."""

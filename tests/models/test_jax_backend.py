@@ -204,6 +204,7 @@ def _compare_backends(jax_runner, folder, train_families) -> dict:
     return report
 
 
+@pytest.mark.slow  # ~90 s on 2 idle cores; JAX training stays in the default run (test_distribution)
 @pytest.mark.jax
 def test_tensorflow_and_jax_agree_on_the_same_weights(jax_runner, tmp_path):
     """Every family's outputs and metrics; the U-Net also through one SGD step."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import math
 import os
 import shutil
 import uuid
@@ -36,6 +35,7 @@ from data_prep.normalization import NormalizationStats, denormalize_velocity, no
 from data_prep.schema import DatasetGeometry
 from pipeline import __version__
 from pipeline.cli import UserError
+from pipeline.config import json_ready
 
 BUNDLE_FORMAT = "seisinvert-model-bundle"
 BUNDLE_SCHEMA_VERSION = 1
@@ -234,7 +234,7 @@ def save_bundle(
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **dict(extra or {}),
     }
-    text = json.dumps(_json_safe(info), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    text = json.dumps(json_ready(info), indent=2, sort_keys=False, allow_nan=False) + "\n"
     directory.parent.mkdir(parents=True, exist_ok=True)
     temporary = directory.with_name(f".{directory.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
@@ -393,23 +393,6 @@ def _replace_directory(temporary: Path, destination: Path) -> None:
         os.replace(old, destination)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON values; NaN and infinities become null (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 __all__ = [

@@ -283,12 +283,35 @@ def _convert(value: Any, hint: Any, path: str) -> Any:  # noqa: C901 - one branc
     raise TypeError(f"Unsupported configuration type {hint!r} at {path}")
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` as plain JSON values: mappings and sequences recursively, NumPy arrays and scalars as lists
+    and numbers, paths as strings, NaN and infinities as ``None`` (strict JSON)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
 __all__ = [
     "CONFIG_DIR",
     "ConfigError",
     "add_config_arguments",
     "config_hash",
     "from_dict",
+    "json_ready",
     "load_config",
     "parse_override",
     "to_dict",

@@ -66,7 +66,7 @@ from pipeline.calibration import (
     training_target,
 )
 from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import add_config_arguments, config_hash, load_config, to_dict, to_yaml
+from pipeline.config import add_config_arguments, config_hash, json_ready, load_config, to_dict, to_yaml
 from pipeline.qc import QC_FIELDS, QCConfig, aggregate, engine_setup, plot_qc, summary_table, window_qc
 from pipeline.refine import REFINE_FIELDS, RefineConfig
 from pipeline.section import SectionWriter, TruthSection, write_previews, write_section_segy
@@ -490,7 +490,7 @@ def _save_window(
     path = _window_path(work, window)
     arrays = {
         "velocity_mps": velocity.astype(np.float32),
-        "record": np.asarray(json.dumps(_json_ready(record))),
+        "record": np.asarray(json.dumps(json_ready(record))),
         **{name: np.asarray(values, np.float32) for name, values in (extra or {}).items()},
     }
     if edges is not None:
@@ -627,7 +627,7 @@ def _write_run_record(
         "config_hash": config_hash(config),
         "package_version": __version__,
     }
-    write_text_atomic(work / RUN_FILE, json.dumps(_json_ready(run), indent=1) + "\n")
+    write_text_atomic(work / RUN_FILE, json.dumps(json_ready(run), indent=1) + "\n")
     return run
 
 
@@ -792,7 +792,7 @@ def _write_outputs(
     write_text_atomic(
         summary_path,
         json.dumps(
-            _json_ready(
+            json_ready(
                 {
                     "section": str(section_path),
                     "files": [str(f) for f in files],
@@ -973,7 +973,7 @@ def _model_identity(bundle: Any, model_uri: str) -> str:
                     digest.update(hashlib.file_digest(handle, "sha256").digest())
         return digest.hexdigest()[:20]
     info = dict(getattr(bundle, "info", {}) or {})
-    digest.update(json.dumps(_json_ready(info), sort_keys=True).encode())
+    digest.update(json.dumps(json_ready(info), sort_keys=True).encode())
     digest.update(type(bundle).__name__.encode())
     return digest.hexdigest()[:20]
 
@@ -985,22 +985,6 @@ def _model_lineage(model_uri: str) -> dict[str, Any]:
     from pipeline.tracking import model_lineage
 
     return model_lineage(model_uri)
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _number(value: Any) -> float:

@@ -26,7 +26,6 @@ import importlib.metadata
 import io
 import json
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ import numpy as np
 
 from pipeline.bundle import EDGES, INFO_FILE, MODEL_FILE, VELOCITY_MPS, load_bundle
 from pipeline.cli import UserError
+from pipeline.config import json_ready
 
 if TYPE_CHECKING:
     from pipeline.infer import InferConfig, InferResult
@@ -667,7 +667,7 @@ def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig)
             "regridded": len(run["regridded"]) > 0,
             "config_hash": run["config_hash"],
         }
-        params.update(flatten_params(_json_ready(to_dict(config)), prefix="infer."))
+        params.update(flatten_params(json_ready(to_dict(config)), prefix="infer."))
         for key, value in params.items():
             client.log_param(run_id, key, str(value)[:6000])
         metrics = {f"qc_{k}": float(v) for k, v in result.qc_summary.items() if np.isfinite(v)}
@@ -707,23 +707,6 @@ def model_lineage(model_uri: str) -> dict[str, Any]:
             else:
                 lineage["registered_version"] = spec.rsplit("/", 1)[1]
     return lineage
-
-
-def _json_ready(value: Any) -> Any:
-    """Plain JSON values: numpy arrays and scalars as lists and numbers, paths as strings, NaN/Inf as None."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # ----------------------------------------------------------------------------------------------------------

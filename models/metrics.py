@@ -28,6 +28,7 @@ How that scale relates to m/s is the dataset's: every velocity metric in m/s and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import keras
@@ -349,12 +350,11 @@ class VelocitySSIM(keras.metrics.Metric):
         self.normalization = VelocityNormalization.coerce(normalization)
         self.window_size = int(window_size)
         self.sigma = float(sigma)
-        self._window = gaussian_window(self.window_size, self.sigma).astype("float32")[:, :, None, None]
         self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ssim_tensor(y_true, y_pred, self._window, self.border, self.normalization)
+        values = ssim_tensor(y_true, y_pred, self.border, self.normalization, self.window_size, self.sigma)
         self.total.assign_add(ops.sum(values))
         self.count.assign_add(ops.cast(ops.shape(values)[0], "float32"))
 
@@ -376,36 +376,71 @@ class VelocitySSIM(keras.metrics.Metric):
         }
 
 
+@functools.lru_cache(maxsize=32)
+def gaussian_filter_matrix(
+    size: int, border: str = "openfwi", window_size: int = SSIM_WINDOW_SIZE, sigma: float = SSIM_SIGMA
+) -> np.ndarray:
+    """The Gaussian window's 1-D profile as a banded matrix ``M``: ``M @ v`` filters an axis of ``size``.
+
+    The 2-D window is the outer product of this profile with itself, so filtering a ``(depth, x)`` map is
+    ``M_depth @ map @ M_x.T``: two small matrix products, which every backend runs fast, where a single-
+    channel 11×11 convolution is slow on CPUs (~20× slower under XLA on TensorFlow, measured on 16 maps of
+    70×70). ``border="openfwi"`` gives the zero-padded ``(size, size)`` matrix (a "same" correlation);
+    ``"valid"`` the ``(size - window_size + 1, size)`` matrix of the windows that fit inside the axis.
+    """
+    _check_choice(border, SSIM_BORDERS, "border")
+    profile = gaussian_window(window_size, sigma).sum(axis=0)
+    half = window_size // 2
+    if border == "openfwi":
+        rows = np.arange(size)
+        first = rows - half
+    else:
+        if size < window_size:
+            raise ValueError(
+                f"border='valid' needs maps of at least {window_size} cells per axis. Received: {size}"
+            )
+        rows = np.arange(size - window_size + 1)
+        first = rows
+    matrix = np.zeros((len(rows), size), dtype="float64")
+    for offset, weight in enumerate(profile):
+        columns = first + offset
+        inside = (columns >= 0) & (columns < size)
+        matrix[rows[inside], columns[inside]] = weight
+    matrix.setflags(write=False)
+    return matrix
+
+
 def ssim_tensor(
     y_true,
     y_pred,
-    window: np.ndarray | None = None,
     border: str = "openfwi",
     normalization: Normalization = None,
+    window_size: int = SSIM_WINDOW_SIZE,
+    sigma: float = SSIM_SIGMA,
 ):
     """Per-sample SSIM of ``(batch, depth, x)`` normalised velocity tensors (keras.ops).
 
     The maps are compared as ``a · v + b = (v_mps - min_mps) / (max_mps - min_mps)``, with ``(a, b)`` from
     ``VelocityNormalization.unit_interval_affine`` (``(0.5, 0.5)`` for any ``minmax`` range: OpenFWI's).
+    The Gaussian window is applied as two banded matrix products (``gaussian_filter_matrix``), the same
+    numbers as ``ssim_per_sample``'s correlation to float32 round-off.
 
     Returns:
         ``(batch,)`` float32 tensor.
     """
-    if window is None:
-        window = gaussian_window().astype("float32")[:, :, None, None]
-    kernel = ops.convert_to_tensor(window, dtype="float32")
-    padding = "same" if border == "openfwi" else "valid"
+    depth, lateral = int(y_true.shape[-2]), int(y_true.shape[-1])
+    depth_filter = ops.convert_to_tensor(
+        gaussian_filter_matrix(depth, border, window_size, sigma), dtype="float32")
+    lateral_filter_t = ops.convert_to_tensor(
+        gaussian_filter_matrix(lateral, border, window_size, sigma).T, dtype="float32")
     scale, offset = VelocityNormalization.coerce(normalization).unit_interval_affine()
-    true = ops.expand_dims(ops.cast(y_true, "float32") * scale + offset, -1)
-    pred = ops.expand_dims(ops.cast(y_pred, "float32") * scale + offset, -1)
+    true = ops.cast(y_true, "float32") * scale + offset
+    pred = ops.cast(y_pred, "float32") * scale + offset
 
-    # Stacking the five filtered quantities along channels would need a grouped convolution; five calls of a
-    # single-channel convolution keep it backend-agnostic.
     def local_mean(values):
-        # "same" zero-pads window_size // 2 cells on each side for an odd window: pytorch_ssim's padding.
-        return ops.conv(values, kernel, strides=1, padding=padding)
+        return ops.matmul(ops.matmul(depth_filter, values), lateral_filter_t)
 
-    return ops.mean(_ssim_map(local_mean, true, pred), axis=(1, 2, 3))
+    return ops.mean(_ssim_map(local_mean, true, pred), axis=(1, 2))
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -502,6 +537,7 @@ __all__ = [
     "build_metrics",
     "edge_precision_recall_f1",
     "evaluate_arrays",
+    "gaussian_filter_matrix",
     "gaussian_window",
     "mae",
     "physical_mae",

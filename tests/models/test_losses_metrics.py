@@ -309,3 +309,30 @@ def test_resize_to_grid_matches_keras_image_resize(grid):
     )
     # float32 rounding of the backends' sampling positions: differences ~2e-5 on unit-variance data.
     np.testing.assert_allclose(resized, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("border", metrics.SSIM_BORDERS)
+def test_keras_ssim_equals_the_numpy_correlation_on_a_non_square_grid(border):
+    # The Keras metric filters with banded matrices (rows and columns separately), the NumPy function with
+    # a 2-D correlation: a non-square grid checks that each axis gets its own matrix.
+    rng = np.random.default_rng(11)
+    truth = np.cumsum(rng.normal(0.0, 0.1, (3, 23, 41)), axis=1).clip(-1, 1)
+    prediction = (truth + rng.normal(0.0, 0.2, truth.shape)).clip(-1, 1)
+    expected = metrics.ssim_per_sample(truth / 2 + 0.5, prediction / 2 + 0.5, border=border)
+    values = metrics.ssim_tensor(truth.astype("float32"), prediction.astype("float32"), border=border)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(values), expected, atol=2e-6)
+    assert expected.std() > 1e-3, "the samples differ, so a mix-up of samples would show"
+
+
+def test_gaussian_filter_matrix_is_the_zero_padded_and_the_valid_correlation():
+    from scipy import ndimage
+
+    profile = metrics.gaussian_window().sum(axis=0)
+    signal = np.random.default_rng(5).normal(size=17)
+    same = ndimage.correlate1d(signal, profile, mode="constant", cval=0.0)
+    np.testing.assert_allclose(metrics.gaussian_filter_matrix(17) @ signal, same, atol=1e-12)
+    valid = metrics.gaussian_filter_matrix(17, "valid")
+    assert valid.shape == (7, 17)
+    np.testing.assert_allclose(valid @ signal, same[5:-5], atol=1e-12)
+    with pytest.raises(ValueError, match="at least 11 cells"):
+        metrics.gaussian_filter_matrix(10, "valid")

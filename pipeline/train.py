@@ -100,6 +100,9 @@ class DataConfig:
         default: recipe of the default dataset.
         families: train, validate and test on these families only (empty: all).
         max_train_samples, max_val_samples, max_test_samples: use only the first N samples of a split.
+        train_metric_samples: after every epoch the training metrics (MAE, SSIM, edge F1...) are measured
+            on the first N training samples in inference mode, as the validation metrics are (0: only the
+            training losses, which are running means over the epoch's batches).
         workers, use_multiprocessing, max_queue_size: ``keras.utils.PyDataset`` parallelism.
         augmentation: training-time augmentation of raw seismic.
     """
@@ -110,6 +113,7 @@ class DataConfig:
     max_train_samples: int | None = None
     max_val_samples: int | None = None
     max_test_samples: int | None = None
+    train_metric_samples: int = 128
     workers: int = 1
     use_multiprocessing: bool = False
     max_queue_size: int = 8
@@ -1020,12 +1024,26 @@ def train(
     schedule = learning_rate_schedule(config.optimizer, steps_per_epoch, planned_epochs)
     losses, loss_weights = build_losses(config.loss, outputs)
     with distribution.scope():
+        # The train step computes the losses only; the metrics are measured after each epoch by a model that
+        # shares every weight (``validation_model``), on the validation split and on a fixed training subset.
         model.compile(
             optimizer=build_optimizer(config.optimizer, schedule),
             loss=losses,
             loss_weights=loss_weights,
-            metrics=build_metrics(outputs, normalization=stats),
             jit_compile=config.runtime.jit_compile,
+        )
+        evaluator = validation_model(
+            model, losses, loss_weights, build_metrics(outputs, normalization=stats), config.runtime.jit_compile
+        )
+    metric_data = None
+    if config.data.train_metric_samples > 0:
+        metric_data = SeismicDataset(
+            dataset_path,
+            "train",
+            max_samples=min(config.data.train_metric_samples, train_data.num_samples),
+            shard=shard,
+            drop_remainder=distribution.replicas > 1,
+            **common,
         )
 
     # --- tracking -----------------------------------------------------------------------------------------
@@ -1054,8 +1072,10 @@ def train(
             config,
             state,
             model,
+            evaluator,
             train_data,
             val_data,
+            metric_data,
             training_data,
             stats,
             info,
@@ -1090,8 +1110,10 @@ def _train_loop(
     config: TrainConfig,
     state,
     model,
+    evaluator,
     train_data,
     val_data,
+    metric_data,
     training_data,
     stats,
     info,
@@ -1188,14 +1210,22 @@ def _train_loop(
         multi_worker = distribution.name == "multi_worker_mirrored"
         fit = model.fit(
             train_data.as_tf_dataset() if multi_worker else train_data,
-            validation_data=val_data.as_tf_dataset() if multi_worker else val_data,
             initial_epoch=epoch,
             epochs=epoch + 1,
             verbose=0,
             callbacks=[progress],
         )
-        seconds = time.monotonic() - epoch_started
         logs = {key: float(values[-1]) for key, values in fit.history.items()}
+        if metric_data is not None:
+            measured = evaluator.evaluate(
+                metric_data.as_tf_dataset() if multi_worker else metric_data, verbose=0, return_dict=True
+            )
+            logs.update({key: float(value) for key, value in measured.items() if not key.endswith("loss")})
+        measured = evaluator.evaluate(
+            val_data.as_tf_dataset() if multi_worker else val_data, verbose=0, return_dict=True
+        )
+        logs.update({f"val_{key}": float(value) for key, value in measured.items()})
+        seconds = time.monotonic() - epoch_started
         logs["learning_rate"] = current_learning_rate(model.optimizer)
         logs["epoch_time_s"] = seconds
         logs["train_samples_per_s"] = train_data.num_samples / seconds
@@ -1381,6 +1411,21 @@ def _train_loop(
         distribution=distribution.name,
         replicas=distribution.replicas,
     )
+
+
+def validation_model(model, losses, loss_weights, metrics, jit_compile: bool):
+    """A compiled model that shares every weight of ``model`` and computes its losses and metrics.
+
+    The trained model is compiled with its losses only, so the train step spends nothing on metrics; this
+    one measures the metrics (``evaluate``) on held-out data after each epoch. Build it in the scope that
+    built ``model``.
+    """
+    import keras
+
+    inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="seismic")
+    evaluator = keras.Model(inputs, model(inputs), name=f"{model.name}_validation")
+    evaluator.compile(loss=losses, loss_weights=loss_weights, metrics=metrics, jit_compile=jit_compile)
+    return evaluator
 
 
 def _inference_model(model, family_config, distribution: Distribution):

@@ -106,6 +106,27 @@ def test_history_and_printed_lines(trained):
     assert result.model_version == "1" and result.champion
 
 
+def test_training_metrics_are_the_kept_model_on_the_first_training_samples(trained):
+    # The train step computes the losses only; the training metrics are measured after each epoch in
+    # inference mode on the first `train_metric_samples` training samples. The kept (best) epoch's logged
+    # values must therefore equal an independent evaluation of the returned model on those samples.
+    from pipeline.evaluate import evaluate_model
+    from pipeline.feeding import SeismicDataset
+
+    _, data, config, result, _ = trained
+    subset = SeismicDataset(
+        data, "train", batch_size=4, outputs=("velocity", "edges"), max_samples=config.data.train_metric_samples
+    )
+    assert 0 < subset.num_samples <= config.data.train_metric_samples
+    measured = evaluate_model(result.model, subset).metrics
+    logged = result.history[result.best_epoch]
+    for key in ("velocity_mae", "velocity_rmse_mps", "velocity_ssim"):
+        assert logged[key] == pytest.approx(measured[key], rel=1e-4), key
+    assert "velocity_loss" in logged and "val_velocity_loss" in logged
+    # Running training loss and inference-mode metrics are different quantities.
+    assert logged["velocity_loss"] != pytest.approx(logged["velocity_mae"], rel=1e-6)
+
+
 def test_mlflow_run_holds_config_metrics_images_and_lineage(trained, client):
     root, data, config, result, _ = trained
     run = client.get_run(result.run_id)

@@ -85,7 +85,7 @@ class DefaultDatasetConfig:
     """
 
     family: str = "flatvel-a"
-    count: int = 1200
+    count: int = 1000
     seed: int = 0
     directory: str = "data"
     keep_segy: bool = False
@@ -230,7 +230,7 @@ class TrainConfig:
     """Settings of ``python -m pipeline.train`` (YAML files under ``configs/train/``).
 
     The defaults are the embedded default run (``configs/train/default.yaml`` writes them out): the dual
-    U-Net at half width (``unet-small``) on 1200 synthesized FlatVel-A samples, AdamW at 2e-3 with one epoch
+    U-Net at half width (``unet-small``) on 1000 synthesized FlatVel-A samples, AdamW at 2e-3 with one epoch
     of warm-up and a cosine decay, at most 40 epochs, and the whole run (data included) kept within 14
     minutes by ``max_total_time_s``.
 
@@ -1033,7 +1033,11 @@ def train(
             jit_compile=config.runtime.jit_compile,
         )
         evaluator = validation_model(
-            model, losses, loss_weights, build_metrics(outputs, normalization=stats), config.runtime.jit_compile
+            model,
+            losses,
+            loss_weights,
+            build_metrics(outputs, normalization=stats),
+            config.runtime.jit_compile,
         )
     metric_data = None
     if config.data.train_metric_samples > 0:
@@ -1182,6 +1186,8 @@ def _train_loop(
     current_stage = _stage_for(config, start_epoch)
     loop_started = time.monotonic()
     budget = _training_budget(config, started, loop_started) if state is None else None
+    epoch_durations: list[float] = []
+    epoch_started = loop_started
     if budget is not None:
         echo(f"time budget: {budget:.0f} s for training and evaluation")
     while epoch < planned_epochs:
@@ -1198,6 +1204,8 @@ def _train_loop(
             )
         keras.utils.set_random_seed(config.runtime.seed * 100_003 + epoch)
         train_data.set_epoch(epoch)
+        if epoch > start_epoch + 1:  # the previous epoch, complete, without compilation
+            epoch_durations.append(time.monotonic() - epoch_started)
         epoch_started = time.monotonic()
         progress = _progress_callback(
             config.runtime.progress_interval_s,
@@ -1242,22 +1250,36 @@ def _train_loop(
         else:
             wait += 1
 
-        # Time budget: the second epoch (no compilation in it) measures an epoch; the schedule is then fitted
-        # to the epochs the budget leaves room for.
-        if budget is not None and state is None and epoch == start_epoch + 1:
-            steady = time.monotonic() - epoch_started
-            reserve = _evaluation_reserve_s(steady, train_data.num_samples, info["split_sizes"]["test"])
-            budget = budget - reserve
-            affordable = epoch + 1 + int(max(0.0, budget - (time.monotonic() - loop_started)) // steady)
-            if affordable < planned_epochs:
-                planned_epochs = max(epoch + 1, affordable)
+        # Time budget: the second epoch (no compilation in it) gives the first estimate of an epoch's duration
+        # and the schedule is fitted to the epochs the budget leaves room for. Every later epoch re-estimates
+        # it from the last complete epochs (logging and checkpoint included) and, when fewer epochs fit than
+        # planned, shortens the schedule, so that the cosine reaches its floor when the budget ends instead
+        # of being cut off part-way. The plan only ever shrinks: growing it would raise the learning rate.
+        if budget is not None and state is None and epoch > start_epoch:
+            if epoch == start_epoch + 1:
+                steady = time.monotonic() - epoch_started
+                reserve = _evaluation_reserve_s(steady, train_data.num_samples, info["split_sizes"]["test"])
+                budget = budget - reserve
+            else:
+                steady = float(np.mean(epoch_durations[-3:]))
+            fitting = epochs_within_budget(
+                planned_epochs, epoch, budget - (time.monotonic() - loop_started), steady
+            )
+            if fitting < planned_epochs:
+                planned_epochs = fitting
                 schedule.set_decay_steps(steps_per_epoch * planned_epochs - schedule.warmup_steps)
                 if keras.backend.backend() != "tensorflow":
                     model.make_train_function(force=True)  # JAX traces the schedule's variables as constants
-            echo(
-                f"time budget: {planned_epochs} epochs of ~{steady:.0f} s fit in {budget:.0f} s of training "
-                f"({reserve:.0f} s kept for evaluation)"
-            )
+                if epoch > start_epoch + 1:
+                    echo(
+                        f"time budget: epochs take ~{steady:.0f} s now; the schedule ends after epoch "
+                        f"{planned_epochs}"
+                    )
+            if epoch == start_epoch + 1:
+                echo(
+                    f"time budget: {planned_epochs} epochs of ~{steady:.0f} s fit in {budget:.0f} s of training "
+                    f"({reserve:.0f} s kept for evaluation)"
+                )
 
         checkpoint_state = {
             "format": CHECKPOINT_FORMAT,
@@ -1445,6 +1467,14 @@ def _training_budget(config: TrainConfig, started: float, loop_started: float) -
     if config.max_total_time_s:
         limits.append(float(config.max_total_time_s) - (loop_started - started))
     return max(0.0, min(limits)) if limits else None
+
+
+def epochs_within_budget(planned: int, epoch: int, seconds_left: float, epoch_s: float) -> int:
+    """How many epochs (0-based ``epoch`` just finished) the plan should hold: the finished ones plus as
+    many as ``seconds_left`` holds at ``epoch_s`` each, never more than ``planned`` and never fewer than
+    ``epoch + 1``."""
+    affordable = epoch + 1 + int(max(0.0, seconds_left) // max(epoch_s, 1e-9))
+    return max(epoch + 1, min(planned, affordable))
 
 
 def _evaluation_reserve_s(epoch_s: float, train_samples: int, test_samples: int) -> float:

@@ -22,6 +22,7 @@ from pipeline.train import (
     _stage_for,
     build_model,
     dataset_info,
+    epochs_within_budget,
     learning_rate_schedule,
     main,
     resolve_model_config,
@@ -115,7 +116,11 @@ def test_training_metrics_are_the_kept_model_on_the_first_training_samples(train
 
     _, data, config, result, _ = trained
     subset = SeismicDataset(
-        data, "train", batch_size=4, outputs=("velocity", "edges"), max_samples=config.data.train_metric_samples
+        data,
+        "train",
+        batch_size=4,
+        outputs=("velocity", "edges"),
+        max_samples=config.data.train_metric_samples,
     )
     assert 0 < subset.num_samples <= config.data.train_metric_samples
     measured = evaluate_model(result.model, subset).metrics
@@ -424,3 +429,13 @@ def test_time_budget_arithmetic():
     assert _training_budget(config, started=0.0, loop_started=200.0) == 300.0
     assert _training_budget(from_dict(TrainConfig, {"max_total_time_s": None}), 0.0, 10.0) is None
     assert _evaluation_reserve_s(epoch_s=96.0, train_samples=960, test_samples=120) == pytest.approx(42.0)
+
+
+def test_the_epoch_plan_shrinks_to_what_the_budget_holds_and_never_grows():
+    # 12 planned; after epoch index 5 (6 done), 250 s left at 50 s an epoch: 5 more, 11 in all.
+    assert epochs_within_budget(12, 5, 250.0, 50.0) == 11
+    assert epochs_within_budget(12, 5, 249.0, 50.0) == 10
+    # More time than needed never raises the plan (that would raise the cosine's learning rate again).
+    assert epochs_within_budget(12, 5, 10_000.0, 50.0) == 12
+    # Out of time: the plan ends with the epoch just finished, never before it.
+    assert epochs_within_budget(12, 5, -30.0, 50.0) == 6

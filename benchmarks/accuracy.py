@@ -12,7 +12,10 @@ For each family a dataset is synthesized (``data_prep.synthesize``, OpenFWI's re
 of exactly ``--train-samples`` / 5 % validation / ``--test-samples``; datasets are cached in ``--data-dir``.
 Each seed then runs ``pipeline.compare`` (the dual U-Net, the U-Net without its edge head, InversionNet, the
 LSTM and the Transformer, each for ``--budget-s`` seconds of training with the cosine schedule fitted to the
-budget, best validation epoch kept) as one MLflow parent run in ``--data-dir/mlflow.db``. The table gives the
+budget, best validation epoch kept) as one MLflow parent run in ``--data-dir/mlflow.db``. The dual U-Net is
+``--unet``: the default run's half-width ``unet-small`` on CPU, the full-width ``unet`` with ``--gpu``. Calls
+with the same settings add up: ``--models unet unet-no-edges --seeds 1`` after a full seed-0 call adds a second
+seed for the edge-head question, and the table lists the seeds behind each row. The table gives the
 test metrics in OpenFWI's convention (MAE/RMSE on [-1, 1], SSIM on [0, 1]), MAE in m/s and edge F1, as the
 mean over seeds with the spread (max - min) when there are several. InversionNet's published numbers
 (OpenFWI, 24 000 training samples, 120 epochs on GPUs) are listed for reference: a CPU budget of minutes
@@ -75,7 +78,14 @@ def run(args: argparse.Namespace) -> list[dict]:
     for family in args.families:
         path = build_dataset(family, args.train_samples, args.test_samples, 0, directory)
         for seed in args.seeds:
-            key = {"family": family, "seed": seed, "budget_s": args.budget_s, "dataset": path.name}
+            key = {
+                "family": family,
+                "seed": seed,
+                "budget_s": args.budget_s,
+                "dataset": path.name,
+                "unet": args.unet,
+                "batch_size": args.batch_size,
+            }
             cached = [r for r in done if all(r.get(k) == v for k, v in key.items())]
             if {r["model"] for r in cached} >= set(args.models):
                 print(f"=== {family} seed {seed}: cached in {results_path}", flush=True)
@@ -104,8 +114,10 @@ def run(args: argparse.Namespace) -> list[dict]:
             )
             entries = []
             for name in args.models:
-                if name == "unet-no-edges":
-                    entries.append(CompareModel(name, "unet", {"edge_head": False}))
+                if name == "unet":
+                    entries.append(CompareModel(name, args.unet))
+                elif name == "unet-no-edges":
+                    entries.append(CompareModel(name, args.unet, {"edge_head": False}))
                 else:
                     entries.append(CompareModel(name, name))
             config = CompareConfig(
@@ -118,13 +130,21 @@ def run(args: argparse.Namespace) -> list[dict]:
             with open(results_path, "a") as handle:
                 handle.writelines(json.dumps(row, default=float) + "\n" for row in finished)
             rows += finished
-    return rows
+    # The table holds every finished comparison with these settings, whatever seeds and models each call
+    # ran (for example all models on seed 0, then the two U-Nets on seed 1 for the edge-head question).
+    done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    settings = {"budget_s": args.budget_s, "unet": args.unet, "batch_size": args.batch_size}
+    datasets = {f"{family}-{args.train_samples}-{args.test_samples}-seed0.h5" for family in args.families}
+    return [
+        r for r in done if r.get("dataset") in datasets and all(r.get(k) == v for k, v in settings.items())
+    ]
 
 
 def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     table = []
+    models = [m for m in MODELS if any(r["model"] == m for r in rows)]
     for family in args.families:
-        for model in args.models:
+        for model in models:
             selected = [r for r in rows if r["family"] == family and r["model"] == model]
             if not selected:
                 continue
@@ -140,6 +160,7 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
                 cells.append(
                     f"{mean:.{digits}f}" + (f" ± {spread / 2:.{digits}f}" if len(values) > 1 else "")
                 )
+            cells.append(", ".join(str(r["seed"]) for r in sorted(selected, key=lambda r: r["seed"])))
             cells.append(f"{np.mean([r['epochs'] for r in selected]):.0f}")
             cells.append(f"{np.mean([r['training_s'] for r in selected]):.0f}")
             table.append(cells)
@@ -154,11 +175,12 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
                     f"{ssim}",
                     f"{mae * 1500:.1f}",
                     "",
+                    "",
                     "120",
                     "",
                 ]
             )
-    header = ["family", "model", "MAE", "RMSE", "SSIM", "MAE m/s", "edge F1", "epochs", "training s"]
+    header = ["family", "model", "MAE", "RMSE", "SSIM", "MAE m/s", "edge F1", "seeds", "epochs", "training s"]
     verdicts = []
     for family in args.families:
         means = {
@@ -168,7 +190,7 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
                 )
                 for key in ("velocity_mae", "velocity_ssim")
             }
-            for model in args.models
+            for model in models
             if any(r["family"] == family and r["model"] == model for r in rows)
         }
         if "unet" not in means:
@@ -187,17 +209,19 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
                 f"MAE {means['unet']['velocity_mae']:.4f} vs {means['unet-no-edges']['velocity_mae']:.4f})"
             )
         verdicts.append(line)
-    seeds = ", ".join(map(str, args.seeds))
+    loads = [r["load"] for r in rows if "load" in r]
+    load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
     return f"""## Accuracy (`benchmarks/accuracy.py`)
 
 `python -m benchmarks.accuracy --train-samples {args.train_samples} --test-samples {args.test_samples} --budget-s
-{args.budget_s:g} --seeds {" ".join(map(str, args.seeds))}` — OpenFWI geometry (5 sources, 70 receivers, 1000 samples of 1 ms,
-70 × 70 cells of 10 m), synthesized with `data_prep.synthesize`; {args.train_samples} training, 5 % validation and
-{args.test_samples} test samples per family; every model trained for {args.budget_s:g} s of wall clock (cosine schedule
-fitted to the budget, batch {args.batch_size}, AdamW, the weights of the best validation epoch kept), seeds {seeds}
-(mean ± half the spread). MAE/RMSE on OpenFWI's [-1, 1] scale, SSIM on [0, 1]. Machine: {machine_description()};
-1-minute load average {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine: a loaded CPU
-trains fewer epochs in the same budget).
+{args.budget_s:g} --batch-size {args.batch_size} --unet {args.unet} --seeds ...` — OpenFWI geometry (5 sources, 70 receivers,
+1000 samples of 1 ms, 70 × 70 cells of 10 m), synthesized with `data_prep.synthesize`; {args.train_samples} training,
+5 % validation and {args.test_samples} test samples per family; every model trained for {args.budget_s:g} s of wall clock,
+compilation included (cosine schedule fitted to the budget, batch {args.batch_size}, AdamW, the weights of the best
+validation epoch kept). The dual U-Net and the U-Net without edges are `{args.unet}`. Each row is the mean over
+the seeds in its `seeds` column (± half the spread when there are several). MAE/RMSE on OpenFWI's [-1, 1] scale,
+SSIM on [0, 1]. Machine: {machine_description()}; 1-minute load average after each comparison {load} (shared
+machine: a loaded CPU trains fewer epochs in the same budget).
 
 {markdown_table(header, table)}
 
@@ -214,6 +238,11 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per model")
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--unet",
+        default=None,
+        help="the dual U-Net of the table (default: the default run's unet-small on CPU, full-width unet with --gpu)",
+    )
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
     parser.add_argument("--data-dir", default="data/benchmarks/accuracy")
     parser.add_argument(
@@ -225,6 +254,7 @@ def main(argv=None) -> int:
         args.train_samples, args.test_samples = 24_000, 6_000
         args.batch_size = max(args.batch_size, 64)
         args.models = [m for m in args.models if m in ("unet", "inversionnet")]
+    args.unet = args.unet or ("unet" if args.gpu else "unet-small")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args.load_before = os.getloadavg()[0]
     rows = run(args)

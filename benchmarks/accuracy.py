@@ -5,6 +5,7 @@ Usage (from the repository root)::
 
     python -m benchmarks.accuracy                                   # CPU budget; writes docs/benchmarks.md
     python -m benchmarks.accuracy --train-samples 600 --budget-s 120 --seeds 0 --no-write   # a quick look
+    python -m benchmarks.accuracy --train-samples 800 --test-samples 100 --budget-s 180 --report  # table only
     KERAS_BACKEND=jax python -m benchmarks.accuracy --gpu           # 24 000 / 6 000 samples, as OpenFWI
 
 For each family a dataset is synthesized (``data_prep.synthesize``, OpenFWI's recipe and geometry: 5 sources,
@@ -130,8 +131,15 @@ def run(args: argparse.Namespace) -> list[dict]:
             with open(results_path, "a") as handle:
                 handle.writelines(json.dumps(row, default=float) + "\n" for row in finished)
             rows += finished
-    # The table holds every finished comparison with these settings, whatever seeds and models each call
-    # ran (for example all models on seed 0, then the two U-Nets on seed 1 for the edge-head question).
+    return finished_rows(args)
+
+
+def finished_rows(args: argparse.Namespace) -> list[dict]:
+    """Every finished comparison in ``results.jsonl`` with these settings, whatever seeds and models each call
+    ran (for example all models on seed 0, then the two U-Nets on seed 1 for the edge-head question)."""
+    results_path = Path(args.data_dir) / "results.jsonl"
+    if not results_path.is_file():
+        return []
     done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
     settings = {"budget_s": args.budget_s, "unet": args.unet, "batch_size": args.batch_size}
     datasets = {f"{family}-{args.train_samples}-{args.test_samples}-seed0.h5" for family in args.families}
@@ -249,6 +257,9 @@ def main(argv=None) -> int:
         "--gpu", action="store_true", help="OpenFWI scale: 24 000 training / 6 000 test samples"
     )
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--report", action="store_true", help="train nothing: write the table of what results.jsonl holds"
+    )
     args = parser.parse_args(argv)
     if args.gpu:
         args.train_samples, args.test_samples = 24_000, 6_000
@@ -257,7 +268,7 @@ def main(argv=None) -> int:
     args.unet = args.unet or ("unet" if args.gpu else "unet-small")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args.load_before = os.getloadavg()[0]
-    rows = run(args)
+    rows = finished_rows(args) if args.report else run(args)
     text = summarize(rows, args)
     print(text)
     if not args.no_write:

@@ -1318,7 +1318,9 @@ def _train_loop(
             stopped_early = True
             break
         if budget is not None and epoch < planned_epochs:
-            last = time.monotonic() - epoch_started
+            # The first epoch's duration includes the compilation and says little about the next one (which
+            # the second epoch measures): after it, stop only when the budget is already spent.
+            last = 0.0 if epoch == start_epoch + 1 else time.monotonic() - epoch_started
             if time.monotonic() - loop_started + 0.9 * last > budget:
                 echo(f"time budget reached after epoch {epoch}")
                 stopped_early = True

@@ -7,7 +7,8 @@ Usage (from the repository root)::
     python -m benchmarks.training_throughput --samples 128 --no-write
 
 For each model at its default configuration on OpenFWI's geometry (seismic ``(5, 1000, 70)``, grid
-``(70, 70)``), batch 16, the project's losses, metrics and ``jit_compile=True`` (as ``pipeline.train``):
+``(70, 70)``), batch 16, the project's losses and ``jit_compile=True``, no metrics in the step (as
+``pipeline.train``, which measures its metrics after each epoch with a weight-sharing model):
 
 * **bare step**: ``fit`` for one epoch over the same number of samples held in memory as NumPy arrays
   already normalised (Keras' in-memory adapter: no file, no normalisation), after a warm-up epoch;
@@ -88,7 +89,6 @@ def measure(name: str, path: Path, batch_size: int, workers: int, use_multiproce
 
     import models
     from models.losses import build_losses
-    from models.metrics import build_metrics
     from pipeline.feeding import SeismicDataset
 
     keras.utils.set_random_seed(0)
@@ -109,7 +109,6 @@ def measure(name: str, path: Path, batch_size: int, workers: int, use_multiproce
         optimizer=keras.optimizers.AdamW(1e-4),
         loss=losses,
         loss_weights=weights,
-        metrics=build_metrics(outputs, normalization=data.stats),
         jit_compile=True,
     )
     # In-memory copy of the same samples, already normalised: the bare step's input.

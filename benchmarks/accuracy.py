@@ -127,7 +127,12 @@ def run(args: argparse.Namespace) -> list[dict]:
             result = compare(
                 config, echo=lambda text: print(text, flush=True) if text.startswith("===") else None
             )
-            finished = [{**key, "load": os.getloadavg()[0], **row} for row in result.table]
+            # The comparison's rows name the model's family ("family": unet-small, inversionnet...): kept as
+            # "model_family", so that "family" stays the dataset's.
+            finished = [
+                {**row, "model_family": row.get("family"), **key, "load": os.getloadavg()[0]}
+                for row in result.table
+            ]
             with open(results_path, "a") as handle:
                 handle.writelines(json.dumps(row, default=float) + "\n" for row in finished)
             rows += finished
@@ -218,6 +223,7 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
             )
         verdicts.append(line)
     loads = [r["load"] for r in rows if "load" in r]
+    epochs = [int(r["epochs"]) for r in rows] or [0]
     load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
     return f"""## Accuracy (`benchmarks/accuracy.py`)
 
@@ -234,6 +240,9 @@ machine: a loaded CPU trains fewer epochs in the same budget).
 {markdown_table(header, table)}
 
 {chr(10).join(verdicts)}
+
+At this budget the models train {min(epochs)}–{max(epochs)} epochs (InversionNet's first epoch alone can exceed
+it): the table ranks what each model learns in the first minutes on this machine, not converged accuracy.
 """
 
 

@@ -180,3 +180,41 @@ def test_augmented_batches_are_reproducible(dataset_path: Path):
     np.testing.assert_array_equal(one[1][0], two[1][0])
     assert not np.allclose(one[1][0], plain[1][0])
     np.testing.assert_array_equal(one[1][1]["velocity"], plain[1][1]["velocity"])
+
+
+@pytest.mark.parametrize(
+    "augmentation", [None, AugmentationConfig(noise_probability=1.0, polarity_probability=0.5)]
+)
+def test_cached_split_serves_the_same_batches_as_the_file(dataset_path: Path, augmentation):
+    kwargs = {"batch_size": 4, "shuffle": True, "seed": 5, "augmentation": augmentation, "active_shots": 2}
+    streamed = SeismicDataset(dataset_path, "train", **kwargs)
+    cached = SeismicDataset(dataset_path, "train", cache=True, **kwargs)
+    for epoch in (0, 1):
+        streamed.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for index in range(len(streamed)):
+            (x, y), (cx, cy) = streamed[index], cached[index]
+            np.testing.assert_allclose(cx, x, rtol=1e-6, atol=1e-6)
+            assert set(cy) == set(y)
+            for name in y:
+                np.testing.assert_array_equal(cy[name], y[name])
+    assert cached._cached is not None and cached._cached[0].shape[0] == len(cached.indices)
+    # The cache stays behind when the dataset is pickled to a worker process, which reads its own.
+    clone = pickle.loads(pickle.dumps(cached))
+    assert clone._cached is None
+    np.testing.assert_allclose(clone[0][0], cached[0][0], rtol=0, atol=0)
+
+
+def test_cache_auto_follows_the_available_memory(dataset_path: Path, monkeypatch):
+    import psutil
+
+    assert SeismicDataset(dataset_path, "train", cache="auto").cache
+    assert not SeismicDataset(dataset_path, "train", cache="auto", use_multiprocessing=True, workers=2).cache
+
+    class Tight:
+        available = 1000  # bytes: less than one sample
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight())
+    assert not SeismicDataset(dataset_path, "train", cache="auto").cache
+    with pytest.raises(ValueError, match="cache must be"):
+        SeismicDataset(dataset_path, "train", cache="yes")

@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from models.layers import EDGES, PACKAGE, VELOCITY
+from models.metrics import ssim_tensor
 
 VELOCITY_LOSSES = ("l1", "l2", "mix")
 
@@ -33,6 +34,9 @@ class LossConfig:
     Attributes:
         velocity_loss: ``"l1"``, ``"l2"`` or ``"mix"``.
         velocity_l2_fraction: weight of L2 in the ``"mix"`` loss, in [0, 1].
+        velocity_ssim_weight: weight of ``1 - SSIM`` (OpenFWI's SSIM, ``models.metrics.ssim_tensor``) added
+            to the velocity loss; 0 = off. The pixel losses alone reach a given MAE with blurrier layer
+            boundaries than SSIM rewards.
         edge_bce_weight: weight of the positive-weighted BCE inside the edge loss.
         edge_dice_weight: weight of the soft Dice loss inside the edge loss.
         edge_positive_weight: factor on the BCE term of edge pixels (≈ negatives / positives).
@@ -42,6 +46,7 @@ class LossConfig:
 
     velocity_loss: Literal["l1", "l2", "mix"] = "l1"
     velocity_l2_fraction: float = 0.5
+    velocity_ssim_weight: float = 0.0
     edge_bce_weight: float = 1.0
     edge_dice_weight: float = 1.0
     edge_positive_weight: float = 10.0
@@ -56,18 +61,23 @@ class VelocityLoss(keras.losses.Loss):
     Args:
         kind: ``"l1"``, ``"l2"`` or ``"mix"``.
         l2_fraction: weight of L2 in ``"mix"``: ``(1 - l2_fraction) · L1 + l2_fraction · L2``.
+        ssim_weight: adds ``ssim_weight · (1 - SSIM)`` per sample, SSIM as OpenFWI computes it on maps
+            normalised to [-1, 1] (``models.metrics.ssim_tensor``); 0 = off.
         name, reduction: as ``keras.losses.Loss``.
     """
 
-    def __init__(self, kind: str = "l1", l2_fraction: float = 0.5, name: str = "velocity_loss",
-                 reduction: str = "sum_over_batch_size", **kwargs):
+    def __init__(self, kind: str = "l1", l2_fraction: float = 0.5, ssim_weight: float = 0.0,
+                 name: str = "velocity_loss", reduction: str = "sum_over_batch_size", **kwargs):
         super().__init__(name=name, reduction=reduction, **kwargs)
         if kind not in VELOCITY_LOSSES:
             raise ValueError(f"`kind` must be one of {', '.join(map(repr, VELOCITY_LOSSES))}. Received: kind={kind!r}")
         if not 0.0 <= float(l2_fraction) <= 1.0:
             raise ValueError(f"`l2_fraction` must be in [0, 1]. Received: l2_fraction={l2_fraction}")
+        if float(ssim_weight) < 0:
+            raise ValueError(f"`ssim_weight` must be non-negative. Received: ssim_weight={ssim_weight}")
         self.kind = kind
         self.l2_fraction = float(l2_fraction)
+        self.ssim_weight = float(ssim_weight)
 
     def call(self, y_true, y_pred):
         error = ops.cast(y_pred, "float32") - ops.cast(y_true, "float32")
@@ -75,14 +85,18 @@ class VelocityLoss(keras.losses.Loss):
         l1 = ops.mean(ops.abs(error), axis=axes)
         l2 = ops.mean(ops.square(error), axis=axes)
         if self.kind == "l1":
-            return l1
-        if self.kind == "l2":
-            return l2
-        return (1.0 - self.l2_fraction) * l1 + self.l2_fraction * l2
+            loss = l1
+        elif self.kind == "l2":
+            loss = l2
+        else:
+            loss = (1.0 - self.l2_fraction) * l1 + self.l2_fraction * l2
+        if self.ssim_weight:
+            loss = loss + self.ssim_weight * (1.0 - ssim_tensor(y_true, y_pred))
+        return loss
 
     def get_config(self):
         config = super().get_config()
-        config.update({"kind": self.kind, "l2_fraction": self.l2_fraction})
+        config.update({"kind": self.kind, "l2_fraction": self.l2_fraction, "ssim_weight": self.ssim_weight})
         return config
 
 
@@ -163,7 +177,7 @@ def build_losses(
         raise ValueError(f"Models must output {VELOCITY!r} and optionally {EDGES!r}. "
                          f"Received output names: {list(output_names)}")
     losses: dict[str, keras.losses.Loss] = {
-        VELOCITY: VelocityLoss(config.velocity_loss, config.velocity_l2_fraction)}
+        VELOCITY: VelocityLoss(config.velocity_loss, config.velocity_l2_fraction, config.velocity_ssim_weight)}
     weights = {VELOCITY: float(config.velocity_weight)}
     if EDGES in output_names:
         losses[EDGES] = EdgeLoss(config.edge_bce_weight, config.edge_dice_weight, config.edge_positive_weight)

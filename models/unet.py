@@ -62,6 +62,7 @@ class UNetConfig:
     family: Literal["unet"] = "unet"
     seismic_shape: tuple[int, int, int] = (5, 1000, 70)
     grid_shape: tuple[int, int] = (70, 70)
+    time_pooling: int = 1
     front_end_filters: tuple[int, ...] = (16, 32, 32)
     front_end_kernel_sizes: tuple[int, ...] = (7, 3, 3)
     encoder_filters: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -80,6 +81,9 @@ class DualDecoderUNet(keras.Model):
     Args:
         seismic_shape: ``(shots, time, receivers)`` of one input sample.
         grid_shape: ``(depth, x)`` cells of the output maps; non-square grids are supported.
+        time_pooling: average the time axis over windows of this many samples before the front end (1 =
+            off). OpenFWI's 1 ms sampling oversamples its 15 Hz wavelet (energy below ~40 Hz, Nyquist
+            500 Hz), so pooling by 2 or 4 loses no signal and takes most of the front end's cost away.
         front_end_filters: channels of the time-striding front-end convolutions; each stage halves time.
         front_end_kernel_sizes: time-axis kernel length of each front-end stage (same length as
             ``front_end_filters``).
@@ -111,6 +115,7 @@ class DualDecoderUNet(keras.Model):
         self,
         seismic_shape: Sequence[int] = (5, 1000, 70),
         grid_shape: Sequence[int] = (70, 70),
+        time_pooling: int = 1,
         front_end_filters: Sequence[int] = (16, 32, 32),
         front_end_kernel_sizes: Sequence[int] = (7, 3, 3),
         encoder_filters: Sequence[int] = (16, 32, 64, 128, 256),
@@ -130,11 +135,14 @@ class DualDecoderUNet(keras.Model):
             raise ValueError(
                 "`front_end_kernel_sizes` needs one kernel length per entry of `front_end_filters`. Received: "
                 f"front_end_filters={front_end_filters}, front_end_kernel_sizes={front_end_kernel_sizes}")
-        if seismic_shape[1] < 2 ** len(front_end_filters):
+        time_pooling = int(time_pooling)
+        if time_pooling < 1:
+            raise ValueError(f"`time_pooling` must be at least 1. Received: time_pooling={time_pooling}")
+        if seismic_shape[1] // time_pooling < 2 ** len(front_end_filters):
             raise ValueError(
-                f"{len(front_end_filters)} front-end stages halve the time axis {len(front_end_filters)} times, "
-                f"too often for {seismic_shape[1]} time samples: use fewer stages. "
-                f"Received: seismic_shape={seismic_shape}")
+                f"Pooling time by {time_pooling}, then {len(front_end_filters)} front-end stages that each halve "
+                f"it, is too much for {seismic_shape[1]} time samples: pool less or use fewer stages. "
+                f"Received: seismic_shape={seismic_shape}, time_pooling={time_pooling}")
         encoder_filters = validate_filters(encoder_filters, "encoder_filters", minimum_length=2)
         if int(blocks_per_level) < 1:
             raise ValueError(f"`blocks_per_level` must be at least 1. Received: blocks_per_level={blocks_per_level}")
@@ -170,6 +178,8 @@ class DualDecoderUNet(keras.Model):
         # === Functional model ===
         seismic = keras.Input(shape=seismic_shape, name="seismic")
         x = seismic_to_image(seismic)
+        if time_pooling > 1:
+            x = keras.layers.AveragePooling2D((time_pooling, 1), name="time_pooling")(x)
         x = time_reduction_front_end(x, front_end_filters, front_end_kernel_sizes, normalization, activation)
         x = ResizeToGrid(depth_cells, lateral_cells, name="resize_to_grid")(x)
 
@@ -205,6 +215,7 @@ class DualDecoderUNet(keras.Model):
         # === Config ===
         self.seismic_shape = seismic_shape
         self.grid_shape = grid_shape
+        self.time_pooling = time_pooling
         self.front_end_filters = front_end_filters
         self.front_end_kernel_sizes = front_end_kernel_sizes
         self.encoder_filters = encoder_filters
@@ -221,6 +232,7 @@ class DualDecoderUNet(keras.Model):
             "trainable": self.trainable,
             "seismic_shape": list(self.seismic_shape),
             "grid_shape": list(self.grid_shape),
+            "time_pooling": self.time_pooling,
             "front_end_filters": list(self.front_end_filters),
             "front_end_kernel_sizes": list(self.front_end_kernel_sizes),
             "encoder_filters": list(self.encoder_filters),

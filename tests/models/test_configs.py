@@ -49,6 +49,25 @@ def test_registry_errors_name_the_problem():
         models.DualDecoderUNet(decoder_mode="both")
     with pytest.raises(ValueError, match="encoder_filters"):
         models.DualDecoderUNet(grid_shape=(8, 8), encoder_filters=(8, 16, 32, 64, 128))
+    with pytest.raises(ValueError, match="Received: seismic_shape=.*time_pooling=100"):
+        models.DualDecoderUNet(time_pooling=100)
+    with pytest.raises(ValueError, match="time_pooling"):
+        models.DualDecoderUNet(time_pooling=0)
+
+
+def test_time_pooling_averages_time_before_the_front_end():
+    import numpy as np
+
+    model = models.DualDecoderUNet(
+        time_pooling=4, front_end_filters=(4,), front_end_kernel_sizes=(3,), encoder_filters=(4, 8)
+    )
+    pooling = model.get_layer("time_pooling")
+    seismic = np.random.default_rng(0).normal(size=(2, 5, 1000, 70)).astype("float32")
+    pooled = np.asarray(pooling(np.transpose(seismic, (0, 2, 3, 1))))
+    expected = np.transpose(seismic, (0, 2, 3, 1)).reshape(2, 250, 4, 70, 5).mean(axis=2)
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-6)
+    assert model.get_config()["time_pooling"] == 4
+    assert models.DualDecoderUNet.from_config(model.get_config()).count_params() == model.count_params()
 
 
 def test_overrides_and_dataclass_inputs():

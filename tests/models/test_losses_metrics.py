@@ -37,6 +37,24 @@ def test_velocity_loss_l1_l2_mix_by_hand():
     assert float(losses.VelocityLoss("mix", 0.25)(y_true, y_pred)) == pytest.approx(0.75 * 0.5 + 0.25 * 0.375)
 
 
+def test_velocity_loss_ssim_term_is_one_minus_openfwis_ssim():
+    rng = np.random.default_rng(3)
+    y_true = rng.uniform(-1, 1, (3, 70, 70)).astype("float32")
+    y_pred = np.clip(y_true + 0.3 * rng.normal(size=y_true.shape), -1, 1).astype("float32")
+    l1 = np.abs(y_pred - y_true).mean(axis=(1, 2))
+    ssim = metrics.ssim_per_sample(y_true * 0.5 + 0.5, y_pred * 0.5 + 0.5)  # OpenFWI: [-1, 1] -> [0, 1]
+    assert 0.5 < ssim.min() and ssim.max() < 0.95  # a term that matters, not saturated
+    per_sample = np.asarray(losses.VelocityLoss("l1", ssim_weight=0.7).call(y_true, y_pred))
+    np.testing.assert_allclose(per_sample, l1 + 0.7 * (1 - ssim), rtol=1e-5)
+    perfect = losses.VelocityLoss("l1", ssim_weight=0.7)(y_true, y_true)
+    assert float(perfect) == pytest.approx(0.0, abs=1e-5)
+    restored = keras.losses.deserialize(keras.losses.serialize(losses.VelocityLoss("mix", 0.3, 0.7)))
+    assert restored.ssim_weight == 0.7 and restored.l2_fraction == 0.3
+    assert losses.build_losses(losses.LossConfig(velocity_ssim_weight=0.4))[0]["velocity"].ssim_weight == 0.4
+    with pytest.raises(ValueError, match="ssim_weight"):
+        losses.VelocityLoss("l1", ssim_weight=-1)
+
+
 def test_edge_loss_weighted_bce_and_dice_by_hand():
     y_true = np.array([[[1.0, 0.0], [0.0, 0.0]]], "float32")
     y_pred = np.array([[[0.8, 0.2], [0.1, 0.1]]], "float32")

@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 "dataset": path.name,
                 "unet": args.unet,
                 "batch_size": args.batch_size,
+                "velocity_ssim_weight": args.ssim_weight,
             }
             cached = [r for r in done if all(r.get(k) == v for k, v in key.items())]
             if {r["model"] for r in cached} >= set(args.models):
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 TrainConfig,
                 {
                     "batch_size": args.batch_size,
+                    "loss": {"velocity_ssim_weight": args.ssim_weight},
                     "epochs": args.max_epochs,
                     "max_train_time_s": args.budget_s,
                     "data": {"path": str(path)},
@@ -146,7 +148,12 @@ def finished_rows(args: argparse.Namespace) -> list[dict]:
     if not results_path.is_file():
         return []
     done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
-    settings = {"budget_s": args.budget_s, "unet": args.unet, "batch_size": args.batch_size}
+    settings = {
+        "budget_s": args.budget_s,
+        "unet": args.unet,
+        "batch_size": args.batch_size,
+        "velocity_ssim_weight": args.ssim_weight,
+    }
     datasets = {f"{family}-{args.train_samples}-{args.test_samples}-seed0.h5" for family in args.families}
     return [
         r for r in done if r.get("dataset") in datasets and all(r.get(k) == v for k, v in settings.items())
@@ -225,13 +232,16 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     loads = [r["load"] for r in rows if "load" in r]
     epochs = [int(r["epochs"]) for r in rows] or [0]
     load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
-    return f"""## Accuracy (`benchmarks/accuracy.py`)
+    families = ", ".join(args.families)
+    return f"""## Accuracy: {families} (`benchmarks/accuracy.py`)
 
-`python -m benchmarks.accuracy --train-samples {args.train_samples} --test-samples {args.test_samples} --budget-s
-{args.budget_s:g} --batch-size {args.batch_size} --unet {args.unet} --seeds ...` — OpenFWI geometry (5 sources, 70 receivers,
+`python -m benchmarks.accuracy --families {" ".join(args.families)} --train-samples {args.train_samples} --test-samples
+{args.test_samples} --budget-s {args.budget_s:g} --batch-size {args.batch_size} --unet {args.unet} --ssim-weight
+{args.ssim_weight:g} --seeds ...` — OpenFWI geometry (5 sources, 70 receivers,
 1000 samples of 1 ms, 70 × 70 cells of 10 m), synthesized with `data_prep.synthesize`; {args.train_samples} training,
 5 % validation and {args.test_samples} test samples per family; every model trained for {args.budget_s:g} s of wall clock,
-compilation included (cosine schedule fitted to the budget, batch {args.batch_size}, AdamW, the weights of the best
+compilation included (cosine schedule fitted to the budget, batch {args.batch_size}, AdamW, L1
+{f"+ {args.ssim_weight:g} (1 − SSIM) " if args.ssim_weight else ""}on velocity for every model, the weights of the best
 validation epoch kept). The dual U-Net and the U-Net without edges are `{args.unet}`. Each row is the mean over
 the seeds in its `seeds` column (± half the spread when there are several). MAE/RMSE on OpenFWI's [-1, 1] scale,
 SSIM on [0, 1]. Machine: {machine_description()}; 1-minute load average after each comparison {load} (shared
@@ -260,6 +270,12 @@ def main(argv=None) -> int:
         default=None,
         help="the dual U-Net of the table (default: the default run's unet-small on CPU, full-width unet with --gpu)",
     )
+    parser.add_argument(
+        "--ssim-weight",
+        type=float,
+        default=None,
+        help="weight of 1 - SSIM in every model's velocity loss (default: the default run's)",
+    )
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
     parser.add_argument("--data-dir", default="data/benchmarks/accuracy")
     parser.add_argument(
@@ -275,13 +291,21 @@ def main(argv=None) -> int:
         args.batch_size = max(args.batch_size, 64)
         args.models = [m for m in args.models if m in ("unet", "inversionnet")]
     args.unet = args.unet or ("unet" if args.gpu else "unet-small")
+    if args.ssim_weight is None:
+        from pipeline.train import TrainConfig
+
+        args.ssim_weight = TrainConfig().loss.velocity_ssim_weight
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args.load_before = os.getloadavg()[0]
     rows = finished_rows(args) if args.report else run(args)
     text = summarize(rows, args)
     print(text)
     if not args.no_write:
-        update_section("accuracy_gpu" if args.gpu else "accuracy", text)
+        # One section per family set, so that a run of one family leaves the other's table in place.
+        section = "accuracy_gpu" if args.gpu else "accuracy"
+        if sorted(args.families) != sorted(FAMILIES):
+            section += "_" + "_".join(args.families)
+        update_section(section, text)
     return 0
 
 

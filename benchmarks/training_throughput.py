@@ -227,7 +227,8 @@ Machine: {machine_description()}; 1-minute load average {load_before:.1f} before
 
 Lowest ratio, cached (the default): **{worst_cached:.2f}**; streamed: **{worst_streamed:.2f}** (goal ≥ 0.9:
 **{"met" if worst_cached >= 0.9 else "not met"}** with the default feeding, **{"met" if worst_streamed >= 0.9 else "not met"}**
-when streaming).
+when streaming). Ratios above 1 are the machine's noise, not a faster pipeline: the three runs of a model are
+interleaved but only 2 of each are timed, and on this shared machine the same epoch varies by up to 1.5×.
 
 Larger than memory: with the file evicted from the page cache before each pass (`posix_fadvise(DONTNEED)`),
 `SeismicDataset` delivers **{cold:.0f} samples/s** from disk (batches read, normalised and labelled, not trained

@@ -336,20 +336,17 @@ class SeismicDataset(keras.utils.PyDataset):
         positions = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         positions = positions[self.shard[0] :: self.shard[1]]
         if self.cache:
-            seismic, targets = self._cached_split()
-            targets = {name: values[positions] for name, values in targets.items()}
+            cached_seismic, cached_targets = self._cached_split()
+            seismic = cached_seismic[positions]
+            targets = {name: values[positions] for name, values in cached_targets.items()}
             if self.augmentation is None:
-                return seismic[positions], targets
-            rng = np.random.default_rng([self.seed, self.epoch, index, 17])
-            seismic = augment(seismic[positions], self.augmentation, rng)
-            return normalize_seismic_inplace(seismic, self.stats), targets
-        seismic, velocity, edges = self.read(self.indices[positions])
+                return seismic, targets  # cached already normalised
+        else:
+            seismic, velocity, edges = self.read(self.indices[positions])
+            targets = self._targets(velocity, edges)
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index, 17])
             seismic = augment(seismic, self.augmentation, rng)
-        targets = {VELOCITY: normalize_velocity(velocity, self.stats)}
-        if EDGES in self.outputs:
-            targets[EDGES] = edges.astype(np.float32)
         return normalize_seismic_inplace(seismic, self.stats), targets
 
     # --- Public helpers ---------------------------------------------------------------------------------
@@ -444,20 +441,22 @@ class SeismicDataset(keras.utils.PyDataset):
                 targets = {
                     name: np.empty((count, *self.grid_shape), dtype=np.float32) for name in self.outputs
                 }
-                step = max(1, self.batch_size)
-                for start in range(0, count, step):
-                    part = slice(start, min(start + step, count))
+                for start in range(0, count, self.batch_size):
+                    part = slice(start, min(start + self.batch_size, count))
                     raw, velocity, edges = self.read(self.indices[part])
-                    seismic[part] = (
-                        raw
-                        if self.augmentation is not None
-                        else normalize_seismic_inplace(raw.astype(np.float32, copy=False), self.stats)
-                    )
-                    targets[VELOCITY][part] = normalize_velocity(velocity, self.stats)
-                    if EDGES in targets:
-                        targets[EDGES][part] = edges
+                    if self.augmentation is None:  # augmentation works on raw amplitudes
+                        raw = normalize_seismic_inplace(raw.astype(np.float32, copy=False), self.stats)
+                    seismic[part] = raw
+                    for name, values in self._targets(velocity, edges).items():
+                        targets[name][part] = values
                 self._cached = (seismic, targets)
             return self._cached
+
+    def _targets(self, velocity: np.ndarray, edges: np.ndarray) -> dict[str, np.ndarray]:
+        targets = {VELOCITY: normalize_velocity(velocity, self.stats)}
+        if EDGES in self.outputs:
+            targets[EDGES] = edges.astype(np.float32)
+        return targets
 
     def _order_for(self, epoch: int) -> np.ndarray:
         if not self.shuffle:

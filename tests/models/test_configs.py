@@ -49,8 +49,8 @@ def test_registry_errors_name_the_problem():
         models.DualDecoderUNet(decoder_mode="both")
     with pytest.raises(ValueError, match="encoder_filters"):
         models.DualDecoderUNet(grid_shape=(8, 8), encoder_filters=(8, 16, 32, 64, 128))
-    with pytest.raises(ValueError, match="Received: seismic_shape=.*time_pooling=100"):
-        models.DualDecoderUNet(time_pooling=100)
+    with pytest.raises(ValueError, match="Received: seismic_shape=.*time_pooling=200"):
+        models.DualDecoderUNet(time_pooling=200)
     with pytest.raises(ValueError, match="time_pooling"):
         models.DualDecoderUNet(time_pooling=0)
 

@@ -208,7 +208,7 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
                 key: np.mean(
                     [r[key] for r in rows if r["family"] == family and r["model"] == model and key in r]
                 )
-                for key in ("velocity_mae", "velocity_ssim")
+                for key in ("velocity_mae", "velocity_ssim", "train_samples_per_s", "epochs")
             }
             for model in models
             if any(r["family"] == family and r["model"] == model for r in rows)
@@ -226,7 +226,10 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
             line += (
                 f"; edge head {'helps' if helps else 'does not help'} (U-Net SSIM "
                 f"{means['unet']['velocity_ssim']:.4f} vs {means['unet-no-edges']['velocity_ssim']:.4f} without, "
-                f"MAE {means['unet']['velocity_mae']:.4f} vs {means['unet-no-edges']['velocity_mae']:.4f})"
+                f"MAE {means['unet']['velocity_mae']:.4f} vs {means['unet-no-edges']['velocity_mae']:.4f}; "
+                f"the edge head costs training speed: {means['unet']['train_samples_per_s']:.1f} vs "
+                f"{means['unet-no-edges']['train_samples_per_s']:.1f} samples/s, {means['unet']['epochs']:.1f} vs "
+                f"{means['unet-no-edges']['epochs']:.1f} epochs in the budget)"
             )
         verdicts.append(line)
     loads = [r["load"] for r in rows if "load" in r]

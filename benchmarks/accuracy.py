@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             key = {
                 "family": family,
                 "seed": seed,
-                "budget_s": args.budget_s,
+                "budget_s": budget_s(args),
+                "max_epochs": args.epochs,
                 "dataset": path.name,
                 "unet": args.unet,
                 "batch_size": args.batch_size,
@@ -98,8 +99,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 {
                     "batch_size": args.batch_size,
                     "loss": {"velocity_ssim_weight": args.ssim_weight},
-                    "epochs": args.max_epochs,
-                    "max_train_time_s": args.budget_s,
+                    "epochs": args.epochs or args.max_epochs,
+                    "max_train_time_s": budget_s(args),
                     "data": {"path": str(path)},
                     "tracking": {
                         "tracking_uri": store,
@@ -141,6 +142,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     return finished_rows(args)
 
 
+def budget_s(args: argparse.Namespace) -> float | None:
+    """The wall-clock seconds each model trains for; None when the models train equal epochs (``--epochs``)."""
+    return None if args.epochs else args.budget_s
+
+
 def finished_rows(args: argparse.Namespace) -> list[dict]:
     """Every finished comparison in ``results.jsonl`` with these settings, whatever seeds and models each call
     ran (for example all models on seed 0, then the two U-Nets on seed 1 for the edge-head question)."""
@@ -149,7 +155,8 @@ def finished_rows(args: argparse.Namespace) -> list[dict]:
         return []
     done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
     settings = {
-        "budget_s": args.budget_s,
+        "budget_s": budget_s(args),
+        "max_epochs": args.epochs,
         "unet": args.unet,
         "batch_size": args.batch_size,
         "velocity_ssim_weight": args.ssim_weight,
@@ -236,14 +243,28 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     epochs = [int(r["epochs"]) for r in rows] or [0]
     load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
     families = ", ".join(args.families)
+    if args.epochs:
+        budget = f"{args.epochs} epochs, whatever their wall clock (early stopping may end one sooner)"
+        flags = f"--epochs {args.epochs}"
+        closing = (
+            f"Every model sees the same {args.epochs} epochs whatever they cost (the `training s` column): the table "
+            "compares what each model learns per epoch, not per second, and not converged accuracy."
+        )
+    else:
+        budget = f"{args.budget_s:g} s of wall clock, compilation included"
+        flags = f"--budget-s {args.budget_s:g}"
+        closing = (
+            f"At this budget the models train {min(epochs)}–{max(epochs)} epochs (InversionNet's first epoch alone "
+            "can exceed\nit): the table ranks what each model learns in the first minutes on this machine, not "
+            "converged accuracy."
+        )
     return f"""## Accuracy: {families} (`benchmarks/accuracy.py`)
 
 `python -m benchmarks.accuracy --families {" ".join(args.families)} --train-samples {args.train_samples} --test-samples
-{args.test_samples} --budget-s {args.budget_s:g} --batch-size {args.batch_size} --unet {args.unet} --ssim-weight
+{args.test_samples} {flags} --batch-size {args.batch_size} --unet {args.unet} --ssim-weight
 {args.ssim_weight:g} --seeds ...` — OpenFWI geometry (5 sources, 70 receivers,
 1000 samples of 1 ms, 70 × 70 cells of 10 m), synthesized with `data_prep.synthesize`; {args.train_samples} training,
-5 % validation and {args.test_samples} test samples per family; every model trained for {args.budget_s:g} s of wall clock,
-compilation included (cosine schedule fitted to the budget, batch {args.batch_size}, AdamW, L1
+5 % validation and {args.test_samples} test samples per family; every model trained for {budget} (cosine schedule fitted to the budget, batch {args.batch_size}, AdamW, L1
 {f"+ {args.ssim_weight:g} (1 − SSIM) " if args.ssim_weight else ""}on velocity for every model, the weights of the best
 validation epoch kept). The dual U-Net and the U-Net without edges are `{args.unet}`. Each row is the mean over
 the seeds in its `seeds` column (± half the spread when there are several). MAE/RMSE on OpenFWI's [-1, 1] scale,
@@ -254,8 +275,7 @@ machine: a loaded CPU trains fewer epochs in the same budget).
 
 {chr(10).join(verdicts)}
 
-At this budget the models train {min(epochs)}–{max(epochs)} epochs (InversionNet's first epoch alone can exceed
-it): the table ranks what each model learns in the first minutes on this machine, not converged accuracy.
+{closing}
 """
 
 
@@ -267,6 +287,13 @@ def main(argv=None) -> int:
     parser.add_argument("--test-samples", type=int, default=200)
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per model")
     parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="equal epochs instead of equal wall clock: every model trains this many epochs, with no time budget "
+        "(separates what a model learns per epoch from what it costs; written to its own section)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
         "--unet",
@@ -308,6 +335,8 @@ def main(argv=None) -> int:
         section = "accuracy_gpu" if args.gpu else "accuracy"
         if sorted(args.families) != sorted(FAMILIES):
             section += "_" + "_".join(args.families)
+        if args.epochs:
+            section += "_epochs"
         update_section(section, text)
     return 0
 

@@ -18,7 +18,10 @@ budget, best validation epoch kept) as one MLflow parent run in ``--data-dir/mlf
 with the same settings add up: ``--models unet unet-no-edges --seeds 1`` after a full seed-0 call adds a second
 seed for the edge-head question, and the table lists the seeds behind each row. The table gives the
 test metrics in OpenFWI's convention (MAE/RMSE on [-1, 1], SSIM on [0, 1]), MAE in m/s and edge F1, as the
-mean over seeds with the spread (max - min) when there are several. InversionNet's published numbers
+mean over seeds ± half the spread (max - min) when there are several. Whether the edge head helps is read from
+the two U-Nets' rows: a difference within their seed spreads is a tie, not a verdict. ``--epochs N`` trains every
+model N epochs with no time budget instead (what a model learns per epoch rather than per second), in its own
+section of ``docs/benchmarks.md``. InversionNet's published numbers
 (OpenFWI, 24 000 training samples, 120 epochs on GPUs) are listed for reference: a CPU budget of minutes
 is not expected to reach them.
 """
@@ -210,34 +213,23 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     header = ["family", "model", "MAE", "RMSE", "SSIM", "MAE m/s", "edge F1", "seeds", "epochs", "training s"]
     verdicts = []
     for family in args.families:
-        means = {
-            model: {
-                key: np.mean(
-                    [r[key] for r in rows if r["family"] == family and r["model"] == model and key in r]
-                )
-                for key in ("velocity_mae", "velocity_ssim", "train_samples_per_s", "epochs")
-            }
-            for model in models
-            if any(r["family"] == family and r["model"] == model for r in rows)
-        }
+        means, half_spreads = {}, {}
+        for model in models:
+            selected = [r for r in rows if r["family"] == family and r["model"] == model]
+            if not selected:
+                continue
+            means[model], half_spreads[model] = {}, {}
+            for key in ("velocity_mae", "velocity_ssim", "train_samples_per_s", "epochs"):
+                values = [r[key] for r in selected if key in r]
+                means[model][key] = float(np.mean(values))
+                half_spreads[model][key] = float(np.max(values) - np.min(values)) / 2
         if "unet" not in means:
             continue
         best_mae = min(means, key=lambda m: means[m]["velocity_mae"])
         best_ssim = max(means, key=lambda m: means[m]["velocity_ssim"])
         line = f"- {family}: best MAE **{best_mae}**, best SSIM **{best_ssim}**"
         if "unet-no-edges" in means:
-            helps = (
-                means["unet"]["velocity_ssim"] > means["unet-no-edges"]["velocity_ssim"]
-                and means["unet"]["velocity_mae"] < means["unet-no-edges"]["velocity_mae"]
-            )
-            line += (
-                f"; edge head {'helps' if helps else 'does not help'} (U-Net SSIM "
-                f"{means['unet']['velocity_ssim']:.4f} vs {means['unet-no-edges']['velocity_ssim']:.4f} without, "
-                f"MAE {means['unet']['velocity_mae']:.4f} vs {means['unet-no-edges']['velocity_mae']:.4f}; "
-                f"the edge head costs training speed: {means['unet']['train_samples_per_s']:.1f} vs "
-                f"{means['unet-no-edges']['train_samples_per_s']:.1f} samples/s, {means['unet']['epochs']:.1f} vs "
-                f"{means['unet-no-edges']['epochs']:.1f} epochs in the budget)"
-            )
+            line += "; " + edge_head_verdict(means, half_spreads, budgeted=not args.epochs)
         verdicts.append(line)
     loads = [r["load"] for r in rows if "load" in r]
     epochs = [int(r["epochs"]) for r in rows] or [0]
@@ -246,6 +238,8 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     if args.epochs:
         budget = f"{args.epochs} epochs, whatever their wall clock (early stopping may end one sooner)"
         flags = f"--epochs {args.epochs}"
+        schedule = f"cosine schedule over the {args.epochs} epochs"
+        load_effect = "machine: a loaded CPU lengthens the `training s` column, not the metrics"
         closing = (
             f"Every model sees the same {args.epochs} epochs whatever they cost (the `training s` column): the table "
             "compares what each model learns per epoch, not per second, and not converged accuracy."
@@ -253,6 +247,8 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     else:
         budget = f"{args.budget_s:g} s of wall clock, compilation included"
         flags = f"--budget-s {args.budget_s:g}"
+        schedule = "cosine schedule fitted to the budget"
+        load_effect = "machine: a loaded CPU trains fewer epochs in the same budget"
         closing = (
             f"At this budget the models train {min(epochs)}–{max(epochs)} epochs (InversionNet's first epoch alone "
             "can exceed\nit): the table ranks what each model learns in the first minutes on this machine, not "
@@ -264,12 +260,12 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
 {args.test_samples} {flags} --batch-size {args.batch_size} --unet {args.unet} --ssim-weight
 {args.ssim_weight:g} --seeds ...` — OpenFWI geometry (5 sources, 70 receivers,
 1000 samples of 1 ms, 70 × 70 cells of 10 m), synthesized with `data_prep.synthesize`; {args.train_samples} training,
-5 % validation and {args.test_samples} test samples per family; every model trained for {budget} (cosine schedule fitted to the budget, batch {args.batch_size}, AdamW, L1
+5 % validation and {args.test_samples} test samples per family; every model trained for {budget} ({schedule}, batch {args.batch_size}, AdamW, L1
 {f"+ {args.ssim_weight:g} (1 − SSIM) " if args.ssim_weight else ""}on velocity for every model, the weights of the best
 validation epoch kept). The dual U-Net and the U-Net without edges are `{args.unet}`. Each row is the mean over
 the seeds in its `seeds` column (± half the spread when there are several). MAE/RMSE on OpenFWI's [-1, 1] scale,
 SSIM on [0, 1]. Machine: {machine_description()}; 1-minute load average after each comparison {load} (shared
-machine: a loaded CPU trains fewer epochs in the same budget).
+{load_effect}).
 
 {markdown_table(header, table)}
 
@@ -277,6 +273,38 @@ machine: a loaded CPU trains fewer epochs in the same budget).
 
 {closing}
 """
+
+
+def edge_head_verdict(means: dict, half_spreads: dict, budgeted: bool) -> str:
+    """Whether the edge head helps: the dual U-Net against the U-Net without edges on MAE and SSIM, a difference
+    within the two rows' seed spreads (the sum of their half-spreads) counting as a tie, not as a verdict."""
+    dual, single = means["unet"], means["unet-no-edges"]
+    outcomes = {}
+    for key, name, sign in (("velocity_mae", "MAE", -1), ("velocity_ssim", "SSIM", 1)):
+        margin = half_spreads["unet"][key] + half_spreads["unet-no-edges"][key]
+        gain = sign * (dual[key] - single[key])
+        outcomes[name] = "helps" if gain > margin else "hurts" if -gain > margin else "ties"
+    if set(outcomes.values()) == {"helps"}:
+        verdict = "edge head helps"
+    elif set(outcomes.values()) == {"hurts"}:
+        verdict = "edge head does not help"
+    elif set(outcomes.values()) == {"ties"}:
+        verdict = "edge head neither helps nor hurts beyond the seed spread"
+    else:
+        verdict = "edge head " + ", ".join(
+            f"{outcome} on {name}" + (" within the seed spread" if outcome == "ties" else "")
+            for name, outcome in outcomes.items()
+        )
+    speed = (
+        f"the edge head costs training speed: {dual['train_samples_per_s']:.1f} vs "
+        f"{single['train_samples_per_s']:.1f} samples/s"
+    )
+    if budgeted:
+        speed += f", {dual['epochs']:.1f} vs {single['epochs']:.1f} epochs in the budget"
+    return (
+        f"{verdict} (U-Net SSIM {dual['velocity_ssim']:.4f} vs {single['velocity_ssim']:.4f} without, "
+        f"MAE {dual['velocity_mae']:.4f} vs {single['velocity_mae']:.4f}; {speed})"
+    )
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,57 @@
+"""The accuracy benchmark's edge-head verdict: a difference within the seed spread is a tie."""
+
+from benchmarks.accuracy import edge_head_verdict
+
+
+def _rows(dual: tuple[float, float], single: tuple[float, float]) -> dict:
+    """Means keyed as the benchmark keeps them: (MAE, SSIM) of the dual U-Net and of the U-Net without edges."""
+    return {
+        name: {"velocity_mae": mae, "velocity_ssim": ssim, "train_samples_per_s": speed, "epochs": epochs}
+        for name, (mae, ssim), speed, epochs in (
+            ("unet", dual, 20.0, 5.0),
+            ("unet-no-edges", single, 35.0, 8.0),
+        )
+    }
+
+
+def _spreads(mae: float, ssim: float) -> dict:
+    return {name: {"velocity_mae": mae, "velocity_ssim": ssim} for name in ("unet", "unet-no-edges")}
+
+
+def test_clear_differences_give_a_verdict_and_the_budget_adds_epochs():
+    helps = edge_head_verdict(_rows((0.10, 0.85), (0.12, 0.80)), _spreads(0.005, 0.01), budgeted=True)
+    assert helps.startswith("edge head helps (U-Net SSIM 0.8500 vs 0.8000 without, MAE 0.1000 vs 0.1200;")
+    assert helps.endswith("20.0 vs 35.0 samples/s, 5.0 vs 8.0 epochs in the budget)")
+    hurts = edge_head_verdict(_rows((0.14, 0.76), (0.10, 0.82)), _spreads(0.01, 0.02), budgeted=False)
+    assert hurts.startswith("edge head does not help (")
+    assert hurts.endswith("20.0 vs 35.0 samples/s)"), "equal epochs: no epochs-in-the-budget clause"
+
+
+def test_differences_within_the_seed_spread_are_ties():
+    # SSIM 0.784 vs 0.785 with half-spreads 0.005 + 0.002: a tie; MAE 0.121 vs 0.122 with 0.002 + 0.0001: a tie.
+    tie = edge_head_verdict(
+        {
+            "unet": {
+                "velocity_mae": 0.121,
+                "velocity_ssim": 0.784,
+                "train_samples_per_s": 42.0,
+                "epochs": 6.0,
+            },
+            "unet-no-edges": {
+                "velocity_mae": 0.122,
+                "velocity_ssim": 0.785,
+                "train_samples_per_s": 65.0,
+                "epochs": 6.0,
+            },
+        },
+        {
+            "unet": {"velocity_mae": 0.002, "velocity_ssim": 0.005},
+            "unet-no-edges": {"velocity_mae": 0.0001, "velocity_ssim": 0.002},
+        },
+        budgeted=False,
+    )
+    assert tie.startswith("edge head neither helps nor hurts beyond the seed spread (")
+    mixed = edge_head_verdict(_rows((0.10, 0.801), (0.12, 0.80)), _spreads(0.005, 0.01), budgeted=False)
+    assert mixed.startswith("edge head helps on MAE, ties on SSIM within the seed spread (")
+    one_seed = edge_head_verdict(_rows((0.10, 0.79), (0.12, 0.80)), _spreads(0.0, 0.0), budgeted=False)
+    assert one_seed.startswith("edge head helps on MAE, hurts on SSIM (")

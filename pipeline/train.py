@@ -633,7 +633,7 @@ def setup_distribution(mode: str) -> Distribution:
         if mode in ("multi_worker",) or (mode == "auto" and workers > 1):
             if workers < 1:
                 raise UserError("distribution=multi_worker needs TF_CONFIG with a cluster of workers.")
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            strategy = _multi_worker_strategy()
             task = tf_config.get("task", {})
             chief = task.get("type") == "chief" or (
                 task.get("type") == "worker"
@@ -682,6 +682,38 @@ def setup_distribution(mode: str) -> Distribution:
     if mode not in ("auto",):
         raise UserError(f"distribution={mode} is not supported on the {backend} backend.")
     return Distribution("none")
+
+
+def _multi_worker_strategy():
+    """``tf.distribute.MultiWorkerMirroredStrategy`` with a ``reduce`` that Keras 3's trainer can call.
+
+    Keras 3's TensorFlow trainer calls ``Strategy.reduce`` in two ways the collective strategy does not
+    support, both failing at the first step (the Keras 3 + ``MultiWorkerMirroredStrategy`` breakage of
+    keras-team/keras#20585):
+
+    - before building, ``fit`` and ``evaluate`` average the first distributed ``(x, y)`` batch with one call on
+      the whole nest; ``Strategy.reduce`` takes a single value ("support `value` being a nest" is a TODO in
+      TensorFlow), so it fails with "Attempt to convert a value (PerReplica...)";
+    - after every step, the per-replica logs (scalar losses and metrics) are averaged with ``axis=0``, which
+      a scalar does not have ("Invalid reduction dimension 0 for input with 0 dimensions").
+
+    This reduces a nest leaf by leaf, and a scalar across replicas only (every replica holds an equal share of
+    the global batch, so the mean of the replicas' means is the batch mean). Every worker makes the same calls
+    in the same order, so the collectives stay matched.
+    """
+    import tensorflow as tf
+
+    base = tf.distribute.MultiWorkerMirroredStrategy
+
+    class KerasMultiWorkerMirroredStrategy(base):
+        def reduce(self, reduce_op, value, axis=None):
+            def reduce_leaf(leaf):
+                scalar = len(self.experimental_local_results(leaf)[0].shape) == 0
+                return base.reduce(self, reduce_op, leaf, None if scalar else axis)
+
+            return tf.nest.map_structure(reduce_leaf, value)
+
+    return KerasMultiWorkerMirroredStrategy()
 
 
 def _has_gpu() -> bool:
@@ -1169,7 +1201,8 @@ def _train_loop(
                 "model.family": family_config.family,
                 "model.parameters": int(model.count_params()),
                 "runtime.dtype_policy": policy,
-                "runtime.distribution": distribution.name,
+                # What runtime.distribution (a config param, "auto" by default) resolved to on this machine.
+                "runtime.strategy": distribution.name,
                 "runtime.replicas": distribution.replicas,
                 "data.steps_per_epoch": steps_per_epoch,
             }

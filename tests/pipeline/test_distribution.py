@@ -69,6 +69,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path):
 
     run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result["run_id"])
     assert run.data.params["runtime.replicas"] == "2" and run.info.status == "FINISHED"
+    assert run.data.params["runtime.strategy"] == "mirrored"
     from pipeline.bundle import load_bundle
 
     bundle = load_bundle(result["bundle"])  # the strategy-free copy was saved: loads anywhere
@@ -189,7 +190,8 @@ def test_multi_worker_mirrored_with_two_local_workers(tmp_path: Path):
     client = mlflow.MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("multi").experiment_id])
     assert run.info.status == "FINISHED", "only the chief logs: one run"
-    assert run.data.params["runtime.distribution"] == "multi_worker_mirrored"
+    assert run.data.params["runtime.distribution"] == "multi_worker", "the setting, as given"
+    assert run.data.params["runtime.strategy"] == "multi_worker_mirrored", "what it resolved to"
     assert run.data.params["runtime.replicas"] == "2"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss")) == [0, 1]
     assert "test_velocity_ssim" in run.data.metrics

@@ -98,7 +98,9 @@ def test_shot_gathers_round_trip_through_segyio_with_documented_headers(tmp_path
     assert np.array_equal(headers["SourceX"], np.rint(source_x_m * 100)), "centimetres"
     assert np.array_equal(headers["GroupX"], np.rint(group_x_m * 100))
     # Byte 37 in whole metres, unscaled (SEG-Y rev 1): what segyio (and every other reader) reports.
-    assert np.array_equal(headers["offset"], (headers["GroupX"] - headers["SourceX"]) / 100), "offset in metres"
+    assert np.array_equal(headers["offset"], (headers["GroupX"] - headers["SourceX"]) / 100), (
+        "offset in metres"
+    )
     assert np.all(headers["SourceDepth"] == 1000), "source 1 cell (10 m) deep = +1000 cm"
     assert np.all(headers["ReceiverGroupElevation"] == 0)
     assert np.all(headers["TRACE_SAMPLE_COUNT"] == 16) and np.all(headers["TRACE_SAMPLE_INTERVAL"] == 1000)

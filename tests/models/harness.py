@@ -47,8 +47,12 @@ EXPECTED_OUTPUTS = {
 
 def small_config(name: str, seismic_shape=SMALL_SEISMIC_SHAPE, grid_shape=SMALL_GRID_SHAPE) -> dict:
     """The small configuration of family ``name`` as a mapping for ``models.build``."""
-    return {"family": name, "seismic_shape": list(seismic_shape), "grid_shape": list(grid_shape),
-            **SMALL_CONFIGS[name]}
+    return {
+        "family": name,
+        "seismic_shape": list(seismic_shape),
+        "grid_shape": list(grid_shape),
+        **SMALL_CONFIGS[name],
+    }
 
 
 def random_batch(seismic_shape, grid_shape, batch_size: int = 2, seed: int = 0):

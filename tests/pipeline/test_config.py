@@ -99,7 +99,9 @@ def test_round_trip_through_yaml_and_hash_is_stable():
     assert again == config
     assert config_hash(config) == config_hash(again)
     assert config_hash(config) != config_hash(Outer())
-    assert to_dict(config)["geometry"]["source_cells"][1] == [1, 17], "OpenFWI preset: second source 10 m deep (row 1) at x cell 17"
+    assert to_dict(config)["geometry"]["source_cells"][1] == [1, 17], (
+        "OpenFWI preset: second source 10 m deep (row 1) at x cell 17"
+    )
 
 
 def test_parse_override_parses_yaml_scalars():

@@ -170,6 +170,11 @@ def finished_rows(args: argparse.Namespace) -> list[dict]:
     ]
 
 
+def mean_and_half_spread(values: list[float]) -> tuple[float, float]:
+    """The mean over seeds and half their spread (max - min): the table's ``mean ± half-spread``."""
+    return float(np.mean(values)), float(np.max(values) - np.min(values)) / 2
+
+
 def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     table = []
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
@@ -184,11 +189,10 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
                 if not values:
                     cells.append("")
                     continue
-                mean = float(np.mean(values))
-                spread = float(np.max(values) - np.min(values))
+                mean, half_spread = mean_and_half_spread(values)
                 digits = 1 if key.endswith("_mps") else 4
                 cells.append(
-                    f"{mean:.{digits}f}" + (f" ± {spread / 2:.{digits}f}" if len(values) > 1 else "")
+                    f"{mean:.{digits}f}" + (f" ± {half_spread:.{digits}f}" if len(values) > 1 else "")
                 )
             cells.append(", ".join(str(r["seed"]) for r in sorted(selected, key=lambda r: r["seed"])))
             cells.append(f"{np.mean([r['epochs'] for r in selected]):.0f}")
@@ -221,8 +225,7 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
             means[model], half_spreads[model] = {}, {}
             for key in ("velocity_mae", "velocity_ssim", "train_samples_per_s", "epochs"):
                 values = [r[key] for r in selected if key in r]
-                means[model][key] = float(np.mean(values))
-                half_spreads[model][key] = float(np.max(values) - np.min(values)) / 2
+                means[model][key], half_spreads[model][key] = mean_and_half_spread(values)
         if "unet" not in means:
             continue
         best_mae = min(means, key=lambda m: means[m]["velocity_mae"])

@@ -1,0 +1,444 @@
+"""Out-of-distribution skill: leave-family-out training of the general recipe, a 1-D baseline, fine-tuning.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.generalisation                          # the general recipe's data, 900 s per model
+    python -m benchmarks.generalisation --budget-s 600 --finetune-budget-s 240 --held-out structural
+    python -m benchmarks.generalisation --report                 # the table from the rows already measured
+
+What it measures, on the general recipe's dataset (``configs/train/general.yaml``: every family, each sample
+with its own source; synthesized and cached under ``--work-dir`` the first time):
+
+* **leave-family-out**: for every held-out group K (default: ``salt`` = salt + structural-salt,
+  ``curvefault-b``, ``structural`` = structural + structural-salt) the general recipe is trained on every
+  *other* family and scored on K's validation and test samples, which it has never seen;
+* the **1-D baseline** of every row: the per-depth mean velocity of that row's *training* samples, the best
+  a model can do that knows the depth trend and nothing of the data; ``skill = 1 - MAE(model) / MAE(baseline)``
+  (0 = no better than the baseline, 1 = perfect);
+* a **FlatVel-A model** (trained on FlatVel-A alone, as the default run is) and the **general model** (every
+  family, K included: an in-distribution reference, not a held-out score);
+* **fine-tuning**: the model trained without K, fine-tuned (``--init-from``) on K's training samples for
+  ``--finetune-budget-s``, against a model trained from scratch on the same samples for the same time;
+* for every row, what the edge task is meant to improve: the MAE within two cells of the true interfaces
+  and the total variation of the error map (m/s per cell; lower is smoother), next to MAE and SSIM.
+
+Each training run appends its scores to ``--work-dir/results.jsonl`` as soon as it ends, and a later call with
+the same settings skips the rows already there, so an interrupted benchmark resumes. The table goes to the
+``generalisation`` section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.report import machine_description, markdown_table, update_section
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+GENERAL_CONFIG = REPOSITORY / "configs" / "train" / "general.yaml"
+
+#: Held-out groups: a name and the families left out together (a family that shares the structure goes too:
+#: structural-salt holds salt and structural layering).
+HELD_OUT_GROUPS: dict[str, tuple[str, ...]] = {
+    "salt": ("salt", "structural-salt"),
+    "curvefault-b": ("curvefault-b",),
+    "structural": ("structural", "structural-salt"),
+}
+SECTION = "generalisation"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------------------
+
+
+def family_indices(dataset_path: Path, families: Sequence[str], splits: Sequence[str]) -> np.ndarray:
+    """Dataset indices of the samples of ``families`` in ``splits`` (sorted)."""
+    from data_prep import schema
+    from pipeline.feeding import read_sample_families
+
+    with schema.open_dataset(dataset_path) as h5:
+        all_splits = schema.read_splits(h5)
+        sample_families = read_sample_families(h5)
+    chosen = np.concatenate([np.asarray(all_splits[name], dtype=np.int64) for name in splits])
+    return np.sort(chosen[np.isin(sample_families[chosen], list(families))])
+
+
+def depth_baseline_mps(dataset_path: Path, families: Sequence[str]) -> np.ndarray:
+    """``(depth,)`` mean velocity per depth row of the training split's samples of ``families``, m/s."""
+    from data_prep import schema
+
+    indices = family_indices(dataset_path, families, ("train",))
+    with schema.open_dataset(dataset_path) as h5:
+        total = np.zeros(h5[schema.VELOCITY].shape[1], dtype=np.float64)
+        for start in range(0, len(indices), 256):
+            total += h5[schema.VELOCITY][indices[start : start + 256]].astype(np.float64).sum(axis=(0, 2))
+        return total / (len(indices) * h5[schema.VELOCITY].shape[2])
+
+
+def velocity_scores(
+    true_mps: np.ndarray, predicted_mps: np.ndarray, baseline_mps: np.ndarray, edges: np.ndarray
+) -> dict[str, float]:
+    """Scores of ``(batch, depth, x)`` velocity predictions, m/s, against the truth and the 1-D baseline.
+
+    Returns:
+        ``mae_mps``, ``ssim`` (OpenFWI's, on 1500-4500 m/s), ``baseline_mae_mps``, ``baseline_ssim``, ``skill``
+        (1 - MAE / baseline MAE), ``interface_mae_mps`` (MAE over cells within two cells of a true edge) and
+        ``error_tv_mps`` (mean absolute difference of the error map between neighbouring cells, m/s per cell).
+    """
+    from scipy import ndimage
+
+    from models.metrics import ssim_per_sample
+
+    true_mps = np.asarray(true_mps, np.float64)
+    predicted_mps = np.asarray(predicted_mps, np.float64)
+    baseline = np.broadcast_to(np.asarray(baseline_mps, np.float64)[None, :, None], true_mps.shape)
+
+    def unit(values):  # OpenFWI's SSIM is computed on the velocity scaled from 1500-4500 m/s to [0, 1]
+        return np.clip((values - 1500.0) / 3000.0, 0.0, 1.0)
+
+    error = predicted_mps - true_mps
+    near = np.stack([ndimage.binary_dilation(e > 0.5, iterations=2) for e in np.asarray(edges)])
+    tv = np.abs(np.diff(error, axis=1)).mean() / 2 + np.abs(np.diff(error, axis=2)).mean() / 2
+    mae = float(np.abs(error).mean())
+    baseline_mae = float(np.abs(baseline - true_mps).mean())
+    return {
+        "mae_mps": mae,
+        "ssim": float(ssim_per_sample(unit(true_mps), unit(predicted_mps)).mean()),
+        "baseline_mae_mps": baseline_mae,
+        "baseline_ssim": float(ssim_per_sample(unit(true_mps), unit(baseline)).mean()),
+        "skill": 1.0 - mae / baseline_mae if baseline_mae > 0 else float("nan"),
+        "interface_mae_mps": float(np.abs(error)[near].mean()) if near.any() else float("nan"),
+        "error_tv_mps": float(tv),
+    }
+
+
+def score_model(
+    model, stats, dataset_path: Path, families: Sequence[str], baseline_mps: np.ndarray
+) -> dict[str, float]:
+    """Scores a trained model on the validation and test samples of ``families``."""
+    from data_prep.normalization import denormalize_velocity
+    from pipeline.evaluate import predict_dataset
+    from pipeline.feeding import SeismicDataset
+
+    indices = family_indices(dataset_path, families, ("val", "test"))
+    dataset = SeismicDataset(dataset_path, indices=indices, batch_size=16, stats=stats)
+    predicted = predict_dataset(model, dataset)["velocity"]
+    true_mps, edges = dataset.read_labels(dataset.epoch_order())
+    scores = velocity_scores(true_mps, denormalize_velocity(predicted, stats), baseline_mps, edges)
+    return {**scores, "samples": int(len(indices))}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training runs
+# ----------------------------------------------------------------------------------------------------------
+
+
+def general_config(overrides: Sequence[str] = ()):
+    from pipeline.config import load_config
+    from pipeline.train import TrainConfig
+
+    return load_config(TrainConfig, files=[GENERAL_CONFIG], overrides=list(overrides))
+
+
+def train_row(
+    dataset_path: Path,
+    work_dir: Path,
+    families: Sequence[str],
+    budget_s: float,
+    seed: int,
+    init_from: str | None = None,
+    extra: Sequence[str] = (),
+):
+    """Trains the general recipe on ``families`` of the dataset for ``budget_s`` seconds (whole run)."""
+    from pipeline.train import train
+
+    config = general_config(
+        [
+            f"data.path={dataset_path}",
+            f"data.families=[{', '.join(families)}]",
+            f"max_total_time_s={budget_s}",
+            f"runtime.seed={seed}",
+            f"runtime.checkpoint_dir={work_dir / 'checkpoints'}",
+            f"runtime.output_dir={work_dir / 'outputs'}",
+            f"tracking.tracking_uri=sqlite:///{work_dir / 'mlflow.db'}",
+            "tracking.experiment=generalisation-benchmark",
+            "tracking.register=false",
+            "tracking.system_metrics=false",
+            *extra,
+        ]
+    )
+    if init_from:
+        config = dataclasses.replace(config, init_from=init_from)
+    return train(config, echo=lambda text: print(f"    {text}", flush=True))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _load_results(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _append(path: Path, row: Mapping[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def _key(row: Mapping[str, Any]) -> tuple:
+    return (row["row"], row["held_out"], row["seed"], row["budget_s"])
+
+
+def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:
+    """The markdown section: one table per held-out group, then the fine-tuning verdicts."""
+    lines = [
+        "## Out-of-distribution skill (leave-family-out)",
+        "",
+        f"`{settings['command']}` — {settings['machine']}; load {settings['load']}.",
+        "",
+        "Each held-out group K is left out of training and scored on its validation and test samples. The 1-D "
+        "baseline is the per-depth mean velocity of each row's own training samples; skill = 1 − MAE / baseline "
+        'MAE. "near interfaces" is the MAE within two cells of a true edge, "error TV" the mean jump of the '
+        "error map between neighbouring cells (lower is smoother). The general model has seen K (an "
+        "in-distribution reference). Training budgets are whole-run wall clock on this machine: "
+        f"{settings['budget_s']:.0f} s per model, {settings['finetune_budget_s']:.0f} s for fine-tuning and its "
+        "from-scratch twin.",
+        "",
+    ]
+    order = ["flatvel-a model", "general without K", "general (K seen)", "fine-tuned on K", "scratch on K"]
+    for group in settings["held_out"]:
+        rows = [r for r in results if r["held_out"] == group]
+        if not rows:
+            continue
+        table = []
+        for name in order:
+            for row in (r for r in rows if r["row"] == name):
+                table.append(
+                    [
+                        name,
+                        row["seed"],
+                        f"{row['mae_mps']:.0f}",
+                        f"{row['ssim']:.3f}",
+                        f"{row['baseline_mae_mps']:.0f}",
+                        f"{row['skill']:+.2f}",
+                        f"{row['interface_mae_mps']:.0f}",
+                        f"{row['error_tv_mps']:.1f}",
+                        row.get("epochs", ""),
+                        f"{row.get('train_s', float('nan')):.0f}",
+                    ]
+                )
+        families = ", ".join(HELD_OUT_GROUPS.get(group, (group,)))
+        lines += [f"### K = {group} ({families}; {rows[0]['samples']} samples scored)", ""]
+        lines.append(
+            markdown_table(
+                ["model", "seed", "MAE m/s", "SSIM", "1-D MAE m/s", "skill", "near interfaces m/s",
+                 "error TV m/s", "epochs", "train s"],
+                table,
+            )
+        )  # fmt: skip
+        tuned = {r["seed"]: r for r in rows if r["row"] == "fine-tuned on K"}
+        scratch = {r["seed"]: r for r in rows if r["row"] == "scratch on K"}
+        for seed in sorted(set(tuned) & set(scratch)):
+            gain = 1 - tuned[seed]["mae_mps"] / scratch[seed]["mae_mps"]
+            verdict = "meets" if gain >= 0.2 else "does not meet"
+            lines += [
+                "",
+                f"Fine-tuning vs from scratch on K's {tuned[seed].get('train_samples', '?')} training samples, same "
+                f"wall clock (seed {seed}): MAE {tuned[seed]['mae_mps']:.0f} vs {scratch[seed]['mae_mps']:.0f} m/s, "
+                f"{100 * gain:.0f} % lower: **{verdict}** the ≥ 20 % goal.",
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.generalisation", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--data", type=Path, help="a general-recipe dataset (default: built in --work-dir)")
+    parser.add_argument("--work-dir", type=Path, default=Path("data/benchmarks/generalisation"))
+    parser.add_argument(
+        "--held-out", nargs="+", default=list(HELD_OUT_GROUPS), help=f"groups: {', '.join(HELD_OUT_GROUPS)}"
+    )
+    parser.add_argument("--budget-s", type=float, default=900.0, help="whole-run budget of each model, s")
+    parser.add_argument("--finetune-budget-s", type=float, default=300.0, help="fine-tuning budget, s")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=["flatvel-a model", "general without K", "general (K seen)", "fine-tuning"],
+        help="which rows to train (fine-tuning = the fine-tuned and from-scratch pair)",
+    )
+    parser.add_argument("--report", action="store_true", help="only write the table from results.jsonl")
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")
+    return parser
+
+
+def _dataset(args, work_dir: Path) -> Path:
+    if args.data:
+        return args.data
+    from pipeline.train import ensure_default_dataset
+
+    config = general_config([f"data.default.directory={work_dir}"])
+    return ensure_default_dataset(config.data.default, echo=lambda text: print(text, flush=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    work_dir = args.work_dir.resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    results_path = work_dir / "results.jsonl"
+    unknown = [group for group in args.held_out if group not in HELD_OUT_GROUPS]
+    if unknown:
+        raise SystemExit(f"Unknown held-out group(s) {unknown}: choose from {', '.join(HELD_OUT_GROUPS)}.")
+    load = lambda: "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())  # noqa: E731
+    settings = {
+        "command": "python -m benchmarks.generalisation " + " ".join(argv if argv is not None else []),
+        "machine": machine_description(),
+        "load": load(),
+        "budget_s": args.budget_s,
+        "finetune_budget_s": args.finetune_budget_s,
+        "held_out": args.held_out,
+    }
+    if not args.report:
+        dataset_path = _dataset(args, work_dir)
+        from data_prep import schema
+        from pipeline.feeding import read_sample_families
+
+        with schema.open_dataset(dataset_path) as h5:
+            all_families = sorted(set(read_sample_families(h5).tolist()))
+        done = {_key(row) for row in _load_results(results_path)}
+
+        def record(name, group, seed, budget, result, families_trained, extra=None):
+            held = HELD_OUT_GROUPS[group]
+            baseline = depth_baseline_mps(dataset_path, families_trained)
+            stats = _bundle_stats(result.bundle_dir)
+            scores = score_model(result.model, stats, dataset_path, held, baseline)
+            row = {
+                "row": name, "held_out": group, "seed": seed, "budget_s": budget, **scores,
+                "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
+                "load": load(), "dataset": str(dataset_path), **(extra or {}),
+            }  # fmt: skip
+            _append(results_path, row)
+            print(
+                f"  {group:>13} | {name:<18} seed {seed}: MAE {scores['mae_mps']:.0f} m/s (1-D {scores['baseline_mae_mps']:.0f}), "
+                f"SSIM {scores['ssim']:.3f}, skill {scores['skill']:+.2f}",
+                flush=True,
+            )
+            return row
+
+        for seed in args.seeds:
+            shared: dict[str, Any] = {}
+            for group in args.held_out:
+                held = HELD_OUT_GROUPS[group]
+                rest = [family for family in all_families if family not in held]
+                if (
+                    "flatvel-a model" in args.rows
+                    and ("flatvel-a model", group, seed, args.budget_s) not in done
+                ):
+                    if "flatvel" not in shared:
+                        print(f"training on flatvel-a only ({args.budget_s:.0f} s) ...", flush=True)
+                        shared["flatvel"] = train_row(
+                            dataset_path, work_dir, ["flatvel-a"], args.budget_s, seed
+                        )
+                    record("flatvel-a model", group, seed, args.budget_s, shared["flatvel"], ["flatvel-a"])
+                if (
+                    "general (K seen)" in args.rows
+                    and ("general (K seen)", group, seed, args.budget_s) not in done
+                ):
+                    if "general" not in shared:
+                        print(f"training on every family ({args.budget_s:.0f} s) ...", flush=True)
+                        shared["general"] = train_row(
+                            dataset_path, work_dir, all_families, args.budget_s, seed
+                        )
+                    record("general (K seen)", group, seed, args.budget_s, shared["general"], all_families)
+                budget = args.finetune_budget_s
+                wanted_without = "general without K" in args.rows and (
+                    ("general without K", group, seed, args.budget_s) not in done
+                )
+                wanted_tuning = (
+                    "fine-tuning" in args.rows
+                    and not {("fine-tuned on K", group, seed, budget), ("scratch on K", group, seed, budget)}
+                    <= done
+                )
+                if wanted_without or wanted_tuning:
+                    print(f"training without {group} ({args.budget_s:.0f} s) ...", flush=True)
+                    without = train_row(dataset_path, work_dir, rest, args.budget_s, seed)
+                    if ("general without K", group, seed, args.budget_s) not in done:
+                        record("general without K", group, seed, args.budget_s, without, rest)
+                if wanted_tuning:
+                    train_samples = len(family_indices(dataset_path, held, ("train",)))
+                    # Fine-tuning: a short warm-up and a lower peak rate, so the parent is adapted, not erased.
+                    tuned_settings = ["optimizer.learning_rate=2.0e-4", "optimizer.warmup_epochs=0.5"]
+                    if ("fine-tuned on K", group, seed, budget) not in done:
+                        print(
+                            f"fine-tuning on {group}'s {train_samples} samples ({budget:.0f} s) ...",
+                            flush=True,
+                        )
+                        tuned = train_row(
+                            dataset_path, work_dir, held, budget, seed, init_from=str(without.bundle_dir),
+                            extra=tuned_settings,
+                        )  # fmt: skip
+                        record(
+                            "fine-tuned on K",
+                            group,
+                            seed,
+                            budget,
+                            tuned,
+                            held,
+                            {"train_samples": train_samples},
+                        )
+                    if ("scratch on K", group, seed, budget) not in done:
+                        print(
+                            f"training from scratch on {group}'s {train_samples} samples ({budget:.0f} s) ...",
+                            flush=True,
+                        )
+                        scratch = train_row(dataset_path, work_dir, held, budget, seed)
+                        record(
+                            "scratch on K",
+                            group,
+                            seed,
+                            budget,
+                            scratch,
+                            held,
+                            {"train_samples": train_samples},
+                        )
+    results = [
+        row
+        for row in _load_results(results_path)
+        if row["budget_s"] in (args.budget_s, args.finetune_budget_s) and row["seed"] in args.seeds
+    ]
+    markdown = report(results, settings)
+    print(markdown)
+    if not args.no_write:
+        print(f"wrote {update_section(SECTION, markdown)}")
+    return 0
+
+
+def _bundle_stats(bundle_dir):
+    """The normalisation statistics a trained model's bundle carries (what inference would use)."""
+    from data_prep.normalization import NormalizationStats
+
+    info = json.loads((Path(bundle_dir) / "bundle.json").read_text())
+    return NormalizationStats.from_dict(info["normalization"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

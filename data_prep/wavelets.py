@@ -86,4 +86,61 @@ def ricker(
     return ((1.0 - 2.0 * argument) * np.exp(-argument)).astype(np.float32)
 
 
-__all__ = ["OPENFWI_DELAY_PERIODS", "openfwi_ricker_delay_s", "ricker"]
+def reshape_source(
+    traces: np.ndarray,
+    sample_interval_s: float,
+    reference: tuple[float, float],
+    target: tuple[float, float, float],
+    axis: int = -2,
+) -> np.ndarray:
+    """Traces simulated with a reference Ricker turned into the traces of another wavelet.
+
+    The acoustic wave equation is linear and time-invariant in its source, so the traces of wavelet ``w``
+    are those of ``w_ref`` filtered by ``W / W_ref``. For Ricker wavelets with the target's peak frequency at
+    or below the reference's, the ratio ``(f_ref^3 / f^3) exp(-f^2 (1 / f^2 - 1 / f_ref^2))`` is bounded and
+    decays: the reshaping is exact where the reference has energy and suppresses everything above the
+    target's band (including the reference's grid dispersion).
+
+    Args:
+        traces: float array with time along ``axis`` (e.g. ``(shots, time, receivers)``, axis -2).
+        sample_interval_s: time sampling, s.
+        reference: ``(peak_frequency_hz, delay_s)`` of the Ricker the traces were simulated with.
+        target: ``(peak_frequency_hz, delay_s, phase_deg)`` of the wanted wavelet; the peak frequency must
+            not exceed the reference's.
+
+    Returns:
+        float32 traces of the same shape.
+
+    Raises:
+        ValueError: a target peak frequency above the reference's (that would amplify noise without bound).
+    """
+    reference_frequency, reference_delay = reference
+    target_frequency, target_delay, target_phase = target
+    if target_frequency > reference_frequency * (1 + 1e-9):
+        raise ValueError(
+            f"The target peak frequency {target_frequency:g} Hz exceeds the reference's {reference_frequency:g} "
+            "Hz: reshaping can only lower it. Simulate with the highest peak frequency of the range."
+        )
+    traces = np.asarray(traces, dtype=np.float64)
+    length = traces.shape[axis]
+    # Twice the length: a (de)lay or phase rotation spreads energy; the padding keeps it from wrapping around.
+    size = 2 * length
+    frequencies = np.fft.rfftfreq(size, sample_interval_s)
+    # W / W_ref in closed form (a quotient of the two spectra would be 0 / 0 where both underflow):
+    # (f_ref / f)^3 exp(-f^2 (1 / f_t^2 - 1 / f_ref^2)), the delay difference, and the rotation. At 0 Hz both
+    # spectra vanish but a finite record still has a mean (the truncated tail of the 2-D Green's function): it
+    # gets the magnitude's limit and cos(phase) (a polarity flip negates it, a Hilbert transform removes it).
+    magnitude = (reference_frequency / target_frequency) ** 3 * np.exp(
+        -(frequencies**2) * (1.0 / target_frequency**2 - 1.0 / reference_frequency**2)
+    )
+    phase = np.deg2rad(target_phase)
+    rotation = np.where(frequencies > 0, np.exp(-1j * phase), np.cos(phase))
+    ratio = magnitude * np.exp(-2j * np.pi * frequencies * (target_delay - reference_delay)) * rotation
+    shape = [1] * traces.ndim
+    shape[axis] = ratio.shape[0]
+    spectrum = np.fft.rfft(traces, n=size, axis=axis) * ratio.reshape(shape)
+    reshaped = np.fft.irfft(spectrum, n=size, axis=axis)
+    return np.take(reshaped, np.arange(length), axis=axis).astype(np.float32)
+
+
+__all__ = ["OPENFWI_DELAY_PERIODS", "openfwi_ricker_delay_s", "reshape_source", "ricker"]

@@ -40,11 +40,14 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
 import signal
 import sys
+import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +60,8 @@ from data_prep.atomic import Terminated, terminate_as_interrupt, write_text_atom
 from data_prep.forward import EngineConfig, engine_settings, simulate
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
-from data_prep.velocity_models import FAMILY_NAMES, family_parameters, generate_model
+from data_prep.velocity_models import FAMILY_NAMES, PRIOR_FAMILY, family_parameters, generate_model
+from data_prep.wavelets import openfwi_ricker_delay_s, reshape_source
 from pipeline import __version__
 from pipeline.cli import Progress, UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import add_config_arguments, load_config, to_dict
@@ -67,6 +71,71 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "seisinvert-synthetic-survey"
 MANIFEST_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SourceVariationConfig:
+    """Per-model source variety, so that a network trained on the data does not learn one wavelet.
+
+    Each model draws its own Ricker peak frequency, extra delay (relative to OpenFWI's delay for that
+    frequency), constant phase rotation and free-surface flag from ``(seed, model index)``. The engine runs
+    once per batch with a reference Ricker at the highest frequency of the range, and each model's traces
+    are reshaped to its own wavelet in the frequency domain (``data_prep.wavelets.reshape_source``: exact,
+    since the wave equation is linear in its source). Models with a free surface are simulated in their own
+    engine call. The draws are written next to each chunk (``{family}_sources_{first}-{last}.json``).
+
+    Attributes:
+        peak_frequency_hz: ``(low, high)`` Ricker peak frequency, Hz; ``None`` = the geometry's (no variety).
+        delay_s: ``(low, high)`` extra delay of the wavelet peak, s (negative = earlier).
+        phase_deg: ``(low, high)`` constant phase rotation, degrees (180 = reversed polarity).
+        free_surface_probability: chance that a model is simulated with a free surface.
+    """
+
+    peak_frequency_hz: tuple[float, float] | None = None
+    delay_s: tuple[float, float] = (0.0, 0.0)
+    phase_deg: tuple[float, float] = (0.0, 0.0)
+    free_surface_probability: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("peak_frequency_hz", "delay_s", "phase_deg"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 2 or not value[0] <= value[1]):
+                raise ValueError(
+                    f"source.{name} must be a [low, high] pair with low <= high. Received: {value!r}"
+                )
+        if self.peak_frequency_hz is not None and not self.peak_frequency_hz[0] > 0:
+            raise ValueError(
+                f"source.peak_frequency_hz must be positive. Received: {self.peak_frequency_hz!r}"
+            )
+        if not 0 <= self.free_surface_probability <= 1:
+            raise ValueError(
+                f"source.free_surface_probability must lie in [0, 1]. Received: {self.free_surface_probability!r}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return (
+            self.peak_frequency_hz is not None
+            or self.delay_s != (0.0, 0.0)
+            or self.phase_deg != (0.0, 0.0)
+            or self.free_surface_probability > 0
+        )
+
+    def draw(self, geometry: AcquisitionGeometry, seed: int, index: int) -> dict[str, float | bool]:
+        """Model ``index``'s source: ``peak_frequency_hz``, ``delay_s`` (of the peak), ``phase_deg``,
+        ``free_surface``; depends only on ``(seed, index)``."""
+        rng = np.random.default_rng(np.random.SeedSequence([seed, index, zlib.crc32(b"source")]))
+        low, high = self.peak_frequency_hz or (geometry.peak_frequency_hz, geometry.peak_frequency_hz)
+        frequency = float(rng.uniform(low, high))
+        delay = openfwi_ricker_delay_s(frequency, geometry.sample_interval_s) + float(
+            rng.uniform(*self.delay_s)
+        )
+        return {
+            "peak_frequency_hz": frequency,
+            "delay_s": delay,
+            "phase_deg": float(rng.uniform(*self.phase_deg)),
+            "free_surface": bool(rng.uniform() < self.free_surface_probability),
+        }
 
 
 @dataclass(frozen=True)
@@ -82,6 +151,7 @@ class SynthesizeConfig:
         geometry: acquisition geometry (default: OpenFWI's).
         engine: forward-modelling settings.
         family_overrides: field overrides of the family recipe, e.g. ``{"num_layers": [3, 5]}``.
+        source: per-model source variety (off by default: every model gets the geometry's Ricker).
     """
 
     family: str = "flatvel-a"
@@ -92,10 +162,14 @@ class SynthesizeConfig:
     geometry: AcquisitionGeometry = AcquisitionGeometry()
     engine: EngineConfig = EngineConfig()
     family_overrides: dict[str, Any] = field(default_factory=dict)
+    source: SourceVariationConfig = SourceVariationConfig()
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILY_NAMES:
-            raise ValueError(f"Unknown family {self.family!r}. Choose one of: {', '.join(FAMILY_NAMES)}.")
+        if self.family not in (*FAMILY_NAMES, PRIOR_FAMILY):
+            raise ValueError(
+                f"Unknown family {self.family!r}. Choose one of: {', '.join(FAMILY_NAMES)}, or {PRIOR_FAMILY} "
+                "with family_overrides.prior_path."
+            )
         for name in ("count", "chunk_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1. Received: {getattr(self, name)}")
@@ -123,6 +197,10 @@ class Chunk:
     @property
     def velocity_name(self) -> str:
         return f"{self.family}_velocity_{self.first_model:06d}-{self.last_model:06d}.segy"
+
+    @property
+    def sources_name(self) -> str:
+        return f"{self.family}_sources_{self.first_model:06d}-{self.last_model:06d}.json"
 
 
 def plan_chunks(count: int, chunk_size: int, family: str) -> list[Chunk]:
@@ -174,6 +252,7 @@ def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[st
         },
         "engine": to_dict(config.engine),
         "engine_settings": engine_settings(geometry, config.engine),
+        **({"source_variation": to_dict(config.source)} if config.source.enabled else {}),
         "segy": {
             "sample_format": "IEEE float32 (format 5), big-endian",
             "header_convention": HEADER_CONVENTION,
@@ -296,12 +375,23 @@ def synthesize(
                 ),
                 dtype=np.float32,
             )
+            sources = (
+                [
+                    config.source.draw(config.geometry, config.seed, index)
+                    for index in range(chunk.first_model, chunk.last_model + 1)
+                ]
+                if config.source.enabled
+                else None
+            )
             # Batches start at the chunk's first model, so a chunk is simulated identically by any shard.
             for start in range(0, chunk.num_models, config.batch_size):
                 stop = min(start + config.batch_size, chunk.num_models)
-                seismic[start:stop] = _to_numpy(
-                    simulate(velocity[start:stop], config.geometry, config.engine)
-                )
+                if sources is None:
+                    seismic[start:stop] = _to_numpy(
+                        simulate(velocity[start:stop], config.geometry, config.engine)
+                    )
+                else:
+                    seismic[start:stop] = _simulate_varied(velocity[start:stop], sources[start:stop], config)
                 bar.update(stop - start)
             if not np.all(np.isfinite(seismic)):
                 raise ValueError(
@@ -310,6 +400,11 @@ def synthesize(
                 )
             header = _textual_header(config, chunk)
             record_configuration()
+            if sources is not None:
+                record = [
+                    {"model": chunk.first_model + 1 + number, **draw} for number, draw in enumerate(sources)
+                ]
+                write_text_atomic(out_dir / chunk.sources_name, json.dumps(record, indent=1) + "\n")
             # Velocity first: a chunk counts as complete only when its shots file exists too.
             write_velocity_models(
                 out_dir / chunk.velocity_name,
@@ -323,6 +418,50 @@ def synthesize(
             )
     record_configuration()  # also when this shard had nothing (left) to write
     return manifest_path
+
+
+def _simulate_varied(
+    velocity: np.ndarray, sources: Sequence[dict[str, Any]], config: SynthesizeConfig
+) -> np.ndarray:
+    """``(batch, shots, time, receivers)`` traces, each model with its own drawn source (see
+    ``SourceVariationConfig``): one engine call per free-surface setting with the reference Ricker at the
+    range's highest frequency, then an exact per-model reshaping to its own wavelet."""
+    geometry = config.geometry
+    reference_frequency = max(
+        config.source.peak_frequency_hz[1] if config.source.peak_frequency_hz else geometry.peak_frequency_hz,
+        max(float(source["peak_frequency_hz"]) for source in sources),
+    )
+    reference_geometry = geometry.replace(peak_frequency_hz=reference_frequency)
+    reference_delay = openfwi_ricker_delay_s(reference_frequency, geometry.sample_interval_s)
+    engine = dataclasses.replace(config.engine, ricker_delay_s=reference_delay)
+    out = np.empty(
+        (len(sources), geometry.num_sources, geometry.num_samples, geometry.num_receivers), dtype=np.float32
+    )
+    flags = np.array([bool(source["free_surface"]) for source in sources])
+    for free_surface in (False, True):
+        chosen = np.flatnonzero(flags == free_surface)
+        if not len(chosen):
+            continue
+        with warnings.catch_warnings():
+            # The reference's highest frequencies may be dispersive; the reshaping filters them away.
+            warnings.filterwarnings("ignore", message=".*cells per wavelength.*", category=RuntimeWarning)
+            traces = _to_numpy(
+                simulate(
+                    velocity[chosen],
+                    reference_geometry,
+                    dataclasses.replace(engine, free_surface=free_surface),
+                )
+            )
+        for row, number in enumerate(chosen):
+            source = sources[number]
+            out[number] = reshape_source(
+                traces[row],
+                geometry.sample_interval_s,
+                (reference_frequency, reference_delay),
+                (float(source["peak_frequency_hz"]), float(source["delay_s"]), float(source["phase_deg"])),
+                axis=1,
+            )
+    return out
 
 
 _CHUNK_FILE = re.compile(r"^.+_(shots|velocity)_\d{6}-\d{6}\.segy$")
@@ -393,6 +532,7 @@ def _describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list
         "engine",
         "engine_settings",
         "family_parameters",
+        "source_variation",
     )
     differences: list[str] = []
 
@@ -426,9 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--family",
-        choices=FAMILY_NAMES,
+        choices=(*FAMILY_NAMES, PRIOR_FAMILY),
         metavar="FAMILY",
-        help=f"Velocity-model family: {', '.join(FAMILY_NAMES)} (default: flatvel-a).",
+        help=(
+            f"Velocity-model family: {', '.join(FAMILY_NAMES)} (default: flatvel-a), or {PRIOR_FAMILY} around your "
+            "own model: --set family_overrides.prior_path=FILE (docs/velocity_models.md)."
+        ),
     )
     parser.add_argument("--count", type=int, help="Number of velocity models to generate.")
     parser.add_argument("--out", required=True, type=Path, help="Output folder.")

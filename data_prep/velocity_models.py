@@ -20,6 +20,16 @@ salt           a layered background (1500-3500 m/s) with an irregular salt body 
                smoothed random blob, half of the time with a stem reaching the bottom (a diapir).
 gradient       no interfaces: v(z, x) = v_top(x) + k * z, a smooth depth gradient with mild lateral
                variation of the top velocity.
+structural     what real sections have together: a folded, dipping, faulted lower sequence truncated by an
+               erosional unconformity with a gently dipping upper sequence onlapping it, thin high- and
+               low-velocity layers (velocity inversions) and a compaction trend with lateral variation.
+structural-salt
+               a structural section (fewer faults) pierced by a salt body with a rugose top, steep flanks
+               and an overhanging cap (or a detached salt sheet), 4300-4500 m/s.
+prior          built around a user's prior: a smooth 2-D model or a 1-D profile (well log, tomography;
+               ``.npy``, SEG-Y or a depth/velocity table, ``data_prep.priors``) plus the structural family's
+               random layering, faults and unconformity as perturbations. Not in ``FAMILY_NAMES``: it needs
+               ``prior_path`` (``family_parameters("prior", prior_path=...)``).
 ============== =============================================================================================
 
 Conventions:
@@ -56,7 +66,13 @@ FAMILY_NAMES = (
     "curvefault-b",
     "salt",
     "gradient",
+    "structural",
+    "structural-salt",
 )
+
+#: The family built around a user's prior model; it needs ``prior_path`` and is therefore not in
+#: ``FAMILY_NAMES`` (which lists the families that can be drawn as they are).
+PRIOR_FAMILY = "prior"
 
 #: Smallest grid a model can be drawn on; below it layers and faults no longer fit as whole cells.
 MIN_GRID_CELLS = 8
@@ -111,11 +127,35 @@ class FamilyParameters:
         salt_stem_probability: chance that the body is a diapir with a stem reaching the bottom of the grid.
         gradient_top_velocity_range_mps: range of the velocity at the top (``gradient`` only), m/s.
         gradient_bottom_velocity_range_mps: range of the velocity at the bottom (``gradient`` only), m/s.
-        lateral_variation_fraction: largest relative lateral change of the top velocity (``gradient``).
+        lateral_variation_fraction: largest relative lateral change of the top velocity (``gradient``,
+            and the compaction trend of ``structural``).
+        dip_deg: range of the regional dip of the lower sequence, degrees from the horizontal (``structural``,
+            ``prior``); the direction is random.
+        num_thin_layers: range of the number of thin layers (2-3 % of the depth, at least 2 cells) inserted
+            inside the lower sequence's layers (``structural``, ``prior``).
+        thin_layer_contrast_mps: range of a thin layer's velocity anomaly against its host layer, m/s; the
+            sign is random, so about half are low-velocity layers (velocity inversions).
+        layer_offset_mps: layer velocities of ``structural``/``prior`` are the compaction trend (or the prior)
+            plus a per-layer offset drawn in ``[-layer_offset_mps, +layer_offset_mps]``, neighbours at least
+            ``min_contrast_mps`` apart.
+        unconformity_probability: chance that an erosional unconformity truncates the lower sequence
+            (``structural``, ``prior``); an upper sequence of ``num_upper_layers`` gently dipping layers
+            onlaps it.
+        unconformity_depth_fraction: range of the unconformity's mean depth, fraction of the depth.
+        num_upper_layers: range of the number of layers above the unconformity.
+        salt_probability: chance that a ``structural`` model gets a salt body.
+        salt_rugosity_fraction: largest short-wavelength relief of the salt top, fraction of the depth.
+        salt_sheet_probability: chance that the salt is a detached sheet (no stem) instead of a diapir with
+            an overhanging cap.
+        prior_path: ``prior`` only: the prior model, read by ``data_prep.priors.load_prior`` (``.npy`` with
+            one (depth,) profile or a (depth, x) model, SEG-Y with one trace per x, or a ``.csv``/``.txt``
+            table of depth (m) and velocity (m/s)).
+        prior_spacing_m: ``prior`` only: sample spacing of a ``.npy``/SEG-Y prior, m (both axes of a 2-D one).
+        grid_spacing_m: ``prior`` only: cell size of the grids the models are drawn on, m (to place the prior).
     """
 
     name: str = "custom"
-    kind: Literal["layered", "salt", "gradient"] = "layered"
+    kind: Literal["layered", "salt", "gradient", "structural", "prior"] = "layered"
     num_layers: tuple[int, int] = (2, 4)
     velocity_range_mps: tuple[float, float] = (1500.0, 4500.0)
     min_layer_thickness_fraction: float = 0.1
@@ -133,12 +173,27 @@ class FamilyParameters:
     gradient_top_velocity_range_mps: tuple[float, float] = (1500.0, 2500.0)
     gradient_bottom_velocity_range_mps: tuple[float, float] = (3000.0, 4500.0)
     lateral_variation_fraction: float = 0.05
+    dip_deg: tuple[float, float] = (0.0, 0.0)
+    num_thin_layers: tuple[int, int] = (0, 0)
+    thin_layer_contrast_mps: tuple[float, float] = (300.0, 900.0)
+    layer_offset_mps: float = 450.0
+    unconformity_probability: float = 0.0
+    unconformity_depth_fraction: tuple[float, float] = (0.15, 0.45)
+    num_upper_layers: tuple[int, int] = (1, 3)
+    salt_probability: float = 0.0
+    salt_rugosity_fraction: float = 0.0
+    salt_sheet_probability: float = 0.0
+    prior_path: str | None = None
+    prior_spacing_m: float = 10.0
+    grid_spacing_m: float = 10.0
 
     def __post_init__(self) -> None:
         ranges = (
             "num_layers", "velocity_range_mps", "curvature_wavelength_fraction", "num_faults",
             "fault_throw_fraction", "fault_dip_deg", "salt_velocity_range_mps", "salt_width_fraction",
             "salt_height_fraction", "gradient_top_velocity_range_mps", "gradient_bottom_velocity_range_mps",
+            "dip_deg", "num_thin_layers", "thin_layer_contrast_mps", "unconformity_depth_fraction",
+            "num_upper_layers",
         )  # fmt: skip
         for field in ranges:
             value = getattr(self, field)
@@ -147,8 +202,31 @@ class FamilyParameters:
                     f"{field} of family {self.name!r} must be a (low, high) pair with low <= high. "
                     f"Received: {value!r}"
                 )
-        if self.kind not in ("layered", "salt", "gradient"):
-            raise ValueError(f"kind must be 'layered', 'salt' or 'gradient'. Received: {self.kind!r}")
+        if self.kind not in ("layered", "salt", "gradient", "structural", "prior"):
+            raise ValueError(
+                "kind must be 'layered', 'salt', 'gradient', 'structural' or 'prior'. "
+                f"Received: {self.kind!r}"
+            )
+        if self.kind == "prior" and not self.prior_path:
+            raise ValueError(
+                f"Family {self.name!r} is built around a prior model: set prior_path to a .npy, SEG-Y or "
+                "depth/velocity table file (e.g. --set family_overrides.prior_path=well.csv). Received: "
+                "prior_path=None"
+            )
+        if not (0 <= self.dip_deg[0] and self.dip_deg[1] < 60):
+            raise ValueError(f"dip_deg must lie in [0, 60) degrees. Received: {self.dip_deg}")
+        if self.num_thin_layers[0] < 0 or self.num_upper_layers[0] < 1:
+            raise ValueError(
+                "num_thin_layers cannot be negative and num_upper_layers must be at least 1. Received: "
+                f"num_thin_layers={self.num_thin_layers}, num_upper_layers={self.num_upper_layers}"
+            )
+        for field in ("prior_spacing_m", "grid_spacing_m"):
+            if not getattr(self, field) > 0:
+                raise ValueError(
+                    f"{field} must be a positive length in m. Received: {getattr(self, field)!r}"
+                )
+        if self.layer_offset_mps < 0:
+            raise ValueError(f"layer_offset_mps cannot be negative. Received: {self.layer_offset_mps}")
         if self.num_layers[0] < 1:
             raise ValueError(f"num_layers must be at least 1. Received: {self.num_layers!r}")
         if self.num_faults[0] < 0:
@@ -166,21 +244,26 @@ class FamilyParameters:
             "min_layer_thickness_fraction",
             "curvature_amplitude_fraction",
             "lateral_variation_fraction",
+            "salt_rugosity_fraction",
         ):
             if not 0 <= getattr(self, field) < 1:
                 raise ValueError(f"{field} must be a fraction in [0, 1). Received: {getattr(self, field)}")
+        for field in ("unconformity_probability", "salt_probability", "salt_sheet_probability"):
+            if not 0 <= getattr(self, field) <= 1:
+                raise ValueError(f"{field} must be a probability in [0, 1]. Received: {getattr(self, field)}")
         if self.min_contrast_mps < 0:
             raise ValueError(f"min_contrast_mps cannot be negative. Received: {self.min_contrast_mps}")
         # Layer velocities are drawn with a minimum jump between neighbours; check it can be honoured.
         span = self.velocity_range_mps[1] - self.velocity_range_mps[0]
         needed = (self.num_layers[1] - 1) * self.min_contrast_mps
-        if self.kind != "gradient" and self.velocity_increases_with_depth and needed > span:
+        sorted_layers = self.kind in ("layered", "salt") and self.velocity_increases_with_depth
+        if sorted_layers and needed > span:
             raise ValueError(
                 f"Family {self.name!r}: {self.num_layers[1]} increasing layers {self.min_contrast_mps:g} m/s "
                 f"apart need a {needed:g} m/s range, but velocity_range_mps={self.velocity_range_mps} spans "
                 f"{span:g} m/s. Widen the range, lower min_contrast_mps or reduce num_layers."
             )
-        if self.kind != "gradient" and self.num_layers[1] > 1 and 2 * self.min_contrast_mps > span:
+        if self.kind in ("layered", "salt") and self.num_layers[1] > 1 and 2 * self.min_contrast_mps > span:
             raise ValueError(
                 f"Family {self.name!r}: min_contrast_mps={self.min_contrast_mps:g} leaves no room in "
                 f"velocity_range_mps={self.velocity_range_mps}. Lower the contrast or widen the range."
@@ -190,6 +273,18 @@ class FamilyParameters:
     def is_faulted(self) -> bool:
         return self.num_faults[1] > 0
 
+    @property
+    def layer_count_range(self) -> tuple[int, int]:
+        """The fewest and most layers (``VelocityModel.num_layers``) a model of this recipe can have.
+
+        ``num_layers`` itself for the OpenFWI-style kinds; ``structural``/``prior`` models add the upper
+        sequence (when an unconformity is drawn) and two layers per thin layer to their ``num_layers``.
+        """
+        if self.kind not in ("structural", "prior"):
+            return self.num_layers
+        upper = self.num_upper_layers[1] if self.unconformity_probability > 0 else 0
+        return self.num_layers[0], self.num_layers[1] + 2 * self.num_thin_layers[1] + upper
+
 
 _A_LAYERS = dict(num_layers=(2, 4), min_layer_thickness_fraction=0.12, min_contrast_mps=200.0)
 # "B": more, thinner layers, larger jumps, velocities free to decrease with depth (low-velocity zones).
@@ -198,6 +293,31 @@ _B_LAYERS = dict(
     min_layer_thickness_fraction=0.05,
     min_contrast_mps=500.0,
     velocity_increases_with_depth=False,
+)
+
+# What real sections have together (the "structural" kind): a compaction trend (v_top + k z, lateral
+# variation), folded and dipping layers offset from it, faults, an unconformity, thin layers.
+_STRUCTURAL = dict(
+    kind="structural",
+    num_layers=(3, 6),
+    velocity_range_mps=(1500.0, 4500.0),
+    min_layer_thickness_fraction=0.08,
+    min_contrast_mps=150.0,
+    curvature_amplitude_fraction=0.12,
+    curvature_wavelength_fraction=(0.5, 2.0),
+    num_faults=(1, 3),
+    fault_throw_fraction=(0.04, 0.15),
+    fault_dip_deg=(50.0, 80.0),
+    gradient_top_velocity_range_mps=(1500.0, 2200.0),
+    gradient_bottom_velocity_range_mps=(3200.0, 4500.0),
+    lateral_variation_fraction=0.08,
+    dip_deg=(0.0, 20.0),
+    num_thin_layers=(0, 2),
+    thin_layer_contrast_mps=(300.0, 900.0),
+    layer_offset_mps=450.0,
+    unconformity_probability=0.7,
+    unconformity_depth_fraction=(0.15, 0.45),
+    num_upper_layers=(1, 3),
 )
 
 FAMILIES: dict[str, FamilyParameters] = {
@@ -229,6 +349,22 @@ FAMILIES: dict[str, FamilyParameters] = {
         curvature_amplitude_fraction=0.06,
     ),
     "gradient": FamilyParameters(name="gradient", kind="gradient", num_layers=(1, 1)),
+    "structural": FamilyParameters(name="structural", **_STRUCTURAL),
+    "structural-salt": FamilyParameters(
+        name="structural-salt",
+        **{
+            **_STRUCTURAL,
+            "velocity_range_mps": (1500.0, 4000.0),
+            "gradient_bottom_velocity_range_mps": (2800.0, 3800.0),
+            "num_faults": (0, 2),
+            "salt_probability": 1.0,
+            "salt_velocity_range_mps": (4300.0, 4500.0),
+            "salt_width_fraction": (0.3, 0.6),
+            "salt_height_fraction": (0.2, 0.45),
+            "salt_rugosity_fraction": 0.04,
+            "salt_sheet_probability": 0.3,
+        },
+    ),
 }
 
 
@@ -248,8 +384,18 @@ def family_parameters(name: str, /, **overrides) -> FamilyParameters:
     Raises:
         ValueError: unknown family, unknown field, or a value of the wrong type or out of range.
     """
+    if name == PRIOR_FAMILY:
+        base = FamilyParameters(name=PRIOR_FAMILY, **{**_STRUCTURAL, "kind": "prior", "prior_path": "unset"})
+        merged = {**to_dict(base), "prior_path": None, **overrides}
+        try:
+            return from_dict(FamilyParameters, merged, path=f"family {name}")
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
     if name not in FAMILIES:
-        raise ValueError(f"Unknown velocity-model family {name!r}. Valid names: {', '.join(FAMILY_NAMES)}.")
+        raise ValueError(
+            f"Unknown velocity-model family {name!r}. Valid names: {', '.join(FAMILY_NAMES)}, and "
+            f"{PRIOR_FAMILY!r} with a prior_path."
+        )
     if not overrides:
         return FAMILIES[name]
     if "name" in overrides and overrides["name"] != name:
@@ -351,6 +497,10 @@ class VelocityModel:
             top of the unfaulted stratigraphy, and ``num_layers`` for salt.
         layer_velocities_mps: velocity of each layer, m/s, top first (empty for ``gradient``).
         salt_velocity_mps: velocity of the salt body, m/s, or ``None`` when there is none.
+        unconformity: ``structural``/``prior`` models with an erosional unconformity: its ``(x,)`` depth (cells,
+            fractional; the cells ``i >= depth`` of a column belong to the eroded lower sequence), also listed
+            among ``interfaces``; ``None`` otherwise.
+        num_upper_units: how many of the first unit labels belong to the sequence above the unconformity.
     """
 
     velocity_mps: np.ndarray
@@ -361,6 +511,8 @@ class VelocityModel:
     labels: np.ndarray
     layer_velocities_mps: tuple[float, ...]
     salt_velocity_mps: float | None = None
+    unconformity: np.ndarray | None = None
+    num_upper_units: int = 0
 
     @property
     def num_layers(self) -> int:
@@ -451,6 +603,8 @@ def generate_model(
     rng = _random_generator(parameters, int(seed), int(index))
     if parameters.kind == "gradient":
         return _gradient_model(parameters, rng, grid_shape)
+    if parameters.kind in ("structural", "prior"):
+        return _structural_model(parameters, rng, grid_shape)
     return _layered_model(parameters, rng, grid_shape)
 
 
@@ -572,8 +726,8 @@ def _largest_amplitude(parameters: FamilyParameters, num_layers: int, depth_cell
 def _check_recipe_fits(parameters: FamilyParameters, grid_shape: tuple[int, int]) -> None:
     """Refuses a grid too shallow for the recipe's most layers even when flat, so that a recipe and a grid
     either always work or always fail, whatever the index. (Curvature shrinks to fit instead.)"""
-    if parameters.kind == "gradient":
-        return
+    if parameters.kind in ("gradient", "structural", "prior"):
+        return  # structural layer thicknesses are fractions of the depth that always fit
     depth_cells = grid_shape[0]
     num_layers = parameters.num_layers[1]
     min_thickness, _, gap, low, high = _depth_layout(parameters, num_layers, 0.0, depth_cells)
@@ -781,6 +935,222 @@ def _gradient_model(
     )
 
 
+def _structural_model(
+    parameters: FamilyParameters, rng: np.random.Generator, grid_shape: tuple[int, int]
+) -> VelocityModel:
+    """A ``structural`` (or ``prior``) model: lower sequence, faults, unconformity, upper sequence, salt.
+
+    Built in geological order: the lower sequence is deposited (conformable layers with thin layers inside
+    them), folded and tilted as one package, then faulted; erosion cuts it along the unconformity and the
+    upper sequence onlaps the erosional surface; salt, last, pierces everything. Velocities are a smooth
+    background (the compaction trend, or the user's prior for ``prior``) plus one offset per layer.
+    """
+    depth_cells, x_cells = grid_shape
+    x = np.arange(x_cells, dtype=float)
+    rows = np.arange(depth_cells, dtype=float)[:, None]
+    min_thickness = max(MIN_LAYER_THICKNESS_CELLS, parameters.min_layer_thickness_fraction * depth_cells)
+
+    # --- Lower sequence: conformable layers, folded and tilted together.
+    num_lower = int(rng.integers(parameters.num_layers[0], parameters.num_layers[1] + 1))
+    slope = math.tan(math.radians(rng.uniform(*parameters.dip_deg))) * rng.choice([-1.0, 1.0])
+    amplitude = parameters.curvature_amplitude_fraction * depth_cells * rng.uniform(0.4, 1.0)
+    shape = slope * (x - (x_cells - 1) / 2) + amplitude * _smooth_curve(
+        rng, x_cells, parameters.curvature_wavelength_fraction
+    )
+    # Interfaces are spread over the depths the package shows inside the grid, wherever its shape puts it.
+    low = min_thickness - shape.min()
+    high = depth_cells - 1 - min_thickness - shape.max()
+    # Steep or strongly folded packages may not fit: then part of them leaves the grid.
+    high = max(high, low + max(0, num_lower - 2) * min_thickness + 1e-6)
+    bases = _sorted_with_gaps(rng, num_lower - 1, low, high, min_thickness)
+    offsets = list(_layer_offsets(parameters, rng, num_lower))
+    # Thin layers (2-3 % of the depth, >= 2 cells) inside host layers thick enough to hold them with room
+    # above and below, each a strong anomaly of either sign against its host.
+    thin = max(MIN_LAYER_THICKNESS_CELLS, 0.025 * depth_cells)
+    num_thin = int(rng.integers(parameters.num_thin_layers[0], parameters.num_thin_layers[1] + 1))
+    tops = np.concatenate([[low - 2 * min_thickness], bases])
+    bottoms = np.concatenate([bases, [max(low, high) + 2 * min_thickness]])
+    for _ in range(num_thin):
+        room = [
+            i for i in range(1, len(tops) - 1) if bottoms[i] - tops[i] >= thin + 2 * MIN_LAYER_THICKNESS_CELLS
+        ]
+        if not room:
+            break
+        host = int(rng.choice(room))
+        top = rng.uniform(
+            tops[host] + MIN_LAYER_THICKNESS_CELLS, bottoms[host] - thin - MIN_LAYER_THICKNESS_CELLS
+        )
+        anomaly = rng.uniform(*parameters.thin_layer_contrast_mps) * rng.choice([-1.0, 1.0])
+        # Split the host: host above, the thin layer, host again below.
+        tops = np.concatenate([tops[: host + 1], [top, top + thin], tops[host + 1 :]])
+        bottoms = np.concatenate([bottoms[:host], [top, top + thin, bottoms[host]], bottoms[host + 1 :]])
+        offsets[host + 1 : host + 1] = [offsets[host] + anomaly, offsets[host]]
+    depths = tops[1:, None] + shape[None, :]
+
+    faults: list[Fault] = []
+    num_faults = int(rng.integers(parameters.num_faults[0], parameters.num_faults[1] + 1))
+    for _ in range(num_faults):
+        fault = _draw_separated_fault(parameters, rng, grid_shape, faults)
+        if fault is None:
+            break
+        depths = _apply_fault(depths, fault)
+        faults.append(fault)
+    lower_labels = (rows[None] >= depths[:, None, :]).sum(axis=0)
+
+    # --- Unconformity and upper sequence.
+    if rng.uniform() < parameters.unconformity_probability:
+        mean_depth = rng.uniform(*parameters.unconformity_depth_fraction) * depth_cells
+        relief = 0.03 * depth_cells * _smooth_curve(rng, x_cells, (0.3, 1.0))
+        tilt = math.tan(math.radians(rng.uniform(0.0, 3.0))) * rng.choice([-1.0, 1.0]) * (x - x_cells / 2)
+        unconformity = np.clip(mean_depth + relief + tilt, MIN_LAYER_THICKNESS_CELLS, depth_cells - 2.0)
+        num_upper = int(rng.integers(parameters.num_upper_layers[0], parameters.num_upper_layers[1] + 1))
+        upper_slope = math.tan(math.radians(rng.uniform(0.0, 3.0))) * rng.choice([-1.0, 1.0])
+        upper_shape = upper_slope * (x - (x_cells - 1) / 2)
+        upper_low = min_thickness - upper_shape.min()
+        upper_high = unconformity.min() - min_thickness - upper_shape.max()
+        # As many upper layers as the space above the unconformity holds (at least the one filling it).
+        fits = 1 + max(0, int((upper_high - upper_low) // min_thickness) + 1)
+        num_upper = max(1, min(num_upper, fits))
+        upper_bases = _sorted_with_gaps(
+            rng,
+            num_upper - 1,
+            upper_low,
+            max(upper_high, upper_low + max(0, num_upper - 2) * min_thickness + 1e-6),
+            min_thickness,
+        )
+        upper_depths = upper_bases[:, None] + upper_shape[None, :]
+        # Onlap: an upper interface below the erosional surface does not exist there.
+        upper_depths = np.where(upper_depths < unconformity[None, :], upper_depths, np.nan)
+        upper_labels = (rows[None] >= np.nan_to_num(upper_depths, nan=np.inf)[:, None, :]).sum(axis=0)
+        # The eroded lower sequence was buried deeper before uplift: it is faster than its depth suggests
+        # (not around a user's prior, which already is the expected velocity: perturbations stay zero-mean).
+        uplift = rng.uniform(100.0, 400.0) if parameters.kind == "structural" else 0.0
+        offsets = list(_layer_offsets(parameters, rng, num_upper)) + [o + uplift for o in offsets]
+        below = rows >= unconformity[None, :]
+        labels = np.where(below, num_upper + lower_labels, upper_labels)
+    else:
+        unconformity, num_upper, upper_depths = None, 0, np.zeros((0, x_cells))
+        labels = lower_labels
+
+    # --- Velocity: smooth background + one offset per layer.
+    background = _background_velocity(parameters, rng, grid_shape)
+    low_velocity, high_velocity = parameters.velocity_range_mps
+    offsets_array = np.asarray(offsets)
+    velocity = np.clip(background + offsets_array[labels], low_velocity, high_velocity)
+
+    # --- Reported interfaces: the module's convention, NaN where eroded, onlapped or outside the grid.
+    reported = [row for row in upper_depths]
+    if unconformity is not None:
+        reported.append(unconformity.copy())
+        lower_reported = np.where(depths >= unconformity[None, :], depths, np.nan)
+    else:
+        lower_reported = depths.copy()
+    reported.extend(lower_reported)
+    reported = [np.where((depth >= 0) & (depth <= depth_cells - 1), depth, np.nan) for depth in reported]
+    traces = list(_fault_traces(faults, grid_shape))
+    if unconformity is not None:  # the faults predate the unconformity: erosion truncates them
+        traces = [trace[trace[:, 0] >= np.interp(trace[:, 1], x, unconformity)] for trace in traces]
+
+    salt_velocity = None
+    labels = labels.astype(np.int16)
+    if rng.uniform() < parameters.salt_probability:
+        salt = _rugose_salt_mask(parameters, rng, grid_shape)
+        salt_velocity = float(rng.uniform(*parameters.salt_velocity_range_mps))
+        labels[salt] = len(offsets)
+        velocity = np.where(salt, salt_velocity, velocity)
+        columns = np.arange(x_cells)
+        for interface in reported:
+            finite = np.isfinite(interface)
+            first_below = np.clip(np.ceil(np.where(finite, interface, 0)).astype(int), 0, depth_cells - 1)
+            interface[finite & salt[first_below, columns]] = np.nan
+        traces = [
+            trace[~salt[np.rint(trace[:, 0]).astype(int), np.rint(trace[:, 1]).astype(int)]]
+            for trace in traces
+        ]
+    # Layer velocities: each layer's mean (they vary within a layer with the background).
+    layer_means = tuple(
+        float(velocity[labels == unit].mean()) if (labels == unit).any() else float("nan")
+        for unit in range(len(offsets))
+    )
+    return _frozen_model(
+        velocity_mps=velocity.astype(np.float32),
+        family=parameters.name,
+        interfaces=tuple(reported),
+        faults=tuple(faults),
+        fault_traces=tuple(traces),
+        labels=labels,
+        layer_velocities_mps=layer_means,
+        salt_velocity_mps=salt_velocity,
+        unconformity=unconformity,
+        num_upper_units=num_upper,
+    )
+
+
+def _layer_offsets(parameters: FamilyParameters, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Per-layer velocity offsets from the background, m/s: neighbours ``min_contrast_mps`` apart."""
+    spread = parameters.layer_offset_mps
+    contrast = min(parameters.min_contrast_mps, spread)  # a narrow spread cannot honour a large contrast
+    return _alternating_velocities(rng, count, -spread, spread, contrast)
+
+
+def _background_velocity(
+    parameters: FamilyParameters, rng: np.random.Generator, grid_shape: tuple[int, int]
+) -> np.ndarray:
+    """``(depth, x)`` smooth background: the compaction trend, or the user's prior for ``prior``."""
+    depth_cells, x_cells = grid_shape
+    if parameters.kind == "prior":
+        from data_prep.priors import load_prior, prior_on_grid
+
+        prior = load_prior(parameters.prior_path, parameters.prior_spacing_m)
+        return prior_on_grid(prior, grid_shape, parameters.grid_spacing_m, rng)
+    top = rng.uniform(*parameters.gradient_top_velocity_range_mps)
+    bottom = rng.uniform(*parameters.gradient_bottom_velocity_range_mps)
+    lateral = (
+        parameters.lateral_variation_fraction
+        * rng.uniform(0.3, 1.0)
+        * _smooth_curve(rng, x_cells, (1.0, 3.0))
+    )
+    z = np.arange(depth_cells, dtype=float)[:, None] / max(1, depth_cells - 1)
+    # Compaction: velocity rises fastest near the surface (a square-root-like profile, not a straight line).
+    trend = top + (bottom - top) * z ** rng.uniform(0.6, 1.0)
+    return trend * (1.0 + lateral[None, :])
+
+
+def _rugose_salt_mask(
+    parameters: FamilyParameters, rng: np.random.Generator, grid_shape: tuple[int, int]
+) -> np.ndarray:
+    """A salt body with a rugose top and steep flanks: a diapir whose cap overhangs its stem, or a sheet.
+
+    The cap spans ``salt_width_fraction`` of the width and ``salt_height_fraction`` of the depth; its top
+    is a dome plus short-wavelength relief (``salt_rugosity_fraction``), its base a gentler curve. A diapir's
+    stem, narrower than the cap (the overhang), rises from the bottom of the grid with a slight sway.
+    """
+    depth_cells, x_cells = grid_shape
+    z = np.arange(depth_cells, dtype=float)[:, None]
+    x = np.arange(x_cells, dtype=float)[None, :]
+    half_width = 0.5 * rng.uniform(*parameters.salt_width_fraction) * x_cells
+    height = rng.uniform(*parameters.salt_height_fraction) * depth_cells
+    centre_x = rng.uniform(0.3, 0.7) * (x_cells - 1)
+    top_depth = rng.uniform(0.2, 0.5) * depth_cells
+    u = (x - centre_x) / half_width  # -1 .. 1 across the cap
+    inside = np.abs(u) <= 1.0
+    # Rugose top: a dome (shallowest in the middle) plus short-wavelength relief.
+    dome = 0.35 * height * u**2
+    relief = (
+        parameters.salt_rugosity_fraction * depth_cells * _smooth_curve(rng, x_cells, (0.08, 0.3))[None, :]
+    )
+    top = top_depth + dome + relief
+    # Base of the cap: thickest in the middle, thinning towards steep, rounded flanks.
+    thickness = height * np.sqrt(np.clip(1.0 - np.abs(u) ** rng.uniform(2.5, 4.0), 0.0, 1.0))
+    mask = inside & (z >= top) & (z <= top + thickness)
+    if rng.uniform() >= parameters.salt_sheet_probability:
+        stem_half_width = rng.uniform(0.3, 0.6) * half_width
+        sway = 0.4 * stem_half_width * np.sin(2 * np.pi * z / depth_cells + rng.uniform(0, 2 * np.pi))
+        stem_top = top_depth + 0.5 * height
+        mask |= (np.abs(x - centre_x - sway) <= stem_half_width) & (z >= stem_top)
+    return mask
+
+
 def _frozen_model(**fields) -> VelocityModel:
     for key in ("velocity_mps", "labels"):
         fields[key] = np.ascontiguousarray(fields[key])
@@ -797,12 +1167,16 @@ def _frozen_model(**fields) -> VelocityModel:
         trace.setflags(write=False)
         traces.append(trace)
     fields["fault_traces"] = tuple(traces)
+    if fields.get("unconformity") is not None:
+        fields["unconformity"] = np.array(fields["unconformity"], dtype=np.float64)
+        fields["unconformity"].setflags(write=False)
     return VelocityModel(**fields)
 
 
 __all__ = [
     "FAMILIES",
     "FAMILY_NAMES",
+    "PRIOR_FAMILY",
     "Fault",
     "FamilyParameters",
     "MIN_GRID_CELLS",

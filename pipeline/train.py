@@ -47,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 
 from data_prep.atomic import write_text_atomic
+from data_prep.synthesize import SourceVariationConfig
 from models.losses import LossConfig
 from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
 from pipeline.config import (
@@ -78,17 +79,29 @@ class DefaultDatasetConfig:
 
     Attributes:
         family: velocity-model family (``data_prep.velocity_models``).
-        count: number of samples (split 80/10/10).
+        families: a mix instead of one family: ``count`` samples of each of these families (``family`` is
+            then ignored); the splits are drawn per family, so every family is in every split.
+        count: number of samples (split 80/10/10), per family for a mix.
         seed: synthesis seed.
-        directory: cache folder; the dataset is ``<directory>/default-<family>-<count>-seed<seed>.h5``.
+        directory: cache folder; the dataset is ``<directory>/default-<family>-<count>-seed<seed>.h5``
+            (a mix or source variety: ``default-mix<N>-<hash>-<count>-seed<seed>.h5``, the hash naming the
+            families and source settings).
         keep_segy: keep the intermediate SEG-Y files (deleted after ingest by default).
+        source: per-sample source variety of the synthesis (``data_prep.synthesize.SourceVariationConfig``:
+            peak frequency, delay, phase, free surface); off by default.
     """
 
     family: str = "flatvel-a"
+    families: tuple[str, ...] = ()
     count: int = 1000
     seed: int = 0
     directory: str = "data"
     keep_segy: bool = False
+    source: SourceVariationConfig = SourceVariationConfig()
+
+    @property
+    def family_list(self) -> tuple[str, ...]:
+        return tuple(self.families) or (self.family,)
 
 
 @dataclass(frozen=True)
@@ -255,6 +268,12 @@ class TrainConfig:
         optimizer, early_stopping, curriculum: see their classes; ``curriculum`` stages run first, in order,
             and the remaining epochs use every family and shot.
         evaluate_test: evaluate the final model on the test split.
+        init_from: fine-tune: start from this model (``models:/name@alias``, ``models:/name/version``,
+            ``runs:/...`` or a bundle folder) instead of random weights. Its architecture, weights,
+            normalisation statistics and geometry are used (``model`` and ``model_options`` then do not
+            apply); the data must have its geometry (``pipeline.fine_tuning``).
+        freeze: with ``init_from``: a part of the parent kept fixed (``encoder``: the shared encoder, so only
+            the decoders are trained).
         data, tracking, runtime: see their classes.
     """
 
@@ -269,11 +288,17 @@ class TrainConfig:
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     curriculum: tuple[CurriculumStage, ...] = ()
     evaluate_test: bool = True
+    init_from: str | None = None
+    freeze: Literal["encoder"] | None = None
     data: DataConfig = DataConfig()
     tracking: TrackingConfig = TrackingConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     def __post_init__(self) -> None:
+        if self.freeze and not self.init_from:
+            raise ValueError(
+                f"freeze={self.freeze!r} needs a parent model to freeze: add --init-from MODEL (or drop --freeze)."
+            )
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError(
                 f"batch_size and epochs must be at least 1. Received: {self.batch_size}, {self.epochs}"
@@ -326,7 +351,16 @@ class TrainResult:
 
 
 def default_dataset_path(config: DefaultDatasetConfig) -> Path:
-    return Path(config.directory) / f"default-{config.family}-{config.count}-seed{config.seed}.h5"
+    if not config.families and not config.source.enabled:
+        return Path(config.directory) / f"default-{config.family}-{config.count}-seed{config.seed}.h5"
+    import hashlib
+
+    recipe = json.dumps(
+        {"families": list(config.family_list), "source": to_dict(config.source)}, sort_keys=True
+    )
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]
+    name = f"mix{len(config.family_list)}" if len(config.family_list) > 1 else config.family_list[0]
+    return Path(config.directory) / f"default-{name}-{digest}-{config.count}-seed{config.seed}.h5"
 
 
 def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
@@ -341,20 +375,30 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
     interactive = sys.stderr.isatty()
     segy_dir = path.with_name(path.stem + "-segy")
     started = time.monotonic()
-    echo(f"data: synthesizing {config.count} {config.family} models (OpenFWI geometry) into {segy_dir} ...")
+    families = config.family_list
+    what = (
+        f"{config.count} {families[0]}"
+        if len(families) == 1
+        else f"{config.count} x {len(families)} families'"
+    )
+    echo(f"data: synthesizing {what} models (OpenFWI geometry) into {segy_dir} ...")
     # The data stage logs a line per input file at INFO: the default run prints its own summary instead.
     data_logger = logging.getLogger("data_prep")
     level = data_logger.level
     data_logger.setLevel(logging.WARNING)
     try:
         # One engine call per 50-model chunk: ~10-20 % faster than the data stage's default of 8 models.
-        synthesize(
-            SynthesizeConfig(family=config.family, count=config.count, seed=config.seed, batch_size=50),
-            segy_dir,
-            progress=interactive,
-        )
+        folders = [segy_dir / family for family in families] if len(families) > 1 else [segy_dir]
+        for family, folder in zip(families, folders, strict=True):
+            synthesize(
+                SynthesizeConfig(
+                    family=family, count=config.count, seed=config.seed, batch_size=50, source=config.source
+                ),
+                folder,
+                progress=interactive,
+            )
         echo(f"data: synthesized in {time.monotonic() - started:.0f} s; ingesting into {path} ...")
-        ingest([segy_dir], path, IngestConfig(progress=interactive), overwrite=True)
+        ingest(folders, path, IngestConfig(progress=interactive), overwrite=True)
     finally:
         data_logger.setLevel(level)
     if not config.keep_segy:
@@ -1015,9 +1059,30 @@ def train(
     if not grid_shape:
         raise UserError(f"{dataset_path} holds no velocity models: training needs a labelled dataset.")
 
-    family_config, edge_head = resolve_model_config(config, seismic_shape, grid_shape)
+    parent = None
+    if config.init_from:
+        from data_prep import schema
+        from pipeline import fine_tuning
+
+        parent = fine_tuning.load_parent(config.init_from)
+        with schema.open_dataset(dataset_path) as h5:
+            fine_tuning.check_geometry(parent, schema.read_geometry(h5), dataset_path)
+        family_config, edge_head = fine_tuning.parent_architecture(parent)
+    else:
+        family_config, edge_head = resolve_model_config(config, seismic_shape, grid_shape)
     with distribution.scope():
         model = build_model(family_config, edge_head)
+        if parent is not None:
+            fine_tuning.copy_weights(parent.bundle.model, model, parent.address)
+            if config.freeze:
+                frozen = fine_tuning.freeze(model, config.freeze)
+                echo(f"fine-tuning: {len(frozen)} {config.freeze} layers of {config.init_from} frozen")
+    if parent is not None:
+        echo(
+            f"fine-tuning {config.init_from} ({family_config.family}, trained on "
+            f"{', '.join((parent.bundle.info.get('dataset') or {}).get('families') or ['?'])}): its architecture, "
+            "weights and normalisation statistics"
+        )
     outputs = tuple(name for name in ("velocity", "edges") if name in model.output_names)
 
     multi_worker = distribution.name == "multi_worker_mirrored"
@@ -1035,6 +1100,8 @@ def train(
         "use_multiprocessing": config.data.use_multiprocessing,
         "max_queue_size": config.data.max_queue_size,
         "cache": config.data.cache,
+        # A fine-tuned model keeps seeing inputs on its parent's scale, and carries those numbers onwards.
+        "stats": parent.bundle.stats if parent is not None else None,
     }
 
     def training_data(stage: CurriculumStage | None) -> SeismicDataset:
@@ -1112,7 +1179,12 @@ def train(
         system_metrics=config.tracking.system_metrics,
         system_metrics_interval_s=config.tracking.system_metrics_interval_s,
         enabled=config.tracking.enabled and distribution.is_chief,
-        tags={**(extra_tags or {}), "seisinvert.run_type": "training", "seisinvert.model": config.model},
+        tags={
+            **(extra_tags or {}),
+            "seisinvert.run_type": "training",
+            "seisinvert.model": family_config.family if parent is not None else config.model,
+            **(fine_tuning.lineage_tags(parent, config.freeze) if parent is not None else {}),
+        },
     )
     tracker.start()
     run_id = (
@@ -1397,6 +1469,7 @@ def _train_loop(
             outputs=val_data.outputs,
             families=config.data.families or None,
             max_samples=config.data.max_test_samples,
+            stats=stats,
         )
         evaluation = evaluate_model(inference, test_data, stats)
         test_metrics, per_family = evaluation.metrics, evaluation.per_family
@@ -1581,6 +1654,7 @@ def build_parser() -> argparse.ArgumentParser:
             "python -m pipeline.train --data data/cfb.h5 --model inversionnet --set epochs=50",
             "python -m pipeline.train --config configs/train/openfwi.yaml --tracking-uri http://127.0.0.1:5000",
             "python -m pipeline.train --resume   # continue the latest interrupted run (same MLflow run)",
+            "python -m pipeline.train --init-from models:/seisinvert-general@champion --data mine.h5 --freeze encoder",
             "python -m pipeline.train --compare --data data/cfb.h5   # every model under one budget",
         ],
     )
@@ -1602,6 +1676,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run (the latest unfinished one without RUN_ID) in the same MLflow run",
     )
     parser.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune this model (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/... or a bundle folder): its "
+        "architecture, weights, normalisation and geometry",
+    )
+    parser.add_argument(
+        "--freeze",
+        choices=("encoder",),
+        help="with --init-from: keep the parent's encoder fixed and train the decoders only",
+    )
+    parser.add_argument(
         "--compare",
         action="store_true",
         help="train every model family on the same data as child runs (configs/experiment/compare.yaml)",
@@ -1615,6 +1700,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = {
         "model": args.model,
         "epochs": args.epochs,
+        "init_from": args.init_from,
+        "freeze": args.freeze,
         "data": {"path": args.data},
         "tracking": {"tracking_uri": args.tracking_uri, "experiment": args.experiment},
     }

@@ -101,7 +101,7 @@ def test_velocities_within_family_bounds(models, family):
         high = max(
             parameters.gradient_top_velocity_range_mps[1], parameters.gradient_bottom_velocity_range_mps[1]
         )
-    elif parameters.kind == "salt":
+    elif parameters.kind == "salt" or parameters.salt_probability > 0:
         low, high = parameters.velocity_range_mps[0], parameters.salt_velocity_range_mps[1]
     else:
         low, high = parameters.velocity_range_mps
@@ -379,7 +379,8 @@ def test_any_grid_shape(family, grid_shape):
         model = generate_model(family, SEED, index, grid_shape)
         assert model.velocity_mps.shape == grid_shape and model.labels.shape == grid_shape
         assert all(interface.shape == (grid_shape[1],) for interface in model.interfaces)
-        assert parameters.num_layers[0] <= model.num_layers <= parameters.num_layers[1]
+        fewest, most = parameters.layer_count_range
+        assert fewest <= model.num_layers <= most
         if parameters.kind == "layered" and not parameters.is_faulted:
             assert len(np.unique(model.velocity_mps)) == model.num_layers
             minimum = max(2.0, parameters.min_layer_thickness_fraction * grid_shape[0])

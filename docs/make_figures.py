@@ -252,10 +252,10 @@ def tiny_comparison(work: Path) -> tuple[str, str, str]:
     parent run id)."""
     import mlflow
 
+    from core.config import CONFIG_DIR, load_config
     from data_prep.ingest import ingest
     from data_prep.synthesize import SynthesizeConfig, synthesize
     from pipeline.compare import CompareConfig, compare
-    from pipeline.config import CONFIG_DIR, load_config
 
     synthetic = load_config(
         SynthesizeConfig,

@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from core import __version__
+from core.config import json_ready
+from core.errors import UserError
 from data_prep.normalization import NormalizationStats, denormalize_velocity, normalize_seismic
 from data_prep.schema import DatasetGeometry
-from pipeline import __version__
-from pipeline.cli import UserError
-from pipeline.config import json_ready
 
 BUNDLE_FORMAT = "seisinvert-model-bundle"
 BUNDLE_SCHEMA_VERSION = 1

@@ -21,7 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
+from core.cli import add_common_arguments, make_parser, run_main
+from core.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000

@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import add_config_arguments, load_config, to_dict, to_yaml
+from core.errors import UserError
 from data_prep.normalization import NormalizationStats, VelocityNormalization, denormalize_velocity
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import add_config_arguments, load_config, to_dict, to_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     name = config.model.replace(":/", "-").replace("/", "-").replace("@", "-").strip("-")
     output_dir = Path(config.output_dir or Path("outputs") / f"evaluation-{name}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    from data_prep.atomic import write_text_atomic
+    from core.atomic import write_text_atomic
 
     csv_path = write_text_atomic(
         output_dir / f"per_sample_{config.split}.csv", per_sample_csv(result.per_sample)

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.config import json_ready
+from core.errors import UserError
 from pipeline.bundle import EDGES, INFO_FILE, MODEL_FILE, VELOCITY_MPS, load_bundle
-from pipeline.cli import UserError
-from pipeline.config import json_ready
 
 if TYPE_CHECKING:
     from pipeline.infer import InferConfig, InferResult
@@ -163,7 +163,7 @@ def environment_tags() -> dict[str, str]:
     """Git commit, Keras backend and version, device, package version."""
     import keras
 
-    from pipeline import __version__
+    from core import __version__
 
     devices = "cpu"
     try:
@@ -633,8 +633,8 @@ def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig)
     Returns:
         The id of the new MLflow run (status FINISHED, or FAILED if logging raised).
     """
-    from pipeline import __version__
-    from pipeline.config import to_dict
+    from core import __version__
+    from core.config import to_dict
 
     mlflow = _mlflow()
     tracking_uri = resolve_tracking_uri(config.mlflow.tracking_uri)

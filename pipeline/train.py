@@ -46,12 +46,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_prep.atomic import write_text_atomic
-from models.losses import LossConfig
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import (
+from core.atomic import write_text_atomic
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import (
     CONFIG_DIR,
-    ConfigError,
     add_config_arguments,
     config_hash,
     from_dict,
@@ -59,6 +57,8 @@ from pipeline.config import (
     to_dict,
     to_yaml,
 )
+from core.errors import ConfigError, UserError
+from models.losses import LossConfig
 from pipeline.feeding import AugmentationConfig
 
 logger = logging.getLogger(__name__)
@@ -791,7 +791,7 @@ class Checkpointer:
     def save(self, model, epoch: int, state: dict[str, Any], best: bool) -> None:
         if not self.enabled:
             return
-        from data_prep.atomic import atomic_output
+        from core.atomic import atomic_output
 
         self.directory.mkdir(parents=True, exist_ok=True)
         weights = self.directory / f"epoch-{epoch:04d}.weights.h5"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep.normalization import NormalizationStats
 from data_prep.schema import DatasetGeometry
 from pipeline.bundle import (
@@ -20,7 +21,6 @@ from pipeline.bundle import (
     load_bundle,
     save_bundle,
 )
-from pipeline.cli import UserError
 
 SEISMIC_SHAPE = (2, 64, 12)
 GRID = (8, 12)

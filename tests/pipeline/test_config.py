@@ -8,17 +8,9 @@ from typing import Literal
 
 import pytest
 
+from core.config import CONFIG_DIR, config_hash, from_dict, load_config, parse_override, to_dict, to_yaml
+from core.errors import ConfigError
 from data_prep.geometry import AcquisitionGeometry
-from pipeline.config import (
-    CONFIG_DIR,
-    ConfigError,
-    config_hash,
-    from_dict,
-    load_config,
-    parse_override,
-    to_dict,
-    to_yaml,
-)
 
 
 @dataclass(frozen=True)

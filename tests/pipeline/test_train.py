@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli import UserError
-from pipeline.config import ConfigError, from_dict, load_config
+from core.config import from_dict, load_config
+from core.errors import ConfigError, UserError
 from pipeline.train import (
     CurriculumStage,
     TrainConfig,
@@ -410,7 +410,7 @@ def test_model_variants_schedule_and_curriculum_stages():
 
 
 def test_shipped_training_configs_load_and_default_yaml_is_the_default():
-    from pipeline.config import CONFIG_DIR
+    from core.config import CONFIG_DIR
 
     files = sorted((CONFIG_DIR / "train").glob("*.yaml"))
     assert {path.stem for path in files} >= {"default", "openfwi", "quick"}

@@ -30,6 +30,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from core.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -188,8 +190,6 @@ def check_writable_destination(destination: str | Path, overwrite: bool = True, 
         UserError: what is wrong with the path and what to do (``flag`` names the option in messages).
         FileExistsError: ``destination`` exists and ``overwrite`` is False.
     """
-    from pipeline.cli import UserError  # pipeline.cli is light; imported here to keep this module standalone
-
     destination = Path(destination)
     try:
         if destination.is_dir():

@@ -284,7 +284,6 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """
     from data_prep import schema
     from pipeline import tracking
-    from pipeline.bundle import load_bundle
     from pipeline.feeding import SeismicDataset
     from pipeline.figures import save_png
 
@@ -295,7 +294,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     tracking_uri = tracking.resolve_tracking_uri(config.tracking_uri)
     if config.model.startswith(("runs:/", "models:/")):
         tracking.set_tracking_uri(tracking_uri)
-    bundle = load_bundle(config.model)
+    bundle = tracking.load_bundle(config.model)
     dataset_path = Path(config.data)
     summary = schema.validate(dataset_path, check_values=False)
     differences = bundle.geometry.differences(summary.geometry)
@@ -379,7 +378,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
 
 def _dataset_info(path: Path, summary) -> dict[str, Any]:
-    from pipeline.train import dataset_info
+    from pipeline.lineage import dataset_info
 
     return dataset_info(path)
 

@@ -956,7 +956,7 @@ def _check_refinement(bundle: Any, layout: ModelLayout, config: InferConfig) -> 
 
 def _resolve_model(model: Any, model_uri: str | None) -> tuple[Any, str]:
     if isinstance(model, str | Path):
-        from pipeline.bundle import load_bundle
+        from pipeline.tracking import load_bundle
 
         return load_bundle(model), model_uri or str(model)
     for attribute in ("geometry", "stats", "predict"):

@@ -336,9 +336,23 @@ def test_layers_import_only_downwards():
     )
 
 
+#: Circles known and scheduled for removal: modules → why it is still there and what removes it. The test fails
+#: on any other circle, and when a listed one is gone (delete its entry then).
+KNOWN_CIRCLES = {
+    ("pipeline.compare", "pipeline.train"): (
+        "compare calls train(); train's command line (python -m pipeline.train --compare) calls compare. "
+        "Removed by issue 23 item 3, which moves the training code out of the module that holds the CLI "
+        "(train.py is being rewritten as Keras callbacks in parallel, so it is not moved here)."
+    ),
+}
+
+
 def test_no_import_circles():
     imports = _repository_imports()
-    components = strongly_connected_components(_import_graph(imports))
+    found = strongly_connected_components(_import_graph(imports))
+    components = [component for component in found if tuple(component) not in KNOWN_CIRCLES]
+    stale = sorted(set(KNOWN_CIRCLES) - {tuple(component) for component in found})
+    assert not stale, f"these circles are gone: delete them from KNOWN_CIRCLES: {stale}"
     report = []
     for component in components:
         cycle = one_cycle(component, imports)

@@ -131,6 +131,16 @@ def test_overwrite_replaces_and_missing_paths_are_explained(tmp_path: Path, tiny
         load_bundle(lone / "m.keras")
 
 
+def test_mlflow_addresses_go_through_tracking(tmp_path: Path, tiny_model):
+    # pipeline.bundle knows no MLflow (tracking imports bundle, not the reverse): it names the function to use.
+    with pytest.raises(UserError, match=r"MLflow address: load it with pipeline.tracking.load_bundle"):
+        load_bundle("models:/seisinvert-unet@champion")
+    from pipeline import tracking
+
+    directory = save_bundle(tmp_path / "b", tiny_model, stats=_stats(), geometry=_geometry())
+    assert tracking.load_bundle(directory).path == directory, "tracking.load_bundle reads folders too"
+
+
 def test_amplitude_statistics_values():
     windows = np.zeros((3, 1, 4, 5), np.float32)
     windows[0] = 1.0  # RMS 1

@@ -8,7 +8,14 @@ Each stage describes its settings as a frozen dataclass (``SynthesizeConfig``, `
 3. dotted overrides from the command line: ``--set geometry.num_samples=500``.
 
 Values from YAML and ``--set`` are checked against the dataclass field types, so a typo in a key or a
-string where a number belongs fails at start-up with a message naming the key, not hours later.
+string where a number belongs fails at start-up with a message naming the key, not hours later. The checking
+is pydantic's ``TypeAdapter`` over the dataclasses (strict JSON rules: ``true`` is not a number, ``"5"`` is
+not an integer, lists become tuples); the messages are written here in the form users know
+(``count must be an integer. Received: 'three'``), every problem of a configuration in one line.
+
+The YAML files ship with the package (``pyproject.toml``: ``configs/`` is installed as
+``seisinvert_configs``): ``CONFIG_DIR`` is the checkout's ``configs/`` or the installed copy, and
+``--config configs/train/quick.yaml`` finds the shipped file from any folder (``config_file``).
 
 Example:
     >>> config = load_config(SynthesizeConfig, files=["configs/data/openfwi.yaml"],
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -116,27 +124,43 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
-    """Converts a nested mapping into the dataclass ``cls``, checking keys and types."""
+    """Converts a nested mapping into the dataclass ``cls``, checking keys and types.
+
+    Validation is pydantic's (``TypeAdapter`` over the dataclass, strict JSON rules: ``true`` is not an integer,
+    ``"5"`` is not a number, lists become tuples, strings become paths); the messages are this project's
+    (``_describe``). The dataclass's own checks (``__post_init__``) run as usual.
+
+    Args:
+        cls: a dataclass type, possibly with nested dataclass fields.
+        data: YAML/JSON-like values (mappings, lists, strings, numbers, booleans, None); dataclass instances,
+            tuples and paths are accepted too (converted with ``to_dict`` first).
+        path: where ``data`` sits in a larger configuration, for messages (``"family salt"``, ``"model"``).
+
+    Raises:
+        ConfigError: unknown keys, wrong types, or a value the dataclass refuses, with the key named.
+    """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path or cls.__name__} must be a mapping of fields. Received: {data!r}")
-    hints = get_type_hints(cls)
-    fields = {field.name: field for field in dataclasses.fields(cls) if field.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = path or cls.__name__
-        raise ConfigError(
-            f"Unknown configuration key(s) {', '.join(_join(path, k) for k in unknown)} in {where}. "
-            f"Valid keys: {', '.join(sorted(fields))}."
-        )
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _convert(value, hints[name], _join(path, name))
     try:
-        return cls(**kwargs)
+        text = json.dumps(to_dict(dict(data)))
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"Invalid configuration for {path or cls.__name__}: {error}") from None
+        raise ConfigError(
+            f"{path or cls.__name__} holds a value that is not configuration data (YAML/JSON values): {error}"
+        ) from None
+    from pydantic import PydanticSchemaGenerationError, ValidationError
+
+    try:
+        adapter = _adapter(cls)
+    except PydanticSchemaGenerationError as error:
+        raise TypeError(
+            f"{cls.__name__} is not a configuration dataclass: {str(error).splitlines()[0]}"
+        ) from None
+    try:
+        return adapter.validate_json(text, strict=True)
+    except ValidationError as error:
+        raise ConfigError(_describe(cls, error, path)) from None
 
 
 def to_dict(config: Any) -> Any:
@@ -243,74 +267,161 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _convert(value: Any, hint: Any, path: str) -> Any:  # noqa: C901 - one branch per supported type
-    origin = get_origin(hint)
-    args = get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _convert(value, option, path)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(f"{path}: value {value!r} matches none of {hint}. " + " / ".join(errors))
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path} must be one of {', '.join(map(repr, args))}. Received: {value!r}")
-        return value
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        return from_dict(hint, value, path)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path} must be a list. Received: {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(value))
-        if args and len(args) != len(value):
-            raise ConfigError(f"{path} must have {len(args)} entries. Received: {value!r}")
-        return tuple(
-            _convert(item, a, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, value, strict=True))
+@functools.cache
+def _adapter(cls: type) -> Any:
+    """pydantic's validator of ``cls``, built once per class (about 0.1 s for a nested configuration).
+
+    Unknown keys must fail (pydantic ignores them by default, and a misspelt key would silently do nothing):
+    every dataclass reachable from ``cls`` gets ``extra="forbid"`` as its pydantic configuration.
+    """
+    from pydantic import ConfigDict, TypeAdapter
+
+    for dataclass_type in _dataclasses_within(cls):
+        if "__pydantic_config__" not in vars(dataclass_type):
+            dataclass_type.__pydantic_config__ = ConfigDict(extra="forbid")
+    return TypeAdapter(cls)
+
+
+def _dataclasses_within(hint: Any, seen: set[type] | None = None) -> set[type]:
+    seen = set() if seen is None else seen
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if hint in seen:
+            return seen
+        seen.add(hint)
+        for field_hint in get_type_hints(hint).values():
+            _dataclasses_within(field_hint, seen)
+    for argument in get_args(hint):
+        _dataclasses_within(argument, seen)
+    return seen
+
+
+#: pydantic error types → what the value must be, in this project's words.
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "path_type": "a path",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "dataclass_type": "a mapping of fields",
+    "model_type": "a mapping of fields",
+}
+
+
+def _describe(cls: type, error: Any, prefix: str) -> str:
+    """One message for all problems of a pydantic ``ValidationError``, in the words users know:
+    ``count must be an integer. Received: 'three'``, ``Unknown configuration key(s) inner.rat in inner.
+    Valid keys: mode, rate.``, ``inner.mode must be one of 'a', 'b'. Received: 'c'``."""
+    messages: list[str] = []
+    unknown: dict[tuple[str, Any], list[str]] = {}
+    unions: dict[str, tuple[Any, Any]] = {}
+    problems = error.errors(include_url=False)
+    # A fixed-length list with entries missing: one message for the list, not one per position.
+    lengths: dict[str, str] = {}
+    for problem in problems:
+        loc = tuple(problem["loc"])
+        if problem["type"] == "missing" and loc and isinstance(loc[-1], int):
+            name, hint, _ = _locate(cls, loc[:-1], prefix)
+            if get_origin(hint) is tuple:
+                lengths.setdefault(
+                    name, f"{name} must have {len(get_args(hint))} entries. Received: {problem['input']!r}"
+                )
+    messages += lengths.values()
+    for problem in problems:
+        kind, loc, received = problem["type"], tuple(problem["loc"]), problem.get("input")
+        if any(_locate(cls, loc[:end], prefix)[0] in lengths for end in range(len(loc) + 1)):
+            continue
+        if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+            where, owner, _ = _locate(cls, loc[:-1], prefix)
+            unknown.setdefault((where, owner), []).append(_join(where, str(loc[-1])))
+            continue
+        where, hint, in_union = _locate(cls, loc, prefix)
+        name = where or cls.__name__
+        if in_union:
+            unions.setdefault(name, (hint, received))
+        elif kind in ("value_error", "assertion_error"):
+            reason = (problem.get("ctx") or {}).get("error") or problem["msg"]
+            messages.append(f"Invalid configuration for {name}: {reason}")
+        elif kind == "literal_error":
+            options = ", ".join(map(repr, get_args(hint))) or problem["ctx"]["expected"]
+            messages.append(f"{name} must be one of {options}. Received: {received!r}")
+        elif kind in ("too_long", "too_short") and get_origin(hint) is tuple:
+            messages.append(f"{name} must have {len(get_args(hint))} entries. Received: {received!r}")
+        elif kind == "missing":
+            messages.append(f"{name} is missing: it has no default, so the configuration must set it.")
+        elif kind in _EXPECTED:
+            messages.append(f"{name} must be {_EXPECTED[kind]}. Received: {received!r}")
+        else:
+            messages.append(f"{name}: {problem['msg']}. Received: {received!r}")
+    for name, (hint, received) in unions.items():
+        choices = " or ".join(_choice(option) for option in get_args(hint) if option is not type(None))
+        messages.append(f"{name} must be {choices}. Received: {received!r}")
+    for (where, owner), keys in unknown.items():
+        valid = sorted(field.name for field in dataclasses.fields(owner) if field.init)
+        messages.insert(
+            0,
+            f"Unknown configuration key(s) {', '.join(sorted(keys))} in {where or owner.__name__}. "
+            f"Valid keys: {', '.join(valid)}.",
         )
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path} must be a list. Received: {value!r}")
-        return (
-            [_convert(item, args[0], f"{path}[{i}]") for i, item in enumerate(value)] if args else list(value)
-        )
-    if origin is dict or hint is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a mapping. Received: {value!r}")
-        return dict(value)
+    if len(messages) == 1:
+        return messages[0]
+    return "; ".join(message.removesuffix(".") for message in messages) + "."
+
+
+def _locate(cls: type, loc: tuple[Any, ...], prefix: str) -> tuple[str, Any, bool]:
+    """The dotted name (``inner.sizes[1]``) and the type hint at a pydantic error location; whether the
+    location runs through a union of several types (whose arms pydantic names in the location)."""
+    name, hint = prefix, cls
+    for key in loc:
+        hint = _without_none(hint)
+        origin, arguments = get_origin(hint), get_args(hint)
+        if origin in (Union, types.UnionType):
+            return name, hint, True
+        if dataclasses.is_dataclass(hint):
+            name, hint = _join(name, str(key)), get_type_hints(hint).get(str(key), Any)
+        elif origin is tuple and isinstance(key, int):
+            name = f"{name}[{key}]"
+            if len(arguments) == 2 and arguments[1] is Ellipsis:
+                hint = arguments[0]
+            else:
+                hint = arguments[key] if key < len(arguments) else Any
+        elif origin is list and isinstance(key, int):
+            name, hint = f"{name}[{key}]", arguments[0] if arguments else Any
+        else:
+            name, hint = _join(name, str(key)), arguments[-1] if origin is dict and arguments else Any
+    hint = _without_none(hint)
+    return name, hint, get_origin(hint) in (Union, types.UnionType) and len(loc) > 0
+
+
+def _without_none(hint: Any) -> Any:
+    """``X | None`` → ``X`` (pydantic validates ``None`` first and reports ``X``'s error alone)."""
+    if get_origin(hint) in (Union, types.UnionType):
+        arguments = [argument for argument in get_args(hint) if argument is not type(None)]
+        if len(arguments) == 1:
+            return arguments[0]
+    return hint
+
+
+def _choice(hint: Any) -> str:
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, get_args(hint)))
     if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false. Received: {value!r}")
-        return value
+        return "true or false"
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path} must be an integer. Received: {value!r}")
-        return value
+        return "an integer"
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{path} must be a number. Received: {value!r}")
-        return float(value)
+        return "a number"
     if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string. Received: {value!r}")
-        return value
-    if hint is Path:
-        if not isinstance(value, str | Path):
-            raise ConfigError(f"{path} must be a path. Received: {value!r}")
-        return Path(value)
-    if isinstance(hint, type):
-        if not isinstance(value, hint):
-            raise ConfigError(f"{path} must be of type {hint.__name__}. Received: {value!r}")
-        return value
-    raise TypeError(f"Unsupported configuration type {hint!r} at {path}")
+        return "a string"
+    if get_origin(hint) in (tuple, list):
+        return "a list"
+    return getattr(hint, "__name__", str(hint))
 
 
 def json_ready(value: Any) -> Any:

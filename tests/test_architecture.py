@@ -221,7 +221,8 @@ def one_cycle(component: list[str], imports: Iterable[Import]) -> list[Import]:
 def _repository_imports() -> list[Import]:
     modules = project_modules()
     sources = {
-        name: (str(path.relative_to(REPO_ROOT)), path.read_text(encoding="utf-8")) for name, path in modules.items()
+        name: (str(path.relative_to(REPO_ROOT)), path.read_text(encoding="utf-8"))
+        for name, path in modules.items()
     }
     return project_imports(sources, modules)
 
@@ -276,7 +277,9 @@ def test_the_checker_finds_every_kind_of_upward_import():
 
 
 def test_the_checker_resolves_relative_imports_and_package_names():
-    text = "from . import layout\nfrom .. import schema\nfrom ..schema import SchemaError\nimport models.unet\n"
+    text = (
+        "from . import layout\nfrom .. import schema\nfrom ..schema import SchemaError\nimport models.unet\n"
+    )
     known = [*KNOWN, "data_prep.segy_io", "data_prep.segy_io.layout"]
     imports = project_imports({"data_prep.segy_io.read": ("data_prep/segy_io/read.py", text)}, known)
     assert [edge.target for edge in imports] == [
@@ -286,7 +289,9 @@ def test_the_checker_resolves_relative_imports_and_package_names():
         "models",
     ]
     assert [edge.target for edge in layer_violations(imports)] == ["models"]
-    package = project_imports({"data_prep.segy_io": ("data_prep/segy_io/__init__.py", "from .layout import X\n")}, known)
+    package = project_imports(
+        {"data_prep.segy_io": ("data_prep/segy_io/__init__.py", "from .layout import X\n")}, known
+    )
     assert [edge.target for edge in package] == ["data_prep.segy_io.layout"]
 
 
@@ -371,9 +376,12 @@ def test_no_module_imports_the_moved_pipeline_cli_and_config():
     users = [
         edge
         for edge in _repository_imports()
-        if edge.target in ("pipeline.cli", "pipeline.config") and edge.source not in ("pipeline.cli", "pipeline.config")
+        if edge.target in ("pipeline.cli", "pipeline.config")
+        and edge.source not in ("pipeline.cli", "pipeline.config")
     ]
-    assert not users, "import from core.cli / core.errors / core.config instead:\n" + "\n".join(map(str, users))
+    assert not users, "import from core.cli / core.errors / core.config instead:\n" + "\n".join(
+        map(str, users)
+    )
 
 
 def test_importing_core_loads_no_heavy_dependency():
@@ -400,7 +408,12 @@ def test_importing_core_loads_no_heavy_dependency():
 
 @pytest.mark.parametrize("package", ["core"])
 def test_core_imports_only_the_standard_library_yaml_and_pydantic(package):
-    allowed_third_party = {"yaml", "pydantic", "tqdm", "numpy"}  # numpy and tqdm: lazily, for json_ready and bars
+    allowed_third_party = {
+        "yaml",
+        "pydantic",
+        "tqdm",
+        "numpy",
+    }  # numpy and tqdm: lazily, for json_ready and bars
     problems = []
     for name, path in project_modules(packages=[package]).items():
         for line, candidates in imported_names(ast.parse(path.read_text(encoding="utf-8")), name, False):

@@ -152,6 +152,8 @@ def test_a_real_dashboard_frees_its_port_on_sigterm(tmp_path: Path):
             dashboard.kill()
         log.close()
     assert status == 128 + signal.SIGTERM
-    assert _wait_until(lambda: not _alive(started), 5), f"server processes survived SIGTERM: {_alive(started)}"
+    assert _wait_until(lambda: not _alive(started), 5), (
+        f"server processes survived SIGTERM: {_alive(started)}"
+    )
     assert all(not group_members(group) for group in groups)
     assert _wait_until(lambda: _port_is_free(port), 5), f"port {port} is still taken after SIGTERM"

@@ -743,7 +743,6 @@ def load_bundle(uri_or_path: str | Path, compile: bool = False) -> ModelBundle: 
     return load_local_bundle(uri_or_path, compile=compile)
 
 
-
 def download_bundle(uri: str, tracking_uri: str | None = None, destination: str | Path | None = None) -> Path:
     """Downloads the bundle behind ``runs:/<run_id>/<path>`` or ``models:/<name>@<alias>|/<version>``.
 

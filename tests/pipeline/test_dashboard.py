@@ -70,9 +70,13 @@ def _free_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether a new server could listen on the port. SO_REUSEADDR, as servers set it: the connections of the
+    health checks linger in TIME_WAIT for a minute after the server is gone, and they do not hold the port."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
+            probe.listen()
         except OSError:
             return False
         return True

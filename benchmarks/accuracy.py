@@ -66,8 +66,8 @@ def build_dataset(family: str, train: int, test: int, seed: int, directory: Path
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    from core.config import from_dict
     from pipeline.compare import CompareConfig, CompareModel, compare
-    from pipeline.config import from_dict
     from pipeline.train import TrainConfig
 
     directory = Path(args.data_dir)

@@ -142,7 +142,7 @@ def score_model(
 
 
 def general_config(overrides: Sequence[str] = ()):
-    from pipeline.config import load_config
+    from core.config import load_config
     from pipeline.train import TrainConfig
 
     return load_config(TrainConfig, files=[GENERAL_CONFIG], overrides=list(overrides))

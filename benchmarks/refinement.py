@@ -66,8 +66,8 @@ SMALL_UNET = {
 
 
 def small_geometry():
+    from core.config import load_config
     from data_prep.synthesize import SynthesizeConfig
-    from pipeline.config import load_config
 
     return load_config(SynthesizeConfig, files=[REPO_ROOT / "configs" / "data" / "small.yaml"]).geometry
 
@@ -105,7 +105,7 @@ def train_network(work: Path, dataset: Path, budget_s: float) -> tuple[Path, dic
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         return Path(record["bundle"]), record
-    from pipeline.config import from_dict
+    from core.config import from_dict
     from pipeline.train import TrainConfig, train
 
     config = from_dict(
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _config_key(config, smooth_start: str) -> str:
-    from pipeline.config import to_dict
+    from core.config import to_dict
 
     return json.dumps({**to_dict(config), "smooth_start": smooth_start}, sort_keys=True)
 

@@ -1,5 +1,5 @@
 """Data preparation: velocity-model families, acoustic forward modelling, SEG-Y I/O and HDF5 datasets."""
 
-from pipeline import __version__
+from core import __version__
 
 __all__ = ["__version__"]

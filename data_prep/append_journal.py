@@ -9,7 +9,7 @@ the group ``/append_journal`` of the same file, flushes, and only then flags the
 * An exception during the append (Ctrl-C's KeyboardInterrupt, a bad input, a full disk) rolls back from the
   record at once (``roll_back``).
 * SIGTERM -- what ``timeout``, ``kill`` and job schedulers send -- would end Python without running any
-  cleanup; ``data_prep.atomic.install_termination_handler`` turns it into ``Terminated`` (a
+  cleanup; ``core.atomic.install_termination_handler`` turns it into ``Terminated`` (a
   KeyboardInterrupt) for the duration of the append, so it rolls back like Ctrl-C, and the previous
   handler is restored afterwards.
 * A process killed outright (``kill -9``, out-of-memory killer, power loss) leaves the flag and the record.
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import h5py
 
+from core.atomic import Terminated, install_termination_handler, terminate_as_interrupt
+from core.errors import UserError
 from data_prep import schema
-from data_prep.atomic import Terminated, install_termination_handler, terminate_as_interrupt
-from pipeline.cli import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -40,16 +40,17 @@ from typing import Any
 import h5py
 import numpy as np
 
+from core import __version__
+from core.atomic import atomic_output, install_termination_handler
+from core.config import config_hash, to_yaml
+from core.errors import UserError
+from core.progress import Progress
 from data_prep import schema
 from data_prep.append_journal import begin_append, finish_append, roll_back
-from data_prep.atomic import atomic_output, install_termination_handler
 from data_prep.edges import EdgeConfig, edge_map
 from data_prep.normalization import StatisticsAccumulator
 from data_prep.schema import DatasetGeometry
 from data_prep.splits import extend_splits, make_splits
-from pipeline import __version__
-from pipeline.cli import Progress, UserError
-from pipeline.config import config_hash, to_yaml
 
 logger = logging.getLogger(__name__)
 

@@ -38,6 +38,9 @@ from typing import Literal
 import h5py
 import numpy as np
 
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import add_config_arguments, load_config
+from core.errors import UserError
 from data_prep import schema
 from data_prep.dataset_writer import (
     OriginRecord,
@@ -52,8 +55,6 @@ from data_prep.edges import EdgeConfig
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.normalization import NormalizationConfig
 from data_prep.schema import DatasetGeometry
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import add_config_arguments, load_config
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from core.errors import UserError
 from data_prep.normalization import NormalizationStats
 from data_prep.splits import SPLIT_NAMES, check_splits
-from pipeline.cli import UserError
 
 FORMAT = "seisinvert-dataset"
 SCHEMA_VERSION = 2

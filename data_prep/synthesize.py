@@ -56,15 +56,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from data_prep.atomic import Terminated, terminate_as_interrupt, write_text_atomic
+from core import __version__
+from core.atomic import Terminated, terminate_as_interrupt, write_text_atomic
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import add_config_arguments, load_config, to_dict
+from core.errors import UserError
+from core.progress import Progress
 from data_prep.forward import EngineConfig, engine_settings, simulate
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
 from data_prep.velocity_models import FAMILY_NAMES, PRIOR_FAMILY, family_parameters, generate_model
 from data_prep.wavelets import openfwi_ricker_delay_s, reshape_source
-from pipeline import __version__
-from pipeline.cli import Progress, UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import add_config_arguments, load_config, to_dict
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
+from core.cli import add_common_arguments, make_parser, run_main
+from core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

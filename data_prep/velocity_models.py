@@ -53,7 +53,8 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.config import ConfigError, from_dict, to_dict
+from core.config import from_dict, to_dict
+from core.errors import ConfigError
 
 FAMILY_NAMES = (
     "flatvel-a",

@@ -117,8 +117,8 @@ def shot_gather_figure(out: Path) -> Path:
 
 def prediction_figure(out: Path, model: str, data: Path, samples: int = 3) -> Path:
     from data_prep import schema
-    from pipeline.bundle import load_bundle
     from pipeline.figures import prediction_grid, save_png
+    from pipeline.tracking import load_bundle
 
     bundle = load_bundle(model)
     with schema.open_dataset(data) as h5:
@@ -195,9 +195,9 @@ def simulate_line(bundle, num_windows: int, work: Path, seed: int = 11) -> tuple
 
 
 def section_figure(out: Path, model: str, work: Path, num_windows: int = 5) -> Path:
-    from pipeline.bundle import load_bundle
     from pipeline.infer import InferConfig, infer
     from pipeline.section import read_section
+    from pipeline.tracking import load_bundle
 
     bundle = load_bundle(model)
     survey, truth, velocity = simulate_line(bundle, num_windows, work)
@@ -252,10 +252,10 @@ def tiny_comparison(work: Path) -> tuple[str, str, str]:
     parent run id)."""
     import mlflow
 
+    from core.config import CONFIG_DIR, load_config
     from data_prep.ingest import ingest
     from data_prep.synthesize import SynthesizeConfig, synthesize
     from pipeline.compare import CompareConfig, compare
-    from pipeline.config import CONFIG_DIR, load_config
 
     synthetic = load_config(
         SynthesizeConfig,

@@ -17,11 +17,12 @@ from typing import Any
 
 import keras
 
+from core.config import from_dict, load_config, to_dict
+from core.errors import ConfigError
 from models.inversionnet import InversionNet, InversionNetConfig
 from models.lstm_inverter import LSTMConfig, LSTMInverter
 from models.transformer_inverter import TransformerConfig, TransformerInverter
 from models.unet import DualDecoderUNet, UNetConfig
-from pipeline.config import ConfigError, from_dict, load_config, to_dict
 
 #: name → (model class, config dataclass)
 MODELS: dict[str, tuple[type[keras.Model], type]] = {

@@ -1,18 +1,11 @@
 """Training, evaluation, inference and experiment tracking (MLflow) for seismic velocity inversion.
 
-Layering: this file, ``pipeline.config`` and ``pipeline.cli`` are the light core that ``data_prep`` and
-``models`` may import (config types, ``UserError`` and the CLI conventions, ``__version__``). They import no
-stage and no heavy dependency, so the stages (``pipeline.train``, ``pipeline.infer``, ...) can import
-``data_prep`` and ``models`` without cycles. ``tests/pipeline/test_layering.py`` enforces this: do not import
-a stage here.
+The top layer but one (``core < data_prep < models < pipeline < benchmarks``): its stages import ``data_prep``,
+``models`` and ``core``; nothing below imports ``pipeline`` (``tests/test_architecture.py``).
 """
 
-__version__ = "0.1.0"
+# Importing core first: while `python -m pipeline.<command>` starts, core keeps TensorFlow's native start-up
+# logging off the terminal (see core/__init__.py).
+from core import __version__
 
-import sys as _sys
-
-if _sys.argv[:1] == ["-m"]:
-    # `python -m pipeline.<command>` or `python -m data_prep.<command>` is starting (Python imports the package
-    # of the module it runs while sys.argv[0] is "-m"): pipeline.cli keeps TensorFlow's native start-up logging
-    # off the terminal, which works only before anything imports TensorFlow.
-    from pipeline import cli as _cli  # noqa: F401
+__all__ = ["__version__"]

@@ -1,8 +1,10 @@
 """The trained-model bundle: a Keras model plus everything needed to apply it to raw seismic data.
 
 Pipeline position: ``pipeline.train`` writes a bundle at the end of training (and logs it to MLflow inside
-the pyfunc model, see ``pipeline.tracking``); ``pipeline.evaluate`` and ``pipeline.infer`` load it with
-``load_bundle`` from a folder, a ``.keras`` file, ``runs:/…`` or ``models:/…``.
+the pyfunc model, see ``pipeline.tracking``); ``load_bundle`` reads it from a folder or a ``.keras`` file.
+MLflow addresses (``runs:/…``, ``models:/…``) are resolved by ``pipeline.tracking.load_bundle``, which
+downloads the bundle and then calls this one: this module knows nothing of MLflow (``pipeline.tracking``
+imports it, not the other way round).
 
 A bundle is a directory::
 
@@ -31,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from core import __version__
+from core.config import json_ready
+from core.errors import UserError
 from data_prep.normalization import NormalizationStats, denormalize_velocity, normalize_seismic
 from data_prep.schema import DatasetGeometry
-from pipeline import __version__
-from pipeline.cli import UserError
-from pipeline.config import json_ready
 
 BUNDLE_FORMAT = "seisinvert-model-bundle"
 BUNDLE_SCHEMA_VERSION = 1
@@ -46,7 +48,7 @@ INFO_FILE = "bundle.json"
 VELOCITY_MPS = "velocity_mps"
 EDGES = "edges"
 
-#: URI schemes resolved through MLflow (``pipeline.tracking.download_bundle``).
+#: URI schemes resolved through MLflow (``pipeline.tracking.load_bundle``), refused by ``load_bundle`` here.
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
@@ -249,24 +251,25 @@ def save_bundle(
 
 
 def load_bundle(uri_or_path: str | Path, compile: bool = False) -> ModelBundle:  # noqa: A002 - Keras' name
-    """Loads a bundle from a folder, a ``.keras`` file beside a ``bundle.json``, or an MLflow URI.
+    """Loads a bundle from a folder or a ``.keras`` file beside a ``bundle.json``.
 
     Args:
-        uri_or_path: a bundle folder; its ``model.keras`` or ``bundle.json``; ``runs:/<run_id>/<path>``;
-            ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (resolved by ``pipeline.tracking``
-            against the current MLflow tracking URI).
+        uri_or_path: a bundle folder, or its ``model.keras`` or ``bundle.json``. For ``runs:/<run_id>/<path>``,
+            ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` use ``pipeline.tracking.load_bundle``
+            (it downloads the bundle from the MLflow store, then calls this function).
         compile: restore the training configuration (losses, metrics) too.
 
     Raises:
-        UserError: nothing loadable at that location, or a bundle of an unknown schema version.
+        UserError: nothing loadable at that location, an MLflow address, or a bundle of an unknown schema
+            version.
     """
     text = str(uri_or_path)
     if text.startswith(MLFLOW_SCHEMES):
-        from pipeline import tracking  # lazily: MLflow is heavy and optional for local bundles
-
-        directory = tracking.download_bundle(text)
-    else:
-        directory = _bundle_directory(Path(uri_or_path))
+        raise UserError(
+            f"{text} is an MLflow address: load it with pipeline.tracking.load_bundle, which resolves it "
+            "against the tracking store (pipeline.bundle.load_bundle reads bundle folders)."
+        )
+    directory = _bundle_directory(Path(uri_or_path))
     info_path = directory / INFO_FILE
     try:
         info = json.loads(info_path.read_text())

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.cli import UserError
+from core.errors import UserError
 
 #: Training statistic (key of the bundle's ``amplitude_statistics``) matched by each method.
 TARGET_KEYS = {"rms": "rms_median", "percentile": "abs_p99"}

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import CONFIG_DIR, ConfigError, load_config, to_dict, to_yaml
+from core.config import CONFIG_DIR, load_config, to_dict, to_yaml
+from core.errors import ConfigError
 from pipeline.train import TrainConfig, TrainResult, ensure_default_dataset, train
 
 DEFAULT_CONFIG = CONFIG_DIR / "experiment" / "compare.yaml"

@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import add_config_arguments, load_config, to_dict, to_yaml
+from core.errors import UserError
 from data_prep.normalization import NormalizationStats, VelocityNormalization, denormalize_velocity
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import add_config_arguments, load_config, to_dict, to_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +284,6 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """
     from data_prep import schema
     from pipeline import tracking
-    from pipeline.bundle import load_bundle
     from pipeline.feeding import SeismicDataset
     from pipeline.figures import save_png
 
@@ -294,7 +294,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     tracking_uri = tracking.resolve_tracking_uri(config.tracking_uri)
     if config.model.startswith(("runs:/", "models:/")):
         tracking.set_tracking_uri(tracking_uri)
-    bundle = load_bundle(config.model)
+    bundle = tracking.load_bundle(config.model)
     dataset_path = Path(config.data)
     summary = schema.validate(dataset_path, check_values=False)
     differences = bundle.geometry.differences(summary.geometry)
@@ -318,7 +318,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     name = config.model.replace(":/", "-").replace("/", "-").replace("@", "-").strip("-")
     output_dir = Path(config.output_dir or Path("outputs") / f"evaluation-{name}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    from data_prep.atomic import write_text_atomic
+    from core.atomic import write_text_atomic
 
     csv_path = write_text_atomic(
         output_dir / f"per_sample_{config.split}.csv", per_sample_csv(result.per_sample)
@@ -378,7 +378,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
 
 def _dataset_info(path: Path, summary) -> dict[str, Any]:
-    from pipeline.train import dataset_info
+    from pipeline.lineage import dataset_info
 
     return dataset_info(path)
 

@@ -41,9 +41,9 @@ import h5py
 import keras
 import numpy as np
 
+from core.errors import UserError
 from data_prep import schema
 from data_prep.normalization import NormalizationStats, normalize_seismic, normalize_velocity
-from pipeline.cli import UserError
 
 VELOCITY = "velocity"
 EDGES = "edges"

@@ -214,7 +214,7 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Writes an RGB uint8 array to a PNG file (atomically)."""
     import matplotlib.image
 
-    from data_prep.atomic import atomic_output
+    from core.atomic import atomic_output
 
     path = Path(path)
     with atomic_output(path) as temporary:

@@ -1,7 +1,7 @@
 """Fine-tuning: start training from a parent model instead of random weights (``pipeline.train --init-from``).
 
 The parent is a model bundle: a ``models:/name@alias`` or ``models:/name/version`` address, a ``runs:/``
-address or a bundle folder (``pipeline.bundle.load_bundle`` resolves all three). Its architecture (the model
+address or a bundle folder (``pipeline.tracking.load_bundle`` resolves all three). Its architecture (the model
 config stored in the bundle), weights, normalisation statistics and training geometry all come with it:
 
 * the child is built from the parent's model config, so ``--model`` and ``model_options`` do not apply;
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.cli import UserError
+from core.errors import UserError
 
 #: What ``freeze`` can name, and the layer-name prefixes that make it up in the project's models.
 FREEZABLE_PARTS: dict[str, tuple[str, ...]] = {
@@ -63,7 +63,7 @@ class Parent:
 
 def load_parent(address: str) -> Parent:
     """Loads the parent bundle behind ``address`` (``UserError`` when there is none)."""
-    from pipeline.bundle import load_bundle
+    from pipeline.tracking import load_bundle
 
     return Parent(address=str(address), bundle=load_bundle(address))
 

@@ -56,8 +56,12 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.atomic import atomic_output, write_text_atomic
-from pipeline import __version__
+from core import __version__
+from core.atomic import atomic_output, write_text_atomic
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import add_config_arguments, config_hash, json_ready, load_config, to_dict, to_yaml
+from core.errors import UserError
+from core.progress import Progress
 from pipeline.calibration import (
     CalibrationConfig,
     amplitude_statistic,
@@ -65,8 +69,6 @@ from pipeline.calibration import (
     line_sample,
     training_target,
 )
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import add_config_arguments, config_hash, json_ready, load_config, to_dict, to_yaml
 from pipeline.qc import QC_FIELDS, QCConfig, aggregate, engine_setup, plot_qc, summary_table, window_qc
 from pipeline.refine import REFINE_FIELDS, RefineConfig
 from pipeline.section import SectionWriter, TruthSection, write_previews, write_section_segy
@@ -386,7 +388,13 @@ def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timi
         bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
     predict_windows = getattr(bundle, "predict_windows", None)
     origins = plan.window_origin_m()
-    reporter = Progress(len(todo), "windows", enabled=show_progress, interval_s=config.progress_interval_s)
+    reporter = Progress(
+        total=len(todo),
+        desc="infer",
+        unit="windows",
+        disable=not show_progress,
+        interval_s=config.progress_interval_s,
+    )
     (work / "windows").mkdir(parents=True, exist_ok=True)
     for batch_start in range(0, len(todo), config.batch_size):
         batch = todo[batch_start : batch_start + config.batch_size]
@@ -948,7 +956,7 @@ def _check_refinement(bundle: Any, layout: ModelLayout, config: InferConfig) -> 
 
 def _resolve_model(model: Any, model_uri: str | None) -> tuple[Any, str]:
     if isinstance(model, str | Path):
-        from pipeline.bundle import load_bundle
+        from pipeline.tracking import load_bundle
 
         return load_bundle(model), model_uri or str(model)
     for attribute in ("geometry", "stats", "predict"):
@@ -997,47 +1005,6 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, float):
         return "" if not math.isfinite(value) else f"{value:.6g}"
     return str(value)
-
-
-class Progress:
-    """Progress for terminals (a tqdm bar) and for logs (a plain line every ``interval_s`` seconds)."""
-
-    def __init__(
-        self, total: int, unit: str, enabled: bool = True, interval_s: float = 10.0, stream=None
-    ) -> None:
-        self.total, self.unit, self.enabled, self.interval_s = total, unit, enabled, interval_s
-        self.stream = stream or sys.stderr
-        self.done = 0
-        self.started = self.last = time.perf_counter()
-        self.bar = None
-        if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, unit=unit[:-1] if unit.endswith("s") else unit, file=self.stream)
-
-    def update(self, count: int) -> None:
-        self.done += count
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(count)
-            return
-        now = time.perf_counter()
-        if now - self.last >= self.interval_s or self.done >= self.total:
-            self.last = now
-            elapsed = now - self.started
-            rate = self.done / elapsed if elapsed > 0 else float("nan")
-            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-            print(
-                f"infer: {self.done}/{self.total} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%), "
-                f"{rate:.2f} {self.unit}/s, elapsed {elapsed:.0f} s, ETA {eta:.0f} s",
-                file=self.stream,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1158,7 +1125,6 @@ __all__ = [
     "InferConfig",
     "InferResult",
     "OutputConfig",
-    "Progress",
     "TrackingConfig",
     "build_parser",
     "infer",

@@ -45,11 +45,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from data_prep.atomic import atomic_output
+from core import __version__
+from core.atomic import atomic_output
+from core.errors import UserError
 from data_prep.segy_io import COORDINATE_SCALAR, scale_factors, scan_segy, write_segy_traces
 from data_prep.segy_io import format_textual_header as _format_textual_header
-from pipeline import __version__
-from pipeline.cli import UserError
 
 FORMAT = "seisinvert-section"
 SCHEMA_VERSION = 1

@@ -3,9 +3,9 @@ the registry and the resolution of ``runs:/`` and ``models:/`` URIs.
 
 Pipeline position: ``pipeline.train``, ``pipeline.evaluate`` and ``pipeline.compare`` log through
 ``RunTracker``; ``pipeline.infer`` logs its runs through ``log_inference_to_mlflow`` and records the model's
-lineage with ``model_lineage``; ``pipeline.bundle.load_bundle`` resolves MLflow URIs through
-``download_bundle``; the registered model is a ``SeisinvertModel`` pyfunc wrapping a model bundle
-(``pipeline.bundle``).
+lineage with ``model_lineage``; ``load_bundle`` loads a bundle from a folder or an MLflow URI (resolved
+through ``download_bundle``; ``pipeline.bundle`` reads folders only); the registered model is a
+``SeisinvertModel`` pyfunc wrapping a model bundle (``pipeline.bundle``).
 
 Conventions (see NOTES.md, "MLflow 3.17"):
 
@@ -33,16 +33,14 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.bundle import EDGES, INFO_FILE, MODEL_FILE, VELOCITY_MPS, load_bundle
-from pipeline.cli import UserError
-from pipeline.config import json_ready
-
-if TYPE_CHECKING:
-    from pipeline.infer import InferConfig, InferResult
+from core.config import json_ready
+from core.errors import UserError
+from pipeline.bundle import EDGES, INFO_FILE, MLFLOW_SCHEMES, MODEL_FILE, VELOCITY_MPS, ModelBundle
+from pipeline.bundle import load_bundle as load_local_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +161,7 @@ def environment_tags() -> dict[str, str]:
     """Git commit, Keras backend and version, device, package version."""
     import keras
 
-    from pipeline import __version__
+    from core import __version__
 
     devices = "cpu"
     try:
@@ -385,7 +383,7 @@ class RunTracker:
         """Dataset lineage: an ``mlflow.data`` dataset (path, digest, schema) + ``log_input`` + params.
 
         Args:
-            info: ``dataset_info`` of ``pipeline.train`` (path, digest, schema_version, families, split
+            info: ``dataset_info`` of ``pipeline.lineage`` (path, digest, schema_version, families, split
                 sizes, seismic and grid shapes).
             context: ``training`` or ``evaluation``.
         """
@@ -620,7 +618,21 @@ class SeisinvertModel(_python_model_base()):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig) -> str:
+class InferenceOutcome(Protocol):
+    """What ``log_inference_to_mlflow`` reads of a finished inference run (``pipeline.infer.InferResult``).
+
+    Declared here rather than imported: ``pipeline.infer`` imports this module to log its runs.
+    """
+
+    out_dir: Path
+    num_windows: int
+    qc_summary: Mapping[str, float]
+    section_errors: Mapping[str, float]
+    timings_s: Mapping[str, float]
+    files: list[Path]
+
+
+def log_inference_to_mlflow(result: InferenceOutcome, run: dict, config: Any) -> str:
     """Logs an inference run (``pipeline.infer``) to MLflow: inputs and model as params and tags, QC and
     section errors as metrics, the PNG/CSV/JSON outputs, the provenance and the configuration as artifacts.
 
@@ -633,8 +645,8 @@ def log_inference_to_mlflow(result: InferResult, run: dict, config: InferConfig)
     Returns:
         The id of the new MLflow run (status FINISHED, or FAILED if logging raised).
     """
-    from pipeline import __version__
-    from pipeline.config import to_dict
+    from core import __version__
+    from core.config import to_dict
 
     mlflow = _mlflow()
     tracking_uri = resolve_tracking_uri(config.mlflow.tracking_uri)
@@ -714,6 +726,23 @@ def model_lineage(model_uri: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def load_bundle(uri_or_path: str | Path, compile: bool = False) -> ModelBundle:  # noqa: A002 - Keras' name
+    """Loads a model bundle from a folder, a ``.keras`` file beside a ``bundle.json``, or an MLflow URI.
+
+    Args:
+        uri_or_path: a bundle folder; its ``model.keras`` or ``bundle.json``; ``runs:/<run_id>/<path>``;
+            ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (resolved against the current MLflow
+            tracking URI, see ``download_bundle``).
+        compile: restore the training configuration (losses, metrics) too.
+
+    Raises:
+        UserError: nothing loadable at that location, or a bundle of an unknown schema version.
+    """
+    if str(uri_or_path).startswith(MLFLOW_SCHEMES):
+        uri_or_path = download_bundle(str(uri_or_path))
+    return load_local_bundle(uri_or_path, compile=compile)
+
+
 def download_bundle(uri: str, tracking_uri: str | None = None, destination: str | Path | None = None) -> Path:
     """Downloads the bundle behind ``runs:/<run_id>/<path>`` or ``models:/<name>@<alias>|/<version>``.
 
@@ -778,6 +807,7 @@ __all__ = [
     "environment_tags",
     "flatten_params",
     "git_commit",
+    "load_bundle",
     "log_inference_to_mlflow",
     "model_lineage",
     "model_signature",

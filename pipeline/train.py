@@ -46,13 +46,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_prep.atomic import write_text_atomic
-from data_prep.synthesize import SourceVariationConfig
-from models.losses import LossConfig
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import (
+from core.atomic import write_text_atomic
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import (
     CONFIG_DIR,
-    ConfigError,
     add_config_arguments,
     config_hash,
     from_dict,
@@ -60,7 +57,11 @@ from pipeline.config import (
     to_dict,
     to_yaml,
 )
+from core.errors import ConfigError, UserError
+from data_prep.synthesize import SourceVariationConfig
+from models.losses import LossConfig
 from pipeline.feeding import AugmentationConfig
+from pipeline.lineage import dataset_info
 
 logger = logging.getLogger(__name__)
 
@@ -405,48 +406,6 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
         shutil.rmtree(segy_dir, ignore_errors=True)
     echo(f"data: default dataset ready in {time.monotonic() - started:.0f} s: {path}")
     return path
-
-
-def dataset_info(path: str | Path) -> dict[str, Any]:
-    """Lineage of a dataset: path, digest, schema version, families, split sizes, shapes, provenance bits.
-
-    The digest hashes the dataset's identity (its inputs' SHA-256 from the provenance, configuration hash,
-    splits and statistics) rather than its bytes, so it is instant for datasets of any size.
-    """
-    import hashlib
-
-    from data_prep import schema
-    from pipeline.feeding import read_sample_families
-
-    path = Path(path)
-    with schema.open_dataset(path) as h5:
-        provenance = schema.read_provenance(h5)
-        splits = schema.read_splits(h5)
-        stats = schema.read_normalization(h5)
-        families = sorted(str(family) for family in set(read_sample_families(h5)))
-        breakdown = schema.read_family_breakdown(h5)
-        digest = hashlib.sha256()
-        for item in (
-            json.dumps(provenance.get("sources"), sort_keys=True, default=str),
-            str(provenance.get("config_hash")),
-            json.dumps(stats.to_dict(), sort_keys=True, default=str),
-            *(schema.split_digest(splits[name]) for name in sorted(splits)),
-            str(h5[schema.SEISMIC].shape),
-        ):
-            digest.update(item.encode())
-        return {
-            "path": str(path.resolve()),
-            "digest": digest.hexdigest()[:16],
-            "schema_version": schema.schema_version(h5),
-            "families": families,
-            "family_breakdown": breakdown,
-            "split_sizes": {name: int(len(indices)) for name, indices in splits.items()},
-            "num_samples": int(h5[schema.SEISMIC].shape[0]),
-            "seismic_shape": [int(n) for n in h5[schema.SEISMIC].shape[1:]],
-            "grid_shape": [int(n) for n in h5[schema.VELOCITY].shape[1:]] if schema.VELOCITY in h5 else [],
-            "created_by": str(provenance.get("created_by")),
-            "config_hash": str(provenance.get("config_hash")),
-        }
 
 
 def _engine_settings(path: Path) -> dict[str, Any]:
@@ -835,7 +794,7 @@ class Checkpointer:
     def save(self, model, epoch: int, state: dict[str, Any], best: bool) -> None:
         if not self.enabled:
             return
-        from data_prep.atomic import atomic_output
+        from core.atomic import atomic_output
 
         self.directory.mkdir(parents=True, exist_ok=True)
         weights = self.directory / f"epoch-{epoch:04d}.weights.h5"

@@ -36,10 +36,10 @@ from typing import Literal
 
 import numpy as np
 
+from core.errors import UserError
 from data_prep.regularization import resample_time
 from data_prep.schema import DatasetGeometry
 from data_prep.segy_io import SegyScan, scale_factors, scan_segy
-from pipeline.cli import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""Every command line follows the same conventions (``pipeline/cli.py``, issue 12 item 4).
+"""Every command line follows the same conventions (``core/cli.py``, issue 12 item 4).
 
 For each command: ``--help`` shows examples, ``--version`` prints ``seisinvert <version>``, a usage error and
 a bad input each exit with status 2 and one line ``error: ...`` on stderr (no traceback). The shared parts
 (exit status of a bug and of Ctrl-C, logging levels of ``--quiet``/``--verbose``/``--debug``, progress lines
-for logs, the native-stderr filter) are checked once on ``pipeline.cli``. Two real ``python -m`` processes
+for logs, the native-stderr filter) are checked once on ``core.cli`` and ``core.progress``. Two real ``python -m`` processes
 check what only a fresh interpreter shows: TensorFlow's start-up lines do not reach stderr.
 """
 
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli
+from core import cli, progress
+from core.errors import UserError
+from core.progress import Progress
 from tests.conftest import REPO_ROOT
 
 #: Module run by ``python -m`` -> the module holding its ``main`` and ``build_parser``.
@@ -112,7 +114,7 @@ def test_usage_and_input_errors_exit_2_with_one_line(command, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The shared behaviour, on pipeline.cli itself
+# The shared behaviour, on core.cli itself
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -145,7 +147,7 @@ def test_ctrl_c_exits_130(capsys):
 
 def test_an_error_message_is_printed_on_one_line(capsys):
     def body(args: argparse.Namespace) -> int:
-        raise cli.UserError("first part\n  second part")
+        raise UserError("first part\n  second part")
 
     assert _command(body)([]) == 2
     assert capsys.readouterr().err == "error: first part second part\n"
@@ -192,8 +194,8 @@ def test_logging_levels(flags, shown, hidden, capsys):
 def test_progress_writes_plain_lines_when_not_on_a_terminal(monkeypatch):
     stream = io.StringIO()
     clock = iter(range(0, 10_000, 7))  # 7 s per call of time.monotonic
-    monkeypatch.setattr(cli.time, "monotonic", lambda: float(next(clock)))
-    with cli.Progress(total=20, desc="ingest", unit="trace", interval_s=30.0, stream=stream) as bar:
+    monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
+    with Progress(total=20, desc="ingest", unit="trace", interval_s=30.0, stream=stream) as bar:
         for _ in range(20):
             bar.update(1)
     text = stream.getvalue()
@@ -203,7 +205,7 @@ def test_progress_writes_plain_lines_when_not_on_a_terminal(monkeypatch):
     assert 2 <= len(lines) <= 6, lines
     assert lines[-1].startswith("ingest: 20/20 trace (100%)"), lines[-1]
     quiet = io.StringIO()
-    assert list(cli.Progress(range(3), disable=True, stream=quiet)) == [0, 1, 2] and quiet.getvalue() == ""
+    assert list(Progress(range(3), disable=True, stream=quiet)) == [0, 1, 2] and quiet.getvalue() == ""
 
 
 def test_the_native_filter_drops_tensorflow_start_up_lines_and_keeps_the_rest(capfd):
@@ -254,7 +256,7 @@ NOISE_PATTERNS = (
     [
         # Imports Keras (and TensorFlow) at module level, then refuses the missing dataset.
         ("pipeline.train", ["--data", "missing.h5", "--set", "tracking.enabled=false"], "does not exist"),
-        # A data_prep command: TensorFlow is imported by `import keras` before pipeline.cli is.
+        # A data_prep command: TensorFlow is imported by `import keras` before core.cli is.
         ("data_prep.synthesize", ["--out", "out", "--count", "1", "--shard", "2/1"], "1 <= K <= N"),
     ],
 )

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import UserError
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.header_geometry import geometry_from_headers
 from data_prep.schema import DatasetGeometry
 from data_prep.segy_io import MODEL_ID_FIELD, SegyScan, header_convention
-from pipeline.cli import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import logging
 
 import numpy as np
 
+from core.errors import UserError
 from data_prep.ingest.config import IngestConfig
 from data_prep.schema import DatasetGeometry
 from data_prep.segy_io import SegyScan
-from pipeline.cli import UserError
 
 logger = logging.getLogger(__name__)
 

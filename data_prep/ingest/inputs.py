@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.schema import DatasetGeometry
 from data_prep.segy_io import TEXTUAL_HEADER_BYTES, decode_textual_header
-from pipeline.cli import UserError
 
 SEGY_SUFFIXES = (".segy", ".sgy", ".seg")
 SYNTHESIZE_MANIFEST = "manifest.json"

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
+from core.progress import Progress
 from data_prep import schema
 from data_prep.dataset_writer import BackgroundHasher, OriginRecord, SamplePlan, SourceRecord
 from data_prep.ingest.config import IngestConfig
@@ -55,7 +57,6 @@ from data_prep.regularization import (
 )
 from data_prep.schema import DatasetGeometry
 from data_prep.segy_io import scan_segy
-from pipeline.cli import Progress, UserError
 
 logger = logging.getLogger(__name__)
 

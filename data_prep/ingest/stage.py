@@ -18,15 +18,16 @@ from pathlib import Path
 
 import h5py
 
+from core.atomic import Terminated, check_writable_destination, terminate_as_interrupt
+from core.cli import add_common_arguments, make_parser, run_main
+from core.config import add_config_arguments, load_config
+from core.errors import UserError
 from data_prep import schema
 from data_prep.append_journal import recover_interrupted_append
-from data_prep.atomic import Terminated, check_writable_destination, terminate_as_interrupt
 from data_prep.dataset_writer import BackgroundHasher, append_samples, check_schema_version, write_dataset
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.plan import plan_segy_inputs
 from data_prep.splits import SPLIT_NAMES
-from pipeline.cli import UserError, add_common_arguments, make_parser, run_main
-from pipeline.config import add_config_arguments, load_config
 
 logger = logging.getLogger(__name__)
 

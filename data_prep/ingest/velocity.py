@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from data_prep import schema
 from data_prep.dataset_writer import BackgroundHasher, SourceRecord
 from data_prep.ingest.config import IngestConfig
 from data_prep.segy_io import MODEL_ID_FIELD, SegyScan, header_convention
-from pipeline.cli import UserError
 
 #: The pool of velocity models given outside any synthesize folder (loose files, ``.npy`` arrays).
 LOOSE = -1

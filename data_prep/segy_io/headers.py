@@ -72,9 +72,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core import __version__
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io.layout import SAMPLE_FORMAT_NAMES, TEXTUAL_HEADER_BYTES
-from pipeline import __version__
 
 #: Coordinate and elevation scalar written to every trace: negative means "divide by", so centimetres.
 COORDINATE_SCALAR = -100

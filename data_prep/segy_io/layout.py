@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from pipeline.cli import UserError
+from core.errors import UserError
 
 TEXTUAL_HEADER_BYTES = 3200
 BINARY_HEADER_BYTES = 400

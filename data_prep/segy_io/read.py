@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import segyio
 
+from core.errors import UserError
 from data_prep.segy_io.detect import FileLayout, check_layout, detect_endianness, open_segy
 from data_prep.segy_io.layout import (
     SAMPLE_FORMAT_DTYPES,
@@ -44,7 +45,6 @@ from data_prep.segy_io.layout import (
     SegyFormatError,
     scale_factors,
 )
-from pipeline.cli import UserError
 
 logger = logging.getLogger(__name__)
 

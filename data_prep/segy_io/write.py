@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import segyio
 
-from data_prep.atomic import atomic_output
+from core import __version__
+from core.atomic import atomic_output
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io.headers import (
     MODEL_ID_FIELD,
@@ -40,7 +41,6 @@ from data_prep.segy_io.headers import (
     with_user_lines,
 )
 from data_prep.segy_io.layout import SAMPLE_FORMAT_DTYPES, SAMPLE_FORMAT_NAMES, TraceHeaders
-from pipeline import __version__
 
 #: segyio 1.9 leaves trace-header bytes 233-240 (UnassignedInt1/2, our model id) in big-endian order when it
 #: writes a little-endian file through ``f.header`` (the 4-byte list of its ``bswap_th`` misses them; its

@@ -208,7 +208,7 @@ def test_engine_config_rejects_bad_values(changes, expected):
 def test_engine_yaml_holds_the_documented_defaults():
     import yaml
 
-    from pipeline.config import CONFIG_DIR, from_dict
+    from core.config import CONFIG_DIR, from_dict
 
     data = yaml.safe_load((CONFIG_DIR / "data" / "engine.yaml").read_text())
     assert from_dict(EngineConfig, data["engine"]) == EngineConfig(), "configs/data/engine.yaml drifted"

@@ -26,7 +26,7 @@ def test_default_is_openfwi_geometry():
 def test_openfwi_yaml_is_the_default_geometry():
     import yaml
 
-    from pipeline.config import CONFIG_DIR, from_dict
+    from core.config import CONFIG_DIR, from_dict
 
     data = yaml.safe_load((CONFIG_DIR / "data" / "openfwi.yaml").read_text())
     assert from_dict(AcquisitionGeometry, data["geometry"]) == AcquisitionGeometry(), (

@@ -236,10 +236,10 @@ def test_end_to_end_synthesize_segy_hdf5_equals_engine_arrays(tmp_path):
     """The issue's done-when: synthesize output ingests into a valid dataset equal to the engine's arrays."""
     import segyio
 
+    from core.config import CONFIG_DIR, load_config
     from data_prep.forward import simulate
     from data_prep.synthesize import SynthesizeConfig, _to_numpy, synthesize
     from data_prep.velocity_models import family_parameters, generate_model
-    from pipeline.config import CONFIG_DIR, load_config
 
     config = load_config(SynthesizeConfig, [CONFIG_DIR / "data" / "small.yaml"], ["count=3", "chunk_size=2"])
     synthesize(config, tmp_path / "survey", progress=False)

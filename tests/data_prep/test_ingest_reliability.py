@@ -631,8 +631,8 @@ def test_minor_duplicate_receiver_message_suggests_receiver_key_and_that_works(t
 
 
 def test_minor_ingest_help_cites_ingest_keys_that_load():
+    from core.config import load_config
     from data_prep.ingest import IngestConfig, build_parser
-    from pipeline.config import load_config
 
     text = " ".join(build_parser().format_help().split())
     assert "geometry.num_samples" not in text, "not an ingest key"

@@ -274,8 +274,8 @@ def _synthesize_cli(family, out, *extra):
 
 def test_synthesized_families_ingest_with_their_engine_settings(tmp_path, capsys):
     """The issue's done-when on the small survey: two synthesize folders, one ingest, both families recorded."""
+    from core.config import CONFIG_DIR
     from data_prep.synthesize import read_manifest
-    from pipeline.config import CONFIG_DIR
 
     small = str(CONFIG_DIR / "data" / "small.yaml")
     _synthesize_cli("flatvel-a", tmp_path / "A", "--config", small)

@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 
+from core.config import CONFIG_DIR, load_config
 from data_prep.forward import EngineConfig, simulate
 from data_prep.synthesize import SourceVariationConfig, SynthesizeConfig, read_manifest, synthesize
 from data_prep.velocity_models import generate_model
 from data_prep.wavelets import openfwi_ricker_delay_s, reshape_source, ricker
-from pipeline.config import CONFIG_DIR, load_config
 
 SMALL = CONFIG_DIR / "data" / "small.yaml"
 VARIED = SourceVariationConfig(

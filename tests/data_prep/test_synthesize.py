@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import segyio
 
+from core.config import CONFIG_DIR, load_config
+from core.errors import UserError
 from data_prep.forward import EngineConfig, engine_settings, simulate
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import SIGNATURE_LINE, header_convention
@@ -24,8 +26,6 @@ from data_prep.synthesize import (
     synthesize,
 )
 from data_prep.velocity_models import generate_model
-from pipeline.cli import UserError
-from pipeline.config import CONFIG_DIR, load_config
 
 SMALL = CONFIG_DIR / "data" / "small.yaml"
 

@@ -15,10 +15,10 @@ import pytest
 import segyio
 
 import data_prep.synthesize as synthesize_module
+from core.config import CONFIG_DIR, load_config
+from core.errors import UserError
 from data_prep.synthesize import SynthesizeConfig, main, synthesize
 from data_prep.velocity_models import family_parameters, generate_model
-from pipeline.cli import UserError
-from pipeline.config import CONFIG_DIR, load_config
 
 SMALL = CONFIG_DIR / "data" / "small.yaml"  # chunks of 2 models
 

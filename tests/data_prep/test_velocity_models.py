@@ -436,7 +436,7 @@ def test_families_yaml_documents_the_recipes():
     are the real ones (flatvel-a's), so the file cannot drift from the code unnoticed."""
     import yaml
 
-    from pipeline.config import CONFIG_DIR
+    from core.config import CONFIG_DIR
 
     path = CONFIG_DIR / "data" / "families.yaml"
     data = yaml.safe_load(path.read_text())

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import models
-from pipeline.config import ConfigError, load_config
+from core.config import load_config
+from core.errors import ConfigError
 from tests.models.harness import EXPECTED_OUTPUTS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"

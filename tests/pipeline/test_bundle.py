@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep.normalization import NormalizationStats
 from data_prep.schema import DatasetGeometry
 from pipeline.bundle import (
@@ -20,7 +21,6 @@ from pipeline.bundle import (
     load_bundle,
     save_bundle,
 )
-from pipeline.cli import UserError
 
 SEISMIC_SHAPE = (2, 64, 12)
 GRID = (8, 12)
@@ -129,6 +129,16 @@ def test_overwrite_replaces_and_missing_paths_are_explained(tmp_path: Path, tiny
     tiny_model.save(lone / "m.keras")
     with pytest.raises(UserError, match="no bundle.json beside it"):
         load_bundle(lone / "m.keras")
+
+
+def test_mlflow_addresses_go_through_tracking(tmp_path: Path, tiny_model):
+    # pipeline.bundle knows no MLflow (tracking imports bundle, not the reverse): it names the function to use.
+    with pytest.raises(UserError, match=r"MLflow address: load it with pipeline.tracking.load_bundle"):
+        load_bundle("models:/seisinvert-unet@champion")
+    from pipeline import tracking
+
+    directory = save_bundle(tmp_path / "b", tiny_model, stats=_stats(), geometry=_geometry())
+    assert tracking.load_bundle(directory).path == directory, "tracking.load_bundle reads folders too"
 
 
 def test_amplitude_statistics_values():

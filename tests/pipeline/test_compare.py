@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from core.config import load_config
+from core.errors import ConfigError
 from pipeline.compare import CompareConfig
-from pipeline.config import ConfigError, load_config
 from pipeline.train import main
 from tests.models.harness import SMALL_CONFIGS
 from tests.pipeline.datasets import write_dataset

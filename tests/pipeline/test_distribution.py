@@ -54,7 +54,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-        from pipeline.config import from_dict
+        from core.config import from_dict
         from pipeline.train import TrainConfig, train
         result = train(from_dict(TrainConfig, json.loads({json.dumps(json.dumps(values))})), echo=lambda *_: None)
         print(json.dumps({{"distribution": result.distribution, "replicas": result.replicas,
@@ -89,7 +89,7 @@ def test_training_under_jax_with_data_parallel_on_two_devices(tmp_path: Path):
             import json
             import numpy as np
             import jax
-            from pipeline.config import from_dict
+            from core.config import from_dict
             from pipeline.train import TrainConfig, train
             from pipeline.bundle import load_bundle
             from pipeline.feeding import SeismicDataset

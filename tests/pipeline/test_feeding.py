@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep import schema
-from pipeline.cli import UserError
 from pipeline.feeding import AugmentationConfig, SeismicDataset, augment, shot_mask
 from tests.pipeline.datasets import GRID_SHAPE, SEISMIC_SHAPE, write_dataset
 

@@ -12,8 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.cli import UserError
-from pipeline.config import ConfigError
+from core.errors import ConfigError, UserError
 from pipeline.fine_tuning import copy_weights, freeze, geometry_differences, load_parent
 from pipeline.train import main, train
 from tests.pipeline.datasets import write_dataset

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import segyio
 
+from core.errors import UserError
+from core.progress import Progress
 from data_prep.schema import file_sha256
-from pipeline.cli import UserError
-from pipeline.infer import InferConfig, Progress, infer, main, merge
+from pipeline.infer import InferConfig, infer, main, merge
 from pipeline.section import read_section
 from tests.pipeline import line_fixtures as F
 
@@ -46,7 +47,7 @@ def keras_bundle(tmp_path_factory):
 
 def quiet(**values) -> InferConfig:
     """A config without SEG-Y and PNG outputs (seconds each) unless asked for; tests that check them ask."""
-    from pipeline.config import from_dict
+    from core.config import from_dict
 
     values.setdefault("outputs", {"png": False, "segy": False})
     return from_dict(InferConfig, values)
@@ -304,7 +305,7 @@ def test_a_gap_in_the_shots_leaves_nan_columns_and_dead_traces(tmp_path, line):
 
 
 def test_every_infer_config_file_loads():
-    from pipeline.config import CONFIG_DIR
+    from core.config import CONFIG_DIR
     from pipeline.infer import load_infer_config
 
     files = sorted((CONFIG_DIR / "infer").glob("*.yaml"))
@@ -318,7 +319,7 @@ def test_every_infer_config_file_loads():
 
 def test_progress_prints_plain_lines_when_not_a_terminal():
     stream = io.StringIO()
-    progress = Progress(10, "windows", interval_s=0.0, stream=stream)
+    progress = Progress(total=10, desc="infer", unit="windows", interval_s=0.0, stream=stream)
     for _ in range(10):
         progress.update(1)
     progress.close()

@@ -117,9 +117,9 @@ def test_a_model_registered_by_pipeline_train_inverts_a_line_five_windows_long(t
     Measured (25 epochs, 16 minutes on a loaded 2-core machine): MAE 323 m/s against the constant model's 902 m/s,
     QC misfit 0.23 per window.
     """
+    from core.config import from_dict
     from data_prep.ingest import ingest
     from data_prep.synthesize import SynthesizeConfig, synthesize
-    from pipeline.config import from_dict
     from pipeline.train import TrainConfig, train
 
     synthetic = synthesize(

@@ -323,7 +323,7 @@ def short_line(tmp_path_factory):
 
 @pytest.mark.slow
 def test_infer_refines_each_window_of_a_biased_oracle(tmp_path, short_line):
-    from pipeline.config import from_dict
+    from core.config import from_dict
     from pipeline.infer import InferConfig, infer
     from pipeline.section import read_section
     from tests.pipeline import line_fixtures as F
@@ -409,8 +409,8 @@ def test_infer_cli_refine_writes_the_refined_section(tmp_path, short_line):
 def test_infer_refine_refuses_a_model_without_velocity_bounds(tmp_path, short_line):
     import dataclasses
 
-    from pipeline.cli import UserError
-    from pipeline.config import from_dict
+    from core.config import from_dict
+    from core.errors import UserError
     from pipeline.infer import InferConfig, infer
     from tests.pipeline import line_fixtures as F
 

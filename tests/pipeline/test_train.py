@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli import UserError
-from pipeline.config import ConfigError, from_dict, load_config
+from core.config import from_dict, load_config
+from core.errors import ConfigError, UserError
+from pipeline.lineage import dataset_info
 from pipeline.train import (
     CurriculumStage,
     TrainConfig,
     _stage_for,
     build_model,
-    dataset_info,
     epochs_within_budget,
     learning_rate_schedule,
     main,
@@ -206,7 +206,9 @@ def test_registered_pyfunc_returns_velocity_in_mps(trained):
     )
     with pytest.raises(Exception, match=r"Received shape \(2, 2, 32, 16\)"):
         pyfunc.predict(np.zeros((2, SEISMIC_SHAPE[0], 32, SEISMIC_SHAPE[2]), np.float32))
-    bundle = load_bundle("models:/seisinvert-unet/1")
+    from pipeline import tracking
+
+    bundle = tracking.load_bundle("models:/seisinvert-unet/1")
     assert bundle.info["mlflow_run_id"] == result.run_id and bundle.family == "unet"
 
 
@@ -410,7 +412,7 @@ def test_model_variants_schedule_and_curriculum_stages():
 
 
 def test_shipped_training_configs_load_and_default_yaml_is_the_default():
-    from pipeline.config import CONFIG_DIR
+    from core.config import CONFIG_DIR
 
     files = sorted((CONFIG_DIR / "train").glob("*.yaml"))
     assert {path.stem for path in files} >= {"default", "openfwi", "quick"}

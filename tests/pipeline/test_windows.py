@@ -11,8 +11,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep.schema import DatasetGeometry
-from pipeline.cli import UserError
 from pipeline.windows import (
     LineConfig,
     ModelLayout,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.atomic import _host, atomic_output, partial_files, temporary_sibling, write_text_atomic
+from core.atomic import _host, atomic_output, partial_files, temporary_sibling, write_text_atomic
 
 
 def test_success_renames_into_place(tmp_path: Path):

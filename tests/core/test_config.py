@@ -1,4 +1,5 @@
-"""The typed configuration system: YAML files, dotted overrides, type checking and error messages."""
+"""The typed configuration system (``core.config``): YAML files, dotted overrides, type checking (pydantic's
+``TypeAdapter`` over the dataclasses) and error messages."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from typing import Literal
 
 import pytest
 
-from data_prep.geometry import AcquisitionGeometry
-from pipeline.config import (
+from core.config import (
     CONFIG_DIR,
-    ConfigError,
+    config_file,
     config_hash,
     from_dict,
     load_config,
@@ -19,6 +19,8 @@ from pipeline.config import (
     to_dict,
     to_yaml,
 )
+from core.errors import ConfigError
+from data_prep.geometry import AcquisitionGeometry
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Outer:
     inner: Inner = Inner()
     extra: dict = field(default_factory=dict)
     geometry: AcquisitionGeometry = AcquisitionGeometry()
+    pair: tuple[int, int] = (0, 1)
+    switch: bool | Literal["auto"] = "auto"
+    folder: Path = Path("runs")
 
 
 def test_defaults_files_values_and_overrides_apply_in_order(tmp_path: Path):
@@ -72,12 +77,57 @@ def test_nested_geometry_override_is_validated():
         ("count=true", r"count must be an integer"),
         ("inner.mode=c", r"inner.mode must be one of 'a', 'b'. Received: 'c'"),
         ("sizes=5", r"sizes must be a list"),
+        ("sizes=[1, 2.5]", r"sizes\[1\] must be an integer. Received: 2.5"),
+        ("pair=[1, 2, 3]", r"pair must have 2 entries. Received: \[1, 2, 3\]"),
+        ("pair=[1]", r"pair must have 2 entries. Received: \[1\]"),
+        ("inner=5", r"inner must be a mapping of fields. Received: 5"),
+        ("inner.rate=fast", r"inner.rate must be a number. Received: 'fast'"),
+        ("name=7", r"name must be a string. Received: 7"),
+        ("optional=[1]", r"optional must be an integer. Received: \[1\]"),
+        ("switch=maybe", r"switch must be true or false or one of 'auto'. Received: 'maybe'"),
         ("novalue", r"key.subkey=value"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str):
     with pytest.raises(ConfigError, match=message):
         load_config(Outer, overrides=[override])
+
+
+def test_values_are_converted_as_the_types_say():
+    config = load_config(Outer, overrides=["pair=[3, 4]", "switch=true", "folder=out/a", "inner.rate=1"])
+    assert config.pair == (3, 4) and config.switch is True and config.folder == Path("out/a")
+    assert config.inner.rate == 1.0 and isinstance(config.inner.rate, float)
+    assert from_dict(Outer, {"inner": Inner(rate=0.2), "sizes": (7,)}) == Outer(
+        inner=Inner(rate=0.2), sizes=(7,)
+    )
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        load_config(Outer, overrides=["inner.rat=1", "count=x", "inner.mode=c"])
+    message = str(error.value)
+    assert message.startswith("Unknown configuration key(s) inner.rat in inner. Valid keys: mode, rate;"), (
+        message
+    )
+    assert "count must be an integer. Received: 'x'" in message and "inner.mode must be one of" in message
+    assert "\n" not in message, "one line (the CLI prints it as `error: ...`)"
+
+
+def test_a_check_of_the_dataclass_names_where_it_failed():
+    with pytest.raises(ConfigError, match=r"^Invalid configuration for geometry: .*outside the 70 x 70 grid"):
+        load_config(Outer, overrides=["geometry.receiver_cells=[[0, 70]]"])
+
+
+def test_shipped_configs_are_found_from_any_folder(tmp_path: Path, monkeypatch):
+    # `--config configs/train/quick.yaml` as the docs write it, run from a folder without configs/ (an
+    # installed package): the shipped file is read.
+    monkeypatch.chdir(tmp_path)
+    assert config_file("configs/train/quick.yaml") == CONFIG_DIR / "train" / "quick.yaml"
+    (tmp_path / "configs" / "train").mkdir(parents=True)
+    (tmp_path / "configs" / "train" / "quick.yaml").write_text("epochs: 1\n")
+    assert config_file("configs/train/quick.yaml") == Path("configs/train/quick.yaml"), "a local file wins"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Outer, files=["configs/train/nothing.yaml"])
 
 
 def test_missing_and_malformed_files(tmp_path: Path):

@@ -255,6 +255,7 @@ def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[st
         "engine": to_dict(config.engine),
         "engine_settings": engine_settings(geometry, config.engine),
         **({"source_variation": to_dict(config.source)} if config.source.enabled else {}),
+        **_prior_record(config),
         "segy": {
             "sample_format": "IEEE float32 (format 5), big-endian",
             "header_convention": HEADER_CONVENTION,
@@ -278,6 +279,17 @@ def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[st
             for chunk in chunks
         ],
     }
+
+
+def _prior_record(config: SynthesizeConfig) -> dict[str, Any]:
+    """For the ``prior`` family: the prior file's SHA-256, so the manifest pins the data, not only its path."""
+    path = config.family_overrides.get("prior_path")
+    if config.family != PRIOR_FAMILY or not path:
+        return {}
+    import hashlib
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else None
+    return {"prior": {"path": str(Path(path).resolve()), "sha256": digest}}
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any]:
@@ -535,6 +547,7 @@ def _describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list
         "engine_settings",
         "family_parameters",
         "source_variation",
+        "prior",
     )
     differences: list[str] = []
 

@@ -133,3 +133,22 @@ def test_the_prior_family_needs_a_prior():
         ValueError, match=r"built around a prior model: set prior_path.*family_overrides.prior_path"
     ):
         family_parameters(PRIOR_FAMILY)
+
+
+def test_the_manifest_pins_the_prior_by_its_digest(profile_npy):
+    import hashlib
+
+    from core.config import CONFIG_DIR, load_config
+    from data_prep.synthesize import SynthesizeConfig, build_manifest, plan_chunks
+
+    config = load_config(
+        SynthesizeConfig,
+        files=[CONFIG_DIR / "data" / "small.yaml"],
+        values={"family": PRIOR_FAMILY, "count": 2, "family_overrides": {"prior_path": str(profile_npy)}},
+    )
+    manifest = build_manifest(config, plan_chunks(2, 2, PRIOR_FAMILY))
+    assert manifest["prior"] == {
+        "path": str(profile_npy.resolve()),
+        "sha256": hashlib.sha256(profile_npy.read_bytes()).hexdigest(),
+    }
+    assert manifest["family_parameters"]["prior_path"] == str(profile_npy)

@@ -15,7 +15,9 @@ Architecture (defaults in brackets, OpenFWI input ``(5, 1000, 70)`` → grid ``(
 3. Two decoder heads, velocity and edges: per level, 2×2 transposed convolution up, crop to the skip's size,
    concatenate the skip, conv blocks; a 1×1 float32 output convolution. ``decoder_mode="independent"``
    gives each head its own weights; ``"shared_upsampling"`` shares the transposed convolutions between the
-   heads (DD-Net's published variant) while each head keeps its own conv blocks.
+   heads (DD-Net's published variant) while each head keeps its own conv blocks; ``"shared"`` is one
+   decoder whose last feature map feeds both 1×1 output convolutions (the edge task then costs almost no
+   compute: it shapes the shared features instead of training a second decoder).
 
 Velocity is returned on the normalised [-1, 1] scale through ``tanh`` by default: labels are min-max
 normalised to exactly that range, so a bounded output can never predict a velocity outside the training
@@ -48,7 +50,7 @@ from models.layers import (
     validate_shape,
 )
 
-DECODER_MODES = ("independent", "shared_upsampling")
+DECODER_MODES = ("independent", "shared_upsampling", "shared")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +69,7 @@ class UNetConfig:
     front_end_kernel_sizes: tuple[int, ...] = (7, 3, 3)
     encoder_filters: tuple[int, ...] = (16, 32, 64, 128, 256)
     blocks_per_level: int = 2
-    decoder_mode: Literal["independent", "shared_upsampling"] = "independent"
+    decoder_mode: Literal["independent", "shared_upsampling", "shared"] = "independent"
     normalization: Literal["batch", "group", "layer", "none"] = "batch"
     activation: str = "leaky_relu"
     dropout_rate: float = 0.0
@@ -89,8 +91,9 @@ class DualDecoderUNet(keras.Model):
             ``front_end_filters``).
         encoder_filters: channels per encoder level, shallow to deep (at least two levels).
         blocks_per_level: 3×3 conv blocks per encoder/decoder level.
-        decoder_mode: ``"independent"`` (two decoders) or ``"shared_upsampling"`` (the heads share their
-            transposed-convolution weights, DD-Net's variant).
+        decoder_mode: ``"independent"`` (two decoders), ``"shared_upsampling"`` (the heads share their
+            transposed-convolution weights, DD-Net's variant) or ``"shared"`` (one decoder, two 1×1 output
+            convolutions on its last feature map).
         normalization: ``"batch"``, ``"group"``, ``"layer"`` or ``"none"`` after every convolution.
         activation: Keras activation name of the conv blocks.
         dropout_rate: spatial dropout after every decoder block, in [0, 1).
@@ -134,7 +137,8 @@ class DualDecoderUNet(keras.Model):
         if len(front_end_kernel_sizes) != len(front_end_filters):
             raise ValueError(
                 "`front_end_kernel_sizes` needs one kernel length per entry of `front_end_filters`. Received: "
-                f"front_end_filters={front_end_filters}, front_end_kernel_sizes={front_end_kernel_sizes}")
+                f"front_end_filters={front_end_filters}, front_end_kernel_sizes={front_end_kernel_sizes}"
+            )
         time_pooling = int(time_pooling)
         if time_pooling < 1:
             raise ValueError(f"`time_pooling` must be at least 1. Received: time_pooling={time_pooling}")
@@ -142,10 +146,13 @@ class DualDecoderUNet(keras.Model):
             raise ValueError(
                 f"Pooling time by {time_pooling}, then {len(front_end_filters)} front-end stages that each halve "
                 f"it, is too much for {seismic_shape[1]} time samples: pool less or use fewer stages. "
-                f"Received: seismic_shape={seismic_shape}, time_pooling={time_pooling}")
+                f"Received: seismic_shape={seismic_shape}, time_pooling={time_pooling}"
+            )
         encoder_filters = validate_filters(encoder_filters, "encoder_filters", minimum_length=2)
         if int(blocks_per_level) < 1:
-            raise ValueError(f"`blocks_per_level` must be at least 1. Received: blocks_per_level={blocks_per_level}")
+            raise ValueError(
+                f"`blocks_per_level` must be at least 1. Received: blocks_per_level={blocks_per_level}"
+            )
         validate_choice(decoder_mode, DECODER_MODES, "decoder_mode")
         validate_choice(normalization, NORMALIZATIONS, "normalization")
         validate_choice(velocity_activation, VELOCITY_ACTIVATIONS, "velocity_activation")
@@ -156,7 +163,8 @@ class DualDecoderUNet(keras.Model):
             raise ValueError(
                 f"{levels} encoder levels pool the grid {levels - 1} times, too often for a {grid_shape} grid: "
                 f"use fewer `encoder_filters` entries. Received: grid_shape={grid_shape}, "
-                f"encoder_filters={encoder_filters}")
+                f"encoder_filters={encoder_filters}"
+            )
         block = {"normalization": normalization, "activation": activation}
 
         # === Layers ===
@@ -165,13 +173,16 @@ class DualDecoderUNet(keras.Model):
         def upsampling_layers(prefix: str) -> list[keras.layers.Layer]:
             return [
                 keras.layers.Conv2DTranspose(
-                    encoder_filters[level], 2, strides=2, padding="same", name=f"{prefix}_up_{level}")
+                    encoder_filters[level], 2, strides=2, padding="same", name=f"{prefix}_up_{level}"
+                )
                 for level in range(levels - 2, -1, -1)
             ]
 
         if decoder_mode == "shared_upsampling":
             shared = upsampling_layers("shared")
             head_upsampling = {VELOCITY: shared, EDGES: shared}
+        elif decoder_mode == "shared":
+            head_upsampling = {VELOCITY: upsampling_layers(VELOCITY)}
         else:
             head_upsampling = {VELOCITY: upsampling_layers(VELOCITY), EDGES: upsampling_layers(EDGES)}
 
@@ -193,7 +204,11 @@ class DualDecoderUNet(keras.Model):
         bottleneck = skips.pop()
 
         outputs = {}
-        for head, activation_name in ((VELOCITY, velocity_activation), (EDGES, "sigmoid")):
+        heads = ((VELOCITY, velocity_activation), (EDGES, "sigmoid"))
+        if decoder_mode == "shared":
+            # One decoder (the velocity head's layers); the edge head is only its own 1×1 output convolution.
+            heads = heads[:1]
+        for head, activation_name in heads:
             y = bottleneck
             for up_layer, skip in zip(head_upsampling[head], reversed(skips), strict=True):
                 y = up_layer(y)
@@ -206,9 +221,17 @@ class DualDecoderUNet(keras.Model):
                     y = keras.layers.Cropping2D(((0, extra_rows), (0, extra_columns)), name=f"{name}_crop")(y)
                 y = keras.layers.Concatenate(name=f"{name}_concat")([y, skip])
                 for index in range(int(blocks_per_level)):
-                    y = conv_block(y, int(skip.shape[-1]), 3, name=f"{name}_block_{index}",
-                                   dropout_rate=dropout_rate, **block)
+                    y = conv_block(
+                        y,
+                        int(skip.shape[-1]),
+                        3,
+                        name=f"{name}_block_{index}",
+                        dropout_rate=dropout_rate,
+                        **block,
+                    )
             outputs[head] = output_head(y, head, activation_name)
+        if decoder_mode == "shared":
+            outputs[EDGES] = output_head(y, EDGES, "sigmoid")
 
         super().__init__(inputs=seismic, outputs=outputs, **kwargs)
 

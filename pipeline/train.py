@@ -445,6 +445,18 @@ MODEL_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "encoder_filters": [8, 16, 32, 64, 128],
         },
     ),
+    # unet-small with one decoder for both tasks: the edge head is a 1×1 convolution on the velocity decoder's
+    # last features (decoder_mode "shared"), so the edge task costs almost no compute; see docs/models.md.
+    "unet-small-shared": (
+        "unet",
+        {
+            "time_pooling": 4,
+            "front_end_filters": [16],
+            "front_end_kernel_sizes": [7],
+            "encoder_filters": [8, 16, 32, 64, 128],
+            "decoder_mode": "shared",
+        },
+    ),
 }
 
 

@@ -151,3 +151,28 @@ def test_overfits_eight_samples(name):
     model.fit(seismic, targets, batch_size=8, epochs=300, verbose=0)
     last = model.evaluate(seismic, targets, verbose=0, return_dict=True)["velocity_loss"]
     assert last < 0.25 * first, f"{name}: velocity L1 went from {first:.4f} to {last:.4f}, expected < 25 %"
+
+
+def test_shared_decoder_puts_both_heads_on_one_decoder():
+    """decoder_mode="shared": one decoder, two 1×1 output convolutions; far fewer weights than two decoders."""
+    independent = models.build(config=small_config("unet"))
+    shared = models.build(config={**small_config("unet"), "decoder_mode": "shared"})
+    assert set(shared.output_names) == {"velocity", "edges"}
+    assert not any(layer.name.startswith("edges_up") or "edges_up" in layer.name for layer in shared.layers)
+    edge_layers = [layer for layer in shared.layers if layer.name.startswith("edges") and layer.weights]
+    assert [layer.name for layer in edge_layers] == ["edges_logits"], (
+        "the edge head is only its 1×1 convolution"
+    )
+    decoder = sum(
+        int(np.prod(w.shape))
+        for layer in independent.layers
+        if layer.name.startswith("edges")
+        for w in layer.weights
+    )
+    assert shared.count_params() < independent.count_params() - decoder + 100
+    seismic, _ = random_batch(SMALL_SEISMIC_SHAPE, SMALL_GRID_SHAPE)
+    outputs = shared(seismic)
+    assert outputs["edges"].shape == outputs["velocity"].shape
+    assert 0.0 <= float(keras.ops.min(outputs["edges"])) and float(keras.ops.max(outputs["edges"])) <= 1.0
+    # The config round-trips with the mode.
+    assert type(shared).from_config(shared.get_config()).decoder_mode == "shared"

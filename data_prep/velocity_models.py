@@ -852,14 +852,10 @@ def _salt_mask(
     return mask
 
 
-def _layered_model(
-    parameters: FamilyParameters, rng: np.random.Generator, grid_shape: tuple[int, int]
-) -> VelocityModel:
-    depth_cells, x_cells = grid_shape
-    num_layers = int(rng.integers(parameters.num_layers[0], parameters.num_layers[1] + 1))
-    velocities = _layer_velocities(parameters, rng, num_layers)
-    depths = _interface_depths(parameters, rng, num_layers, grid_shape)
-
+def _faulted(
+    parameters: FamilyParameters, rng: np.random.Generator, grid_shape: tuple[int, int], depths: np.ndarray
+) -> tuple[np.ndarray, list[Fault]]:
+    """Draws the recipe's faults one after the other and displaces the interface depths by each."""
     faults: list[Fault] = []
     num_faults = int(rng.integers(parameters.num_faults[0], parameters.num_faults[1] + 1))
     for _ in range(num_faults):
@@ -868,6 +864,28 @@ def _layered_model(
             break
         depths = _apply_fault(depths, fault)
         faults.append(fault)
+    return depths, faults
+
+
+def _cut_by_salt(interfaces, salt: np.ndarray) -> None:
+    """Sets, in place, each interface to NaN in the columns where its first cell below lies in the salt."""
+    depth_cells, x_cells = salt.shape
+    columns = np.arange(x_cells)
+    for interface in interfaces:
+        finite = np.isfinite(interface)
+        first_below = np.clip(np.ceil(np.where(finite, interface, 0)).astype(int), 0, depth_cells - 1)
+        interface[finite & salt[first_below, columns]] = np.nan
+
+
+def _layered_model(
+    parameters: FamilyParameters, rng: np.random.Generator, grid_shape: tuple[int, int]
+) -> VelocityModel:
+    depth_cells, x_cells = grid_shape
+    num_layers = int(rng.integers(parameters.num_layers[0], parameters.num_layers[1] + 1))
+    velocities = _layer_velocities(parameters, rng, num_layers)
+    depths = _interface_depths(parameters, rng, num_layers, grid_shape)
+
+    depths, faults = _faulted(parameters, rng, grid_shape, depths)
 
     traces = _fault_traces(faults, grid_shape)
 
@@ -883,12 +901,7 @@ def _layered_model(
         salt = _salt_mask(parameters, rng, grid_shape)
         salt_velocity = float(rng.uniform(*parameters.salt_velocity_range_mps))
         labels[salt] = num_layers
-        # Boundaries whose first cell below lies in the salt are cut by it in that column.
-        columns = np.arange(x_cells)
-        for interface in reported:
-            finite = np.isfinite(interface)
-            first_below = np.clip(np.ceil(np.where(finite, interface, 0)).astype(int), 0, depth_cells - 1)
-            interface[finite & salt[first_below, columns]] = np.nan
+        _cut_by_salt(reported, salt)
 
     lookup = np.append(velocities, salt_velocity if salt_velocity is not None else np.nan).astype(np.float32)
     velocity = lookup[labels]
@@ -988,14 +1001,7 @@ def _structural_model(
         offsets[host + 1 : host + 1] = [offsets[host] + anomaly, offsets[host]]
     depths = tops[1:, None] + shape[None, :]
 
-    faults: list[Fault] = []
-    num_faults = int(rng.integers(parameters.num_faults[0], parameters.num_faults[1] + 1))
-    for _ in range(num_faults):
-        fault = _draw_separated_fault(parameters, rng, grid_shape, faults)
-        if fault is None:
-            break
-        depths = _apply_fault(depths, fault)
-        faults.append(fault)
+    depths, faults = _faulted(parameters, rng, grid_shape, depths)
     lower_labels = (rows[None] >= depths[:, None, :]).sum(axis=0)
 
     # --- Unconformity and upper sequence.
@@ -1059,11 +1065,7 @@ def _structural_model(
         salt_velocity = float(rng.uniform(*parameters.salt_velocity_range_mps))
         labels[salt] = len(offsets)
         velocity = np.where(salt, salt_velocity, velocity)
-        columns = np.arange(x_cells)
-        for interface in reported:
-            finite = np.isfinite(interface)
-            first_below = np.clip(np.ceil(np.where(finite, interface, 0)).astype(int), 0, depth_cells - 1)
-            interface[finite & salt[first_below, columns]] = np.nan
+        _cut_by_salt(reported, salt)
         traces = [
             trace[~salt[np.rint(trace[:, 0]).astype(int), np.rint(trace[:, 1]).astype(int)]]
             for trace in traces

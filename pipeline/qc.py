@@ -60,23 +60,41 @@ QC_FIELDS = (
 )
 
 
+#: The misfit floor: the data misfit of the *true* velocity model under each source correction, measured by
+#: ``benchmarks/inference.py`` (``docs/benchmarks.md``, section "Inference on lines from elsewhere") on lines
+#: simulated with other wavelets than training (another peak frequency, a delay, reversed polarity, a phase
+#: rotation), with the input correction on. A perfect model does not go below it: a window is flagged only
+#: when its misfit exceeds the floor by ``QCConfig.misfit_margin``. (The floor of a line from another
+#: engine, e.g. with sources at another depth or a free surface, is higher: set ``qc.misfit_floor``.)
+MISFIT_FLOOR = {"wavelet": 0.05, "scale": 0.35, "none": 0.6}
+
+
 @dataclass(frozen=True)
 class QCConfig:
     """Physics QC settings.
 
     Attributes:
         enabled: re-simulate and compute the misfit (velocity errors against a truth are computed anyway).
-        source_correction: ``"scale"``, ``"wavelet"`` or ``"none"`` (see the module docstring).
+        source_correction: ``"auto"`` (default): ``"wavelet"`` when the input correction
+            (``pipeline.input_correction``) finds the line recorded with another wavelet than training
+            (reversed polarity, a delay of a sample or more, a phase rotation), else ``"scale"``;
+            or ``"scale"``, ``"wavelet"`` or ``"none"`` (see the module docstring).
         wavelet_damping: relative stabilisation of the ``"wavelet"`` filter estimate.
-        misfit_threshold: windows whose data misfit exceeds it are flagged.
+        misfit_floor: the misfit a correct model has under the source correction used. None: the measured
+            ``MISFIT_FLOOR`` of that correction.
+        misfit_margin: windows are flagged when their misfit exceeds the floor by more than this.
+        misfit_threshold: windows whose data misfit exceeds it are flagged. None: ``misfit_floor +
+            misfit_margin``.
         velocity_mae_threshold_mps: windows whose velocity MAE against the truth exceeds it are flagged.
         batch_windows: windows simulated per engine call.
     """
 
     enabled: bool = True
-    source_correction: Literal["scale", "wavelet", "none"] = "scale"
+    source_correction: Literal["auto", "scale", "wavelet", "none"] = "auto"
     wavelet_damping: float = 1e-3
-    misfit_threshold: float = 0.3
+    misfit_floor: float | None = None
+    misfit_margin: float = 0.15
+    misfit_threshold: float | None = None
     velocity_mae_threshold_mps: float = 250.0
     batch_windows: int = 4
 
@@ -85,6 +103,24 @@ class QCConfig:
             raise ValueError(f"qc.batch_windows must be at least 1. Received: {self.batch_windows}")
         if not self.wavelet_damping > 0:
             raise ValueError(f"qc.wavelet_damping must be positive. Received: {self.wavelet_damping}")
+        if self.misfit_margin < 0:
+            raise ValueError(f"qc.misfit_margin must not be negative. Received: {self.misfit_margin}")
+
+    def resolved(self, recorded_elsewhere: bool) -> QCConfig:
+        """A copy with ``source_correction``, ``misfit_floor`` and ``misfit_threshold`` made concrete.
+
+        Args:
+            recorded_elsewhere: the input correction found another wavelet than training's (``"auto"``
+                then means ``"wavelet"``).
+        """
+        correction = self.source_correction
+        if correction == "auto":
+            correction = "wavelet" if recorded_elsewhere else "scale"
+        floor = self.misfit_floor if self.misfit_floor is not None else MISFIT_FLOOR[correction]
+        threshold = self.misfit_threshold if self.misfit_threshold is not None else floor + self.misfit_margin
+        return dataclasses.replace(
+            self, source_correction=correction, misfit_floor=float(floor), misfit_threshold=float(threshold)
+        )
 
 
 @dataclass
@@ -325,7 +361,8 @@ def window_flags(values: Mapping[str, float], config: QCConfig) -> list[str]:
     if values.get("qc_error"):
         flags.append("qc_failed")
     misfit = values.get("data_misfit", float("nan"))
-    if np.isfinite(misfit) and misfit > config.misfit_threshold:
+    threshold = config.resolved(recorded_elsewhere=False).misfit_threshold
+    if np.isfinite(misfit) and misfit > threshold:
         flags.append("misfit")
     if values.get("no_signal"):
         flags.append("no_signal")
@@ -356,6 +393,7 @@ def window_qc(
     Returns:
         One dict per window with ``QC_FIELDS`` (NaN where not computed), ``flags`` and ``qc_error``.
     """
+    config = config.resolved(recorded_elsewhere=False)  # no-op when infer resolved it for the line
     count = len(predicted_mps)
     results: list[dict[str, Any]] = [
         {name: float("nan") for name in QC_FIELDS} | {"qc_error": ""} for _ in range(count)
@@ -464,7 +502,11 @@ def plot_qc(path, rows: Sequence[Mapping[str, Any]], config: QCConfig, title: st
     axes[0].plot(centre, misfit, "o-", color="tab:blue", markersize=3, label="data misfit")
     if flagged.any():
         axes[0].plot(centre[flagged], misfit[flagged], "x", color="tab:red", markersize=8, label="flagged")
+    config = config.resolved(recorded_elsewhere=False)
     axes[0].axhline(config.misfit_threshold, color="tab:red", linestyle="--", linewidth=1, label="threshold")
+    axes[0].axhline(
+        config.misfit_floor, color="tab:gray", linestyle=":", linewidth=1, label="floor (true model)"
+    )
     axes[0].set_ylabel("||d - s|| / ||d||")
     axes[0].legend(loc="upper right", fontsize=8)
     positive = np.where(factor > 0, factor, np.nan)

@@ -89,7 +89,7 @@ from pipeline.input_correction import (
 from pipeline.input_correction import summary as correction_summary
 from pipeline.qc import QC_FIELDS, QCConfig, aggregate, engine_setup, plot_qc, summary_table, window_qc
 from pipeline.refine import REFINE_FIELDS, RefineConfig
-from pipeline.section import SectionWriter, TruthSection, write_previews, write_section_segy
+from pipeline.section import SectionWriter, open_truth, write_previews, write_section_segy
 from pipeline.stitching import StitchingConfig, StreamingStitcher
 from pipeline.windows import (
     LineConfig,
@@ -158,7 +158,8 @@ class InferConfig:
 
     Attributes:
         batch_size: windows read, calibrated and predicted together (bounds memory).
-        truth: a true velocity section (SEG-Y, one trace per lateral position) for velocity errors.
+        truth: a true velocity section for velocity errors: SEG-Y (one trace per lateral position) or
+            ``.npy``/``.npz``/HDF5 ``(depth, x)`` m/s (``pipeline.section.ArrayTruth``).
         progress_interval_s: seconds between progress lines when stderr is not a terminal.
         input_correction: polarity, delay and phase of the survey's wavelet estimated from the data and
             undone before prediction (``pipeline.input_correction``).
@@ -274,7 +275,7 @@ def infer(
 
     truth = None
     if config.truth is not None:
-        truth = TruthSection(config.truth, line.frame, layout.grid_shape[0], layout.grid_spacing_m)
+        truth = open_truth(config.truth, line.frame, layout.grid_shape[0], layout.grid_spacing_m)
 
     fingerprint_inputs = {
         "model": _model_identity(bundle, model_uri),
@@ -1077,7 +1078,7 @@ def _section_errors(h5, run, frame, depth, spacing, x_m, name: str = "velocity_m
     """Velocity errors of a stitched section (``name``) against the truth, streamed in column blocks."""
     from pipeline.qc import velocity_errors
 
-    truth = TruthSection(run["truth"]["path"], frame, depth, spacing)
+    truth = open_truth(run["truth"]["path"], frame, depth, spacing)
     totals = {"n": 0, "abs": 0.0, "sq": 0.0, "max": 0.0, "rel": 0.0}
     for first in range(0, len(x_m), 512):
         stop = min(first + 512, len(x_m))
@@ -1259,7 +1260,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--regrid", action="store_true", help="Allow regridding (time, receivers, nearest shots)."
     )
     parser.add_argument(
-        "--truth", help="True velocity section (SEG-Y) of a synthetic survey, for velocity errors."
+        "--truth",
+        help="True velocity section of a synthetic survey, for velocity errors: SEG-Y, or .npy/.npz/HDF5 (depth, x) in m/s.",
     )
     parser.add_argument("--resume", action="store_true", help="Continue an interrupted run in --out.")
     parser.add_argument("--shard", default="1/1", help="Process part K of N of the windows (job arrays).")

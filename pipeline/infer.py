@@ -468,6 +468,14 @@ class _LineCorrection:
         return result
 
 
+def _whole_cell_shifts(plan: WindowPlan, layout: ModelLayout, window: int) -> np.ndarray:
+    """``(shots,)`` whole cells by which the window's survey shots lie off the model's positions (0 where the
+    offset is not within a quarter cell of a whole number of cells: the grid cannot place it)."""
+    cells = np.asarray(plan.shot_offset_m[window], np.float64) / layout.grid_spacing_m
+    whole = np.round(cells)
+    return np.where(np.abs(cells - whole) <= 0.25, whole, 0).astype(np.int64)
+
+
 def _velocity_bounds(bundle: Any) -> tuple[float, float] | None:
     if getattr(bundle.stats, "velocity_min_mps", None) is None:
         return None
@@ -570,6 +578,7 @@ def _process_windows(
                 qc_config,
                 bounds,
                 truth_windows[part] if truth_windows is not None else None,
+                source_shift_cells=[_whole_cell_shifts(plan, layout, w) for w in batch[part]],
             )
         timings["qc"] += time.perf_counter() - tick
 

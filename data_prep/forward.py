@@ -802,6 +802,10 @@ def _checkpointed_segments(
     import tensorflow as tf
 
     def flat_segment(state, other, start, *arguments):
+        # recompute_grad watches every argument, and TensorFlow warns about watching an integer ("The dtype
+        # of the watched tensor must be floating", three times per refinement: issue 22): the segment's
+        # first step travels as float32 (exact below 2**24 steps) and is cast back here.
+        start = ops.cast(start, "int32")
         (state, other), block = segment_run(start, length, (state, other), arguments)
         return state, other, block
 
@@ -810,7 +814,8 @@ def _checkpointed_segments(
 
     def body(index, carry):
         state, other, accumulated = carry
-        state, other, block = checkpointed(state, other, first + index * length, *coefficients)
+        start = ops.cast(first + index * length, "float32")
+        state, other, block = checkpointed(state, other, start, *coefficients)
         return state, other, ops.slice_update(accumulated, (index * block_rows, 0), block)
 
     state, other = buffers

@@ -243,7 +243,9 @@ def simulate_foreign_line(bundle, family: str, wavelet: tuple, windows: int, see
     training_delay = float(settings.get("ricker_delay_s") or 0.072)
     engine = EngineConfig(
         spatial_order=int(settings.get("spatial_order", 4)),
-        absorbing_width_cells=int(settings.get("absorbing_width_cells", EngineConfig().absorbing_width_cells)),
+        absorbing_width_cells=int(
+            settings.get("absorbing_width_cells", EngineConfig().absorbing_width_cells)
+        ),
         free_surface=bool(settings.get("free_surface", False)),
         ricker_delay_s=training_delay + shift,
     )
@@ -257,7 +259,13 @@ def simulate_foreign_line(bundle, family: str, wavelet: tuple, windows: int, see
         receiver_cells=tuple((receiver_row, x) for x in range(columns)),
     )
     gathers = polarity * np.asarray(simulate(velocity, geometry, engine))[0]
-    return {"velocity_mps": velocity, "gathers": gathers, "shots": shots, "spacing": spacing, "layout": layout}
+    return {
+        "velocity_mps": velocity,
+        "gathers": gathers,
+        "shots": shots,
+        "spacing": spacing,
+        "layout": layout,
+    }
 
 
 def write_foreign_line(path: Path, line: dict) -> Path:
@@ -291,7 +299,11 @@ class TruthModel:
     """The true velocity as a 'model' with the bundle's geometry, statistics and engine settings: the floor."""
 
     def __init__(self, bundle, velocity_mps: np.ndarray) -> None:
-        self.geometry, self.stats, self.engine_settings = bundle.geometry, bundle.stats, bundle.engine_settings
+        self.geometry, self.stats, self.engine_settings = (
+            bundle.geometry,
+            bundle.stats,
+            bundle.engine_settings,
+        )
         self.info = {**dict(bundle.info or {}), "family": "truth"}
         self.has_edges = False
         self.truth = np.asarray(velocity_mps, np.float32)
@@ -304,7 +316,9 @@ class TruthModel:
     def predict_windows(self, seismic, window_origins_m, batch_size: int = 16):
         columns = np.arange(self.truth.shape[1]) * self.spacing
         maps = [
-            np.stack([np.interp(o + np.arange(self.width) * self.spacing, columns, row) for row in self.truth])
+            np.stack(
+                [np.interp(o + np.arange(self.width) * self.spacing, columns, row) for row in self.truth]
+            )
             for o in window_origins_m
         ]
         return {"velocity_mps": np.asarray(maps, np.float32), "edges": None}
@@ -358,7 +372,9 @@ def foreign_main(args: argparse.Namespace) -> int:
                 true = line["velocity_mps"][:, : section["velocity_mps"].shape[1]][:, covered]
                 span = bounds[1] - bounds[0]
                 ssim = float(
-                    ssim_per_sample((true - bounds[0]) / span, (np.clip(predicted, *bounds) - bounds[0]) / span)
+                    ssim_per_sample(
+                        (true - bounds[0]) / span, (np.clip(predicted, *bounds) - bounds[0]) / span
+                    )
                 )
                 correction = section["qc"].get("input_correction", {}).get("line", {})
                 row = {
@@ -384,17 +400,38 @@ def foreign_main(args: argparse.Namespace) -> int:
                 print(json.dumps(row), flush=True)
 
     def cell(value, digits=3):
-        return "-" if value is None or (isinstance(value, float) and not np.isfinite(value)) else round(value, digits)
+        return (
+            "-"
+            if value is None or (isinstance(value, float) and not np.isfinite(value))
+            else round(value, digits)
+        )
 
     table = markdown_table(
-        ["line (family, wavelet)", "run", "MAE m/s", "top / 2nd row MAE m/s", "SSIM", "QC misfit median (max)", "QC correction",
-         "flagged", "estimated polarity / delay ms / phase deg", "s per window"],
+        [
+            "line (family, wavelet)",
+            "run",
+            "MAE m/s",
+            "top / 2nd row MAE m/s",
+            "SSIM",
+            "QC misfit median (max)",
+            "QC correction",
+            "flagged",
+            "estimated polarity / delay ms / phase deg",
+            "s per window",
+        ],
         [
             (
-                r["line"], r["run"], cell(r["mae_mps"], 1),
-                f"{cell(r['top_row_mae_mps'], 1)} / {cell(r['second_row_mae_mps'], 1)}", cell(r["ssim"]),
-                f"{cell(r['misfit'])} ({cell(r['misfit_max'])})", r["qc"], f"{r['flagged']}/{r['windows']}",
-                "-" if r["polarity"] is None else f"{r['polarity']:+.0f} / {r['delay_ms']:+.1f} / {r['phase_deg']:+.0f}",
+                r["line"],
+                r["run"],
+                cell(r["mae_mps"], 1),
+                f"{cell(r['top_row_mae_mps'], 1)} / {cell(r['second_row_mae_mps'], 1)}",
+                cell(r["ssim"]),
+                f"{cell(r['misfit'])} ({cell(r['misfit_max'])})",
+                r["qc"],
+                f"{r['flagged']}/{r['windows']}",
+                "-"
+                if r["polarity"] is None
+                else f"{r['polarity']:+.0f} / {r['delay_ms']:+.1f} / {r['phase_deg']:+.0f}",
                 cell(r["s_per_window"], 2),
             )
             for r in results
@@ -403,7 +440,9 @@ def foreign_main(args: argparse.Namespace) -> int:
     means = {}
     for name in runs:
         chosen = [r for r in results if r["run"] == name]
-        means[name] = {k: float(np.mean([r[k] for r in chosen])) for k in ("mae_mps", "ssim", "misfit", "misfit_max")}
+        means[name] = {
+            k: float(np.mean([r[k] for r in chosen])) for k in ("mae_mps", "ssim", "misfit", "misfit_max")
+        }
     floor_wavelet = max(r["misfit_max"] for r in results if r["run"] == "true model, QC wavelet")
     floor_scale = max(r["misfit_max"] for r in results if r["run"] == "true model, QC scale")
     load_end = os.getloadavg()[0]
@@ -413,13 +452,13 @@ def foreign_main(args: argparse.Namespace) -> int:
     )
     markdown = f"""## Inference on lines from elsewhere (`benchmarks/inference.py --foreign`)
 
-`python -m benchmarks.inference --foreign {args.foreign} --lines {args.lines} --foreign-windows {args.foreign_windows}`:
+`python -m benchmarks.inference --foreign BUNDLE --lines {args.lines} --foreign-windows {args.foreign_windows}`:
 {args.lines} line(s) of {args.foreign_windows} windows from families the model was not trained on, each simulated by the engine
 with another Ricker than training (peak frequency, delay relative to the training wavelet's peak, polarity),
 shots every 170 m (`--regrid` takes the nearest shot within one cell), depths 0 in the headers (the model's
 10 m: a warning); `pipeline.infer --regrid` with the input correction off and on, and the true velocity
-through the same path (its QC misfit is the floor a perfect model cannot go below). Model: the bundle
-above ({bundle.info.get("family", "?")}, training velocity range {bounds[0]:g}-{bounds[1]:g} m/s).
+through the same path (its QC misfit is the floor a perfect model cannot go below). Model:
+{args.model_description or bundle.info.get("family", "?")} (training velocity range {bounds[0]:g}-{bounds[1]:g} m/s).
 
 {table}
 
@@ -459,6 +498,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--lines", type=int, default=3, help="--foreign: number of lines.")
     parser.add_argument("--foreign-windows", type=int, default=3, help="--foreign: windows per line.")
+    parser.add_argument("--model-description", help="--foreign: how the bundle was trained (for the page).")
     args = parser.parse_args(argv)
     if args.foreign:
         return foreign_main(args)

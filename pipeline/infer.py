@@ -16,11 +16,15 @@ comes out::
    (``pipeline.windows``): every mismatch is listed with the option that fixes it; with ``--regrid`` time
    axes are resampled, receivers interpolated and shots taken from the nearest position within tolerance;
 2. plan windows of the model's acquisition layout along the line, half a window apart by default;
-3. per window (in batches, memory bounded by a batch): cut out and regrid the gathers, calibrate their
-   amplitude to the training data's (``pipeline.calibration``), predict velocity and edges, run the physics
-   QC (``pipeline.qc``: re-simulation, misfit, velocity errors against ``--truth``), and save the window's
-   result atomically under ``OUT/.work/windows/`` — which is what ``--resume`` and ``--shard`` build on;
-4. when every window is done, stitch them streaming (``pipeline.stitching``) into ``OUT/section.h5`` and
+3. estimate the polarity, delay and phase of the survey's wavelet relative to the training wavelet from the
+   direct wave (``pipeline.input_correction``; ``input_correction.enabled``), which also decides the QC's
+   source correction (``qc.source_correction: auto``) and its threshold (the misfit floor);
+4. per window (in batches, memory bounded by a batch): cut out and regrid the gathers, undo the estimated
+   polarity/delay/phase for the network, calibrate their amplitude to the training data's
+   (``pipeline.calibration``), predict velocity and edges, run the physics QC (``pipeline.qc``:
+   re-simulation, misfit, velocity errors against ``--truth``), and save the window's result atomically
+   under ``OUT/.work/windows/`` — which is what ``--resume`` and ``--shard`` build on;
+5. when every window is done, stitch them streaming (``pipeline.stitching``) into ``OUT/section.h5`` and
    write ``section_velocity.segy`` (+ ``section_edges.segy``), PNG previews, ``qc.csv`` and
    ``summary.json`` (``pipeline.section``), every file under a temporary name first.
 
@@ -292,7 +296,18 @@ def infer(
     correction = _LineCorrection.estimate(bundle, line, layout, plan, config)
     if run is None:
         run = _write_run_record(
-            work, fingerprint, bundle, model_uri, line, layout, plan, config, regridded, truth, correction, geometry
+            work,
+            fingerprint,
+            bundle,
+            model_uri,
+            line,
+            layout,
+            plan,
+            config,
+            regridded,
+            truth,
+            correction,
+            geometry,
         )
 
     num_windows = plan.num_windows
@@ -413,7 +428,9 @@ class _LineCorrection:
     sample_interval_s: float
 
     @classmethod
-    def estimate(cls, bundle, line, layout: ModelLayout, plan: WindowPlan, config: InferConfig) -> _LineCorrection:
+    def estimate(
+        cls, bundle, line, layout: ModelLayout, plan: WindowPlan, config: InferConfig
+    ) -> _LineCorrection:
         settings = config.input_correction
         off = cls(settings, None, None, config.qc.resolved(False), layout.sample_interval_s)
         if not settings.enabled:
@@ -497,7 +514,9 @@ def _process_windows(
     if config.calibration.scope == "line" and config.calibration.method != "none":
         sample = line_sample(plan.num_windows, config.calibration)
         statistics = [
-            amplitude_statistic(correction.window(reader.read(int(w)), int(w), plan, layout)[0], config.calibration)
+            amplitude_statistic(
+                correction.window(reader.read(int(w)), int(w), plan, layout)[0], config.calibration
+            )
             for w in sample
         ]
         line_factor = calibration_factor(float(np.median(statistics)), target)

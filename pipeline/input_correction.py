@@ -153,9 +153,7 @@ class InputCorrection:
             )
         )
 
-    def apply(
-        self, gathers: np.ndarray, sample_interval_s: float, phase: str = "rotation"
-    ) -> np.ndarray:
+    def apply(self, gathers: np.ndarray, sample_interval_s: float, phase: str = "rotation") -> np.ndarray:
         """The corrected ``(shots, time, receivers)`` gathers (float32), or the input when not applied.
 
         Rotates by ``-phase_deg`` (``phase="rotation"``) or flips the sign of a reversed polarity
@@ -246,7 +244,9 @@ def reference_direct_waves(
     )
     media = np.stack([np.full((depth, width), v, np.float32) for v in velocities])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # dispersion at the slowest trials: shape matters little
+        warnings.simplefilter(
+            "ignore", RuntimeWarning
+        )  # dispersion at the slowest trials: shape matters little
         traces = np.asarray(simulate(media, geometry, setup.config, wavelet=setup.wavelet), np.float64)
     return DirectWaveReference(
         velocities_mps=np.asarray(velocities, np.float64),
@@ -305,7 +305,9 @@ def correlate_window(
     shots = np.zeros(layout.num_shots) if shot_offset_m is None else np.asarray(shot_offset_m, np.float64)
     data, references = [], []
     for shot in range(layout.num_shots):
-        offsets = np.round((layout.receiver_x_m - layout.source_x_m[shot] - shots[shot]) / spacing).astype(int)
+        offsets = np.round((layout.receiver_x_m - layout.source_x_m[shot] - shots[shot]) / spacing).astype(
+            int
+        )
         off_grid = np.abs(layout.receiver_x_m - layout.source_x_m[shot] - shots[shot] - offsets * spacing)
         use = (
             (np.abs(offsets) >= config.min_offset_cells)

@@ -9,8 +9,10 @@ data it has never seen the like of; the data misfit says whether that model expl
 Per window:
 
 1. **Source correction** (``QCConfig.source_correction``): the survey's source wavelet and amplitude units
-   are usually unknown, so before comparing, the simulated gathers ``s`` are matched to the observed ``d``:
-   ``"scale"`` (default) a least-squares scalar ``a = <d, s> / <s, s>``; ``"wavelet"`` a least-squares
+   are usually unknown, so before comparing, the simulated gathers ``s`` are matched to the observed ``d``
+   (as recorded: the input correction of ``pipeline.input_correction`` is for the network only). ``"auto"``
+   (default): ``"wavelet"`` when the input correction found another wavelet than training (data from
+   elsewhere), else ``"scale"``. ``"scale"``: a least-squares scalar ``a = <d, s> / <s, s>``; ``"wavelet"`` a least-squares
    convolution filter ``F(f) = sum(D S*) / (sum |S|^2 + eps)`` over all traces of the window (frequency
    domain, ``eps`` = ``wavelet_damping`` x the peak of ``sum |S|^2``; the classic source-signature
    estimate of FWI, Pratt 1999), which also absorbs a different wavelet shape; ``"none"``: the survey was
@@ -19,7 +21,10 @@ Per window:
    fit, 1 is no better than predicting silence.
 3. **Velocity errors** when the true velocity is known (synthetic surveys): MAE, RMSE and largest absolute
    error in m/s, and MAE relative to the true velocity.
-4. **Flags**: ``misfit`` (misfit above ``misfit_threshold``), ``velocity`` (MAE above
+   Shots that ``--regrid`` took a whole number of cells from the model's position are simulated where they
+   were fired (``source_shift_cells``).
+4. **Flags**: ``misfit`` (misfit above ``misfit_threshold``, by default the measured floor of the source
+   correction, ``MISFIT_FLOOR``: what the *true* model gives, plus ``misfit_margin``), ``velocity`` (MAE above
    ``velocity_mae_threshold_mps``), ``no_signal`` (the window's gathers are all zero), ``qc_failed``
    (the engine refused the model, e.g. a CFL violation; the reason is kept).
 
@@ -62,15 +67,16 @@ QC_FIELDS = (
 
 #: The misfit floor: the data misfit of the *true* velocity model under each source correction, measured by
 #: ``benchmarks/inference.py --foreign`` (``docs/benchmarks.md``, "Inference on lines from elsewhere") on
-#: lines simulated with other wavelets than training (another peak frequency, a delay, reversed polarity),
-#: shots every 170 m regridded onto OpenFWI's layout (moved shots simulated where they were fired), input
-#: correction on: at most 0.032 with ``wavelet`` (0.024 with ``scale`` on a line with the training wavelet,
-#: where ``auto`` chooses ``scale``; ``scale`` on a foreign wavelet gives 0.92-1.0 and is not a floor).
-#: Rounded up. A perfect model does not go below it: a window is flagged only when its misfit exceeds the
-#: floor by ``QCConfig.misfit_margin``. A line from another engine (sources at another depth, a free
-#: surface, ...) has a higher floor: measure it on a synthetic line made like the survey and set
-#: ``qc.misfit_floor``.
-MISFIT_FLOOR = {"wavelet": 0.04, "scale": 0.04, "none": 0.04}
+#: lines simulated with other wavelets than training (12, 15 and 20 Hz Rickers, delays of +20, +15 and
+#: -10 ms, two of three reversed), shots every 170 m regridded onto OpenFWI's layout (moved shots simulated
+#: where they were fired), input correction on: per-window misfit 0.02-0.03 with ``wavelet`` for the 12 and
+#: 15 Hz lines and 0.10 for the 20 Hz line (the training wavelet's band cannot be filtered into a higher
+#: one); with ``scale`` 0.02-0.03 on a line with the training wavelet (where ``auto`` chooses ``scale``; on
+#: a foreign wavelet ``scale`` gives 0.89-1.0 and is no floor). The largest value is used. A perfect model
+#: does not go below it: a window is flagged only when its misfit exceeds the floor by
+#: ``QCConfig.misfit_margin``. A line from another engine (sources at another depth, a free surface, ...)
+#: has a higher floor: measure it on a synthetic line made like the survey and set ``qc.misfit_floor``.
+MISFIT_FLOOR = {"wavelet": 0.1, "scale": 0.1, "none": 0.1}
 
 
 @dataclass(frozen=True)

@@ -451,7 +451,9 @@ class ArrayTruth:
             )
         if velocity.shape[0] != depth_cells:
             hint = (
-                " (it looks transposed: pass velocity.T, depth first)" if velocity.shape[1] == depth_cells else ""
+                " (it looks transposed: pass velocity.T, depth first)"
+                if velocity.shape[1] == depth_cells
+                else ""
             )
             raise UserError(
                 f"{where}: {velocity.shape[0]} depth rows (shape {velocity.shape}); the model's grid has "
@@ -514,9 +516,9 @@ class ArrayTruth:
                 if "velocity_mps" not in found:
                     two_d = []
                     h5.visititems(
-                        lambda key, item: two_d.append(key)
-                        if isinstance(item, h5py.Dataset) and item.ndim == 2
-                        else None
+                        lambda key, item: (
+                            two_d.append(key) if isinstance(item, h5py.Dataset) and item.ndim == 2 else None
+                        )
                     )
                     if len(two_d) == 1:
                         found["velocity_mps"] = h5[two_d[0]][()]
@@ -529,7 +531,11 @@ class ArrayTruth:
             else:
                 raise UserError(
                     f"True velocity {path}: no 'velocity_mps' array"
-                    + (f" and {len(candidates)} other candidates ({', '.join(map(str, candidates[:5]))})" if candidates else "")
+                    + (
+                        f" and {len(candidates)} other candidates ({', '.join(map(str, candidates[:5]))})"
+                        if candidates
+                        else ""
+                    )
                     + ". Name the (depth, x) section 'velocity_mps'."
                 )
         map_xy = None

@@ -1020,9 +1020,7 @@ def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Sta
                 interpolated[w] = True
         if kind[w] == _EXACT and interpolated[w]:
             kind[w] = _REGRID
-    return _Status(
-        kind, nearest, offset, interpolated, shot_reason, receiver_reason, needed_shot, needed_gap
-    )
+    return _Status(kind, nearest, offset, interpolated, shot_reason, receiver_reason, needed_shot, needed_gap)
 
 
 def _receiver_match(

@@ -58,13 +58,20 @@ def windows_of(tmp_path, line, layout, name):
     return [reader.read(w) for w in range(plan.num_windows)], plan
 
 
-def line_estimate(tmp_path, line, layout, reference, name, config=InputCorrectionConfig()):
+def line_estimate(tmp_path, line, layout, reference, name):
+    config = InputCorrectionConfig()
     gathers, plan = windows_of(tmp_path, line, layout, name)
-    parts = [correlate_window(g, layout, reference, config, plan.shot_offset_m[w]) for w, g in enumerate(gathers)]
+    parts = [
+        correlate_window(g, layout, reference, config, plan.shot_offset_m[w]) for w, g in enumerate(gathers)
+    ]
     total = parts[0]
     for part in parts[1:]:
         total = total + part
-    return estimate_from(total, reference, config), [estimate_from(p, reference, config) for p in parts], gathers
+    return (
+        estimate_from(total, reference, config),
+        [estimate_from(p, reference, config) for p in parts],
+        gathers,
+    )
 
 
 def test_the_training_wavelet_is_found_unchanged(tmp_path, layout, reference):
@@ -83,7 +90,9 @@ def test_a_delayed_line_gets_its_delay_estimated_within_a_sample(tmp_path, layou
     late = F.simulate_line(ricker_delay_s=TRAINING_DELAY_S + 0.012)
     estimate, windows, _ = line_estimate(tmp_path, late, layout, reference, "late")
     assert estimate.delay_s == pytest.approx(0.012, abs=0.001), estimate
-    assert estimate.delay_s - base.delay_s == pytest.approx(0.012, abs=2e-4), "a pure shift moves the peak by 12 ms"
+    assert estimate.delay_s - base.delay_s == pytest.approx(0.012, abs=2e-4), (
+        "a pure shift moves the peak by 12 ms"
+    )
     assert all(abs(w.delay_s - 0.012) <= 0.002 for w in windows), [w.delay_s for w in windows]
     assert estimate.polarity == 1 and estimate.differs_from_training(F.SAMPLE_INTERVAL_S)
     early = F.simulate_line(ricker_delay_s=TRAINING_DELAY_S - 0.008)
@@ -98,13 +107,17 @@ def test_reversed_polarity_and_a_phase_rotation_are_found(tmp_path, layout, refe
     assert flipped.differs_from_training(F.SAMPLE_INTERVAL_S)
     quarter, _, _ = line_estimate(tmp_path, rotated(line, 90.0), layout, reference, "quarter")
     assert quarter.phase_deg == pytest.approx(90.0, abs=5.0) and abs(quarter.delay_s) < 0.001, quarter
-    reversed_rotated, _, _ = line_estimate(tmp_path, F.flipped(rotated(line, -45.0)), layout, reference, "rot")
+    reversed_rotated, _, _ = line_estimate(
+        tmp_path, F.flipped(rotated(line, -45.0)), layout, reference, "rot"
+    )
     assert reversed_rotated.phase_deg == pytest.approx(135.0, abs=5.0) and reversed_rotated.polarity == -1
 
 
 def test_a_lower_frequency_wavelet_is_aligned_on_its_peak(tmp_path, layout, reference):
     """A 10 Hz Ricker peaks at 109 ms (the engine's default delay for 10 Hz), 37 ms after the training one."""
-    estimate, _, _ = line_estimate(tmp_path, F.simulate_line(peak_frequency_hz=10.0), layout, reference, "ten")
+    estimate, _, _ = line_estimate(
+        tmp_path, F.simulate_line(peak_frequency_hz=10.0), layout, reference, "ten"
+    )
     assert estimate.delay_s == pytest.approx(0.037, abs=0.002), estimate
     assert abs(estimate.phase_deg) < 10 and estimate.polarity == 1
 
@@ -174,7 +187,9 @@ def test_a_sign_flipped_line_gives_the_same_section(tmp_path):
     assert np.all(windows["input_corrected"] == 1.0)
     report = corrected["flipped"]["qc"]["input_correction"]
     assert report["line"]["input_polarity"] == -1 and report["windows_reversed"] == 9, report
-    assert corrected["flipped"]["qc"]["misfit_floor"]["source_correction"] == "wavelet", "auto: data from elsewhere"
+    assert corrected["flipped"]["qc"]["misfit_floor"]["source_correction"] == "wavelet", (
+        "auto: data from elsewhere"
+    )
     assert corrected["as_recorded"]["qc"]["misfit_floor"]["source_correction"] == "scale"
 
     raw = {name: section(name, False)["velocity_mps"] for name in paths}

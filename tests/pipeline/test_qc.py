@@ -188,7 +188,9 @@ def test_window_qc_simulates_moved_shots_where_they_were_fired(layout):
     shifts = (1, 0, -1)
     moved = shifted_setup(setup, shifts)
     assert moved.geometry.source_cells == ((0, 1), (0, 12), (0, 21))
-    assert shifted_setup(setup, (-1, 0, 5)).geometry.source_cells == ((0, 0), (0, 12), (0, 23)), "kept in the grid"
+    assert shifted_setup(setup, (-1, 0, 5)).geometry.source_cells == ((0, 0), (0, 12), (0, 23)), (
+        "kept in the grid"
+    )
     observed, _ = simulate_windows(truth, moved, None, pad_to=QCConfig().batch_windows)
     config = QCConfig(source_correction="scale")
     at_shots = window_qc([observed[0]], truth, setup, config, None, source_shift_cells=[shifts])

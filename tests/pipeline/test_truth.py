@@ -34,7 +34,9 @@ def run(tmp_path, survey, line, truth, name):
         InferConfig,
         {"truth": str(truth), "outputs": {"png": False, "segy": False}, "qc": {"enabled": False}},
     )
-    return infer([survey], F.OracleBundle(line.velocity_mps), tmp_path / f"run-{name}", config, progress=False)
+    return infer(
+        [survey], F.OracleBundle(line.velocity_mps), tmp_path / f"run-{name}", config, progress=False
+    )
 
 
 def test_npy_npz_and_hdf5_truths_score_the_section(tmp_path, line, survey):
@@ -75,13 +77,31 @@ def test_a_truth_on_a_shifted_grid_is_interpolated_and_nan_outside(tmp_path):
 @pytest.mark.parametrize(
     "make, expected",
     [
-        (lambda v, p: np.save(p / "t.npy", v / 1000.0), r"values 1\.8\.\.3\.1; expected m/s within 300\.\.20000\. They look like km/s: multiply by 1000"),
-        (lambda v, p: np.save(p / "t.npy", v.T), r"24 depth rows \(shape \(24, 16\)\).*16 cells of 10 m.*looks transposed"),
-        (lambda v, p: np.save(p / "t.npy", v[None].repeat(2, 0)), r"shape \(2, 16, 24\); expected one section \(depth, x\) = \(16, columns\): a stack"),
+        (
+            lambda v, p: np.save(p / "t.npy", v / 1000.0),
+            r"values 1\.8\.\.3\.1; expected m/s within 300\.\.20000\. They look like km/s: multiply by 1000",
+        ),
+        (
+            lambda v, p: np.save(p / "t.npy", v.T),
+            r"24 depth rows \(shape \(24, 16\)\).*16 cells of 10 m.*looks transposed",
+        ),
+        (
+            lambda v, p: np.save(p / "t.npy", v[None].repeat(2, 0)),
+            r"shape \(2, 16, 24\); expected one section \(depth, x\) = \(16, columns\): a stack",
+        ),
         (lambda v, p: np.save(p / "t.npy", -v), r"values -3100\.\.-1800"),
-        (lambda v, p: np.savez(p / "t.npz", a=v, b=v), r"no 'velocity_mps' array and 2 other candidates \(a, b\)"),
-        (lambda v, p: np.savez(p / "t.npz", velocity_mps=v, x_m=np.zeros(24)), "two columns share a lateral position"),
-        (lambda v, p: np.savez(p / "t.npz", velocity_mps=v, x_m=np.arange(5.0)), "5 column positions for 24 columns"),
+        (
+            lambda v, p: np.savez(p / "t.npz", a=v, b=v),
+            r"no 'velocity_mps' array and 2 other candidates \(a, b\)",
+        ),
+        (
+            lambda v, p: np.savez(p / "t.npz", velocity_mps=v, x_m=np.zeros(24)),
+            "two columns share a lateral position",
+        ),
+        (
+            lambda v, p: np.savez(p / "t.npz", velocity_mps=v, x_m=np.arange(5.0)),
+            "5 column positions for 24 columns",
+        ),
         (lambda v, p: np.save(p / "t.npy", np.full_like(v, np.nan)), "no finite velocity values"),
     ],
 )
@@ -97,7 +117,9 @@ def test_hdf5_truth_with_another_depth_grid_is_refused(tmp_path):
     with h5py.File(tmp_path / "t.h5", "w") as h5:
         h5["velocity_mps"] = F.layered_section(24)
         h5["depth_m"] = np.arange(F.DEPTH_CELLS) * 5.0
-    with pytest.raises(UserError, match=r"depth_m runs 0\.\.75 m in 16 rows; the model's grid is 0\.\.150 m every 10 m"):
+    with pytest.raises(
+        UserError, match=r"depth_m runs 0\.\.75 m in 16 rows; the model's grid is 0\.\.150 m every 10 m"
+    ):
         ArrayTruth(tmp_path / "t.h5", LineFrame(), F.DEPTH_CELLS, F.GRID_SPACING_M)
 
 
@@ -105,8 +127,17 @@ def test_cli_truth_in_km_per_second_is_a_one_line_error(tmp_path, line, survey, 
     bundle = F.keras_bundle(tmp_path / "bundle")
     np.save(tmp_path / "kms.npy", line.velocity_mps / 1000.0)
     code = main(
-        ["--model", str(bundle), "--input", str(survey), "--out", str(tmp_path / "run"), "--quiet",
-         "--truth", str(tmp_path / "kms.npy")]
+        [
+            "--model",
+            str(bundle),
+            "--input",
+            str(survey),
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+            "--truth",
+            str(tmp_path / "kms.npy"),
+        ]
     )
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error and "They look like km/s: multiply by 1000" in error, error

@@ -140,7 +140,9 @@ def test_regular_shot_spacing_within_one_cell_of_the_layout_is_regridded(tmp_pat
     every shot moved by one cell (10 m): accepted with --regrid by default, each move reported."""
     path = F.write_line(tmp_path / "sparse.sgy", line, shots=slice(None, None, 3))
     _, check, _ = plan_for([path], layout)
-    with pytest.raises(UserError, match=r"--regrid, i\.e\. --set regrid\.enabled=true .*cost: shots used up to"):
+    with pytest.raises(
+        UserError, match=r"--regrid, i\.e\. --set regrid\.enabled=true .*cost: shots used up to"
+    ):
         check.raise_if_refused()
     survey, check, regrid = plan_for([path], layout, regrid=True)
     plan = check.raise_if_refused()
@@ -184,7 +186,10 @@ def test_shots_a_few_metres_off_are_refused_then_regridded_to_the_nearest_shot(t
     with pytest.raises(UserError) as refusal:
         check.raise_if_refused()
     message = str(refusal.value)
-    assert "shots up to" in message and "--regrid, i.e. --set regrid.enabled=true (nearest shot within 10 m" in message
+    assert (
+        "shots up to" in message
+        and "--regrid, i.e. --set regrid.enabled=true (nearest shot within 10 m" in message
+    )
     assert "cost: shots used up to" in message, message
 
     survey, check, regrid = plan_for([path], layout, regrid=True)

@@ -465,6 +465,9 @@ through the same path (its QC misfit is the floor a perfect model cannot go belo
 Means over the lines:
 {summary}
 
+Seconds per window: the run until the merge divided by its windows, so one-off costs are in it (XLA
+compilations, paid by the first run in the process that meets a shape; the input correction's reference
+simulation and line estimate): with 3 windows per line they dominate, compare rows only roughly.
 Misfit floor (the largest per-window misfit of the true model): {floor_wavelet:.3f} under the `wavelet`
 source correction, {floor_scale:.3f} under `scale` (`pipeline.qc.MISFIT_FLOOR` holds the values used by
 default; a window is flagged above floor + `qc.misfit_margin`).

@@ -324,6 +324,32 @@ class TruthModel:
         return {"velocity_mps": np.asarray(maps, np.float32), "edges": None}
 
 
+def seam_statistics(out: Path, section: dict) -> dict[str, float]:
+    """Column-to-column steps of the stitched section where windows overlap, against the windows' own.
+
+    A seam is a step between neighbouring columns that the windows themselves do not have. Steps are the
+    depth-averaged ``|v(x + dx) - v(x)|`` (m/s). ``seam_max_mps``: the largest step of the stitched section
+    in columns covered by two windows; ``window_p95_mps``: the 95th percentile of the steps inside the
+    windows' own predictions (their "noise" along x). Seams are below the windows' noise when the first is
+    not larger than the second.
+    """
+    starts = np.asarray(section["windows"]["column_start"])
+    maps = [
+        np.load(path)["velocity_mps"] for path in sorted((out / ".work" / "windows").glob("window_*.npz"))
+    ]
+    width = maps[0].shape[1]
+    own = np.concatenate([np.mean(np.abs(np.diff(m, axis=1)), axis=0) for m in maps])
+    coverage = np.zeros(section["velocity_mps"].shape[1], np.int64)
+    for start in starts:
+        coverage[start : start + width] += 1
+    steps = np.mean(np.abs(np.diff(section["velocity_mps"], axis=1)), axis=0)
+    overlap = (coverage[:-1] >= 2) & (coverage[1:] >= 2)
+    return {
+        "seam_max_mps": float(steps[overlap].max()) if overlap.any() else float("nan"),
+        "window_p95_mps": float(np.percentile(own, 95)),
+    }
+
+
 def foreign_main(args: argparse.Namespace) -> int:
     from models.metrics import ssim_per_sample
     from pipeline.bundle import load_bundle
@@ -359,7 +385,7 @@ def foreign_main(args: argparse.Namespace) -> int:
                     {
                         "truth": str(truth),
                         "regrid": {"enabled": True},
-                        "outputs": {"png": False, "segy": False},
+                        "outputs": {"png": False, "segy": False, "keep_window_files": kind == "network"},
                         **values,
                     },
                 )
@@ -377,6 +403,7 @@ def foreign_main(args: argparse.Namespace) -> int:
                     )
                 )
                 correction = section["qc"].get("input_correction", {}).get("line", {})
+                seams = seam_statistics(out, section) if kind == "network" else {}
                 row = {
                     "line": label,
                     "run": name,
@@ -392,6 +419,7 @@ def foreign_main(args: argparse.Namespace) -> int:
                     "flagged": int(result.qc_summary.get("num_flagged", 0)),
                     "windows": result.num_windows,
                     "s_per_window": result.timings_s["windows_total"] / result.num_windows,
+                    **seams,
                     "polarity": correction.get("input_polarity"),
                     "delay_ms": 1e3 * correction["input_delay_s"] if correction else None,
                     "phase_deg": correction.get("input_phase_deg"),
@@ -417,6 +445,7 @@ def foreign_main(args: argparse.Namespace) -> int:
             "QC correction",
             "flagged",
             "estimated polarity / delay ms / phase deg",
+            "largest step in overlaps / windows' own p95, m/s",
             "s per window",
         ],
         [
@@ -432,6 +461,9 @@ def foreign_main(args: argparse.Namespace) -> int:
                 "-"
                 if r["polarity"] is None
                 else f"{r['polarity']:+.0f} / {r['delay_ms']:+.1f} / {r['phase_deg']:+.0f}",
+                "-"
+                if "seam_max_mps" not in r
+                else f"{cell(r['seam_max_mps'], 1)} / {cell(r['window_p95_mps'], 1)}",
                 cell(r["s_per_window"], 2),
             )
             for r in results

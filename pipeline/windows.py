@@ -337,7 +337,7 @@ def read_survey_line(
             raise UserError(
                 f"{path}: trace {trace + 1} starts recording {int(delay[trace])} ms after the shot "
                 "(DelayRecordingTime, byte 109); the model expects recording from the shot time. Re-export "
-                "the data from time zero."
+                "the data from time zero (no setting overrides this)."
             )
         coordinate = scale_factors(headers["SourceGroupScalar"])
         sx, sy = headers["SourceX"] * coordinate, headers["SourceY"] * coordinate
@@ -345,7 +345,7 @@ def read_survey_line(
         if not np.any(gx) and not np.any(gy) and not np.any(sx) and not np.any(sy):
             raise UserError(
                 f"{path}: the source and receiver coordinates (bytes 73-88, SourceX/Y, GroupX/Y) are 0 in every "
-                "trace, so the traces cannot be placed along the line. Write the coordinates into the headers."
+                "trace, so the traces cannot be placed along the line. Write the coordinates into the headers (no setting overrides this)."
             )
         shots = _shot_ids(scan, config.shot_key, sx, sy)
         columns["sx"].append(sx)
@@ -409,7 +409,8 @@ def read_survey_line(
         raise UserError(
             f"{files[keys[starts[shot], 0]].path}: the traces of shot {keys[starts[shot], 1]} disagree about the "
             f"source position (spread {max(spread_x[shot], spread_z[shot]):.3f} m): the headers are inconsistent, "
-            f"or {config.shot_key!r} does not identify shots (set line.shot_key to the field that does)."
+            f"or {config.shot_key!r} does not identify shots: --set line.shot_key=<trace-header field that does> "
+            "(e.g. EnergySourcePoint), or --set line.shot_key=coordinates to group by source position."
         )
     shot_order = np.argsort(shot_x, kind="stable")
     if len(shot_order) > 1:
@@ -420,7 +421,8 @@ def read_survey_line(
             raise UserError(
                 f"Shots {_label(files, keys, starts, a)} and {_label(files, keys, starts, b)} are both at "
                 f"x = {sorted_x[same[0]]:.2f} m along the line ({same.size} repeated position(s)): a line needs one "
-                "shot per position. Remove repeated shots, or run the files of different lines separately."
+                "shot per position. Remove repeated shots, or run the files of different lines separately (no setting "
+                "overrides this)."
             )
     trace_order_parts = []
     new_starts = [0]
@@ -431,7 +433,7 @@ def read_survey_line(
         if repeated.size:
             raise UserError(
                 f"{_label(files, keys, starts, shot)}: two traces record the receiver at x = "
-                f"{receivers[repeated[0]]:.2f} m: remove duplicate traces."
+                f"{receivers[repeated[0]]:.2f} m: remove duplicate traces (no setting overrides this)."
             )
         trace_order_parts.append(part)
         new_starts.append(new_starts[-1] + len(part))
@@ -784,7 +786,7 @@ def check_geometry(
             f"x = {layout.receiver_x_m.min():g}..{layout.receiver_x_m.max():g} m within each window), even with "
             f"--regrid tolerances (shots within {tolerances.shot:g} m, receiver gaps up to {tolerances.gap:g} m): "
             f"{status.summary()}. The survey's shot or receiver spacing does not fit the model's layout"
-            f"{_overrides(status)}."
+            f"{_overrides(status, regrid.receivers)}."
         )
         return GeometryCheck(mismatches, None, regrid.enabled, refusal, warnings)
 
@@ -870,7 +872,7 @@ def _regrid_cost(status: _Status, which: np.ndarray) -> str:
     return f"; cost: {' and '.join(costs)}" if costs else ""
 
 
-def _overrides(status: _Status) -> str:
+def _overrides(status: _Status, receivers: str = "linear") -> str:
     """The settings that would let the closest refused window position through, with their cost."""
     options = []
     if np.isfinite(status.needed_shot_tolerance_m):
@@ -880,7 +882,14 @@ def _overrides(status: _Status) -> str:
             f"to {distance:.2f} m from the model's positions, near-offset arrivals off by up to "
             f"{_time_cost(distance)})"
         )
-    if np.isfinite(status.needed_receiver_gap_m):
+    if np.isfinite(status.needed_receiver_gap_m) and receivers == "nearest":
+        distance = status.needed_receiver_gap_m
+        options.append(
+            f"--set regrid.receiver_tolerance_m={_ceil_cm(distance)} admits the nearest recorded receivers up to "
+            f"{distance:g} m away (cost: traces used up to {distance:g} m from their model positions, arrivals "
+            f"off by up to {_time_cost(distance)})"
+        )
+    elif np.isfinite(status.needed_receiver_gap_m):
         gap = status.needed_receiver_gap_m
         options.append(
             f"--set regrid.max_receiver_gap_m={_ceil_cm(gap)} admits receivers interpolated across {gap:g} m gaps "
@@ -1037,8 +1046,10 @@ def _receiver_match(
     distance = np.minimum(np.abs(targets - left), np.abs(targets - right))
     if np.all(distance <= tolerances.exact):
         return "exact", 0.0
-    if mode == "nearest":
-        return ("interpolated" if np.all(distance <= tolerances.receiver) else "missing"), math.inf
+    if mode == "nearest":  # the distance to the nearest recorded receiver is what the tolerance must admit
+        return ("interpolated" if np.all(distance <= tolerances.receiver) else "missing"), float(
+            distance.max()
+        )
     on_receiver = distance <= tolerances.exact
     bracketed = (position > 0) & (position < len(recorded))
     inside = bracketed & (right - left <= tolerances.gap)

@@ -272,7 +272,10 @@ def test_coarser_receivers_are_refused_then_interpolated(tmp_path, line, layout)
     )
 
     _, check, _ = plan_for([path], layout, regrid=True, receivers="nearest")
-    with pytest.raises(UserError, match="No window position"):
+    with pytest.raises(UserError, match=r"No window position.*--set regrid\.receiver_tolerance_m=10 admits"):
+        check.raise_if_refused()
+    _, check, _ = plan_for([path], layout, regrid=True, max_receiver_gap_m=15.0)
+    with pytest.raises(UserError, match=r"No window position.*--set regrid\.max_receiver_gap_m=20 admits"):
         check.raise_if_refused()
     survey, check, regrid = plan_for(
         [path], layout, regrid=True, receivers="nearest", receiver_tolerance_m=10.0, shot_tolerance_m=5.0

@@ -351,9 +351,9 @@ def seam_statistics(out: Path, section: dict) -> dict[str, float]:
 
 
 def foreign_main(args: argparse.Namespace) -> int:
+    from core.config import from_dict
     from models.metrics import ssim_per_sample
     from pipeline.bundle import load_bundle
-    from pipeline.config import from_dict
     from pipeline.infer import InferConfig, infer
     from pipeline.section import read_section
 

@@ -161,7 +161,7 @@ def test_config_validation():
 def test_a_sign_flipped_line_gives_the_same_section(tmp_path):
     """Through pipeline.infer with a real (untrained) U-Net bundle: the flipped line's section is within 1 %
     of the line's with the correction, and far from it without."""
-    from pipeline.config import from_dict
+    from core.config import from_dict
 
     bundle = F.keras_bundle(tmp_path / "bundle")
     line = F.simulate_line()

@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.cli import UserError
-from pipeline.config import from_dict
+from core.config import from_dict
+from core.errors import UserError
 from pipeline.infer import InferConfig, infer, main
 from pipeline.section import ArrayTruth
 from pipeline.windows import LineFrame

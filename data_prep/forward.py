@@ -48,6 +48,7 @@ convention, a point source of strength ``w``, and this one is ``dx^2``: 100 m^2 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import warnings
@@ -682,6 +683,7 @@ def _xla_compile(function):
         import tensorflow as tf
 
         _register_tensorflow_slice_update_gradient()
+        _quiet_retracing_warnings()
         forward = tf.function(function, jit_compile=True, reduce_retracing=False)
 
         # An eager GradientTape around an XLA function would have to carry the loop's accumulators
@@ -709,6 +711,25 @@ def _xla_compile(function):
 
         return jax.jit(function)
     return function
+
+
+class _RetracingFilter(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning.
+
+    The engine compiles one XLA executable per input shape on purpose (a QC batch, a reference simulation and
+    a refinement each have their own shape); TensorFlow's heuristic calls that excessive and printed it into
+    the output of ``pipeline.infer`` (issue 22). Every other TensorFlow message passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@functools.lru_cache(maxsize=1)
+def _quiet_retracing_warnings() -> None:
+    import tensorflow as tf
+
+    tf.get_logger().addFilter(_RetracingFilter())
 
 
 def _fixed_trip_loop(num_iterations: int, body, carry):
@@ -781,6 +802,10 @@ def _checkpointed_segments(
     import tensorflow as tf
 
     def flat_segment(state, other, start, *arguments):
+        # recompute_grad watches every argument, and TensorFlow warns about watching an integer ("The dtype
+        # of the watched tensor must be floating", three times per refinement: issue 22): the segment's
+        # first step travels as float32 (exact below 2**24 steps) and is cast back here.
+        start = ops.cast(start, "int32")
         (state, other), block = segment_run(start, length, (state, other), arguments)
         return state, other, block
 
@@ -789,7 +814,8 @@ def _checkpointed_segments(
 
     def body(index, carry):
         state, other, accumulated = carry
-        state, other, block = checkpointed(state, other, first + index * length, *coefficients)
+        start = ops.cast(first + index * length, "float32")
+        state, other, block = checkpointed(state, other, start, *coefficients)
         return state, other, ops.slice_update(accumulated, (index * block_rows, 0), block)
 
     state, other = buffers

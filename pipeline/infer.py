@@ -16,11 +16,15 @@ comes out::
    (``pipeline.windows``): every mismatch is listed with the option that fixes it; with ``--regrid`` time
    axes are resampled, receivers interpolated and shots taken from the nearest position within tolerance;
 2. plan windows of the model's acquisition layout along the line, half a window apart by default;
-3. per window (in batches, memory bounded by a batch): cut out and regrid the gathers, calibrate their
-   amplitude to the training data's (``pipeline.calibration``), predict velocity and edges, run the physics
-   QC (``pipeline.qc``: re-simulation, misfit, velocity errors against ``--truth``), and save the window's
-   result atomically under ``OUT/.work/windows/`` — which is what ``--resume`` and ``--shard`` build on;
-4. when every window is done, stitch them streaming (``pipeline.stitching``) into ``OUT/section.h5`` and
+3. estimate the polarity, delay and phase of the survey's wavelet relative to the training wavelet from the
+   direct wave (``pipeline.input_correction``; ``input_correction.enabled``), which also decides the QC's
+   source correction (``qc.source_correction: auto``) and its threshold (the misfit floor);
+4. per window (in batches, memory bounded by a batch): cut out and regrid the gathers, undo the estimated
+   polarity/delay/phase for the network, calibrate their amplitude to the training data's
+   (``pipeline.calibration``), predict velocity and edges, run the physics QC (``pipeline.qc``:
+   re-simulation, misfit, velocity errors against ``--truth``), and save the window's result atomically
+   under ``OUT/.work/windows/`` — which is what ``--resume`` and ``--shard`` build on;
+5. when every window is done, stitch them streaming (``pipeline.stitching``) into ``OUT/section.h5`` and
    write ``section_velocity.segy`` (+ ``section_edges.segy``), PNG previews, ``qc.csv`` and
    ``summary.json`` (``pipeline.section``), every file under a temporary name first.
 
@@ -59,7 +63,15 @@ import numpy as np
 from core import __version__
 from core.atomic import atomic_output, write_text_atomic
 from core.cli import add_common_arguments, make_parser, run_main
-from core.config import add_config_arguments, config_hash, json_ready, load_config, to_dict, to_yaml
+from core.config import (
+    add_config_arguments,
+    config_hash,
+    from_dict,
+    json_ready,
+    load_config,
+    to_dict,
+    to_yaml,
+)
 from core.errors import UserError
 from core.progress import Progress
 from pipeline.calibration import (
@@ -69,9 +81,19 @@ from pipeline.calibration import (
     line_sample,
     training_target,
 )
+from pipeline.input_correction import (
+    CORRECTION_FIELDS,
+    InputCorrection,
+    InputCorrectionConfig,
+    correlate_window,
+    describe,
+    estimate_from,
+    reference_direct_waves,
+)
+from pipeline.input_correction import summary as correction_summary
 from pipeline.qc import QC_FIELDS, QCConfig, aggregate, engine_setup, plot_qc, summary_table, window_qc
 from pipeline.refine import REFINE_FIELDS, RefineConfig
-from pipeline.section import SectionWriter, TruthSection, write_previews, write_section_segy
+from pipeline.section import SectionWriter, open_truth, write_previews, write_section_segy
 from pipeline.stitching import StitchingConfig, StreamingStitcher
 from pipeline.windows import (
     LineConfig,
@@ -140,8 +162,11 @@ class InferConfig:
 
     Attributes:
         batch_size: windows read, calibrated and predicted together (bounds memory).
-        truth: a true velocity section (SEG-Y, one trace per lateral position) for velocity errors.
+        truth: a true velocity section for velocity errors: SEG-Y (one trace per lateral position) or
+            ``.npy``/``.npz``/HDF5 ``(depth, x)`` m/s (``pipeline.section.ArrayTruth``).
         progress_interval_s: seconds between progress lines when stderr is not a terminal.
+        input_correction: polarity, delay and phase of the survey's wavelet estimated from the data and
+            undone before prediction (``pipeline.input_correction``).
         refine: physics refinement of each window's prediction (``--refine N``; ``pipeline.refine``).
         line, regrid, windows, calibration, stitching, qc, outputs, mlflow: see each dataclass.
     """
@@ -152,6 +177,7 @@ class InferConfig:
     line: LineConfig = LineConfig()
     regrid: RegridConfig = RegridConfig()
     windows: WindowConfig = WindowConfig()
+    input_correction: InputCorrectionConfig = InputCorrectionConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     stitching: StitchingConfig = StitchingConfig()
     qc: QCConfig = QCConfig()
@@ -247,10 +273,13 @@ def infer(
     regridded = [m.describe() for m in check.mismatches if m.fixed_by_regrid]
     for mismatch in regridded:
         logger.warning("Regridded: %s", mismatch)
+    for warning in check.warnings:
+        logger.warning("Geometry: %s", warning)
+    geometry = {"warnings": check.warnings, "shot_moves": plan.shot_moves()}
 
     truth = None
     if config.truth is not None:
-        truth = TruthSection(config.truth, line.frame, layout.grid_shape[0], layout.grid_spacing_m)
+        truth = open_truth(config.truth, line.frame, layout.grid_shape[0], layout.grid_spacing_m)
 
     fingerprint_inputs = {
         "model": _model_identity(bundle, model_uri),
@@ -258,15 +287,27 @@ def infer(
         "truth_sha256": truth.sha256 if truth else None,
         "options": {
             k: to_dict(getattr(config, k))
-            for k in ("line", "regrid", "windows", "calibration", "qc")
+            for k in ("line", "regrid", "windows", "input_correction", "calibration", "qc")
             + (("refine",) if config.refine.iterations else ())
         },
     }
     fingerprint = hashlib.sha256(json.dumps(fingerprint_inputs, sort_keys=True).encode()).hexdigest()[:20]
     run = _prepare_work(work, fingerprint, plan, resume=resume, sharded=count > 1)
+    correction = _LineCorrection.estimate(bundle, line, layout, plan, config)
     if run is None:
         run = _write_run_record(
-            work, fingerprint, bundle, model_uri, line, layout, plan, config, regridded, truth
+            work,
+            fingerprint,
+            bundle,
+            model_uri,
+            line,
+            layout,
+            plan,
+            config,
+            regridded,
+            truth,
+            correction,
+            geometry,
         )
 
     num_windows = plan.num_windows
@@ -287,7 +328,7 @@ def infer(
 
     timings = {"read": 0.0, "predict": 0.0, "qc": 0.0, "write": 0.0}
     if todo:
-        _process_windows(todo, bundle, line, layout, plan, config, truth, work, timings, progress)
+        _process_windows(todo, bundle, line, layout, plan, config, truth, work, timings, progress, correction)
     line.close()
     timings["windows_total"] = time.perf_counter() - started
 
@@ -363,17 +404,121 @@ def merge(
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Input correction (polarity, delay, phase of the survey's wavelet)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _LineCorrection:
+    """A run's input correction: the reference direct waves, the line estimate, the QC settings it implies.
+
+    Attributes:
+        config: the settings.
+        reference: the simulated direct waves (None when the correction is off or cannot be simulated).
+        line_estimate: the estimate from a sample of windows along the line (None when off).
+        qc: the QC settings resolved for this line (``QCConfig.resolved``: ``auto`` source correction and
+            the threshold from the misfit floor made concrete).
+        sample_interval_s: the model's sample interval.
+    """
+
+    config: InputCorrectionConfig
+    reference: Any
+    line_estimate: InputCorrection | None
+    qc: QCConfig
+    sample_interval_s: float
+
+    @classmethod
+    def estimate(
+        cls, bundle, line, layout: ModelLayout, plan: WindowPlan, config: InferConfig
+    ) -> _LineCorrection:
+        settings = config.input_correction
+        off = cls(settings, None, None, config.qc.resolved(False), layout.sample_interval_s)
+        if not settings.enabled:
+            return off
+        bounds = _velocity_bounds(bundle)
+        try:
+            setup = engine_setup(layout, bundle.engine_settings)
+            reference = reference_direct_waves(layout, setup, settings, bounds)
+        except ValueError as error:
+            logger.warning("Input correction is off (the traces go to the network as recorded): %s", error)
+            return off
+        reader = WindowReader(line, layout, plan, config.regrid, config.line)
+        count = min(plan.num_windows, settings.line_sample_windows)
+        sample = np.unique(np.round(np.linspace(0, plan.num_windows - 1, count)).astype(np.int64))
+        total = None
+        for window in sample:
+            gathers = np.nan_to_num(reader.read(int(window)), nan=0.0, posinf=0.0, neginf=0.0)
+            part = correlate_window(gathers, layout, reference, settings, plan.shot_offset_m[window])
+            total = part if total is None else total + part
+        line.close()
+        estimate = estimate_from(total, reference, settings)
+        log = logger.warning if estimate.polarity < 0 or not estimate.applied else logger.info
+        log("Input correction from %d window(s) along the line: %s", len(sample), describe(estimate))
+        differs = estimate.differs_from_training(layout.sample_interval_s)
+        return cls(settings, reference, estimate, config.qc.resolved(differs), layout.sample_interval_s)
+
+    def window(
+        self, gathers: np.ndarray, window: int, plan: WindowPlan, layout: ModelLayout
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """The window's gathers for the network (corrected) and its per-window record values."""
+        if self.reference is None:
+            return gathers, {}
+        own = estimate_from(
+            correlate_window(gathers, layout, self.reference, self.config, plan.shot_offset_m[window]),
+            self.reference,
+            self.config,
+        )
+        applied = self.line_estimate if self.config.scope == "line" else own
+        corrected = applied.apply(gathers, self.sample_interval_s, self.config.phase)
+        return corrected, {**own.record(), "input_corrected": float(applied.applied)}
+
+    def record(self) -> dict[str, Any]:
+        """What the run record keeps (``run.json``; the section's provenance)."""
+        result: dict[str, Any] = {"settings": to_dict(self.config), "qc": to_dict(self.qc)}
+        if self.line_estimate is not None:
+            result["line"] = {
+                **self.line_estimate.record(),
+                "applied": self.line_estimate.applied,
+                "differs_from_training": self.line_estimate.differs_from_training(self.sample_interval_s),
+                "description": describe(self.line_estimate),
+            }
+        return result
+
+
+def _whole_cell_shifts(plan: WindowPlan, layout: ModelLayout, window: int) -> np.ndarray:
+    """``(shots,)`` whole cells by which the window's survey shots lie off the model's positions (0 where the
+    offset is not within a quarter cell of a whole number of cells: the grid cannot place it)."""
+    cells = np.asarray(plan.shot_offset_m[window], np.float64) / layout.grid_spacing_m
+    whole = np.round(cells)
+    return np.where(np.abs(cells - whole) <= 0.25, whole, 0).astype(np.int64)
+
+
+def _velocity_bounds(bundle: Any) -> tuple[float, float] | None:
+    if getattr(bundle.stats, "velocity_min_mps", None) is None:
+        return None
+    return float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Windows
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timings, show_progress) -> None:
+def _process_windows(
+    todo, bundle, line, layout, plan, config, truth, work, timings, show_progress, correction: _LineCorrection
+) -> None:
+    qc_config = correction.qc
     reader = WindowReader(line, layout, plan, config.regrid, config.line)
     target = training_target(config.calibration, bundle.info.get("amplitude_statistics"))
     line_factor = None
     if config.calibration.scope == "line" and config.calibration.method != "none":
         sample = line_sample(plan.num_windows, config.calibration)
-        statistics = [amplitude_statistic(reader.read(int(w)), config.calibration) for w in sample]
+        statistics = [
+            amplitude_statistic(
+                correction.window(reader.read(int(w)), int(w), plan, layout)[0], config.calibration
+            )
+            for w in sample
+        ]
         line_factor = calibration_factor(float(np.median(statistics)), target)
         logger.info("Line calibration factor %.4g (median over %d windows).", line_factor, len(sample))
     setup = None
@@ -383,9 +528,7 @@ def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timi
         except ValueError as error:
             logger.warning("Physics QC is off: %s", error)
     qc_setup = setup if config.qc.enabled else None
-    bounds = None
-    if bundle.stats.velocity_min_mps is not None:
-        bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
+    bounds = _velocity_bounds(bundle)
     predict_windows = getattr(bundle, "predict_windows", None)
     origins = plan.window_origin_m()
     reporter = Progress(
@@ -408,16 +551,19 @@ def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timi
             if nonfinite:
                 gathers = np.where(np.isfinite(gathers), gathers, 0.0).astype(np.float32)
                 observed[row] = gathers
-            statistic = amplitude_statistic(gathers, config.calibration)
+            # The network gets the corrected traces; the QC and refinement compare the recorded ones.
+            network_input, correction_values = correction.window(gathers, int(window), plan, layout)
+            statistic = amplitude_statistic(network_input, config.calibration)
             factor = line_factor if line_factor is not None else calibration_factor(statistic, target)
             applied = factor if np.isfinite(factor) else 1.0
-            calibrated[row] = gathers * np.float32(applied)
+            calibrated[row] = network_input * np.float32(applied)
             meta.append(
                 {
                     "window": int(window),
                     "amplitude_statistic": statistic,
                     "calibration_factor": factor,
                     "nonfinite_samples": nonfinite,
+                    **correction_values,
                 }
             )
         timings["read"] += time.perf_counter() - tick
@@ -442,15 +588,16 @@ def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timi
                 for w in batch
             ]
         qc_rows = []
-        for first in range(0, len(batch), config.qc.batch_windows):
-            part = slice(first, first + config.qc.batch_windows)
+        for first in range(0, len(batch), qc_config.batch_windows):
+            part = slice(first, first + qc_config.batch_windows)
             qc_rows += window_qc(
                 observed[part],
                 velocity[part],
                 qc_setup,
-                config.qc,
+                qc_config,
                 bounds,
                 truth_windows[part] if truth_windows is not None else None,
+                source_shift_cells=[_whole_cell_shifts(plan, layout, w) for w in batch[part]],
             )
         timings["qc"] += time.perf_counter() - tick
 
@@ -466,7 +613,7 @@ def _process_windows(todo, bundle, line, layout, plan, config, truth, work, timi
                 setup,
                 config.refine,
                 bounds,
-                config.qc.source_correction,
+                qc_config.source_correction,
                 truth_windows,
                 skip,
             )
@@ -576,7 +723,7 @@ def _prepare_work(
 
 
 def _write_run_record(
-    work, fingerprint, bundle, model_uri, line, layout, plan, config, regridded, truth
+    work, fingerprint, bundle, model_uri, line, layout, plan, config, regridded, truth, correction, geometry
 ) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     with atomic_output(work / PLAN_FILE) as temporary, open(temporary, "wb") as handle:
@@ -617,6 +764,7 @@ def _write_run_record(
             "num_shots": line.num_shots,
             "repairs": line.repairs,
         },
+        "model_sample_interval_s": layout.sample_interval_s,
         "layout": {
             "depth_cells": layout.grid_shape[0],
             "width_cells": layout.width_cells,
@@ -625,6 +773,9 @@ def _write_run_record(
         "has_edges": bool(getattr(bundle, "has_edges", False)),
         "refine": to_dict(config.refine) if config.refine.iterations else None,
         "regridded": regridded,
+        "geometry": geometry,
+        "input_correction": correction.record(),
+        "qc": to_dict(correction.qc),
         "engine": setup_notes,
         "calibration": {
             "method": config.calibration.method,
@@ -700,6 +851,9 @@ def _write_outputs(
         names += ("refined_velocity_mps",)
     x_m = plan.column_x_m()
     map_x, map_y = frame.to_xy(x_m)
+    # The QC settings the windows were checked with (resolved for the line when the run started).
+    qc_config = from_dict(QCConfig, run["qc"]) if run.get("qc") else config.qc.resolved(False)
+    corrected = "line" in (run.get("input_correction") or {})
     rows: list[dict[str, Any]] = []
     section_path = out / SECTION_FILE
     with atomic_output(section_path) as temporary:
@@ -715,9 +869,23 @@ def _write_outputs(
                 rows.append({**record, "x_start_m": start, "x_end_m": start + (plan.width - 1) * spacing})
             stitcher.finish()
             rows.sort(key=lambda r: r["window"])
-            writer.write_windows(_window_columns(rows, plan, refined))
+            writer.write_windows(_window_columns(rows, plan, refined, corrected))
             summary = aggregate(rows)
-            qc_attributes = {"summary": summary, "thresholds": to_dict(config.qc)}
+            input_report = _input_correction_report(run, rows)
+            qc_attributes = {
+                "summary": summary,
+                "thresholds": to_dict(qc_config),
+                "misfit_floor": {
+                    "value": qc_config.misfit_floor,
+                    "source_correction": qc_config.source_correction,
+                    "threshold": qc_config.misfit_threshold,
+                    "origin": "qc.misfit_floor"
+                    if config.qc.misfit_floor is not None
+                    else "measured: the true model's misfit on lines with other wavelets (benchmarks/inference.py)",
+                },
+                "input_correction": input_report,
+                "geometry": run.get("geometry", {}),
+            }
             section_errors: dict[str, float] = {}
             if run.get("truth"):
                 section_errors = _section_errors(writer.h5, run, frame, depth, spacing, x_m)
@@ -743,6 +911,8 @@ def _write_outputs(
                     "merge_configuration": to_yaml(config),
                     "config_hash": run["config_hash"],
                     "regridded": run["regridded"],
+                    "geometry": run.get("geometry", {}),
+                    "input_correction": run.get("input_correction", {}),
                     "engine": run["engine"],
                     "calibration": run["calibration"],
                     "line": run["line"],
@@ -768,13 +938,13 @@ def _write_outputs(
                     section_path, out / "section_refined_velocity.segy", "refined_velocity_mps", spacing
                 )
             )
-    files.append(_write_qc_csv(out / "qc.csv", rows, refined))
+    files.append(_write_qc_csv(out / "qc.csv", rows, refined, corrected))
     if config.outputs.png:
         model_name = run["model"].get("family") or "model"
         files += write_previews(section_path, out, rows, config.outputs.preview_max_columns, title=model_name)
         qc_png = out / "qc.png"
         with atomic_output(qc_png) as temporary:
-            plot_qc(temporary, rows, config.qc, title=f"Physics QC along the line ({len(rows)} windows)")
+            plot_qc(temporary, rows, qc_config, title=f"Physics QC along the line ({len(rows)} windows)")
         files.append(qc_png)
         if refined:
             from pipeline.refine import plot_refinement
@@ -807,6 +977,9 @@ def _write_outputs(
                     "num_windows": plan.num_windows,
                     "num_columns": plan.num_columns,
                     "qc": summary,
+                    "qc_misfit_floor": qc_attributes["misfit_floor"],
+                    "input_correction": input_report,
+                    "geometry": run.get("geometry", {}),
                     "section_velocity_errors": section_errors,
                     **({"refine": refine_summary} if refined else {}),
                     "regridded": run["regridded"],
@@ -820,6 +993,8 @@ def _write_outputs(
     )
     result.files.append(summary_path)
     print(summary_table(rows), file=sys.stderr)
+    for line_text in _report_lines(run, input_report, qc_config):
+        print(line_text, file=sys.stderr)
     if section_errors:
         print(
             "Section velocity error against the truth: MAE {velocity_mae_mps:.1f} m/s, RMSE "
@@ -842,8 +1017,66 @@ def _write_outputs(
     return result
 
 
+def _input_correction_report(run: dict, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The line's input correction with per-window statistics (``pipeline.input_correction.summary``)."""
+    stored = run.get("input_correction") or {}
+    settings = stored.get("settings")
+    if not settings or not settings.get("enabled", False) or "line" not in stored:
+        return {"enabled": False}
+    config = from_dict(InputCorrectionConfig, settings)
+    line = stored["line"]
+    estimate = InputCorrection(
+        delay_s=line["input_delay_s"],
+        phase_deg=line["input_phase_deg"],
+        coherence=_number(line["input_coherence"]),
+        velocity_mps=_number(line["input_velocity_mps"]),
+        applied=bool(line["applied"]),
+    )
+    windows = [
+        InputCorrection(
+            delay_s=_number(r.get("input_delay_s")),
+            phase_deg=_number(r.get("input_phase_deg")),
+            coherence=_number(r.get("input_coherence")),
+            velocity_mps=_number(r.get("input_velocity_mps")),
+            applied=bool(r.get("input_corrected")),
+        )
+        for r in rows
+        if "input_delay_s" in r
+    ]
+    report = correction_summary(estimate, windows, config, float(run["model_sample_interval_s"]))
+    report["line"]["description"] = line.get("description", "")
+    return report
+
+
+def _report_lines(run: dict, input_report: dict[str, Any], qc_config: QCConfig) -> list[str]:
+    """The printed lines after the QC table: input correction, QC floor and threshold, moved shots."""
+    lines = []
+    if input_report.get("enabled"):
+        lines.append(
+            f"Input correction ({input_report['scope']}): {input_report['line']['description']}; "
+            f"{input_report['windows_reversed']} of {input_report['windows_estimated']} windows look reversed on "
+            "their own (input_correction.enabled=false feeds the traces as recorded)."
+        )
+    else:
+        lines.append("Input correction: off (the network saw the traces as recorded).")
+    if qc_config.enabled:
+        lines.append(
+            f"QC: source correction {qc_config.source_correction}; misfit floor {qc_config.misfit_floor:.3g} (what the "
+            f"true model gives under this correction), flagged above {qc_config.misfit_threshold:.3g}."
+        )
+    moves = (run.get("geometry") or {}).get("shot_moves") or {}
+    if moves.get("num_moved"):
+        lines.append(
+            f"Geometry: {moves['num_moved']} of {moves['num_used']} shots used moved to the model's positions, by up "
+            f"to {moves['max_m']:.2f} m (median {moves['median_m']:.2f} m; per shot in windows/shot_offset_m)."
+        )
+    for warning in (run.get("geometry") or {}).get("warnings", []):
+        lines.append(f"Geometry warning: {warning}")
+    return lines
+
+
 def _window_columns(
-    rows: list[dict[str, Any]], plan: WindowPlan, refined: bool = False
+    rows: list[dict[str, Any]], plan: WindowPlan, refined: bool = False, corrected: bool = False
 ) -> dict[str, np.ndarray]:
     columns: dict[str, np.ndarray] = {
         "column_start": plan.column_start,
@@ -857,6 +1090,9 @@ def _window_columns(
     }
     for name in QC_FIELDS:
         columns[name] = np.asarray([_number(r.get(name)) for r in rows], dtype=np.float64)
+    if corrected:
+        for name in (*CORRECTION_FIELDS, "input_corrected"):
+            columns[name] = np.asarray([_number(r.get(name)) for r in rows], dtype=np.float64)
     columns["flags"] = np.asarray([",".join(r.get("flags", [])) for r in rows], dtype=object)
     columns["qc_error"] = np.asarray([r.get("qc_error", "") for r in rows], dtype=object)
     if refined:
@@ -870,7 +1106,7 @@ def _section_errors(h5, run, frame, depth, spacing, x_m, name: str = "velocity_m
     """Velocity errors of a stitched section (``name``) against the truth, streamed in column blocks."""
     from pipeline.qc import velocity_errors
 
-    truth = TruthSection(run["truth"]["path"], frame, depth, spacing)
+    truth = open_truth(run["truth"]["path"], frame, depth, spacing)
     totals = {"n": 0, "abs": 0.0, "sq": 0.0, "max": 0.0, "rel": 0.0}
     for first in range(0, len(x_m), 512):
         stop = min(first + 512, len(x_m))
@@ -897,7 +1133,9 @@ def _section_errors(h5, run, frame, depth, spacing, x_m, name: str = "velocity_m
     }
 
 
-def _write_qc_csv(path: Path, rows: list[dict[str, Any]], refined: bool = False) -> Path:
+def _write_qc_csv(
+    path: Path, rows: list[dict[str, Any]], refined: bool = False, corrected: bool = False
+) -> Path:
     keys = [
         "window",
         "x_start_m",
@@ -905,6 +1143,7 @@ def _write_qc_csv(path: Path, rows: list[dict[str, Any]], refined: bool = False)
         "amplitude_statistic",
         "calibration_factor",
         *QC_FIELDS,
+        *((*CORRECTION_FIELDS, "input_corrected") if corrected else ()),
         "flags",
         "qc_error",
         *((*REFINE_FIELDS, "refine_note") if refined else ()),
@@ -1049,7 +1288,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--regrid", action="store_true", help="Allow regridding (time, receivers, nearest shots)."
     )
     parser.add_argument(
-        "--truth", help="True velocity section (SEG-Y) of a synthetic survey, for velocity errors."
+        "--truth",
+        help="True velocity section of a synthetic survey, for velocity errors: SEG-Y, or .npy/.npz/HDF5 (depth, x) in m/s.",
     )
     parser.add_argument("--resume", action="store_true", help="Continue an interrupted run in --out.")
     parser.add_argument("--shard", default="1/1", help="Process part K of N of the windows (job arrays).")

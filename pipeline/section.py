@@ -407,8 +407,169 @@ class TruthSection:
         return result.T.astype(np.float32)
 
 
+#: Plausible seismic velocities (m/s): outside this a truth is refused (a section in km/s has values 1.5-4.5).
+PLAUSIBLE_VELOCITY_MPS = (300.0, 20000.0)
+
+
+class ArrayTruth:
+    """A true velocity section from ``.npy``, ``.npz`` or HDF5 (``--truth``), with ``TruthSection``'s interface.
+
+    Layouts (``velocity``: ``(depth, x)`` float, m/s, depth rows on the model's grid, NaN = unknown):
+
+    * ``.npy``: the array alone; column ``i`` lies at along-line position ``i * grid_spacing_m`` (the
+      section's ``x_m`` frame: the projection of map coordinates onto the survey line).
+    * ``.npz``: ``velocity_mps`` (or the file's only array), optionally ``x_m`` ``(x,)`` along-line positions
+      (metres, increasing), or ``map_x_m`` and ``map_y_m`` ``(x,)`` map coordinates (projected onto the line).
+    * ``.h5``/``.hdf5``: the same names as datasets (a ``section.h5`` written by ``pipeline.infer`` is a
+      valid truth), or the file's only 2-D dataset; ``depth_m`` ``(depth,)``, when present, must match the
+      model's depth grid.
+
+    Raises:
+        UserError: a missing file, no or several candidate arrays, a shape other than ``(depth cells, x)``,
+            positions that do not increase or do not match the columns, values that are not m/s (e.g. km/s).
+    """
+
+    SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
+
+    def __init__(self, path: str | Path, frame, depth_cells: int, grid_spacing_m: float) -> None:
+        from data_prep.schema import file_sha256
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"True velocity {path} does not exist: check --truth.")
+        self.path = path
+        self.sha256 = file_sha256(path)
+        velocity, x_m, map_xy, depth_m = self._load(path)
+        velocity = np.asarray(velocity)
+        where = f"True velocity {path}"
+        if velocity.ndim != 2:
+            raise UserError(
+                f"{where}: the velocity array has shape {velocity.shape}; expected one section (depth, x) = "
+                f"({depth_cells}, columns)"
+                + (": a stack of models? pass one section" if velocity.ndim == 3 else "")
+                + "."
+            )
+        if velocity.shape[0] != depth_cells:
+            hint = (
+                " (it looks transposed: pass velocity.T, depth first)"
+                if velocity.shape[1] == depth_cells
+                else ""
+            )
+            raise UserError(
+                f"{where}: {velocity.shape[0]} depth rows (shape {velocity.shape}); the model's grid has "
+                f"{depth_cells} cells of {grid_spacing_m:g} m, so (depth, x) = ({depth_cells}, columns) is "
+                f"expected{hint}."
+            )
+        if depth_m is not None:
+            expected = np.arange(depth_cells) * grid_spacing_m
+            if np.shape(depth_m) != expected.shape or not np.allclose(depth_m, expected, atol=1e-3):
+                raise UserError(
+                    f"{where}: depth_m runs {np.min(depth_m):g}..{np.max(depth_m):g} m in {np.size(depth_m)} rows; "
+                    f"the model's grid is 0..{expected[-1]:g} m every {grid_spacing_m:g} m. Resample the truth."
+                )
+        velocity = velocity.astype(np.float64)
+        finite = velocity[np.isfinite(velocity)]
+        if not finite.size:
+            raise UserError(f"{where}: no finite velocity values.")
+        low, high = float(finite.min()), float(finite.max())
+        if low < PLAUSIBLE_VELOCITY_MPS[0] or high > PLAUSIBLE_VELOCITY_MPS[1]:
+            unit = ""
+            if high < 20.0:
+                unit = " They look like km/s: multiply by 1000."
+            elif low > 1000.0 * PLAUSIBLE_VELOCITY_MPS[0] / 1.0 and high < 1000.0 * PLAUSIBLE_VELOCITY_MPS[1]:
+                unit = " They look like mm/s: divide by 1000."
+            raise UserError(
+                f"{where}: values {low:g}..{high:g}; expected m/s within {PLAUSIBLE_VELOCITY_MPS[0]:g}.."
+                f"{PLAUSIBLE_VELOCITY_MPS[1]:g}.{unit}"
+            )
+        columns = velocity.shape[1]
+        if map_xy is not None:
+            x_m = frame.along(*map_xy)
+        if x_m is None:
+            x_m = np.arange(columns) * grid_spacing_m
+        x_m = np.asarray(x_m, np.float64).ravel()
+        if x_m.shape != (columns,):
+            raise UserError(
+                f"{where}: {x_m.size} column positions for {columns} columns; give one position per column."
+            )
+        order = np.argsort(x_m, kind="stable")
+        if np.any(np.diff(x_m[order]) <= 0):
+            raise UserError(f"{where}: two columns share a lateral position; one per position is needed.")
+        self.along = x_m[order]
+        self.values = velocity[:, order].astype(np.float32)
+
+    @staticmethod
+    def _load(path: Path):
+        suffix = path.suffix.lower()
+        names = ("velocity_mps", "x_m", "map_x_m", "map_y_m", "depth_m")
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False), None, None, None
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                found = {name: arrays[name] for name in arrays.files}
+        else:
+            found = {}
+            with h5py.File(path, "r") as h5:
+                for name in names:
+                    if name in h5 and isinstance(h5[name], h5py.Dataset):
+                        found[name] = h5[name][()]
+                if "velocity_mps" not in found:
+                    two_d = []
+                    h5.visititems(
+                        lambda key, item: (
+                            two_d.append(key) if isinstance(item, h5py.Dataset) and item.ndim == 2 else None
+                        )
+                    )
+                    if len(two_d) == 1:
+                        found["velocity_mps"] = h5[two_d[0]][()]
+                    found["_candidates"] = two_d
+        velocity = found.get("velocity_mps")
+        if velocity is None:
+            candidates = found.pop("_candidates", None) or [k for k in found if k not in names]
+            if suffix == ".npz" and len(found) == 1:
+                velocity = next(iter(found.values()))
+            else:
+                raise UserError(
+                    f"True velocity {path}: no 'velocity_mps' array"
+                    + (
+                        f" and {len(candidates)} other candidates ({', '.join(map(str, candidates[:5]))})"
+                        if candidates
+                        else ""
+                    )
+                    + ". Name the (depth, x) section 'velocity_mps'."
+                )
+        map_xy = None
+        if "map_x_m" in found and "map_y_m" in found and "x_m" not in found:
+            map_xy = (np.asarray(found["map_x_m"], np.float64), np.asarray(found["map_y_m"], np.float64))
+        return velocity, found.get("x_m"), map_xy, found.get("depth_m")
+
+    def window(self, x_m: np.ndarray) -> np.ndarray:
+        """``(depth, len(x_m))`` true velocity at along-line positions ``x_m`` (NaN outside the truth)."""
+        x_m = np.asarray(x_m, dtype=np.float64)
+        position = np.clip(np.searchsorted(self.along, x_m), 1, max(1, len(self.along) - 1))
+        left = np.clip(position - 1, 0, len(self.along) - 1)
+        right = np.clip(position, 0, len(self.along) - 1)
+        span = self.along[right] - self.along[left]
+        fraction = np.where(span > 0, (x_m - self.along[left]) / np.where(span > 0, span, 1.0), 0.0)
+        result = self.values[:, left] * (1 - fraction[None, :]) + self.values[:, right] * fraction[None, :]
+        outside = (x_m < self.along[0] - 1e-3) | (x_m > self.along[-1] + 1e-3)
+        result[:, outside] = np.nan
+        return result.astype(np.float32)
+
+
+def open_truth(path: str | Path, frame, depth_cells: int, grid_spacing_m: float):
+    """A true velocity section for ``--truth``: SEG-Y (``TruthSection``), or ``.npy``/``.npz``/HDF5
+    (``ArrayTruth``), chosen by the file's suffix."""
+    if Path(path).suffix.lower() in ArrayTruth.SUFFIXES:
+        return ArrayTruth(path, frame, depth_cells, grid_spacing_m)
+    return TruthSection(path, frame, depth_cells, grid_spacing_m)
+
+
 __all__ = [
+    "ArrayTruth",
     "BLOCK_COLUMNS",
+    "PLAUSIBLE_VELOCITY_MPS",
+    "open_truth",
     "FORMAT",
     "SCHEMA_VERSION",
     "SectionWriter",

@@ -60,8 +60,11 @@ class RegridConfig:
         enabled: allow regridding (``--regrid``); without it every mismatch is refused with its fix listed.
         receivers: ``"linear"`` interpolation between the two recorded receivers around a model receiver,
             or ``"nearest"`` recorded receiver (within ``receiver_tolerance_m``).
-        shot_tolerance_m: a model shot may use the nearest survey shot this far away (metres). None: half a
-            grid cell (beyond that another cell is closer).
+        shot_tolerance_m: a model shot may use the nearest survey shot this far away (metres). None: one grid
+            cell, so that a regular shot line whose spacing does not divide the model's irregular layout
+            (OpenFWI's shots are 17, 17, 18 and 17 cells apart) still fits; every moved shot is reported
+            (``WindowPlan.shot_offset_m``). A shot used ``e`` metres from its model position shifts its
+            near-offset arrivals by up to ``e / v`` (7 ms for 10 m at 1500 m/s).
         receiver_tolerance_m: ``"nearest"`` receivers within this distance. None: half a grid cell.
         max_receiver_gap_m: linear interpolation only between recorded receivers at most this far apart.
             None: 2.5 x the model's receiver spacing (a survey spread of twice the model's spacing passes).
@@ -85,13 +88,16 @@ class LineConfig:
             None: half a grid cell.
         exact_tolerance_m: positions closer than this are the same position (metres; SEG-Y stores
             centimetres).
-        depth_tolerance_m: largest accepted difference between survey and model source/receiver depths.
+        depth_tolerance_m: largest accepted difference between survey and model source/receiver depths
+            (metres). None: one grid cell. Any difference above ``exact_tolerance_m`` but within it is
+            accepted with a warning (``GeometryCheck.warnings``): field files often leave the depths 0 while
+            the model was trained with sources and receivers one cell (10 m) below the surface.
     """
 
     shot_key: str = "auto"
     max_crossline_m: float | None = None
     exact_tolerance_m: float = 0.01
-    depth_tolerance_m: float = 0.01
+    depth_tolerance_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -331,7 +337,7 @@ def read_survey_line(
             raise UserError(
                 f"{path}: trace {trace + 1} starts recording {int(delay[trace])} ms after the shot "
                 "(DelayRecordingTime, byte 109); the model expects recording from the shot time. Re-export "
-                "the data from time zero."
+                "the data from time zero (no setting overrides this)."
             )
         coordinate = scale_factors(headers["SourceGroupScalar"])
         sx, sy = headers["SourceX"] * coordinate, headers["SourceY"] * coordinate
@@ -339,7 +345,7 @@ def read_survey_line(
         if not np.any(gx) and not np.any(gy) and not np.any(sx) and not np.any(sy):
             raise UserError(
                 f"{path}: the source and receiver coordinates (bytes 73-88, SourceX/Y, GroupX/Y) are 0 in every "
-                "trace, so the traces cannot be placed along the line. Write the coordinates into the headers."
+                "trace, so the traces cannot be placed along the line. Write the coordinates into the headers (no setting overrides this)."
             )
         shots = _shot_ids(scan, config.shot_key, sx, sy)
         columns["sx"].append(sx)
@@ -378,7 +384,9 @@ def read_survey_line(
             f"{files[data['file'][worst]].path}: trace {data['trace'][worst] + 1} lies {crossline[worst]:.2f} m off "
             f"the straight line fitted through all sources and receivers (allowed: {max_crossline:g} m, "
             "line.max_crossline_m). Crooked lines are not supported: bin the data onto a straight line first, "
-            "or raise line.max_crossline_m."
+            f"or accept it with --set line.max_crossline_m={math.ceil(crossline[worst] * 100) / 100:g} (cost: "
+            "every position is projected onto the line, so source-receiver distances are off by up to that "
+            "much)."
         )
     source_along = frame.along(data["sx"], data["sy"])
     receiver_along = frame.along(data["gx"], data["gy"])
@@ -401,7 +409,8 @@ def read_survey_line(
         raise UserError(
             f"{files[keys[starts[shot], 0]].path}: the traces of shot {keys[starts[shot], 1]} disagree about the "
             f"source position (spread {max(spread_x[shot], spread_z[shot]):.3f} m): the headers are inconsistent, "
-            f"or {config.shot_key!r} does not identify shots (set line.shot_key to the field that does)."
+            f"or {config.shot_key!r} does not identify shots: --set line.shot_key=<trace-header field that does> "
+            "(e.g. EnergySourcePoint), or --set line.shot_key=coordinates to group by source position."
         )
     shot_order = np.argsort(shot_x, kind="stable")
     if len(shot_order) > 1:
@@ -412,7 +421,8 @@ def read_survey_line(
             raise UserError(
                 f"Shots {_label(files, keys, starts, a)} and {_label(files, keys, starts, b)} are both at "
                 f"x = {sorted_x[same[0]]:.2f} m along the line ({same.size} repeated position(s)): a line needs one "
-                "shot per position. Remove repeated shots, or run the files of different lines separately."
+                "shot per position. Remove repeated shots, or run the files of different lines separately (no setting "
+                "overrides this)."
             )
     trace_order_parts = []
     new_starts = [0]
@@ -423,7 +433,7 @@ def read_survey_line(
         if repeated.size:
             raise UserError(
                 f"{_label(files, keys, starts, shot)}: two traces record the receiver at x = "
-                f"{receivers[repeated[0]]:.2f} m: remove duplicate traces."
+                f"{receivers[repeated[0]]:.2f} m: remove duplicate traces (no setting overrides this)."
             )
         trace_order_parts.append(part)
         new_starts.append(new_starts[-1] + len(part))
@@ -522,6 +532,18 @@ class WindowPlan:
         columns = np.arange(self.num_columns) if columns is None else np.asarray(columns)
         return self.origin_m + columns * self.grid_spacing_m
 
+    def shot_moves(self) -> dict[str, float]:
+        """How far the survey shots used lie from the model's positions (metres; 0 = exact everywhere)."""
+        offsets = np.abs(np.asarray(self.shot_offset_m, np.float64))
+        moved = offsets > 0.01
+        return {
+            "max_m": float(offsets.max()) if offsets.size else 0.0,
+            "median_m": float(np.median(offsets)) if offsets.size else 0.0,
+            "num_moved": int(moved.sum()),
+            "num_used": int(offsets.size),
+            "windows_with_moved_shots": int(np.any(moved, axis=1).sum()) if offsets.size else 0,
+        }
+
     def uncovered_columns(self) -> np.ndarray:
         covered = np.zeros(self.num_columns, dtype=bool)
         for start in self.column_start:
@@ -564,6 +586,7 @@ class GeometryCheck:
     plan: WindowPlan | None
     regrid_enabled: bool
     refusal: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def blocking(self) -> list[Mismatch]:
@@ -591,18 +614,33 @@ class _Tolerances:
     shot: float
     receiver: float
     gap: float
+    depth: float
 
 
 def _tolerances(layout: ModelLayout, line_config: LineConfig, regrid: RegridConfig) -> _Tolerances:
-    half_cell = 0.5 * layout.grid_spacing_m
+    cell = layout.grid_spacing_m
     return _Tolerances(
         exact=line_config.exact_tolerance_m,
-        shot=regrid.shot_tolerance_m if regrid.shot_tolerance_m is not None else half_cell,
-        receiver=regrid.receiver_tolerance_m if regrid.receiver_tolerance_m is not None else half_cell,
+        shot=regrid.shot_tolerance_m if regrid.shot_tolerance_m is not None else cell,
+        receiver=regrid.receiver_tolerance_m if regrid.receiver_tolerance_m is not None else 0.5 * cell,
         gap=regrid.max_receiver_gap_m
         if regrid.max_receiver_gap_m is not None
         else 2.5 * layout.receiver_spacing_m,
+        depth=line_config.depth_tolerance_m if line_config.depth_tolerance_m is not None else cell,
     )
+
+
+#: Slowest velocity used to express a position error as a time error in messages (water, m/s).
+_SLOW_VELOCITY_MPS = 1500.0
+
+
+def _ceil_cm(value_m: float) -> str:
+    """A tolerance for a ``--set`` value: metres rounded up to the centimetre, so that it admits ``value_m``."""
+    return f"{math.ceil(value_m * 100 - 1e-6) / 100:g}"
+
+
+def _time_cost(distance_m: float) -> str:
+    return f"{1e3 * distance_m / _SLOW_VELOCITY_MPS:.1f} ms at {_SLOW_VELOCITY_MPS:g} m/s"
 
 
 def grid_origin_m(line: SurveyLine, layout: ModelLayout, config: WindowConfig) -> float:
@@ -653,7 +691,13 @@ def check_geometry(
                 Mismatch(
                     f"{name}: sample interval {survey_file.sample_interval_s * 1e3:g} ms instead of the model's "
                     f"{layout.sample_interval_s * 1e3:g} ms",
-                    "--regrid (band-limited resampling with scipy.signal.resample_poly)",
+                    "--regrid, i.e. --set regrid.enabled=true (band-limited resampling with "
+                    "scipy.signal.resample_poly; cost: "
+                    + (
+                        f"frequencies above the model's Nyquist {0.5 / layout.sample_interval_s:g} Hz are removed)"
+                        if survey_file.sample_interval_s < layout.sample_interval_s
+                        else "none beyond the survey's own band)"
+                    ),
                     True,
                 )
             )
@@ -673,12 +717,13 @@ def check_geometry(
                 Mismatch(
                     f"{name}: traces last {duration * 1e3:g} ms ({survey_file.num_samples} samples) instead of the "
                     f"model's {model_duration * 1e3:g} ms ({layout.num_samples} samples)",
-                    f"--regrid ({what} {layout.num_samples} samples)",
+                    f"--regrid, i.e. --set regrid.enabled=true ({what} {layout.num_samples} samples)",
                     True,
                 )
             )
 
-    # --- Depths: cannot be regridded ---
+    # --- Depths: cannot be regridded; within the tolerance (one cell) accepted with a warning ---
+    warnings: list[str] = []
     for label, survey_depths, model_depths in (
         ("source", line.shot_depth_m, layout.source_depth_m),
         ("receiver", line.receiver_depth_m, layout.receiver_depth_m),
@@ -686,16 +731,31 @@ def check_geometry(
         deviation = np.min(
             np.abs(np.asarray(survey_depths, np.float64)[:, None] - model_depths[None, :]), axis=1
         )
-        if deviation.size and deviation.max() > line_config.depth_tolerance_m:
-            mismatches.append(
-                Mismatch(
-                    f"{label} depths {np.min(survey_depths):g}..{np.max(survey_depths):g} m below the datum instead "
-                    f"of the model's {', '.join(f'{d:g}' for d in np.unique(model_depths))} m",
-                    "none by regridding: use a model trained with these depths, or accept the difference with "
-                    f"--set line.depth_tolerance_m={deviation.max():.3g}",
-                    False,
-                )
+        if not deviation.size or deviation.max() <= tolerances.exact:
+            continue
+        worst = float(deviation.max())
+        what = (
+            f"{label} depths {np.min(survey_depths):g}..{np.max(survey_depths):g} m below the datum in the "
+            f"headers instead of the model's {', '.join(f'{d:g}' for d in np.unique(model_depths))} m"
+            + (" (zero depths: often headers left unset)" if not np.any(survey_depths) else "")
+        )
+        cost = (
+            f"the network and the QC place the {label}s at the model's depth, so arrivals may be off by up to "
+            f"{_time_cost(worst)} per leg"
+        )
+        if worst <= tolerances.depth + 1e-9:
+            warnings.append(
+                f"{what}: accepted (within line.depth_tolerance_m = {tolerances.depth:g} m); {cost}."
             )
+            continue
+        mismatches.append(
+            Mismatch(
+                what,
+                "none by regridding: use a model trained with these depths, or accept the difference with "
+                f"--set line.depth_tolerance_m={_ceil_cm(worst)} ({cost})",
+                False,
+            )
+        )
 
     # --- Windows ---
     spacing = layout.grid_spacing_m
@@ -707,9 +767,9 @@ def check_geometry(
             f"The line is shorter than one window: its {line.num_shots} shot(s) span {line_span:g} m "
             f"(x = {line.shot_x_m.min():g}..{line.shot_x_m.max():g} m), the model's {layout.num_shots} shots span "
             f"{source_span:g} m over a {window_width_m:g} m window. Use a longer line or a model trained on a "
-            "shorter window."
+            "shorter window (no setting overrides this: a window needs shots across the model's whole layout)."
         )
-        return GeometryCheck(mismatches, None, regrid.enabled, refusal)
+        return GeometryCheck(mismatches, None, regrid.enabled, refusal, warnings)
 
     origin = grid_origin_m(line, layout, window_config)
     first = math.ceil((line.shot_x_m.min() - layout.source_x_m.min() - origin - tolerances.shot) / spacing)
@@ -725,34 +785,45 @@ def check_geometry(
             f"{', '.join(f'{s:g}' for s in layout.source_x_m)} m and {layout.num_receivers} receivers at "
             f"x = {layout.receiver_x_m.min():g}..{layout.receiver_x_m.max():g} m within each window), even with "
             f"--regrid tolerances (shots within {tolerances.shot:g} m, receiver gaps up to {tolerances.gap:g} m): "
-            f"{status.summary()}. The survey's shot or receiver spacing does not fit the model's layout."
+            f"{status.summary()}. The survey's shot or receiver spacing does not fit the model's layout"
+            f"{_overrides(status, regrid.receivers)}."
         )
-        return GeometryCheck(mismatches, None, regrid.enabled, refusal)
+        return GeometryCheck(mismatches, None, regrid.enabled, refusal, warnings)
 
     allowed = usable if regrid.enabled else exact
+    step = window_config.step_cells or max(1, layout.width_cells // 2)
+    worst_offset = np.max(np.abs(status.shot_offset), axis=1)
+    quality = np.where(
+        worst_offset <= tolerances.exact, 0, np.where(worst_offset <= 0.5 * spacing + 1e-9, 1, 2)
+    )
     regrid_fix = (
-        f"--regrid (nearest shot within {tolerances.shot:g} m, receivers "
+        f"--regrid, i.e. --set regrid.enabled=true (nearest shot within {tolerances.shot:g} m, receivers "
         f"{'interpolated linearly' if regrid.receivers == 'linear' else 'nearest'})"
     )
     if not regrid.enabled and (usable & ~exact).any():
         covered_exact = _coverage(candidates[exact], layout.width_cells)
         covered_all = _coverage(candidates[usable], layout.width_cells)
-        if not exact.any() or covered_all > covered_exact:
+        if covered_all > covered_exact:
             regrid_only = usable & ~exact
-            mismatches.append(
-                Mismatch(
-                    f"{int(regrid_only.sum())} of {len(candidates)} window positions need regridding "
-                    f"({_regrid_needs(status, regrid_only, tolerances)}); exact windows cover {covered_exact} of "
-                    f"{covered_all} columns",
-                    regrid_fix,
-                    True,
-                )
+            # What the plan --regrid would choose needs (not every usable position: most are never used).
+            would_choose = np.isin(candidates, _choose_windows(candidates[usable], step, quality[usable]))
+            would_regrid = would_choose & ~exact
+            if not would_regrid.any():
+                would_regrid = regrid_only
+            what = (
+                f"{int(regrid_only.sum())} of {len(candidates)} window positions need regridding "
+                f"({_regrid_needs(status, would_regrid, tolerances)}); exact windows cover {covered_exact} of "
+                f"{covered_all} columns"
             )
+            fix = regrid_fix + _regrid_cost(status, would_regrid)
+            if covered_exact < 0.9 * covered_all:
+                mismatches.append(Mismatch(what, fix, True))
+            else:  # nearly all of the line without regridding: use it, say what regridding would add
+                warnings.append(f"{what}: the section covers the exact windows only (more with {fix})")
     if not allowed.any():
-        return GeometryCheck(mismatches, None, regrid.enabled)
+        return GeometryCheck(mismatches, None, regrid.enabled, None, warnings)
 
-    step = window_config.step_cells or max(1, layout.width_cells // 2)
-    chosen = _choose_windows(candidates[allowed], step)
+    chosen = _choose_windows(candidates[allowed], step, quality[allowed])
     chosen_mask = np.isin(candidates, chosen)
     if regrid.enabled and (chosen_mask & ~exact).any():
         regridded = chosen_mask & ~exact
@@ -760,7 +831,7 @@ def check_geometry(
             Mismatch(
                 f"{int(regridded.sum())} of {len(chosen)} windows regridded "
                 f"({_regrid_needs(status, regridded, tolerances)})",
-                regrid_fix,
+                regrid_fix + _regrid_cost(status, regridded),
                 True,
             )
         )
@@ -783,7 +854,50 @@ def check_geometry(
             gaps.size,
             plan.column_x_m(gaps[:1])[0],
         )
-    return GeometryCheck(mismatches, plan, regrid.enabled)
+    return GeometryCheck(mismatches, plan, regrid.enabled, None, warnings)
+
+
+def _regrid_cost(status: _Status, which: np.ndarray) -> str:
+    """What regridding costs the windows ``which``: how far shots move, whether receivers are interpolated."""
+    offsets = np.abs(status.shot_offset[which])
+    costs = []
+    if offsets.size and offsets.max() > 0:
+        costs.append(
+            f"shots used up to {offsets.max():.2f} m from the model's positions (median "
+            f"{np.median(offsets):.2f} m; reported per shot in the section's windows/shot_offset_m): their "
+            f"near-offset arrivals are off by up to {_time_cost(float(offsets.max()))}"
+        )
+    if status.interpolated[which].any():
+        costs.append("interpolated receivers smooth the wavefield between the recorded ones")
+    return f"; cost: {' and '.join(costs)}" if costs else ""
+
+
+def _overrides(status: _Status, receivers: str = "linear") -> str:
+    """The settings that would let the closest refused window position through, with their cost."""
+    options = []
+    if np.isfinite(status.needed_shot_tolerance_m):
+        distance = status.needed_shot_tolerance_m
+        options.append(
+            f"--set regrid.shot_tolerance_m={_ceil_cm(distance)} admits the closest position (cost: shots used up "
+            f"to {distance:.2f} m from the model's positions, near-offset arrivals off by up to "
+            f"{_time_cost(distance)})"
+        )
+    if np.isfinite(status.needed_receiver_gap_m) and receivers == "nearest":
+        distance = status.needed_receiver_gap_m
+        options.append(
+            f"--set regrid.receiver_tolerance_m={_ceil_cm(distance)} admits the nearest recorded receivers up to "
+            f"{distance:g} m away (cost: traces used up to {distance:g} m from their model positions, arrivals "
+            f"off by up to {_time_cost(distance)})"
+        )
+    elif np.isfinite(status.needed_receiver_gap_m):
+        gap = status.needed_receiver_gap_m
+        options.append(
+            f"--set regrid.max_receiver_gap_m={_ceil_cm(gap)} admits receivers interpolated across {gap:g} m gaps "
+            "(cost: the wavefield between them is a linear blend, aliased where it dips steeply)"
+        )
+    if not options:
+        return " (no setting overrides this: the model's receivers lie outside what the shots recorded)"
+    return "; override: " + "; or ".join(options)
 
 
 def _regrid_needs(status: _Status, which: np.ndarray, tolerances: _Tolerances) -> str:
@@ -805,16 +919,32 @@ def _coverage(starts: np.ndarray, width: int) -> int:
     return int(covered.sum())
 
 
-def _choose_windows(allowed: np.ndarray, step: int) -> np.ndarray:
-    """Greedy: from the first allowed start, the furthest allowed start within ``step``, else the next one."""
-    allowed = np.sort(allowed)
+def _choose_windows(allowed: np.ndarray, step: int, quality: np.ndarray | None = None) -> np.ndarray:
+    """Greedy window starts: from the first allowed start, the next one within ``step`` columns.
+
+    Among the allowed starts in the second half of the step (so consecutive windows overlap by at most 3/4
+    of the step more than planned) the one of best ``quality`` (0 = shots exactly on the model's positions,
+    1 = within half a cell, 2 = within the shot tolerance) is taken, the furthest on ties: where the survey
+    allows it, windows are placed so that shots fall on the model's positions. Else the furthest allowed
+    start within the step, else the next allowed one (leaving a gap).
+    """
+    order = np.argsort(allowed, kind="stable")
+    allowed = np.asarray(allowed)[order]
+    quality = np.zeros(len(allowed), np.int64) if quality is None else np.asarray(quality)[order]
     chosen = [int(allowed[0])]
     while True:
-        later = allowed[allowed > chosen[-1]]
-        if later.size == 0:
+        later = allowed > chosen[-1]
+        if not later.any():
             break
-        within = later[later <= chosen[-1] + step]
-        chosen.append(int(within[-1]) if within.size else int(later[0]))
+        within = later & (allowed <= chosen[-1] + step)
+        preferred = within & (allowed >= chosen[-1] + max(1, step // 2))
+        if preferred.any():
+            best = quality[preferred].min()
+            chosen.append(int(allowed[preferred & (quality == best)][-1]))
+        elif within.any():
+            chosen.append(int(allowed[within][-1]))
+        else:
+            chosen.append(int(allowed[later][0]))
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -829,6 +959,10 @@ class _Status:
     interpolated: np.ndarray
     shot_reason: str = ""
     receiver_reason: str = ""
+    #: The smallest shot tolerance (m) that would let some refused position's shots through (inf: none).
+    needed_shot_tolerance_m: float = math.inf
+    #: The smallest receiver gap (m) that would let some position's receivers be interpolated (inf: none).
+    needed_receiver_gap_m: float = math.inf
 
     def summary(self) -> str:
         missing_shot = int(np.sum(self.kind == _MISSING_SHOT))
@@ -860,9 +994,12 @@ def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Sta
     kind = np.full(num, _EXACT, dtype=np.int8)
     interpolated = np.zeros(num, dtype=bool)
     shot_reason = receiver_reason = ""
+    needed_gap = math.inf
     shot_far = np.abs(offset) > tolerances.shot
     kind[shot_far.any(axis=1)] = _MISSING_SHOT
+    needed_shot = math.inf
     if shot_far.any():
+        needed_shot = float(np.min(np.max(np.abs(offset), axis=1)[shot_far.any(axis=1)]))
         worst = np.max(np.where(shot_far, np.abs(offset), 0.0), axis=1)
         w = int(np.argmin(np.where(shot_far.any(axis=1), worst, np.inf)))
         i = int(np.argmax(np.abs(offset[w])))
@@ -876,9 +1013,10 @@ def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Sta
         receiver_targets = origin + candidates[w] * layout.grid_spacing_m + layout.receiver_x_m
         for i in range(layout.num_shots):
             recorded = line.receivers(int(nearest[w, i]))
-            match = _receiver_match(recorded, receiver_targets, tolerances, regrid.receivers)
+            match, gap = _receiver_match(recorded, receiver_targets, tolerances, regrid.receivers)
             if match == "missing":
                 kind[w] = _MISSING_RECEIVERS
+                needed_gap = min(needed_gap, gap)
                 if not receiver_reason:
                     receiver_reason = (
                         f"{line.shot_label(int(nearest[w, i]))} recorded receivers at x = "
@@ -891,23 +1029,35 @@ def _window_status(line, layout, origin, candidates, tolerances, regrid) -> _Sta
                 interpolated[w] = True
         if kind[w] == _EXACT and interpolated[w]:
             kind[w] = _REGRID
-    return _Status(kind, nearest, offset, interpolated, shot_reason, receiver_reason)
+    return _Status(kind, nearest, offset, interpolated, shot_reason, receiver_reason, needed_shot, needed_gap)
 
 
-def _receiver_match(recorded: np.ndarray, targets: np.ndarray, tolerances: _Tolerances, mode: str) -> str:
-    """``"exact"``, ``"interpolated"`` (possible with regridding) or ``"missing"``."""
+def _receiver_match(
+    recorded: np.ndarray, targets: np.ndarray, tolerances: _Tolerances, mode: str
+) -> tuple[str, float]:
+    """``("exact" | "interpolated" | "missing", gap)``: ``gap`` is the receiver gap (m) that linear
+    interpolation would have to bridge for a ``"missing"`` match (inf when a target lies outside the
+    recorded receivers, which interpolation never extrapolates)."""
     if recorded.size == 0:
-        return "missing"
+        return "missing", math.inf
     position = np.clip(np.searchsorted(recorded, targets), 0, len(recorded))
     left = recorded[np.maximum(position - 1, 0)]
     right = recorded[np.minimum(position, len(recorded) - 1)]
     distance = np.minimum(np.abs(targets - left), np.abs(targets - right))
     if np.all(distance <= tolerances.exact):
-        return "exact"
-    if mode == "nearest":
-        return "interpolated" if np.all(distance <= tolerances.receiver) else "missing"
-    inside = (position > 0) & (position < len(recorded)) & (right - left <= tolerances.gap)
-    return "interpolated" if np.all(inside | (distance <= tolerances.exact)) else "missing"
+        return "exact", 0.0
+    if mode == "nearest":  # the distance to the nearest recorded receiver is what the tolerance must admit
+        return ("interpolated" if np.all(distance <= tolerances.receiver) else "missing"), float(
+            distance.max()
+        )
+    on_receiver = distance <= tolerances.exact
+    bracketed = (position > 0) & (position < len(recorded))
+    inside = bracketed & (right - left <= tolerances.gap)
+    if np.all(inside | on_receiver):
+        return "interpolated", 0.0
+    if not np.all(bracketed | on_receiver):
+        return "missing", math.inf
+    return "missing", float(np.max(np.where(on_receiver, 0.0, right - left)))
 
 
 # ----------------------------------------------------------------------------------------------------------

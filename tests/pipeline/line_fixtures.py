@@ -14,6 +14,7 @@ stitching and plumbing are checked exactly; ``keras_bundle`` saves a small untra
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,11 +112,15 @@ def simulate_line(
     kind: str = "layered",
     sample_interval_s: float = SAMPLE_INTERVAL_S,
     num_samples: int = NUM_SAMPLES,
+    peak_frequency_hz: float = PEAK_FREQUENCY_HZ,
+    ricker_delay_s: float | None = None,
 ) -> Line:
     """Simulates a line with a shot every ``shot_step_cells`` and a receiver on every column (cached).
 
     ``kind``: ``"layered"`` (``layered_section``), ``"smooth"`` (``smooth_section``) or a family name of
     ``data_prep.velocity_models`` (one model of that family drawn over the whole line, seed 11).
+    ``peak_frequency_hz``, ``ricker_delay_s``: the line's Ricker wavelet (a wavelet other than the model's
+    training wavelet: 15 Hz peaking at the engine's default 72 ms); the model's window stays 15 Hz.
     """
     if kind == "layered":
         velocity = layered_section(num_columns)
@@ -131,11 +136,12 @@ def simulate_line(
         grid_spacing_m=GRID_SPACING_M,
         num_samples=num_samples,
         sample_interval_s=sample_interval_s,
-        peak_frequency_hz=PEAK_FREQUENCY_HZ,
+        peak_frequency_hz=peak_frequency_hz,
         source_cells=tuple((0, int(x)) for x in shot_columns),
         receiver_cells=tuple((0, x) for x in range(num_columns)),
     )
-    gathers = np.asarray(simulate(velocity, geometry, _FIXTURE_ENGINE))[0]
+    engine = dataclasses.replace(_FIXTURE_ENGINE, ricker_delay_s=ricker_delay_s)
+    gathers = np.asarray(simulate(velocity, geometry, engine))[0]
     gathers.setflags(write=False)
     return Line(velocity, shot_columns, gathers, sample_interval_s)
 
@@ -240,6 +246,13 @@ def resampled(line: Line, up: int, down: int, num_samples: int | None = None) ->
     if num_samples is not None:
         gathers = gathers[:, :num_samples]
     return Line(line.velocity_mps, line.shot_columns, gathers, line.sample_interval_s * down / up)
+
+
+def flipped(line: Line) -> Line:
+    """The line with every trace's sign reversed (another polarity convention)."""
+    gathers = -line.gathers
+    gathers.setflags(write=False)
+    return dataclasses.replace(line, gathers=gathers)
 
 
 def write_truth(path: Path, line: Line) -> Path:

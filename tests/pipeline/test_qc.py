@@ -175,3 +175,41 @@ def test_summary_table_and_aggregate():
     assert numbers["num_windows"] == 6 and numbers["num_flagged"] == 2
     assert numbers["data_misfit_median"] == pytest.approx(0.25)
     assert "velocity_mae_mps_median" not in numbers
+
+
+def test_window_qc_simulates_moved_shots_where_they_were_fired(layout):
+    """--regrid may use a survey shot one cell from the model's position: simulated there, the true model
+    explains the data; simulated at the model's position, it does not (the benchmark's floor 0.03 vs 0.4)."""
+    from pipeline.qc import shifted_setup
+
+    line = F.simulate_line()
+    truth = line.velocity_mps[None, :, 24:48]
+    setup = engine_setup(layout, F.engine_settings_dict())
+    shifts = (1, 0, -1)
+    moved = shifted_setup(setup, shifts)
+    assert moved.geometry.source_cells == ((0, 1), (0, 12), (0, 21))
+    assert shifted_setup(setup, (-1, 0, 5)).geometry.source_cells == ((0, 0), (0, 12), (0, 23)), (
+        "kept in the grid"
+    )
+    observed, _ = simulate_windows(truth, moved, None, pad_to=QCConfig().batch_windows)
+    config = QCConfig(source_correction="scale")
+    at_shots = window_qc([observed[0]], truth, setup, config, None, source_shift_cells=[shifts])
+    at_model = window_qc([observed[0]], truth, setup, config, None)
+    assert at_shots[0]["data_misfit"] < 1e-3, at_shots
+    assert at_model[0]["data_misfit"] > 0.2, at_model
+
+
+def test_auto_source_correction_and_threshold_from_the_floor():
+    from pipeline.qc import MISFIT_FLOOR
+
+    auto = QCConfig()
+    foreign = auto.resolved(recorded_elsewhere=True)
+    assert foreign.source_correction == "wavelet"
+    assert foreign.misfit_floor == MISFIT_FLOOR["wavelet"]
+    assert foreign.misfit_threshold == pytest.approx(MISFIT_FLOOR["wavelet"] + auto.misfit_margin)
+    assert auto.resolved(recorded_elsewhere=False).source_correction == "scale"
+    own = QCConfig(source_correction="wavelet", misfit_floor=0.39, misfit_margin=0.1).resolved(False)
+    assert own.misfit_threshold == pytest.approx(0.49), "a floor measured for the survey replaces the default"
+    assert QCConfig(misfit_threshold=0.3).resolved(True).misfit_threshold == 0.3
+    assert window_flags({"data_misfit": 0.5}, QCConfig(misfit_floor=0.39)) == []
+    assert window_flags({"data_misfit": 0.6}, QCConfig(misfit_floor=0.39)) == ["misfit"]

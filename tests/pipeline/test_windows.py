@@ -135,14 +135,47 @@ def test_line_shorter_than_one_window_is_refused(tmp_path, line, layout):
         check.raise_if_refused()
 
 
-def test_shot_spacing_that_cannot_fit_the_layout_is_refused(tmp_path, line, layout):
-    path = F.write_line(tmp_path / "sparse.sgy", line, shots=slice(None, None, 3))  # a shot every 60 m
-    _, check, _ = plan_for([path], layout, regrid=True)
+def test_regular_shot_spacing_within_one_cell_of_the_layout_is_regridded(tmp_path, line, layout):
+    """Shots every 60 m: the model's shots (0, 120, 220 m) fit a window starting 10 m after a shot only with
+    every shot moved by one cell (10 m): accepted with --regrid by default, each move reported."""
+    path = F.write_line(tmp_path / "sparse.sgy", line, shots=slice(None, None, 3))
+    _, check, _ = plan_for([path], layout)
     with pytest.raises(
-        UserError,
-        match=r"No window position.*no survey shot lies near a model shot.*the nearest is 10\.00 m away",
+        UserError, match=r"--regrid, i\.e\. --set regrid\.enabled=true .*cost: shots used up to"
     ):
         check.raise_if_refused()
+    survey, check, regrid = plan_for([path], layout, regrid=True)
+    plan = check.raise_if_refused()
+    assert np.abs(plan.shot_offset_m).max() == pytest.approx(10.0)
+    assert plan.shot_offset_m.shape == (plan.num_windows, 3)
+    # The window's shots are the survey shots nearest to the model's positions.
+    targets = plan.window_origin_m()[:, None] + layout.source_x_m[None, :]
+    np.testing.assert_allclose(survey.shot_x_m[plan.shot_index] - targets, plan.shot_offset_m)
+    assert any("10.00 m from the model's positions" in m.describe() for m in check.mismatches)
+
+
+def test_shot_spacing_that_cannot_fit_the_layout_is_refused_naming_the_override(tmp_path, line, layout):
+    path = F.write_line(tmp_path / "sparse.sgy", line, shots=slice(None, None, 4))  # a shot every 80 m
+    _, check, _ = plan_for([path], layout, regrid=True)
+    with pytest.raises(UserError) as refusal:
+        check.raise_if_refused()
+    message = str(refusal.value)
+    assert "no survey shot lies near a model shot" in message and "the nearest is 20.00 m away" in message
+    assert "--set regrid.shot_tolerance_m=20 admits the closest position" in message, message
+    assert "off by up to 13.3 ms at 1500 m/s" in message, message
+    # The override named in the message works.
+    _, check, _ = plan_for([path], layout, regrid=True, shot_tolerance_m=20.0)
+    assert check.raise_if_refused().num_windows >= 1
+
+
+def test_windows_prefer_starts_whose_shots_are_on_the_model_positions(tmp_path, line, layout):
+    """Shots every 20 m, one cell of tolerance: odd starts need shots moved 10 m, even ones are exact; with
+    --regrid the planner still takes the exact ones."""
+    path = F.write_line(tmp_path / "line.sgy", line)
+    _, check, _ = plan_for([path], layout, regrid=True)
+    plan = check.raise_if_refused()
+    np.testing.assert_array_equal(plan.column_start, np.arange(0, 97, 12))
+    assert not np.any(plan.shot_offset_m)
 
 
 def test_shots_a_few_metres_off_are_refused_then_regridded_to_the_nearest_shot(tmp_path, line, layout):
@@ -153,7 +186,11 @@ def test_shots_a_few_metres_off_are_refused_then_regridded_to_the_nearest_shot(t
     with pytest.raises(UserError) as refusal:
         check.raise_if_refused()
     message = str(refusal.value)
-    assert "shots up to" in message and "--regrid (nearest shot within 5 m" in message, message
+    assert (
+        "shots up to" in message
+        and "--regrid, i.e. --set regrid.enabled=true (nearest shot within 10 m" in message
+    )
+    assert "cost: shots used up to" in message, message
 
     survey, check, regrid = plan_for([path], layout, regrid=True)
     plan = check.raise_if_refused()
@@ -214,21 +251,34 @@ def test_coarser_receivers_are_refused_then_interpolated(tmp_path, line, layout)
     survey, check, regrid = plan_for([path], layout, regrid=True)
     plan = check.raise_if_refused()
     assert plan.receivers_interpolated.all()
-    gathers = read_all(survey, layout, plan, regrid)
-    expected = expected_windows(line, plan)
+    # Receivers were recorded up to x = 1180 m and interpolation does not extrapolate. The last window with
+    # exact shots ends at 1170 m; one more (start 950 m, its shots moved one cell) reaches 1180 m.
+    assert plan.column_start[-2] + 23 == 117 and plan.column_start[-1] + 23 == 118
+    np.testing.assert_array_equal(plan.shot_offset_m[-1], -10.0)
+    assert not plan.shot_offset_m[:-1].any()
+    exact = dataclasses.replace(
+        plan,
+        column_start=plan.column_start[:-1],
+        shot_index=plan.shot_index[:-1],
+        shot_offset_m=plan.shot_offset_m[:-1],
+        receivers_interpolated=plan.receivers_interpolated[:-1],
+    )
+    gathers = read_all(survey, layout, exact, regrid)
+    expected = expected_windows(line, exact)
     # Even receivers were recorded; odd ones are the mean of their recorded neighbours.
     np.testing.assert_array_equal(gathers[..., 0:23:2], expected[..., 0:23:2])
     np.testing.assert_allclose(
         gathers[..., 1:22:2], 0.5 * (expected[..., 0:21:2] + expected[..., 2:23:2]), rtol=1e-5, atol=1e-6
     )
-    # Receivers were recorded up to x = 1180 m and interpolation does not extrapolate: the last window ends there.
-    assert plan.column_start[-1] + 23 == 117
 
     _, check, _ = plan_for([path], layout, regrid=True, receivers="nearest")
-    with pytest.raises(UserError, match="No window position"):
+    with pytest.raises(UserError, match=r"No window position.*--set regrid\.receiver_tolerance_m=10 admits"):
+        check.raise_if_refused()
+    _, check, _ = plan_for([path], layout, regrid=True, max_receiver_gap_m=15.0)
+    with pytest.raises(UserError, match=r"No window position.*--set regrid\.max_receiver_gap_m=20 admits"):
         check.raise_if_refused()
     survey, check, regrid = plan_for(
-        [path], layout, regrid=True, receivers="nearest", receiver_tolerance_m=10.0
+        [path], layout, regrid=True, receivers="nearest", receiver_tolerance_m=10.0, shot_tolerance_m=5.0
     )
     plan = check.raise_if_refused()
     assert plan.column_start[-1] == 96, (
@@ -245,13 +295,14 @@ def test_coarser_receivers_are_refused_then_interpolated(tmp_path, line, layout)
 def test_depth_mismatch_cannot_be_regridded_and_every_mismatch_is_listed(tmp_path, line, layout):
     fine = F.resampled(line, 2, 1, num_samples=2 * F.NUM_SAMPLES)
     jitter = np.full(len(line.shot_columns), 3.0)
-    path = F.write_line(tmp_path / "everything.sgy", fine, source_depth_m=10.0, shot_jitter_m=jitter)
+    path = F.write_line(tmp_path / "everything.sgy", fine, source_depth_m=20.0, shot_jitter_m=jitter)
     _, check, _ = plan_for([path], layout, regrid=True)
     with pytest.raises(UserError) as refusal:
         check.raise_if_refused()
     message = str(refusal.value)
-    assert "source depths 10..10 m below the datum instead of the model's 0 m" in message
-    assert "none by regridding" in message and "line.depth_tolerance_m" in message
+    assert "source depths 20..20 m below the datum in the headers instead of the model's 0 m" in message
+    assert "none by regridding" in message and "--set line.depth_tolerance_m=20 (" in message, message
+    assert "arrivals may be off by up to 13.3 ms at 1500 m/s" in message, message
     assert "sample interval" not in message, "with --regrid the interval is fixed, so it is not listed"
     _, check, _ = plan_for([path], layout, regrid=False)
     with pytest.raises(UserError) as refusal:
@@ -259,6 +310,29 @@ def test_depth_mismatch_cannot_be_regridded_and_every_mismatch_is_listed(tmp_pat
     message = str(refusal.value)
     for expected in ("(1)", "(2)", "(3)", "sample interval 0.5 ms", "source depths", "shots up to 3.00 m"):
         assert expected in message, f"{expected!r} missing from: {message}"
+
+
+def test_zero_depths_in_the_headers_against_a_model_at_one_cell_depth_give_a_warning(tmp_path, line, layout):
+    """Headers with depths 0 (left unset), a model trained with sources and receivers 10 m deep: accepted,
+    with one warning per kind naming the cost; two cells off is still refused."""
+    deep = dataclasses.replace(
+        layout, source_depth_m=np.full(3, 10.0), receiver_depth_m=np.full(layout.num_receivers, 10.0)
+    )
+    path = F.write_line(tmp_path / "line.sgy", line)  # depths 0
+    survey = read_survey_line([path], grid_spacing_m=F.GRID_SPACING_M)
+    check = check_geometry(survey, deep)
+    plan = check.raise_if_refused()
+    assert plan.num_windows == 9 and check.mismatches == []
+    assert len(check.warnings) == 2, check.warnings
+    assert check.warnings[0].startswith(
+        "source depths 0..0 m below the datum in the headers instead of the model's 10 m (zero depths"
+    )
+    assert "receiver depths" in check.warnings[1] and "6.7 ms" in check.warnings[1], check.warnings
+    deeper = dataclasses.replace(deep, source_depth_m=np.full(3, 20.0))
+    with pytest.raises(UserError, match=r"source depths 0\.\.0 m .*--set line\.depth_tolerance_m=20 "):
+        check_geometry(survey, deeper).raise_if_refused()
+    assert check_geometry(survey, deeper, LineConfig(depth_tolerance_m=20.0)).raise_if_refused()
+    assert check_geometry(survey, layout).warnings == [], "equal depths: no warning"
 
 
 def test_window_step_and_grid_origin_options(tmp_path, line, layout):

@@ -11,9 +11,11 @@ warning.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
+import os
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +147,7 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
             entries = sorted(
                 p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (*SEGY_SUFFIXES, ".npy")
             )
+            _warn_about_skipped_entries(path)
             if not entries:
                 raise UserError(f"Directory {path} holds no .segy, .sgy or .npy files.")
             for entry in entries:
@@ -157,10 +160,55 @@ def resolve_sources(sources: Sequence[str | Path]) -> ResolvedInputs:
                 "size (segyio maps them into memory). Copy the data into a file and ingest that."
             )
         else:
-            raise UserError(f"Input {path} does not exist. Check the path.")
+            raise UserError(_missing_input_message(path))
     if not resolved.segy:
         raise UserError("No SEG-Y input among the sources: ingest needs shot gathers (.segy/.sgy).")
     return resolved
+
+
+def _missing_input_message(path: Path) -> str:
+    """Why a path that is neither a file nor a folder names nothing: a link that loops, a link to nothing, or
+    no such path."""
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return (
+                    f"Input {path} is a symbolic link that loops (it points, through links, back to itself): it "
+                    "names no file. Point the link at the SEG-Y file or folder, or pass that itself."
+                )
+        return (
+            f"Input {path} is a symbolic link to {os.readlink(path)}, which does not exist. Fix or remove the "
+            "link, or pass the file itself."
+        )
+    return f"Input {path} does not exist. Check the path."
+
+
+def _warn_about_skipped_entries(folder: Path) -> None:
+    """Logs a warning naming what a folder input holds but ingest does not read: subfolders (folders are not
+    read recursively) and symbolic links that name no file (dangling or looping)."""
+    subfolders, broken = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            subfolders.append(entry.name)
+        elif entry.is_symlink() and not entry.exists():
+            broken.append(entry.name)
+    if subfolders:
+        logger.warning(
+            "%s: skipped %d subfolder(s) (%s): folders are not read recursively; pass each subfolder as its own "
+            "input to ingest it.",
+            folder,
+            len(subfolders),
+            ", ".join(subfolders[:5]) + (", ..." if len(subfolders) > 5 else ""),
+        )
+    if broken:
+        logger.warning(
+            "%s: skipped %d symbolic link(s) that name no file (dangling or looping): %s.",
+            folder,
+            len(broken),
+            ", ".join(broken[:5]) + (", ..." if len(broken) > 5 else ""),
+        )
 
 
 def _file_kind(path: Path) -> str:

@@ -11,6 +11,7 @@ to do, and then opens it with segyio (``open_segy``).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import stat
 from pathlib import Path
@@ -35,7 +36,9 @@ def binary_header_values(binary: bytes, order: str) -> dict[str, int]:
     ``interval`` is signed, as SEG-Y rev 1 defines the 2-byte fields (a negative value is implausible);
     ``interval_unsigned`` is the same bytes read unsigned (some writers, this project's velocity files
     among them, store depth spacings in millimetres above 32767). ``samples`` is read unsigned (segyio
-    reads it so). ``extended_headers`` is signed: -1 means a variable number, ended by an EndText stanza.
+    reads it so); ``extended_samples`` is SEG-Y rev 2's 4-byte count (bytes 3269-3272) and
+    ``revision_major`` the format revision's major number (byte 3501): see ``binary_sample_count``.
+    ``extended_headers`` is signed: -1 means a variable number, ended by an EndText stanza.
     """
 
     def get(byte: int, size: int, signed: bool = True) -> int:
@@ -47,8 +50,24 @@ def binary_header_values(binary: bytes, order: str) -> dict[str, int]:
         "interval_unsigned": get(3217, 2, signed=False),
         "samples": get(3221, 2, signed=False),
         "format": get(3225, 2),
+        "extended_samples": get(3269, 4),
+        "revision_major": int(binary[3501 - 3201]),
         "extended_headers": get(3505, 2),
     }
+
+
+def binary_sample_count(values: dict[str, int]) -> tuple[int, str]:
+    """Samples per trace as segyio takes them from the binary header, and the bytes they came from.
+
+    SEG-Y rev 2 adds a 4-byte count (bytes 3269-3272) for traces longer than the 2-byte field (bytes
+    3221-3222) holds. segyio 1.9 uses it when it is positive and either the file says revision 2 or later
+    (byte 3501) or the 2-byte field is 0 (checked on files written by segyio itself: 70,000 and 1,000,000
+    samples, whose 2-byte field holds the count modulo 65536).
+    """
+    extended = values.get("extended_samples", 0)
+    if extended > 0 and (values.get("revision_major", 0) >= 2 or values["samples"] == 0):
+        return extended, "bytes 3269-3272, SEG-Y rev 2's extended sample count"
+    return values["samples"], "bytes 3221-3222"
 
 
 def first_trace_sample_count(head: bytes, order: str) -> int:
@@ -69,10 +88,22 @@ def file_size(path: Path) -> int:
     Devices (``/dev/zero``), FIFOs and sockets are refused before they are opened: reading a FIFO would
     block, and a device has no size to check the traces against.
     """
+    check_name_encodable(path)
     try:
         info = path.stat()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise SegyFormatError(
+                f"{path} is a symbolic link to {os.readlink(path)}, which does not exist. Fix or remove the link."
+            ) from None
         raise SegyFormatError(f"{path} does not exist. Check the path.") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SegyFormatError(
+                f"{path} is a symbolic link that loops (it points, through links, back to itself): it names no "
+                "file. Point the link at the SEG-Y file, or pass the file itself."
+            ) from None
+        raise SegyFormatError(f"{path} cannot be read ({error.strerror or error}).") from None
     except PermissionError:
         raise SegyFormatError(
             f"{path} cannot be read: permission denied on the path. Fix its permissions (or its folder's) or "
@@ -102,6 +133,29 @@ def file_size(path: Path) -> int:
             "readable."
         )
     return info.st_size
+
+
+def printable_path(path: str | Path) -> str:
+    """``path`` for a message: bytes that are not valid UTF-8 shown as ``\\xff`` escapes (never a codec error)."""
+    text = os.fsdecode(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", errors="backslashreplace")
+
+
+def check_name_encodable(path: str | Path) -> None:
+    """Refuses a path that is not valid UTF-8 with a message naming it: segyio opens files by a UTF-8 name,
+    so such a path would otherwise fail inside segyio with a bare codec error naming no file."""
+    try:
+        os.fsdecode(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SegyFormatError(
+            f"{printable_path(path)}: the path is not valid UTF-8 (the undecodable bytes are shown as \\x "
+            "escapes), and segyio opens files by a UTF-8 name only. Rename the file (or its folder) to a UTF-8 "
+            "name, or link it under one (ln -s), and ingest that."
+        ) from None
 
 
 def read_head(path: Path, size: int) -> bytes:
@@ -169,7 +223,7 @@ def detect_endianness(path: str | Path) -> str:
     described = []
     for endian, order in (("big", ">"), ("little", "<")):
         values = binary_header_values(binary, order)
-        samples = values["samples"] or first_trace_sample_count(head, order)
+        samples = binary_sample_count(values)[0] or first_trace_sample_count(head, order)
         described.append(f"{endian}-endian: format {values['format']}, {samples} samples")
         extended = values["extended_headers"]
         if extended == -1:  # a variable number, ended by an EndText stanza (check_layout explains the fix)
@@ -195,6 +249,7 @@ def open_segy(path: str | Path, endian: str) -> segyio.SegyFile:
     Raises:
         SegyFormatError: segyio cannot open it; the message names the file and the byte order.
     """
+    check_name_encodable(path)
     try:
         segy = segyio.open(path, ignore_geometry=True, endian=endian)
     except RuntimeError as error:
@@ -216,6 +271,7 @@ class FileLayout:
         binary: ``binary_header_values`` of the binary header.
         sample_format: SEG-Y format code (one segyio decodes).
         num_samples: samples per trace (from the binary header, as segyio takes it).
+        sample_count_field: the binary-header bytes ``num_samples`` came from, for messages.
         data_offset: byte offset of the first trace (after any extended textual headers).
         trace_bytes: bytes per trace, header included.
         num_traces: whole traces in the file.
@@ -229,6 +285,7 @@ class FileLayout:
     data_offset: int
     trace_bytes: int
     num_traces: int
+    sample_count_field: str = "bytes 3221-3222"
 
 
 def check_layout(path: str | Path, endian: str) -> FileLayout:
@@ -254,7 +311,7 @@ def check_layout(path: str | Path, endian: str) -> FileLayout:
             f"{path} stores samples in format {sample_format} ({UNSUPPORTED_SAMPLE_FORMATS[sample_format]}), "
             "which segyio cannot decode. Convert it to IEEE float (format 5), e.g. with SU's segyread/segywrite."
         )
-    num_samples = binary["samples"]
+    num_samples, count_field = binary_sample_count(binary)
     if num_samples == 0:
         from_trace = first_trace_sample_count(head, order)
         raise SegyFormatError(
@@ -300,7 +357,7 @@ def check_layout(path: str | Path, endian: str) -> FileLayout:
             fits, rest = divmod(data_bytes, TRACE_HEADER_BYTES + from_trace * sample_bytes)
             if not rest:
                 raise SegyFormatError(
-                    f"{path}: the binary header says {num_samples} samples per trace (bytes 3221-3222), which "
+                    f"{path}: the binary header says {num_samples} samples per trace ({count_field}), which "
                     f"does not divide the file into whole traces; the first trace header says {from_trace}, which "
                     f"gives exactly {fits} traces. The binary header is wrong, and segyio takes the count from it "
                     "only. Fix a copy, e.g. python -c \"import struct; f = open('COPY.segy', 'r+b'); "
@@ -321,4 +378,5 @@ def check_layout(path: str | Path, endian: str) -> FileLayout:
         data_offset=data_offset,
         trace_bytes=trace_bytes,
         num_traces=int(num_traces),
+        sample_count_field=count_field,
     )

@@ -353,6 +353,10 @@ def check_sample_counts(
         SegyFormatError: variable-length traces, or trace headers in another byte order.
     """
     num_samples = layout.num_samples
+    if num_samples > 0xFFFF:
+        # The count is in the extended binary header (bytes 3269-3272); a 2-byte trace-header field cannot hold
+        # it, so there is nothing to compare (segyio reads the traces by the binary header's count too).
+        return
     counts = headers["TRACE_SAMPLE_COUNT"].astype(np.int64) & 0xFFFF  # an unsigned 2-byte field
     if not counts.any():
         repairs.append(
@@ -373,7 +377,7 @@ def check_sample_counts(
     if declared.size == 1 and not swapped and (layout.num_traces > 1 or not other_fits):
         repairs.append(
             f"{path}: the trace headers say {other} samples (byte 115) but the binary header says {num_samples} "
-            f"(bytes 3221-3222), and the file size confirms {num_samples} ({layout.num_traces} traces of "
+            f"({layout.sample_count_field}), and the file size confirms {num_samples} ({layout.num_traces} traces of "
             f"{layout.trace_bytes} bytes); used {num_samples}: the trace headers' count is stale (repair; fix the "
             "exporter to silence this warning)."
         )
@@ -433,6 +437,7 @@ def sample_interval(
         else f"{signed} when read as the signed field of SEG-Y rev 1 ({unsigned} unsigned), implausible"
     )
     plausible = given[given <= MAX_SIGNED_INTERVAL]
+    trace_values = ", ".join(_signed_interval_text(int(v)) for v in given[:5])
     if plausible.size == 1 and given.size == 1:
         interval = float(plausible[0])
         repairs.append(
@@ -443,20 +448,28 @@ def sample_interval(
     if override:
         repairs.append(
             f"{path}: the binary header's sample interval is {described} and the trace headers give "
-            f"{'none' if not given.size else ', '.join(str(int(v)) for v in given[:5])}; used the configured "
+            f"{'none' if not given.size else trace_values}; used the configured "
             f"sample_interval_us={float(override):g}."
         )
         return float(override)
     if given.size:
         raise SegyFormatError(
             f"{path}: the binary header's sample interval (bytes 3217-3218) is {described}, and the trace headers "
-            f"(byte 117) give {', '.join(str(int(v)) for v in given[:5])}: no one plausible interval. Set it in "
+            f"(byte 117) give {trace_values}: no one plausible interval. Set it in "
             "the configuration: --set sample_interval_us=<microseconds>."
         )
     raise SegyFormatError(
         f"{path}: the sample interval is {described} in the binary header (bytes 3217-3218) and 0 in every trace "
         "header (byte 117). Set it in the configuration: --set sample_interval_us=<microseconds>."
     )
+
+
+def _signed_interval_text(unsigned: int) -> str:
+    """A trace-header interval (its two bytes read unsigned) as SEG-Y rev 1 defines it, signed: 40536 is
+    -25000; the unsigned reading is added for values above 32767."""
+    if unsigned > MAX_SIGNED_INTERVAL:
+        return f"{unsigned - 0x10000} ({unsigned} read unsigned)"
+    return str(unsigned)
 
 
 def _file_sha256(path: Path) -> str:

@@ -163,3 +163,29 @@ def shots_without_velocity(folder: str | Path, field_style: bool = False) -> Pat
     header = "C 1 FIELD LINE 7 EXPORTED BY ANOTHER TOOL" if field_style else None
     write_fixture(folder / "line7.sgy", encoded_seismic(2, GEOMETRY), GEOMETRY, textual_header=header)
     return folder
+
+
+def extended_sample_count(
+    path: str | Path, num_samples: int, two_byte_field: int | None = None, revision: int = 2, num_traces: int = 3
+) -> Path:
+    """Issue 24: a SEG-Y rev 2 file whose sample count is in the extended binary header (bytes 3269-3272).
+
+    Written by segyio (which fills the 2-byte field, bytes 3221-3222, with the count modulo 65536 and sets
+    revision 2 for more than 65535 samples), then the 2-byte field and the revision (byte 3501) are set
+    as asked: ``two_byte_field`` None keeps segyio's. Trace ``t`` holds ``1000 * t + sample index``, so an
+    assertion checks indexing directly.
+    """
+    path = Path(path)
+    spec = segyio.spec()
+    spec.format = 5
+    spec.samples = range(num_samples)
+    spec.tracecount = num_traces
+    with segyio.create(str(path), spec) as segy:
+        for trace in range(num_traces):
+            segy.header[trace] = {segyio.su.ns: num_samples % 65536, segyio.su.dt: 1000}
+            segy.trace[trace] = np.arange(num_samples, dtype=np.float32) + 1000 * trace
+    set_binary_field(path, 3269, num_samples, size=4)
+    if two_byte_field is not None:
+        set_binary_field(path, 3221, two_byte_field, signed=False)
+    set_binary_field(path, 3501, revision << 8, signed=False)
+    return path

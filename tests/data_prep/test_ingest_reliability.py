@@ -31,6 +31,7 @@ from tests.conftest import REPO_ROOT
 from tests.data_prep.reliability_fixtures import (
     GEOMETRY,
     disagreeing_intervals,
+    extended_sample_count,
     negative_binary_interval,
     shots_without_velocity,
     stale_trace_sample_count,
@@ -728,3 +729,97 @@ def test_no_input_of_the_corpus_ends_in_a_traceback(tmp_path, capsys):
     assert accepted == ["little-endian", "negative-interval", "stale-trace-count", "valid", "zero-counts"], (
         accepted
     )
+
+
+# --- Issue 24: messages that gave the wrong reason ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("num_samples", "two_byte_field", "revision"),
+    [
+        (70_000, None, 2),  # segyio's own rev-2 file: bytes 3221-3222 hold 70000 mod 65536
+        (1_000_000, None, 2),  # 3 traces of 1,000,000 samples: once "truncated"
+        (65_527, 0, 2),  # 2-byte field 0: once "sample count is 0" / "implausible"
+        (65_527, 0, 1),  # 2-byte field 0, rev 1: segyio still takes the extended count
+    ],
+)
+def test_extended_binary_header_sample_count_is_read_as_segyio_reads_it(
+    tmp_path, num_samples, two_byte_field, revision, caplog
+):
+    import segyio
+
+    path = extended_sample_count(tmp_path / "long.sgy", num_samples, two_byte_field, revision)
+    with segyio.open(path, ignore_geometry=True) as reference:
+        assert len(reference.samples) == num_samples  # the behaviour ours must match
+    with scan_segy(path) as scan:
+        traces = scan.read_traces(slice(None))
+    assert scan.num_samples == num_samples and traces.shape == (3, num_samples)
+    expected = np.arange(num_samples, dtype=np.float32)[None] + 1000 * np.arange(3, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(traces, expected)
+    assert "truncated" not in _warnings(caplog) and "stale" not in _warnings(caplog), _warnings(caplog)
+
+
+def test_extended_count_is_ignored_in_a_rev1_file_with_a_two_byte_count(tmp_path):
+    """segyio uses bytes 3269-3272 only for rev 2 or a 0 two-byte count; a rev-1 file with a stray value
+    there is read by its 2-byte count (a file of 8 samples per trace)."""
+    path = write_fixture(tmp_path / "s.segy", encoded_seismic(2, GEOMETRY), GEOMETRY)
+    set_binary_field(path, 3269, 70_000, size=4)
+    with scan_segy(path) as scan:
+        assert scan.num_samples == 8
+
+
+def test_a_symbolic_link_loop_is_named_as_a_loop_not_as_missing(tmp_path, capsys):
+    loop = tmp_path / "loop.segy"
+    os.symlink(loop, loop)
+    (tmp_path / "out").mkdir()
+    err = _fails([loop, "--out", tmp_path / "out" / "d.h5"], tmp_path / "out", capsys, "loop.segy", "loops")
+    assert "does not exist" not in err
+    with pytest.raises(SegyFormatError, match="symbolic link that loops"):
+        scan_segy(loop)
+
+
+def test_a_dangling_link_names_its_missing_target(tmp_path, capsys):
+    link = tmp_path / "link.segy"
+    os.symlink(tmp_path / "gone.segy", link)
+    (tmp_path / "out").mkdir()
+    _fails([link, "--out", tmp_path / "out" / "d.h5"], tmp_path / "out", capsys, "symbolic link to", "gone.segy")
+
+
+def test_a_path_that_is_not_utf8_is_named_with_the_reason(tmp_path, capsys):
+    folder = write_survey(tmp_path / "survey")
+    raw_name = os.fsencode(str(folder)) + b"/shots\xff.segy"
+    os.rename(folder / "shots.segy", raw_name)
+    (tmp_path / "out").mkdir()
+    err = _fails(
+        [os.fsdecode(raw_name), folder / "velocity.segy", "--out", tmp_path / "out" / "d.h5"],
+        tmp_path / "out",
+        capsys,
+        "shots\\xff.segy",
+        "not valid UTF-8",
+    )
+    assert "codec" not in err, err
+
+
+def test_a_negative_trace_header_interval_is_printed_signed(tmp_path, capsys):
+    def edit(headers):
+        headers["TRACE_SAMPLE_INTERVAL"] = np.full(12, -25000)
+
+    path = write_fixture(tmp_path / "s.segy", encoded_seismic(2, GEOMETRY), GEOMETRY, edit_headers=edit)
+    set_binary_field(path, 3217, 0)
+    (tmp_path / "out").mkdir()
+    _fails(
+        [path, "--out", tmp_path / "out" / "d.h5", "--set", "require_velocity=false"],
+        tmp_path / "out",
+        capsys,
+        "-25000 (40536 read unsigned)",
+    )
+
+
+def test_subfolders_and_dangling_links_in_an_input_folder_are_named_in_a_warning(tmp_path, caplog):
+    folder = write_survey(tmp_path / "survey")
+    write_survey(folder / "more")
+    os.symlink(tmp_path / "gone.segy", folder / "dangling.segy")
+    assert main([str(folder), "--out", str(tmp_path / "d.h5"), "--quiet"]) == 0
+    warnings = _warnings(caplog)
+    assert "skipped 1 subfolder(s) (more)" in warnings, warnings
+    assert "name no file (dangling or looping): dangling.segy" in warnings, warnings

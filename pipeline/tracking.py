@@ -557,22 +557,23 @@ def register_model(
 
 
 def model_signature(seismic_shape: tuple[int, int, int], grid_shape: tuple[int, int], has_edges: bool):
-    """Input: raw seismic ``(batch, shots, time, receivers)`` float32; outputs: named ``(batch, depth, x)``.
+    """Input: raw seismic ``(batch, shots, time, receivers)`` float32 of the training geometry; outputs: named
+    ``(batch, depth, x)`` arrays.
 
-    The input's non-batch axes are declared variable (``-1``) on purpose: MLflow checks a declared shape before
-    the model sees the data and reports a mismatch inside a dump of the whole array, while the model's own
-    check names the received shape and the training geometry's in one line. The expected input shape is in
-    the model's metadata (``seisinvert_bundle.seismic_shape``).
+    The input is declared with its training geometry, ``(-1, shots, time, receivers)``, so the registry shows
+    what the model takes; MLflow then refuses another shape itself ("Shape of input (…) does not match expected
+    shape (-1, …)") before the model's own check would. The input stays unnamed: a named input would make
+    MLflow require a dict. The outputs are named (``velocity_mps``, ``edges``) with their ``(-1, depth, x)``
+    shapes.
     """
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    del seismic_shape  # documented in the metadata; see above
     outputs = [TensorSpec(np.dtype(np.float32), (-1, *grid_shape), VELOCITY_MPS)]
     if has_edges:
         outputs.append(TensorSpec(np.dtype(np.float32), (-1, *grid_shape), EDGES))
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, -1))]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *(int(n) for n in seismic_shape)))]),
         outputs=Schema(outputs),
     )
 

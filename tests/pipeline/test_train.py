@@ -204,8 +204,16 @@ def test_registered_pyfunc_returns_velocity_in_mps(trained):
     assert (
         np.mean(np.abs(outputs["velocity_mps"] - velocity_mps)) < np.mean(np.abs(3000 - velocity_mps)) * 1.5
     )
-    with pytest.raises(Exception, match=r"Received shape \(2, 2, 32, 16\)"):
+    with pytest.raises(Exception, match=r"Shape of input \(2, 2, 32, 16\) does not match expected shape \(-1, 2, 64, 16\)"):
         pyfunc.predict(np.zeros((2, SEISMIC_SHAPE[0], 32, SEISMIC_SHAPE[2]), np.float32))
+    # The registry states the training geometry: input (-1, shots, time, receivers), outputs by name and shape.
+    signature = mlflow.models.get_model_info("models:/seisinvert-unet@champion").signature
+    (seismic_spec,) = signature.inputs.inputs
+    assert seismic_spec.shape == (-1, *SEISMIC_SHAPE) and seismic_spec.type == np.dtype(np.float32), seismic_spec
+    assert {spec.name: spec.shape for spec in signature.outputs.inputs} == {
+        "velocity_mps": (-1, *GRID_SHAPE),
+        "edges": (-1, *GRID_SHAPE),
+    }, signature.outputs
     from pipeline import tracking
 
     bundle = tracking.load_bundle("models:/seisinvert-unet/1")

@@ -342,7 +342,8 @@ def summarize(args: argparse.Namespace) -> str:
         verdicts.append(
             f"- {family}: refinement from the network {'beats' if beats else 'does NOT beat'} both others on the "
             f"mean of all three measures; per window it is best on MAE in {wins['mae_mps']}/{len(chosen)}, "
-            f"SSIM {wins['ssim']}/{len(chosen)}, misfit {wins['misfit']}/{len(chosen)}."
+            f"SSIM {wins['ssim']}/{len(chosen)}, misfit {wins['misfit']}/{len(chosen)} (an accuracy verdict, not a "
+            f"timing; 1-minute load {min(r['load_1min'] for r in chosen):.1f}-{max(r['load_1min'] for r in chosen):.1f})."
         )
     network = getattr(args, "network", {})
     loads = [row["load_1min"] for row in rows]

@@ -1280,6 +1280,7 @@ def _train_loop(
     budget = _training_budget(config, started, loop_started) if state is None else None
     epoch_durations: list[float] = []
     epoch_started = loop_started
+    budget_cut_announced = False  # the one line that says the budget cut the configured epochs
     if budget is not None:
         echo(f"time budget: {budget:.0f} s for training and evaluation")
     while epoch < planned_epochs:
@@ -1359,6 +1360,9 @@ def _train_loop(
                 planned_epochs, epoch, budget - (time.monotonic() - loop_started), steady
             )
             if fitting < planned_epochs:
+                if not budget_cut_announced:
+                    echo(budget_cut_line(config, fitting))
+                    budget_cut_announced = True
                 planned_epochs = fitting
                 schedule.set_decay_steps(steps_per_epoch * planned_epochs - schedule.warmup_steps)
                 if keras.backend.backend() != "tensorflow":
@@ -1416,6 +1420,9 @@ def _train_loop(
             last = 0.0 if epoch == start_epoch + 1 else time.monotonic() - epoch_started
             if time.monotonic() - loop_started + 0.9 * last > budget:
                 echo(f"time budget reached after epoch {epoch}")
+                if not budget_cut_announced:
+                    echo(budget_cut_line(config, epoch))
+                    budget_cut_announced = True
                 stopped_early = True
                 break
 
@@ -1563,6 +1570,24 @@ def _training_budget(config: TrainConfig, started: float, loop_started: float) -
     if config.max_total_time_s:
         limits.append(float(config.max_total_time_s) - (loop_started - started))
     return max(0.0, min(limits)) if limits else None
+
+
+def budget_cut_line(config: TrainConfig, epochs: int) -> str:
+    """The one line a run prints when its time budget cuts the configured ``epochs`` to ``epochs``: which
+    setting did it, and how to get the full schedule."""
+    settings = [
+        f"{name}={float(value):g} s"
+        for name, value in (
+            ("max_total_time_s", config.max_total_time_s),
+            ("max_train_time_s", config.max_train_time_s),
+        )
+        if value
+    ]
+    nulls = " ".join(f"--set {setting.split('=')[0]}=null" for setting in settings)
+    return (
+        f"time budget: {' and '.join(settings)} cut{'s' if len(settings) == 1 else ''} training to {epochs} of the "
+        f"{config.epochs} configured epochs; for the full schedule: {nulls}"
+    )
 
 
 def epochs_within_budget(planned: int, epoch: int, seconds_left: float, epoch_s: float) -> int:

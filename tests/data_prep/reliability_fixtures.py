@@ -166,7 +166,11 @@ def shots_without_velocity(folder: str | Path, field_style: bool = False) -> Pat
 
 
 def extended_sample_count(
-    path: str | Path, num_samples: int, two_byte_field: int | None = None, revision: int = 2, num_traces: int = 3
+    path: str | Path,
+    num_samples: int,
+    two_byte_field: int | None = None,
+    revision: int = 2,
+    num_traces: int = 3,
 ) -> Path:
     """Issue 24: a SEG-Y rev 2 file whose sample count is in the extended binary header (bytes 3269-3272).
 

@@ -782,7 +782,9 @@ def test_a_dangling_link_names_its_missing_target(tmp_path, capsys):
     link = tmp_path / "link.segy"
     os.symlink(tmp_path / "gone.segy", link)
     (tmp_path / "out").mkdir()
-    _fails([link, "--out", tmp_path / "out" / "d.h5"], tmp_path / "out", capsys, "symbolic link to", "gone.segy")
+    _fails(
+        [link, "--out", tmp_path / "out" / "d.h5"], tmp_path / "out", capsys, "symbolic link to", "gone.segy"
+    )
 
 
 def test_a_path_that_is_not_utf8_is_named_with_the_reason(tmp_path, capsys):

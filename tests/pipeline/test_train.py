@@ -204,12 +204,16 @@ def test_registered_pyfunc_returns_velocity_in_mps(trained):
     assert (
         np.mean(np.abs(outputs["velocity_mps"] - velocity_mps)) < np.mean(np.abs(3000 - velocity_mps)) * 1.5
     )
-    with pytest.raises(Exception, match=r"Shape of input \(2, 2, 32, 16\) does not match expected shape \(-1, 2, 64, 16\)"):
+    with pytest.raises(
+        Exception, match=r"Shape of input \(2, 2, 32, 16\) does not match expected shape \(-1, 2, 64, 16\)"
+    ):
         pyfunc.predict(np.zeros((2, SEISMIC_SHAPE[0], 32, SEISMIC_SHAPE[2]), np.float32))
     # The registry states the training geometry: input (-1, shots, time, receivers), outputs by name and shape.
     signature = mlflow.models.get_model_info("models:/seisinvert-unet@champion").signature
     (seismic_spec,) = signature.inputs.inputs
-    assert seismic_spec.shape == (-1, *SEISMIC_SHAPE) and seismic_spec.type == np.dtype(np.float32), seismic_spec
+    assert seismic_spec.shape == (-1, *SEISMIC_SHAPE) and seismic_spec.type == np.dtype(np.float32), (
+        seismic_spec
+    )
     assert {spec.name: spec.shape for spec in signature.outputs.inputs} == {
         "velocity_mps": (-1, *GRID_SHAPE),
         "edges": (-1, *GRID_SHAPE),
@@ -449,3 +453,35 @@ def test_the_epoch_plan_shrinks_to_what_the_budget_holds_and_never_grows():
     assert epochs_within_budget(12, 5, 10_000.0, 50.0) == 12
     # Out of time: the plan ends with the epoch just finished, never before it.
     assert epochs_within_budget(12, 5, -30.0, 50.0) == 6
+
+
+def test_the_budget_cut_line_names_the_setting_and_the_way_to_the_full_schedule():
+    from pipeline.train import budget_cut_line
+
+    config = from_dict(TrainConfig, {"epochs": 50})
+    assert budget_cut_line(config, 12) == (
+        "time budget: max_total_time_s=840 s cuts training to 12 of the 50 configured epochs; for the full "
+        "schedule: --set max_total_time_s=null"
+    )
+    both = from_dict(TrainConfig, {"epochs": 50, "max_train_time_s": 300})
+    assert "max_total_time_s=840 s and max_train_time_s=300 s cut training" in budget_cut_line(both, 5)
+    assert budget_cut_line(both, 5).endswith("--set max_total_time_s=null --set max_train_time_s=null")
+
+
+def test_a_run_cut_by_the_budget_says_so_in_one_line(tmp_path):
+    """A budget spent after the first epoch stops a 3-epoch run there; one line says the budget did it."""
+    data = write_dataset(tmp_path / "small.h5", num_samples=24)
+    lines: list[str] = []
+    config = tiny_config(tmp_path, data, epochs=3, max_train_time_s=1e-3, tracking__enabled=False)
+    result = train(config, echo=lines.append)
+    assert len(result.history) == 1 and result.stopped_early
+    cut = [line for line in lines if "configured epochs" in line]
+    assert cut == [
+        "time budget: max_total_time_s=840 s and max_train_time_s=0.001 s cut training to 1 of the 3 configured "
+        "epochs; for the full schedule: --set max_total_time_s=null --set max_train_time_s=null"
+    ], lines
+
+
+def test_a_run_within_its_budget_prints_no_cut_line(trained):
+    *_, lines = trained
+    assert not [line for line in lines if "configured epochs" in line], lines

@@ -326,6 +326,7 @@ class TrainResult:
         wall_time_s: duration of ``train`` (data preparation included).
         dataset_path: the dataset used.
         stopped_early: early stopping or the time budget ended training.
+        summary_path: ``<output_dir>/<run_id>/run_summary.json`` (``run_summary``), also an MLflow artifact.
     """
 
     run_id: str | None
@@ -344,6 +345,7 @@ class TrainResult:
     model: Any = None
     distribution: str = "none"
     replicas: int = 1
+    summary_path: Path | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1104,6 +1106,7 @@ def train(
     )
     stats = val_data.stats
     steps_per_epoch = len(training_data(None)) if config.curriculum else len(train_data)
+    marks = {"data_ready": time.monotonic()}  # the run summary's phases (run_summary.json)
 
     # --- compile ------------------------------------------------------------------------------------------
     planned_epochs = int(state.get("planned_epochs", config.epochs)) if state else config.epochs
@@ -1187,6 +1190,7 @@ def train(
             schedule,
             started,
             echo,
+            marks,
         )
     except KeyboardInterrupt:
         tracker.end("KILLED")
@@ -1225,6 +1229,7 @@ def _train_loop(
     schedule,
     started: float,
     echo,
+    marks: dict[str, float] | None = None,
 ) -> TrainResult:
     import keras
 
@@ -1426,6 +1431,7 @@ def _train_loop(
                 stopped_early = True
                 break
 
+    marks = {**(marks or {}), "loop_started": loop_started, "loop_ended": time.monotonic()}
     if history and best["epoch"] >= 0 and best["epoch"] != len(history) - 1:
         if checkpointer.restore_best(model):
             echo(f"restored the weights of epoch {best['epoch'] + 1} (lowest val_loss)")
@@ -1461,6 +1467,7 @@ def _train_loop(
             worst_samples_figure(evaluation, stats, 4, val_data.geometry.grid_spacing_m),
             "evaluation/worst_test.png",
         )
+    marks["evaluated"] = time.monotonic()
     best_logs = history[best_epoch] if history else {}
     tracker.log_metrics(
         {"best_epoch": best_epoch, **{f"best_{k}": v for k, v in best_logs.items() if k.startswith("val_")}}
@@ -1514,6 +1521,27 @@ def _train_loop(
             )
     wall = time.monotonic() - started
     tracker.log_metrics({"wall_time_s": wall})
+    summary_path = None
+    if distribution.is_chief:
+        summary = run_summary(
+            config,
+            run_id=run_id if tracker.enabled else None,
+            dataset_path=dataset_path,
+            history=history,
+            best_epoch=best_epoch,
+            planned_epochs=planned_epochs,
+            stopped_early=stopped_early,
+            budget_cut=budget_cut_announced,
+            test_metrics=test_metrics,
+            outcome=outcome,
+            started=started,
+            marks={**marks, "finished": started + wall},
+        )
+        summary_path = Path(config.runtime.output_dir) / str(run_id) / RUN_SUMMARY_FILE
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+        tracker.log_text(json.dumps(summary, indent=2), RUN_SUMMARY_FILE)
+        echo(f"run summary: {summary_path}")
     if history:
         checkpointer.mark_finished(
             {**checkpointer.load_state(), "finished": True} if checkpointer.enabled else {}
@@ -1535,7 +1563,80 @@ def _train_loop(
         model=inference,
         distribution=distribution.name,
         replicas=distribution.replicas,
+        summary_path=summary_path,
     )
+
+
+#: The machine-readable summary of a run, written beside its bundle and logged as an MLflow artifact.
+RUN_SUMMARY_FILE = "run_summary.json"
+
+
+def run_summary(
+    config: TrainConfig,
+    *,
+    run_id: str | None,
+    dataset_path: Path,
+    history: Sequence[Mapping[str, float]],
+    best_epoch: int,
+    planned_epochs: int,
+    stopped_early: bool,
+    budget_cut: bool,
+    test_metrics: Mapping[str, float],
+    outcome: Mapping[str, Any],
+    started: float,
+    marks: Mapping[str, float],
+) -> dict[str, Any]:
+    """What a run did, in seconds and metrics, for scripts (``benchmarks/default_run.py``) rather than eyes.
+
+    Phases (seconds, wall clock): ``data`` (synthesis/ingest of the default dataset if needed, opening the
+    splits), ``setup`` (model build, compile call, MLflow run start), ``first_epoch`` (XLA compilation and the
+    training split's first read happen in it), ``epochs`` (the whole epoch loop: steps, per-epoch metrics,
+    checkpoints, images), ``evaluation`` (best weights restored, the test split evaluated), ``bundle_and_registry``
+    (bundle saved, model logged and registered), ``total``. ``compilation_estimate`` is the first epoch's
+    duration less the median of the others (None with one epoch).
+    """
+    epoch_times = [float(logs.get("epoch_time_s", float("nan"))) for logs in history]
+    steady = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else None
+
+    def between(first: str, last: str) -> float | None:
+        return float(marks[last] - marks[first]) if first in marks and last in marks else None
+
+    return {
+        "format": "seisinvert-run-summary",
+        "format_version": 1,
+        "run_id": run_id,
+        "model": config.model,
+        "dataset": str(dataset_path),
+        "epochs": {
+            "configured": config.epochs,
+            "planned": planned_epochs,
+            "run": len(history),
+            "best": best_epoch + 1 if history else None,
+            "stopped_early": stopped_early,
+            "budget_cut": budget_cut,
+        },
+        "budget_s": {
+            "max_total_time_s": config.max_total_time_s,
+            "max_train_time_s": config.max_train_time_s,
+        },
+        "phases_s": {
+            "data": float(marks["data_ready"] - started) if "data_ready" in marks else None,
+            "setup": between("data_ready", "loop_started"),
+            "first_epoch": epoch_times[0] if epoch_times else None,
+            "steady_epoch_median": steady,
+            "compilation_estimate": (epoch_times[0] - steady) if steady is not None else None,
+            "epochs": between("loop_started", "loop_ended"),
+            "evaluation": between("loop_ended", "evaluated"),
+            "bundle_and_registry": between("evaluated", "finished"),
+            "total": float(marks["finished"] - started) if "finished" in marks else None,
+        },
+        "epoch_times_s": epoch_times,
+        "test_metrics": {key: float(value) for key, value in test_metrics.items()},
+        "registered_model": outcome.get("registered_model"),
+        "model_version": outcome.get("version"),
+        "champion": bool(outcome.get("champion")),
+        "model_uri": outcome.get("model_uri"),
+    }
 
 
 def validation_model(model, losses, loss_weights, metrics, jit_compile: bool):

@@ -485,3 +485,37 @@ def test_a_run_cut_by_the_budget_says_so_in_one_line(tmp_path):
 def test_a_run_within_its_budget_prints_no_cut_line(trained):
     *_, lines = trained
     assert not [line for line in lines if "configured epochs" in line], lines
+
+
+def test_the_run_summary_records_phases_epochs_and_test_metrics(trained, client):
+    """``run_summary.json`` (what benchmarks/default_run.py reads): beside the bundle and as an MLflow artifact."""
+    import json
+
+    root, _, config, result, lines = trained
+    assert result.summary_path == Path(config.runtime.output_dir) / result.run_id / "run_summary.json"
+    summary = json.loads(result.summary_path.read_text())
+    assert f"run summary: {result.summary_path}" in lines
+    assert summary["run_id"] == result.run_id and summary["model"] == "unet"
+    assert summary["epochs"] == {
+        "configured": 2,
+        "planned": 2,
+        "run": 2,
+        "best": result.best_epoch + 1,
+        "stopped_early": False,
+        "budget_cut": False,
+    }
+    phases = summary["phases_s"]
+    for name in ("data", "setup", "first_epoch", "steady_epoch_median", "epochs", "evaluation", "total"):
+        assert phases[name] is not None and phases[name] >= 0, (name, phases)
+    parts = (
+        phases["data"]
+        + phases["setup"]
+        + phases["epochs"]
+        + phases["evaluation"]
+        + phases["bundle_and_registry"]
+    )
+    assert parts == pytest.approx(phases["total"], abs=0.5), phases
+    assert summary["test_metrics"] == pytest.approx(result.test_metrics)
+    assert summary["registered_model"] == "seisinvert-unet" and summary["champion"] is True
+    logged = client.download_artifacts(result.run_id, "run_summary.json", str(root / "downloaded"))
+    assert json.loads(Path(logged).read_text()) == summary

@@ -14,8 +14,8 @@ compares:
 * for the families in ``train_families``: one SGD step (``train_on_batch``): its loss and metrics, and the
   outputs after the step, which agree only if the two backends' gradients agree.
 
-The default run steps the U-Net only (the product model; a JAX training step costs 10-50 s of compilation per
-family on 2 cores); ``-m slow`` steps every family.
+Both tests are ``slow`` (a JAX training step costs 10-50 s of compilation per family on 2 cores): run them
+with ``python -m pytest -m slow tests/models/test_jax_backend.py``.
 
 Tolerances, float32 (measured on these configs on 2 CPU cores, November 2026, in brackets): outputs before and
 after the step ``atol = 1e-5`` (largest difference 6.0e-7, transformer velocity; velocity is tanh in

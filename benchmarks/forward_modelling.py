@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         target = ours_reflection["reflection"][str(width)]
         good_enough = [int(w) for w, value in deepwave_reflection.items() if value <= target]
         deepwave_width = min(good_enough) if good_enough else max(DEEPWAVE_WIDTH_CANDIDATES)
+
         def measure() -> tuple[dict, dict]:
             # Phase 1, one thread each: per-core efficiency, insensitive to how each runtime's threads cope
             # with other load on the machine (OpenMP barriers degrade badly on a busy machine). Interleaved
@@ -469,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = timing_problems(single, multi, args.threads, batch_sizes, default_backend)
         remeasured = False
         if problems:
-            print(f"the measurements contradict themselves ({'; '.join(problems)}): measuring again", flush=True)
+            print(
+                f"the measurements contradict themselves ({'; '.join(problems)}): measuring again", flush=True
+            )
             single, multi = measure()
             problems = timing_problems(single, multi, args.threads, batch_sizes, default_backend)
             remeasured = True

@@ -152,7 +152,9 @@ def measure(name: str, path: Path, batch_size: int, workers: int, use_multiproce
         "cached_ratio": rates["cached"] / rates["bare"],
         "cache": cached.cache,
         # The bare step is the reference: every epoch's repeats must agree (benchmarks/references.py).
-        "problems": problems_of(spread_problem(f"{name} {key} epoch", values) for key, values in times.items()),
+        "problems": problems_of(
+            spread_problem(f"{name} {key} epoch", values) for key, values in times.items()
+        ),
     }
 
 

@@ -3,9 +3,12 @@
 Every picture is made by this script from the project's own code; re-make them all with::
 
     python docs/make_figures.py --model models:/seisinvert-unet@champion --tracking-uri sqlite:///mlflow.db \\
-        --data data/default-flatvel-a-1200-seed0.h5
+        --data data/default-flatvel-a-1000-seed0.h5
 
-after the default run (``python -m pipeline.train``), from the repository root. One picture at a time:
+after the default run (``python -m pipeline.train``), from the repository root (``--data`` defaults to the
+dataset the default run writes, ``pipeline.train.default_dataset_path``). ``python -m benchmarks.default_run``
+runs the default run in a fresh directory and calls this script with ``--only prediction,section`` on the
+model it registered. One picture at a time:
 ``--only gather`` (or ``prediction``, ``section``, ``dashboard``; comma-separated for several).
 
 What each picture is (``--only`` name: files):
@@ -61,6 +64,13 @@ FIGURES = ("gather", "prediction", "section", "dashboard")
 DEFAULT_OUT = REPO_ROOT / "docs" / "figures"
 #: Pictures above this size are refused (they go into git).
 MAX_BYTES = 300_000
+
+
+def _default_dataset() -> Path:
+    """The dataset the default run writes (``data/default-flatvel-a-1000-seed0.h5`` today), from its config."""
+    from pipeline.train import DefaultDatasetConfig, default_dataset_path
+
+    return default_dataset_path(DefaultDatasetConfig())
 
 
 def _save(figure, path: Path, dpi: int = 90) -> Path:
@@ -446,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         "--model", default="models:/seisinvert-unet@champion", help="trained model URI or folder"
     )
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="store of --model (read only)")
-    parser.add_argument("--data", type=Path, default=Path("data/default-flatvel-a-1200-seed0.h5"),
-                        help="labelled dataset of --model's geometry (its test split is drawn)")  # fmt: skip
+    parser.add_argument("--data", type=Path, default=_default_dataset(),
+                        help="labelled dataset of --model's geometry (its test split is drawn; default: the "
+                             "default run's dataset)")  # fmt: skip
     parser.add_argument("--work", type=Path, help="scratch folder (default: a new temporary folder)")
     parser.add_argument("--browser", default=shutil.which("chromium") or "chromium", help="headless browser")
     args = parser.parse_args(argv)

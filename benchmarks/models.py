@@ -95,7 +95,9 @@ def jax_flops_per_sample() -> dict[str, float]:
         def forward(trainable, non_trainable, seismic, model=model):
             return model.stateless_call(trainable, non_trainable, seismic, training=False)[0]
 
-        compiled = jax.jit(forward).lower(trainable, non_trainable, jnp.zeros((1, *OPENFWI_SEISMIC_SHAPE))).compile()
+        compiled = (
+            jax.jit(forward).lower(trainable, non_trainable, jnp.zeros((1, *OPENFWI_SEISMIC_SHAPE))).compile()
+        )
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list | tuple) else cost
         results[label] = float(cost["flops"]) + recurrent_flops_correction(model)
@@ -108,10 +110,21 @@ def flops_per_sample() -> dict[str, float] | None:
 
     if keras.backend.backend() == "jax":
         return jax_flops_per_sample()
-    environment = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-                       PYTHONPATH=str(REPO_ROOT))
-    completed = subprocess.run([sys.executable, "-m", "benchmarks.models", "--flops-only"], cwd=REPO_ROOT,
-                               env=environment, capture_output=True, text=True, timeout=1200)
+    environment = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.models", "--flops-only"],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     if completed.returncode != 0:
         print(f"FLOPs not computed (JAX subprocess failed):\n{completed.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -119,9 +132,15 @@ def flops_per_sample() -> dict[str, float] | None:
 
 
 def measure_speed(
-    model, batch_size: int, repeats: int, warmup: int = 2, jit_compile: bool | str = True
+    model,
+    batch_size: int,
+    repeats: int,
+    warmup: int = 2,
+    jit_compile: bool | str = True,
+    problems: list[str] | None = None,
 ) -> tuple[float, float]:
-    """Median training and inference samples/s of ``model`` at ``batch_size``.
+    """Median training and inference samples/s of ``model`` at ``batch_size``; with ``problems``, appends where
+    the repeats spread too far to be trusted (``benchmarks.references``).
 
     ``jit_compile=True`` is passed explicitly: Keras' default ``"auto"`` turns XLA off on CPU-only machines
     with the TensorFlow backend, and XLA is markedly faster here (U-Net inference ~1.5×).
@@ -134,14 +153,31 @@ def measure_speed(
     rng = np.random.default_rng(0)
     seismic = rng.uniform(-1, 1, (batch_size, *model.input_shape[1:])).astype("float32")
     grid = tuple(model.output["velocity"].shape[1:])
-    targets = {"velocity": rng.uniform(-1, 1, (batch_size, *grid)).astype("float32"),
-               "edges": (rng.uniform(size=(batch_size, *grid)) > 0.9).astype("float32")}
+    targets = {
+        "velocity": rng.uniform(-1, 1, (batch_size, *grid)).astype("float32"),
+        "edges": (rng.uniform(size=(batch_size, *grid)) > 0.9).astype("float32"),
+    }
     targets = {name: targets[name] for name in model.output_names}
     losses, weights = build_losses(output_names=model.output_names)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses, loss_weights=weights,
-                  jit_compile=jit_compile)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=losses, loss_weights=weights, jit_compile=jit_compile
+    )
     inference = time_repeats(lambda: model.predict_on_batch(seismic), repeats, warmup)
     training = time_repeats(lambda: model.train_on_batch(seismic, targets), repeats, warmup)
+    if (
+        problems is not None
+    ):  # repeats that disagree make the speed verdict invalid (benchmarks/references.py)
+        from benchmarks.references import spread_problem
+
+        name = getattr(model, "name", "model")
+        problems.extend(
+            p
+            for p in (
+                spread_problem(f"{name} training step", training),
+                spread_problem(f"{name} inference", inference),
+            )
+            if p
+        )
     return batch_size / median(training), batch_size / median(inference)
 
 
@@ -181,44 +217,60 @@ def run(batch_size: int = 16, repeats: int = 5, write: bool = True, jit_compile:
         keras.utils.set_random_seed(0)
         model = _build(name, overrides)
         parameters = model.count_params()
-        train, infer = measure_speed(model, batch_size, repeats, jit_compile=jit_compile)
+        speed_problems: list[str] = []
+        train, infer = measure_speed(
+            model, batch_size, repeats, jit_compile=jit_compile, problems=speed_problems
+        )
         gflops = f"{flops[label] / 1e9:.3g}" if flops else "not computed"
         rows.append([label, f"{parameters / 1e6:.2f} M", gflops, train, infer])
-        print(f"{label:26s} {parameters / 1e6:6.2f} M params  {gflops:>6s} GFLOPs/sample  "
-              f"train {train:6.1f} samples/s  inference {infer:6.1f} samples/s", flush=True)
+        print(
+            f"{label:26s} {parameters / 1e6:6.2f} M params  {gflops:>6s} GFLOPs/sample  "
+            f"train {train:6.1f} samples/s  inference {infer:6.1f} samples/s",
+            flush=True,
+        )
         if label == "unet":
-            unet = {"parameters": parameters, "train_samples_per_s": train, "inference_samples_per_s": infer}
+            unet = {
+                "parameters": parameters,
+                "train_samples_per_s": train,
+                "inference_samples_per_s": infer,
+                "problems": speed_problems,
+            }
         del model
         keras.backend.clear_session()
 
+    from benchmarks.references import verdict
+
+    load_after = os.getloadavg()[0]
     checks = [
         ["parameters", f"{unet['parameters'] / 1e6:.2f} M", "≤ 8 M",
          "pass" if unet["parameters"] <= TARGETS["parameters"] else "FAIL"],
         ["training samples/s", unet["train_samples_per_s"], "≥ 17",
-         "pass" if unet["train_samples_per_s"] >= TARGETS["train_samples_per_s"] else "FAIL"],
+         verdict(unet["train_samples_per_s"] >= TARGETS["train_samples_per_s"], unet["problems"], load_after)],
         ["inference samples/s", unet["inference_samples_per_s"], "≥ 60",
-         "pass" if unet["inference_samples_per_s"] >= TARGETS["inference_samples_per_s"] else "FAIL"],
-    ]
-    load_after = os.getloadavg()[0]
+         verdict(unet["inference_samples_per_s"] >= TARGETS["inference_samples_per_s"], unet["problems"], load_after)],
+    ]  # fmt: skip
     gpu = gpu_rows(batch_size, repeats)
-    markdown = "\n\n".join([
-        "## Models",
-        f"`python -m benchmarks.models` — OpenFWI input {OPENFWI_SEISMIC_SHAPE} → grid {OPENFWI_GRID_SHAPE}, "
-        f"batch {batch_size}, median of {repeats} repeats after warm-up, `jit_compile={jit_compile}` (Keras' "
-        f"default `auto` disables XLA on CPU-only TensorFlow; XLA is faster here). "
-        f"Machine: {machine_description()}; 1-minute load average {load_before:.1f} before and "
-        f"{load_after:.1f} after the CPU measurements (other jobs on the machine lower the speeds).",
-        "FLOPs: forward pass per sample from XLA's cost analysis under JAX (multiply-add = 2 FLOPs, "
-        "element-wise work included; recurrent steps beyond the first added analytically); a training step "
-        "is about 3× that.",
-        markdown_table(["model", "parameters", "GFLOPs/sample", "training samples/s", "inference samples/s"],
-                       rows),
-        "Dual U-Net targets (default width, this CPU, batch 16):",
-        markdown_table(["quantity", "measured", "target", "status"], checks),
-        "GPU (KERAS_BACKEND=jax, mixed_bfloat16, batch 16; \"not measured\" when JAX sees no GPU — re-run "
-        "with `KERAS_BACKEND=jax` on a GPU machine):",
-        markdown_table(["model", "training samples/s", "inference samples/s"], gpu),
-    ])
+    markdown = "\n\n".join(
+        [
+            "## Models",
+            f"`python -m benchmarks.models` — OpenFWI input {OPENFWI_SEISMIC_SHAPE} → grid {OPENFWI_GRID_SHAPE}, "
+            f"batch {batch_size}, median of {repeats} repeats after warm-up, `jit_compile={jit_compile}` (Keras' "
+            f"default `auto` disables XLA on CPU-only TensorFlow; XLA is faster here). "
+            f"Machine: {machine_description()}; 1-minute load average {load_before:.1f} before and "
+            f"{load_after:.1f} after the CPU measurements (other jobs on the machine lower the speeds).",
+            "FLOPs: forward pass per sample from XLA's cost analysis under JAX (multiply-add = 2 FLOPs, "
+            "element-wise work included; recurrent steps beyond the first added analytically); a training step "
+            "is about 3× that.",
+            markdown_table(
+                ["model", "parameters", "GFLOPs/sample", "training samples/s", "inference samples/s"], rows
+            ),
+            "Dual U-Net targets (default width, this CPU, batch 16):",
+            markdown_table(["quantity", "measured", "target", "status"], checks),
+            'GPU (KERAS_BACKEND=jax, mixed_bfloat16, batch 16; "not measured" when JAX sees no GPU — re-run '
+            "with `KERAS_BACKEND=jax` on a GPU machine):",
+            markdown_table(["model", "training samples/s", "inference samples/s"], gpu),
+        ]
+    )
     print(markdown)
     if write:
         print(f"written to {update_section('models', markdown)}")
@@ -230,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    parser.add_argument("--no-jit", action="store_true", help="compile with jit_compile='auto' instead of True")
+    parser.add_argument(
+        "--no-jit", action="store_true", help="compile with jit_compile='auto' instead of True"
+    )
     parser.add_argument("--flops-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -48,3 +48,18 @@ def jax_runner():
     """The ``run_with_backend`` helper as a fixture; skips when JAX is not installed."""
     pytest.importorskip("jax")
     return run_with_backend
+
+
+@pytest.fixture(scope="session")
+def trained_flatvel(tmp_path_factory):
+    """A small U-Net trained on 192 synthesized flatvel-a samples (~70 s on 2 cores), registered in a temporary
+    MLflow store; shared by every test of the run that needs a trained model (``tests/pipeline/trained_model.py``).
+
+    ``SEISINVERT_BREAK_LEARNING=zero-lr`` or ``=shuffled-labels`` breaks learning on purpose (the learning tests
+    must then fail).
+    """
+    from tests.pipeline.trained_model import BREAK_VARIABLE, train_small_flatvel
+
+    return train_small_flatvel(
+        tmp_path_factory.mktemp("trained_flatvel"), os.environ.get(BREAK_VARIABLE) or None
+    )

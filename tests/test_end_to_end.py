@@ -1,15 +1,15 @@
 """The whole pipeline once, small: synthesize -> ingest -> train -> evaluate -> registered model -> infer.
 
-One run of every stage on the inference tests' window geometry (16 x 24 cells of 10 m, 3 shots, 24
-receivers, 256 samples of 1 ms; ``tests/pipeline/line_fixtures.py``): 32 flatvel-a models simulated by the
-engine, ingested through the ``data_prep.ingest`` command line, a tiny U-Net trained for 2 epochs into a
-temporary sqlite MLflow store and registered (alias ``champion``), evaluated on the test split, then used
-through ``models:/...@champion`` by the ``pipeline.infer`` command line on a simulated flatvel-a line three
-windows long. Every output is checked: the dataset and the section with the project's readers and
-validator, the SEG-Y sections read back with segyio (same values as the HDF5 section), the PNGs decoded,
-and the MLflow runs (training, evaluation, inference) finished with their metrics, artifacts and the
-registered version. The model learns little in 2 epochs; values checked are the plumbing's, not accuracy
-(the slow test in tests/pipeline/test_infer_slow.py checks accuracy).
+The first three stages are the session's shared trained model (``trained_flatvel``, tests/pipeline/
+trained_model.py: flatvel-a models of the inference tests' window geometry, 16 x 24 cells of 10 m, 3 shots, 24
+receivers, 256 samples of 1 ms, simulated by the engine and ingested through the ``data_prep.ingest`` command
+line; a small U-Net trained into a temporary sqlite MLflow store and registered, alias ``champion``), so the
+suite trains it once. Here: that registered champion evaluated on the test split, then used through
+``models:/...@champion`` by the ``pipeline.infer`` command line on a simulated flatvel-a line three windows
+long. Every output is checked: the dataset and the section with the project's readers and validator, the
+SEG-Y sections read back with segyio (same values as the HDF5 section), the PNGs decoded, and the MLflow runs
+(training, evaluation, inference) finished with their metrics, artifacts and the registered version. The
+values checked here are the plumbing's; tests/pipeline/test_learning.py checks that the model learned.
 """
 
 from __future__ import annotations
@@ -21,54 +21,25 @@ import numpy as np
 import pytest
 
 from tests.pipeline import line_fixtures as F
-from tests.pipeline.test_train import tiny_config
+from tests.pipeline.trained_model import LEARNING_EPOCHS, LEARNING_SAMPLES, REGISTERED_NAME
 
-NUM_MODELS = 32
+NUM_MODELS = LEARNING_SAMPLES
 LINE_COLUMNS = 48
-REGISTERED_NAME = "e2e-unet"
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    """Runs every stage once; returns the paths and results the tests look at."""
+def pipeline_run(tmp_path_factory, trained_flatvel):
+    """Evaluates and infers with the shared trained model; returns the paths and results the tests look at."""
     import mlflow
 
-    from data_prep.ingest import main as ingest_main
-    from data_prep.synthesize import SynthesizeConfig, synthesize
     from pipeline.evaluate import EvaluateConfig, evaluate
     from pipeline.infer import main as infer_main
-    from pipeline.train import train
 
     root = tmp_path_factory.mktemp("e2e")
-    store = f"sqlite:///{root / 'mlflow.db'}"
-
-    # 1. synthesize (the pure function) and 2. ingest (the command line, in this process)
-    manifest = synthesize(
-        SynthesizeConfig(
-            family="flatvel-a",
-            count=NUM_MODELS,
-            seed=5,
-            chunk_size=16,
-            batch_size=16,
-            geometry=F.window_geometry(),
-            engine=F.ENGINE,
-        ),
-        root / "synthetic",
-        progress=False,
-    )
-    dataset = root / "flatvel.h5"
-    assert ingest_main([str(manifest.parent), "--out", str(dataset), "--quiet"]) == 0
-
-    # 3. train (tiny U-Net, 2 epochs) into the temporary store, registered as REGISTERED_NAME
-    config = tiny_config(
-        root,
-        dataset,
-        batch_size=8,
-        tracking__registered_model_name=REGISTERED_NAME,
-        tracking__experiment="e2e",
-    )
-    lines: list[str] = []
-    trained = train(config, echo=lines.append)
+    store = trained_flatvel.tracking_uri
+    dataset = trained_flatvel.dataset
+    trained = trained_flatvel.result
+    lines = trained_flatvel.lines
 
     # 4. evaluate the registered champion on the test split
     model_uri = f"models:/{REGISTERED_NAME}@champion"
@@ -127,12 +98,14 @@ def test_the_dataset_is_valid_and_holds_every_synthesized_model(pipeline_run):
 
 def test_training_finished_logged_and_registered_the_champion(pipeline_run):
     trained, client = pipeline_run["trained"], pipeline_run["client"]
-    assert [line for line in pipeline_run["lines"] if line.startswith("epoch ")][-1].startswith("epoch 2/2")
+    last_epoch = [line for line in pipeline_run["lines"] if line.startswith("epoch ")][-1]
+    assert last_epoch.startswith(f"epoch {LEARNING_EPOCHS}/{LEARNING_EPOCHS}"), last_epoch
     run = client.get_run(trained.run_id)
     assert run.info.status == "FINISHED"
     for key in ("loss", "val_loss", "val_velocity_ssim", "test_velocity_ssim", "test_velocity_mae_mps"):
         assert np.isfinite(run.data.metrics[key]), f"training metric {key} missing or not finite"
-    assert [m.step for m in client.get_metric_history(trained.run_id, "val_loss")] == [0, 1]
+    steps = [m.step for m in client.get_metric_history(trained.run_id, "val_loss")]
+    assert steps == list(range(LEARNING_EPOCHS))
     artifacts = {a.path for a in client.list_artifacts(trained.run_id)}
     # The configuration, the per-epoch images and the test evaluation; the pyfunc model is a logged model of
     # the run (MLflow 3), reached below through the registry.

@@ -10,7 +10,7 @@ it (cached under ``data/``), trains the dual U-Net, evaluates it on the test spl
 registers the model and prints the metrics table and the line that opens the dashboard::
 
     python -m pipeline.train
-    python -m pipeline.train --data data/cfb.h5 --model inversionnet --set epochs=50
+    python -m pipeline.train --data data/cfb.h5 --model inversionnet --set epochs=50 --set max_total_time_s=null
     python -m pipeline.train --config configs/train/openfwi.yaml --tracking-uri http://127.0.0.1:5000
     python -m pipeline.train --resume              # continue the latest interrupted run (same MLflow run)
     python -m pipeline.train --compare             # every model on the same data: see pipeline.compare
@@ -1748,7 +1748,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "python -m pipeline.train",
             "python -m pipeline.train --config configs/train/quick.yaml   # a smoke run of a few minutes",
-            "python -m pipeline.train --data data/cfb.h5 --model inversionnet --set epochs=50",
+            "python -m pipeline.train --data data/cfb.h5 --model inversionnet --set epochs=50 --set max_total_time_s=null",
             "python -m pipeline.train --config configs/train/openfwi.yaml --tracking-uri http://127.0.0.1:5000",
             "python -m pipeline.train --resume   # continue the latest interrupted run (same MLflow run)",
             "python -m pipeline.train --init-from models:/seisinvert-general@champion --data mine.h5 --freeze encoder",

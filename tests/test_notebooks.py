@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -136,9 +137,10 @@ def test_02_train_and_compare_runs(kernel_environment):
     assert summary["children"] == ["transformer", "unet"]
     assert summary["epochs_logged"] == {"unet": 2, "transformer": 2}, "two epochs of val_loss per child run"
     for name, ssim in summary["test_velocity_ssim"].items():
-        assert 0.0 <= ssim <= 1.0, f"{name}: SSIM {ssim} outside [0, 1]"
+        assert 0.0 < ssim < 1.0, f"{name}: SSIM {ssim} outside (0, 1): a degenerate prediction or metric"
     for name, mae in summary["test_velocity_mae_mps"].items():
         assert 0.0 < mae < 3000.0, f"{name}: MAE {mae} m/s outside (0, 3000) for a 1500-4500 m/s range"
+    _check_02_against_its_store(summary, kernel_environment)
     assert images(notebook) >= 2, "training curves and predictions.png"
     html = [
         o
@@ -149,6 +151,58 @@ def test_02_train_and_compare_runs(kernel_environment):
     ]
     assert html and "velocity_ssim" in html[-1]["data"]["text/html"], "the metrics table is displayed"
     assert list(kernel_environment.glob("seisinvert-02-*/mlflow.db")), "the MLflow store is temporary"
+
+
+def _check_02_against_its_store(summary: dict, workdir: Path) -> None:
+    """What the notebook printed is what MLflow recorded, and the metrics agree with each other: the MAE in m/s
+    is the normalised MAE times half the training split's velocity range (a denormalisation or metric bug
+    breaks it; bounds alone cannot see it)."""
+    import mlflow
+
+    from data_prep.schema import read_normalization
+
+    (store,) = workdir.glob("seisinvert-02-*/mlflow.db")
+    datasets = sorted(store.parent.glob("*.h5"))
+    assert datasets, f"no dataset beside {store}"
+    stats = read_normalization(datasets[0])
+    half_range = (stats.velocity_max_mps - stats.velocity_min_mps) / 2
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.`seisinvert.compare_name` != ''"
+    )
+    by_name = {run.data.tags["seisinvert.compare_name"]: run for run in runs}
+    assert set(by_name) >= set(summary["test_velocity_mae_mps"]), by_name.keys()
+    for name, mae_mps in summary["test_velocity_mae_mps"].items():
+        metrics = by_name[name].data.metrics
+        assert metrics["test_velocity_mae_mps"] == pytest.approx(mae_mps, rel=1e-6), name
+        assert metrics["test_velocity_ssim"] == pytest.approx(summary["test_velocity_ssim"][name], rel=1e-6)
+        assert metrics["test_velocity_mae_mps"] == pytest.approx(
+            metrics["test_velocity_mae"] * half_range, rel=1e-3
+        ), (
+            f"{name}: MAE {metrics['test_velocity_mae_mps']} m/s is not the normalised MAE "
+            f"{metrics['test_velocity_mae']} x half the range ({half_range} m/s)"
+        )
+
+
+def _check_03_section(summary: dict, workdir: Path) -> None:
+    """The section file, read back here, against the truth regenerated here: velocities in m/s within the
+    training range (a missing denormalisation gives values near 0), and the error the notebook reported is the
+    error of that file, below what a model stuck at either end of the range would make."""
+    from data_prep.velocity_models import generate_model
+    from pipeline.section import read_section
+
+    (section_file,) = workdir.glob("seisinvert-03-*/section/section.h5")
+    section = read_section(section_file)["velocity_mps"]
+    truth = generate_model(
+        "flatvel-a", seed=11, index=0, grid_shape=tuple(summary["section_shape"])
+    ).velocity_mps
+    assert 1400.0 <= float(section.min()) and float(section.max()) <= 4600.0, (section.min(), section.max())
+    recomputed = float(np.mean(np.abs(section - truth)))
+    assert recomputed == pytest.approx(summary["section_mae_mps"], rel=1e-3), (recomputed, summary)
+    for constant in (1500.0, 4500.0):
+        assert recomputed < float(np.mean(np.abs(truth - constant))), (
+            f"no better than {constant:.0f} m/s everywhere"
+        )
 
 
 def test_03_survey_inference_runs(kernel_environment):
@@ -165,3 +219,4 @@ def test_03_survey_inference_runs(kernel_environment):
     expected |= {"qc.csv", "qc.png", "refinement.png", "summary.json"}
     assert expected <= set(summary["outputs"]), f"missing outputs: {expected - set(summary['outputs'])}"
     assert images(notebook) >= 4, "line, section panels, QC/refinement PNGs, refinement plot"
+    _check_03_section(summary, kernel_environment)

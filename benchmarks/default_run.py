@@ -340,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=README, help=argparse.SUPPRESS)
     parser.add_argument("--training-md", type=Path, default=TRAINING_MD, help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help="run in this (new or empty) folder and keep it")
+    parser.add_argument(
+        "--figures-out", type=Path, help="folder of the re-made pictures (default: docs/figures)"
+    )
     args = parser.parse_args(argv)
 
     arguments = readme_train_command(args.readme.read_text())
@@ -379,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     str(REPO_ROOT / "docs" / "make_figures.py"),
                     "--only",
                     "prediction,section",
+                    *(["--out", str(args.figures_out)] if args.figures_out else []),
                     "--model",
                     model,
                     "--tracking-uri",

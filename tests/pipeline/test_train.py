@@ -338,6 +338,9 @@ def _rest(url: str, endpoint: str, **query) -> dict:
         return json.loads(r.read())
 
 
+# A second training of the fixture's run against a server (~30 s on 2 idle cores, 90 s at load 10): the suite
+# already trains three models (this module's, the shared trained_flatvel, the quick config's main job).
+@pytest.mark.slow
 def test_server_run_with_the_same_seed_has_the_same_metrics(trained, mlflow_server):
     """The same training against a real ``mlflow server``: identical metrics (seeded), and the run's metrics,
     images and registered model version are visible through the server's REST API."""

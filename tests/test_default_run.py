@@ -66,6 +66,7 @@ SUMMARY = {
     },
     "registered_model": "seisinvert-unet",
     "model_version": "1",
+    "budget_s": {"max_total_time_s": 840.0, "max_train_time_s": None},
 }
 
 
@@ -127,8 +128,12 @@ def test_the_sentences_are_written_from_the_record():
         "**MAE 0.061**",
         "(92 m/s), edge F1 0.55",
         "load 0.1 before, 0.9 after",
+        "the targets (SSIM ≥ 0.80 and MAE ≤ 0.10 within 15 minutes): both met.",
     ):
         assert text in sentence, (text, sentence)
+    assert "fixed wall clock (840 s, `max_total_time_s`)" in sentence
+    slow = {**record, "wall_s": 950.0, "test_metrics": {**record["test_metrics"], "velocity_ssim": 0.7}}
+    assert "not met: SSIM 0.700 < 0.80, 15 min 50 s > 15 min" in default_run.readme_block(slow)
     table = default_run.training_block(record)
     assert "| evaluation of the best epoch's weights on the test split | 12 s |" in table
     assert "| of which compilation, estimated (first epoch less the median epoch) | 100 s |" in table

@@ -99,13 +99,16 @@ class InversionNet(keras.Model):
         grid_shape = validate_shape(grid_shape, 2, "grid_shape", "(depth, x)")
         filters = validate_filters(filters, "filters", minimum_length=5)
         if len(filters) != 5:
-            raise ValueError(f"`filters` must hold OpenFWI's five widths dim1..dim5. Received: filters={filters}")
+            raise ValueError(
+                f"`filters` must hold OpenFWI's five widths dim1..dim5. Received: filters={filters}"
+            )
         validate_choice(normalization, NORMALIZATIONS, "normalization")
         validate_choice(velocity_activation, VELOCITY_ACTIVATIONS, "velocity_activation")
         if seismic_shape[1] < 16 * 8 // 2 or seismic_shape[2] < 4:
             raise ValueError(
                 "InversionNet halves time 7 times and receivers 3 times: it needs at least 64 time samples and "
-                f"4 receivers. Received: seismic_shape={seismic_shape}")
+                f"4 receivers. Received: seismic_shape={seismic_shape}"
+            )
         dim1, dim2, dim3, dim4, dim5 = filters
         block = {"normalization": normalization, "activation": "leaky_relu"}
         depth_cells, lateral_cells = grid_shape
@@ -124,7 +127,9 @@ class InversionNet(keras.Model):
             x = conv_block(x, channels, 3, strides=2, name=f"{name}_1", **block)
             x = conv_block(x, channels, 3, name=f"{name}_2", **block)
         # OpenFWI: kernel (8, ceil(70 / 8)) = the whole remaining 8×9 map → 1×1.
-        x = conv_block(x, dim5, (int(x.shape[1]), int(x.shape[2])), padding="valid", name="convblock8", **block)
+        x = conv_block(
+            x, dim5, (int(x.shape[1]), int(x.shape[2])), padding="valid", name="convblock8", **block
+        )
 
         x = self._deconv_block(x, dim5, 5, "valid", "deconv1_1", normalization)
         x = conv_block(x, dim5, 3, name="deconv1_2", **block)
@@ -158,7 +163,8 @@ class InversionNet(keras.Model):
         """OpenFWI's ``DeconvBlock``: transposed conv (stride 2) → normalisation → LeakyReLU(0.2)."""
         norm = normalization_layer(normalization, filters, f"{name}_norm")
         x = keras.layers.Conv2DTranspose(
-            filters, kernel_size, strides=2, padding=padding, use_bias=norm is None, name=f"{name}_deconv")(x)
+            filters, kernel_size, strides=2, padding=padding, use_bias=norm is None, name=f"{name}_deconv"
+        )(x)
         if norm is not None:
             x = norm(x)
         return keras.layers.Activation("leaky_relu", name=f"{name}_act")(x)

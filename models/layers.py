@@ -45,19 +45,23 @@ def validate_shape(value: Sequence[int], length: int, argument: str, meaning: st
     try:
         shape = tuple(int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"`{argument}` must be a sequence of {length} positive integers {meaning}. "
-                         f"Received: {argument}={value!r}") from None
+        raise ValueError(
+            f"`{argument}` must be a sequence of {length} positive integers {meaning}. "
+            f"Received: {argument}={value!r}"
+        ) from None
     if len(shape) != length or any(v <= 0 for v in shape) or any(int(v) != v for v in value):
-        raise ValueError(f"`{argument}` must be {length} positive integers {meaning}. "
-                         f"Received: {argument}={value!r}")
+        raise ValueError(
+            f"`{argument}` must be {length} positive integers {meaning}. Received: {argument}={value!r}"
+        )
     return shape
 
 
 def validate_choice(value: str, choices: Sequence[str], argument: str) -> str:
     """Returns ``value`` when it is one of ``choices``; otherwise raises a ValueError listing them."""
     if value not in choices:
-        raise ValueError(f"`{argument}` must be one of {', '.join(map(repr, choices))}. "
-                         f"Received: {argument}={value!r}")
+        raise ValueError(
+            f"`{argument}` must be one of {', '.join(map(repr, choices))}. Received: {argument}={value!r}"
+        )
     return value
 
 
@@ -66,11 +70,14 @@ def validate_filters(value: Sequence[int], argument: str, minimum_length: int = 
     try:
         filters = tuple(int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"`{argument}` must be a list of positive channel counts. "
-                         f"Received: {argument}={value!r}") from None
+        raise ValueError(
+            f"`{argument}` must be a list of positive channel counts. Received: {argument}={value!r}"
+        ) from None
     if len(filters) < minimum_length or any(v <= 0 for v in filters):
-        raise ValueError(f"`{argument}` must hold at least {minimum_length} positive channel count(s). "
-                         f"Received: {argument}={value!r}")
+        raise ValueError(
+            f"`{argument}` must hold at least {minimum_length} positive channel count(s). "
+            f"Received: {argument}={value!r}"
+        )
     return filters
 
 
@@ -95,7 +102,9 @@ def interpolation_matrix(size_in: int, size_out: int, interpolation: str = "bili
     positions = (np.arange(size_out) + 0.5) * size_in / size_out - 0.5
     matrix = np.zeros((size_out, size_in), dtype=np.float64)
     if interpolation == "nearest":
-        index = np.clip(np.floor((np.arange(size_out) + 0.5) * size_in / size_out), 0, size_in - 1).astype(int)
+        index = np.clip(np.floor((np.arange(size_out) + 0.5) * size_in / size_out), 0, size_in - 1).astype(
+            int
+        )
         matrix[np.arange(size_out), index] = 1.0
         return matrix
     positions = np.clip(positions, 0.0, size_in - 1)
@@ -142,7 +151,9 @@ class ResizeToGrid(keras.layers.Layer):
             raise ValueError(f"ResizeToGrid needs static spatial sizes. Received input shape {input_shape}")
         # Constants derived from the configuration, not weights: nothing to save or load.
         self._row_matrix = interpolation_matrix(int(rows), self.height, self.interpolation).astype("float32")
-        self._column_matrix = interpolation_matrix(int(columns), self.width, self.interpolation).astype("float32")
+        self._column_matrix = interpolation_matrix(int(columns), self.width, self.interpolation).astype(
+            "float32"
+        )
 
     def call(self, inputs):
         # An axis whose size already matches is left alone (its matrix is the identity).
@@ -182,14 +193,18 @@ class PositionEmbedding(keras.layers.Layer):
     def __init__(self, sequence_length: int, initializer: str = "glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         if int(sequence_length) <= 0:
-            raise ValueError(f"`sequence_length` must be positive. Received: sequence_length={sequence_length}")
+            raise ValueError(
+                f"`sequence_length` must be positive. Received: sequence_length={sequence_length}"
+            )
         self.sequence_length = int(sequence_length)
         self.initializer = initializer
 
     def build(self, input_shape):
         if input_shape[-2] is not None and input_shape[-2] != self.sequence_length:
-            raise ValueError(f"PositionEmbedding was configured for {self.sequence_length} tokens. "
-                             f"Received inputs of shape {input_shape}")
+            raise ValueError(
+                f"PositionEmbedding was configured for {self.sequence_length} tokens. "
+                f"Received inputs of shape {input_shape}"
+            )
         self.embedding = self.add_weight(
             name="embedding",
             shape=(self.sequence_length, input_shape[-1]),
@@ -246,18 +261,30 @@ class TransformerEncoderBlock(keras.layers.Layer):
     def build(self, input_shape):
         hidden_dim = int(input_shape[-1])
         if hidden_dim % self.num_heads:
-            raise ValueError(f"The token width {hidden_dim} must be divisible by num_heads={self.num_heads}: "
-                             "change hidden_dim or num_heads.")
+            raise ValueError(
+                f"The token width {hidden_dim} must be divisible by num_heads={self.num_heads}: "
+                "change hidden_dim or num_heads."
+            )
         dtype = self.dtype_policy
         self.attention_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=dtype, name="attention_norm")
+            epsilon=self.layer_norm_epsilon, dtype=dtype, name="attention_norm"
+        )
         self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=hidden_dim // self.num_heads, dropout=self.dropout_rate,
-            dtype=dtype, name="attention")
-        self.attention_dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype, name="attention_dropout")
+            num_heads=self.num_heads,
+            key_dim=hidden_dim // self.num_heads,
+            dropout=self.dropout_rate,
+            dtype=dtype,
+            name="attention",
+        )
+        self.attention_dropout = keras.layers.Dropout(
+            self.dropout_rate, dtype=dtype, name="attention_dropout"
+        )
         self.mlp_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=dtype, name="mlp_norm")
-        self.mlp_dense_1 = keras.layers.Dense(self.mlp_dim, activation="gelu", dtype=dtype, name="mlp_dense_1")
+            epsilon=self.layer_norm_epsilon, dtype=dtype, name="mlp_norm"
+        )
+        self.mlp_dense_1 = keras.layers.Dense(
+            self.mlp_dim, activation="gelu", dtype=dtype, name="mlp_dense_1"
+        )
         self.mlp_dense_2 = keras.layers.Dense(hidden_dim, dtype=dtype, name="mlp_dense_2")
         self.mlp_dropout = keras.layers.Dropout(self.dropout_rate, dtype=dtype, name="mlp_dropout")
 
@@ -279,12 +306,14 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "num_heads": self.num_heads,
-            "mlp_dim": self.mlp_dim,
-            "dropout_rate": self.dropout_rate,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        })
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "dropout_rate": self.dropout_rate,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
         return config
 
 
@@ -303,7 +332,9 @@ def normalization_layer(kind: str, channels: int, name: str) -> keras.layers.Lay
         return keras.layers.LayerNormalization(epsilon=1e-5, name=name)
     if kind == "none":
         return None
-    raise ValueError(f"`normalization` must be one of {', '.join(map(repr, NORMALIZATIONS))}. Received: {kind!r}")
+    raise ValueError(
+        f"`normalization` must be one of {', '.join(map(repr, NORMALIZATIONS))}. Received: {kind!r}"
+    )
 
 
 def conv_block(
@@ -324,7 +355,8 @@ def conv_block(
     """
     norm = normalization_layer(normalization, filters, f"{name}_norm")
     x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=norm is None, name=f"{name}_conv")(x)
+        filters, kernel_size, strides=strides, padding=padding, use_bias=norm is None, name=f"{name}_conv"
+    )(x)
     if norm is not None:
         x = norm(x)
     x = keras.layers.Activation(activation, name=f"{name}_act")(x)
@@ -353,8 +385,14 @@ def time_reduction_front_end(
     """
     for index, (channels, kernel) in enumerate(zip(filters, kernel_sizes, strict=True)):
         x = conv_block(
-            x, channels, (kernel, 1), strides=(2, 1), normalization=normalization, activation=activation,
-            name=f"{name}_{index}")
+            x,
+            channels,
+            (kernel, 1),
+            strides=(2, 1),
+            normalization=normalization,
+            activation=activation,
+            name=f"{name}_{index}",
+        )
     return x
 
 
@@ -383,7 +421,8 @@ def center_crop_or_resize(x, height: int, width: int, name: str):
         return x
     top, left = (rows - height) // 2, (columns - width) // 2
     return keras.layers.Cropping2D(
-        ((top, rows - height - top), (left, columns - width - left)), name=f"{name}_crop")(x)
+        ((top, rows - height - top), (left, columns - width - left)), name=f"{name}_crop"
+    )(x)
 
 
 __all__ = [

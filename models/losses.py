@@ -66,11 +66,20 @@ class VelocityLoss(keras.losses.Loss):
         name, reduction: as ``keras.losses.Loss``.
     """
 
-    def __init__(self, kind: str = "l1", l2_fraction: float = 0.5, ssim_weight: float = 0.0,
-                 name: str = "velocity_loss", reduction: str = "sum_over_batch_size", **kwargs):
+    def __init__(
+        self,
+        kind: str = "l1",
+        l2_fraction: float = 0.5,
+        ssim_weight: float = 0.0,
+        name: str = "velocity_loss",
+        reduction: str = "sum_over_batch_size",
+        **kwargs,
+    ):
         super().__init__(name=name, reduction=reduction, **kwargs)
         if kind not in VELOCITY_LOSSES:
-            raise ValueError(f"`kind` must be one of {', '.join(map(repr, VELOCITY_LOSSES))}. Received: kind={kind!r}")
+            raise ValueError(
+                f"`kind` must be one of {', '.join(map(repr, VELOCITY_LOSSES))}. Received: kind={kind!r}"
+            )
         if not 0.0 <= float(l2_fraction) <= 1.0:
             raise ValueError(f"`l2_fraction` must be in [0, 1]. Received: l2_fraction={l2_fraction}")
         if float(ssim_weight) < 0:
@@ -116,16 +125,30 @@ class EdgeLoss(keras.losses.Loss):
         name, reduction: as ``keras.losses.Loss``.
     """
 
-    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, positive_weight: float = 10.0,
-                 smooth: float = 1.0, epsilon: float = 1e-7, name: str = "edge_loss",
-                 reduction: str = "sum_over_batch_size", **kwargs):
+    def __init__(
+        self,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        positive_weight: float = 10.0,
+        smooth: float = 1.0,
+        epsilon: float = 1e-7,
+        name: str = "edge_loss",
+        reduction: str = "sum_over_batch_size",
+        **kwargs,
+    ):
         super().__init__(name=name, reduction=reduction, **kwargs)
-        for argument, value in (("bce_weight", bce_weight), ("dice_weight", dice_weight),
-                                ("positive_weight", positive_weight), ("smooth", smooth)):
+        for argument, value in (
+            ("bce_weight", bce_weight),
+            ("dice_weight", dice_weight),
+            ("positive_weight", positive_weight),
+            ("smooth", smooth),
+        ):
             if float(value) < 0:
                 raise ValueError(f"`{argument}` must be non-negative. Received: {argument}={value}")
         if float(bce_weight) == 0 and float(dice_weight) == 0:
-            raise ValueError("At least one of `bce_weight` and `dice_weight` must be positive. Received: both 0")
+            raise ValueError(
+                "At least one of `bce_weight` and `dice_weight` must be positive. Received: both 0"
+            )
         self.bce_weight = float(bce_weight)
         self.dice_weight = float(dice_weight)
         self.positive_weight = float(positive_weight)
@@ -136,8 +159,9 @@ class EdgeLoss(keras.losses.Loss):
         target = ops.cast(y_true, "float32")
         probability = ops.clip(ops.cast(y_pred, "float32"), self.epsilon, 1.0 - self.epsilon)
         axes = tuple(range(1, len(target.shape)))
-        bce = -(self.positive_weight * target * ops.log(probability)
-                + (1.0 - target) * ops.log(1.0 - probability))
+        bce = -(
+            self.positive_weight * target * ops.log(probability) + (1.0 - target) * ops.log(1.0 - probability)
+        )
         loss = self.bce_weight * ops.mean(bce, axis=axes)
         if self.dice_weight:
             overlap = ops.sum(probability * target, axis=axes)
@@ -148,13 +172,15 @@ class EdgeLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "bce_weight": self.bce_weight,
-            "dice_weight": self.dice_weight,
-            "positive_weight": self.positive_weight,
-            "smooth": self.smooth,
-            "epsilon": self.epsilon,
-        })
+        config.update(
+            {
+                "bce_weight": self.bce_weight,
+                "dice_weight": self.dice_weight,
+                "positive_weight": self.positive_weight,
+                "smooth": self.smooth,
+                "epsilon": self.epsilon,
+            }
+        )
         return config
 
 
@@ -174,10 +200,13 @@ def build_losses(
     config = config or LossConfig()
     unknown = sorted(set(output_names) - {VELOCITY, EDGES})
     if unknown or VELOCITY not in output_names:
-        raise ValueError(f"Models must output {VELOCITY!r} and optionally {EDGES!r}. "
-                         f"Received output names: {list(output_names)}")
+        raise ValueError(
+            f"Models must output {VELOCITY!r} and optionally {EDGES!r}. "
+            f"Received output names: {list(output_names)}"
+        )
     losses: dict[str, keras.losses.Loss] = {
-        VELOCITY: VelocityLoss(config.velocity_loss, config.velocity_l2_fraction, config.velocity_ssim_weight)}
+        VELOCITY: VelocityLoss(config.velocity_loss, config.velocity_l2_fraction, config.velocity_ssim_weight)
+    }
     weights = {VELOCITY: float(config.velocity_weight)}
     if EDGES in output_names:
         losses[EDGES] = EdgeLoss(config.edge_bce_weight, config.edge_dice_weight, config.edge_positive_weight)

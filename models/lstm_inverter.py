@@ -124,11 +124,13 @@ class LSTMInverter(keras.Model):
         if len(front_end_kernel_sizes) != len(front_end_filters):
             raise ValueError(
                 "`front_end_kernel_sizes` needs one kernel length per entry of `front_end_filters`. Received: "
-                f"front_end_filters={front_end_filters}, front_end_kernel_sizes={front_end_kernel_sizes}")
+                f"front_end_filters={front_end_filters}, front_end_kernel_sizes={front_end_kernel_sizes}"
+            )
         if seismic_shape[1] < 2 ** len(front_end_filters):
             raise ValueError(
                 f"{len(front_end_filters)} front-end stages halve {seismic_shape[1]} time samples too often: "
-                f"use fewer stages. Received: seismic_shape={seismic_shape}")
+                f"use fewer stages. Received: seismic_shape={seismic_shape}"
+            )
         recurrent_units = validate_filters(recurrent_units, "recurrent_units", minimum_length=1)
         (projection_dim,) = validate_filters((projection_dim,), "projection_dim")
         (decoder_filters,) = validate_filters((decoder_filters,), "decoder_filters")
@@ -142,7 +144,9 @@ class LSTMInverter(keras.Model):
         # === Layers ===
         recurrent_layers = []
         for index, units in enumerate(recurrent_units):
-            layer = _CELL_LAYERS[cell](units, return_sequences=True, dropout=dropout_rate, name=f"{cell}_{index}")
+            layer = _CELL_LAYERS[cell](
+                units, return_sequences=True, dropout=dropout_rate, name=f"{cell}_{index}"
+            )
             if bidirectional:
                 layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{cell}_{index}")
             recurrent_layers.append(layer)

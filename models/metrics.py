@@ -430,9 +430,11 @@ def ssim_tensor(
     """
     depth, lateral = int(y_true.shape[-2]), int(y_true.shape[-1])
     depth_filter = ops.convert_to_tensor(
-        gaussian_filter_matrix(depth, border, window_size, sigma), dtype="float32")
+        gaussian_filter_matrix(depth, border, window_size, sigma), dtype="float32"
+    )
     lateral_filter_t = ops.convert_to_tensor(
-        gaussian_filter_matrix(lateral, border, window_size, sigma).T, dtype="float32")
+        gaussian_filter_matrix(lateral, border, window_size, sigma).T, dtype="float32"
+    )
     scale, offset = VelocityNormalization.coerce(normalization).unit_interval_affine()
     true = ops.cast(y_true, "float32") * scale + offset
     pred = ops.cast(y_pred, "float32") * scale + offset

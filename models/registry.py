@@ -73,16 +73,22 @@ def load_model_config(
     elif config is None:
         data = {}
     else:
-        raise ConfigError(f"A model config must be None, a config dataclass, a mapping or a YAML path. "
-                          f"Received: {type(config).__name__}")
+        raise ConfigError(
+            f"A model config must be None, a config dataclass, a mapping or a YAML path. "
+            f"Received: {type(config).__name__}"
+        )
     family = data.get("family")
     if name is None and family is None:
-        raise ConfigError("The model family is unknown: pass `name` or set `family` in the config. "
-                          f"Valid families: {', '.join(MODELS)}.")
+        raise ConfigError(
+            "The model family is unknown: pass `name` or set `family` in the config. "
+            f"Valid families: {', '.join(MODELS)}."
+        )
     name = _check_name(name if name is not None else family)
     if family is not None and family != name:
-        raise ConfigError(f"The config is for family {family!r} but model {name!r} was requested: "
-                          "pick the matching configs/model/*.yaml file.")
+        raise ConfigError(
+            f"The config is for family {family!r} but model {name!r} was requested: "
+            "pick the matching configs/model/*.yaml file."
+        )
     data["family"] = name
     cls = MODELS[name][1]
     if overrides:
@@ -130,7 +136,9 @@ def _read_family_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Model configuration file {path} does not exist. Check the path.")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"Model configuration file {path} must hold a mapping. Received: {type(data).__name__}")
+        raise ConfigError(
+            f"Model configuration file {path} must hold a mapping. Received: {type(data).__name__}"
+        )
     return data
 
 

@@ -120,10 +120,13 @@ class TransformerInverter(keras.Model):
         validate_choice(shot_embedding, SHOT_EMBEDDINGS, "shot_embedding")
         (hidden_dim, num_layers, num_heads, mlp_dim, decoder_filters) = validate_filters(
             (hidden_dim, num_layers, num_heads, mlp_dim, decoder_filters),
-            "hidden_dim, num_layers, num_heads, mlp_dim and decoder_filters")
+            "hidden_dim, num_layers, num_heads, mlp_dim and decoder_filters",
+        )
         if hidden_dim % num_heads:
-            raise ValueError(f"`hidden_dim` must be divisible by `num_heads`. "
-                             f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}")
+            raise ValueError(
+                f"`hidden_dim` must be divisible by `num_heads`. "
+                f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+            )
         dropout_rate = validate_rate(dropout_rate, "dropout_rate")
         validate_choice(normalization, NORMALIZATIONS, "normalization")
         validate_choice(velocity_activation, VELOCITY_ACTIVATIONS, "velocity_activation")
@@ -151,7 +154,8 @@ class TransformerInverter(keras.Model):
             if pad_time or pad_receivers:
                 x = keras.layers.ZeroPadding3D(((0, 0), (0, pad_time), (0, pad_receivers)), name="pad")(x)
             x = keras.layers.Conv3D(
-                hidden_dim, (1,) + patch_size, strides=(1,) + patch_size, name="patch_embedding")(x)
+                hidden_dim, (1,) + patch_size, strides=(1,) + patch_size, name="patch_embedding"
+            )(x)
         else:
             x = seismic_to_image(seismic)
             if pad_time or pad_receivers:
@@ -167,7 +171,9 @@ class TransformerInverter(keras.Model):
         if shots_as_tokens:
             x = keras.layers.Reshape((num_shots, patch_rows, patch_columns, hidden_dim), name="token_grid")(x)
             x = keras.layers.Permute((2, 3, 1, 4), name="shots_last")(x)
-            x = keras.layers.Reshape((patch_rows, patch_columns, num_shots * hidden_dim), name="merge_shots")(x)
+            x = keras.layers.Reshape((patch_rows, patch_columns, num_shots * hidden_dim), name="merge_shots")(
+                x
+            )
         else:
             x = keras.layers.Reshape((patch_rows, patch_columns, hidden_dim), name="token_grid")(x)
         x = keras.layers.Conv2D(decoder_filters, 1, name="decoder_projection")(x)

@@ -256,7 +256,9 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
                 "",
                 f"Fine-tuning vs from scratch on K's {tuned[seed].get('train_samples', '?')} training samples, same "
                 f"wall clock (seed {seed}): MAE {tuned[seed]['mae_mps']:.0f} vs {scratch[seed]['mae_mps']:.0f} m/s, "
-                f"{100 * gain:.0f} % lower: **{verdict}** the ≥ 20 % goal.",
+                f"{100 * gain:.0f} % lower: **{verdict}** the ≥ 20 % goal (an accuracy verdict at equal wall "
+                f"clock; 1/5/15-minute load {tuned[seed].get('load', '?')} fine-tuning, "
+                f"{scratch[seed].get('load', '?')} from scratch).",
             ]
         lines.append("")
     return "\n".join(lines)

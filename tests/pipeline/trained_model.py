@@ -92,7 +92,7 @@ def shuffle_training_labels(dataset: Path, seed: int = 0) -> None:
 
 def train_small_flatvel(root: Path, broken: str | None = None) -> TrainedFlatvel:
     """Builds the dataset and trains the small U-Net; ``broken``: None, ``"zero-lr"`` or ``"shuffled-labels"``."""
-    from pipeline.config import from_dict
+    from core.config import from_dict
     from pipeline.train import TrainConfig, train
 
     if broken not in (None, "zero-lr", "shuffled-labels"):

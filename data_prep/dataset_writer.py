@@ -31,7 +31,7 @@ import importlib.metadata
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +96,10 @@ class SamplePlan:
     receiver_positions_m: np.ndarray | None = None
     x_origin_m: float = 0.0
     start_time_s: float | None = None
+
+
+#: Yields the planned samples' ``(seismic, velocity or None)`` in the plans' order (see ``stream_samples``).
+LoadSamples = Callable[[Sequence[SamplePlan]], Iterator[tuple[np.ndarray, np.ndarray | None]]]
 
 
 @dataclass
@@ -327,8 +331,12 @@ def stream_samples(
     block_bytes: int,
     progress: bool,
     origin_offset: int = 0,
+    load_samples: LoadSamples | None = None,
 ) -> None:
     """Reads the planned samples and writes them at ``offset``; accumulates the training statistics.
+
+    ``load_samples`` yields each plan's ``(seismic, velocity)`` in order (default: each plan's ``load`` here;
+    ``data_prep.ingest.cluster.cluster_loader`` reads them on Dask workers, a few chunks ahead).
 
     One sample at a time: its traces are copied once into a reused ``(shots, time, receivers)`` buffer
     (while they are still in the CPU cache) and written as one HDF5 chunk (the schema's chunk is one
@@ -350,6 +358,7 @@ def stream_samples(
     block = max(1, block_bytes // max(1, buffer.nbytes))
     velocity_block = np.empty((min(block, len(plans)), *grid_shape), dtype=np.float32) if labelled else None
     releases: list[Callable[[], None]] = []  # of the plans read since the last flush
+    loaded = load_samples(plans) if load_samples is not None else (plan.load() for plan in plans)
 
     def flush(stop: int) -> None:
         """Writes the velocity block ending at plan ``stop`` and closes the files read since the last flush."""
@@ -370,8 +379,7 @@ def stream_samples(
             desc="ingest",
             disable=not progress,
         ) as bar:
-            for i, plan in enumerate(plans):
-                seismic, model = plan.load()
+            for i, (plan, (seismic, model)) in enumerate(zip(plans, loaded, strict=True)):
                 # The one copy of the samples: (shots, receivers, time) -> (shots, time, receivers).
                 buffer[...] = seismic
                 if labelled:
@@ -395,6 +403,8 @@ def stream_samples(
     finally:
         for release in releases:
             release()
+        if hasattr(loaded, "close"):
+            loaded.close()  # a cluster loader cancels the chunks still in flight
     write_sample_fields(h5, plans, offset, geometry, origin_offset=origin_offset)
 
 
@@ -453,6 +463,7 @@ def write_dataset(
     config: Any,
     created_by: str,
     origins: Sequence[OriginRecord],
+    load_samples: LoadSamples | None = None,
 ) -> Path:
     """Writes a new dataset atomically: temporary file, stream, splits, statistics, provenance, validate, rename.
 
@@ -489,6 +500,7 @@ def write_dataset(
                 config.edges,
                 config.block_bytes,
                 config.progress,
+                load_samples=load_samples,
             )
             # Every input's hash is known now: identical inputs the early check could not suspect.
             check_duplicate_records(records)
@@ -515,6 +527,7 @@ def append_samples(
     config: Any,
     created_by: str,
     origins: Sequence[OriginRecord],
+    load_samples: LoadSamples | None = None,
 ) -> Path:
     """Appends samples to an existing dataset in place; rolls back on failure (see the module docstring).
 
@@ -584,6 +597,7 @@ def append_samples(
                 config.block_bytes,
                 config.progress,
                 origin_offset=len(old_origins),
+                load_samples=load_samples,
             )
             schema.write_splits(h5, splits, seed, fractions, stratified_by="family")
             schema.write_normalization(h5, statistics.result(has_velocity=labelled), splits["train"])

@@ -392,6 +392,7 @@ def simulate(
     wavelet: Any = None,
     *,
     velocity_bounds_mps: tuple[float, float] | None = None,
+    max_threads: int | None = None,
 ):
     """Simulates shot gathers for one or a batch of velocity models.
 
@@ -408,6 +409,10 @@ def simulate(
         velocity_bounds_mps: ``(min, max)`` velocity used for the CFL and dispersion checks instead of
             reading the values, required when ``velocity_mps`` is traced (inside ``jax.grad``/``jit`` or a
             ``tf.function``), where the values cannot be read.
+        max_threads: run the concurrent calls (``config.max_concurrent_calls``) on at most this many threads,
+            without changing how the batch is cut into calls (which the last bits of the traces depend on):
+            a Dask worker thread simulates a chunk on one core and still writes the bytes that this
+            machine's in-process run writes. None = one thread per call.
 
     Returns:
         ``(batch, shots, time, receivers)`` float32 backend tensor of pressure, ``batch`` being 1 for a
@@ -489,7 +494,7 @@ def simulate(
         for first in range(0, num_models, models_per_call)
         for low, high in zip(shot_bounds[:-1], shot_bounds[1:], strict=True)
     ]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=min(workers, max_threads or workers)) as pool:
         parts = list(pool.map(lambda job: ops.convert_to_numpy(run(*job)), jobs))
     rows = [np.concatenate(parts[i : i + shot_groups], axis=1) for i in range(0, len(parts), shot_groups)]
     return ops.convert_to_tensor(np.concatenate(rows, axis=0))
@@ -531,13 +536,16 @@ def _concurrent_calls(
     """How many concurrent propagator calls to split a batch into (1 = a single call)."""
     if differentiable_input:
         return 1
-    if config.max_concurrent_calls is not None:
-        requested = config.max_concurrent_calls
-    else:
-        # One call per CPU core this process may use; on an accelerator one large call keeps the device
-        # busiest.
-        requested = 1 if _accelerator_present() else available_cpu_count()
+    requested = resolved_concurrent_calls(config)
     return max(1, min(requested, max(num_models, num_shots)))
+
+
+def resolved_concurrent_calls(config: EngineConfig) -> int:
+    """``config.max_concurrent_calls``, or this machine's default for ``None``: one call per CPU core this
+    process may use; on an accelerator one large call, which keeps the device busiest."""
+    if config.max_concurrent_calls is not None:
+        return config.max_concurrent_calls
+    return 1 if _accelerator_present() else available_cpu_count()
 
 
 # --- Input preparation --------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -48,7 +49,7 @@ import signal
 import sys
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,10 @@ from core import __version__
 from core.atomic import Terminated, terminate_as_interrupt, write_text_atomic
 from core.cli import add_common_arguments, make_parser, run_main
 from core.config import add_config_arguments, load_config, to_dict
-from core.errors import UserError
+from core.distributed import add_scheduler_argument, connect, ordered_results
+from core.errors import EXPECTED_ERRORS, UserError
 from core.progress import Progress
-from data_prep.forward import EngineConfig, engine_settings, simulate
+from data_prep.forward import EngineConfig, engine_settings, resolved_concurrent_calls, simulate
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
 from data_prep.velocity_models import FAMILY_NAMES, PRIOR_FAMILY, family_parameters, generate_model
@@ -314,8 +316,12 @@ def synthesize(
     shard: tuple[int, int] = (1, 1),
     overwrite: bool = False,
     progress: bool = True,
+    client: Any = None,
 ) -> Path:
     """Generates the dataset described by ``config`` (or one shard of it) into ``out_dir``.
+
+    With a Dask ``client`` (``core.distributed.connect``) the chunks are simulated on its workers, a chunk per
+    task, and written here in model order as they come back: the same files, byte for byte, as without one.
 
     Args:
         config: what to generate.
@@ -324,6 +330,7 @@ def synthesize(
         overwrite: regenerate chunks whose files already exist (default: skip them, which resumes an
             interrupted run).
         progress: show a progress bar.
+        client: a ``distributed.Client`` to simulate on, or None to simulate in this process.
 
     Returns:
         The path of ``manifest.json``.
@@ -360,7 +367,7 @@ def synthesize(
         if not manifest_path.exists() or manifest_path.read_text() != manifest_text:
             write_text_atomic(manifest_path, manifest_text)
 
-    parameters = family_parameters(config.family, **config.family_overrides)
+    family_parameters(config.family, **config.family_overrides)  # a bad override fails before any work
 
     mine = shard_chunks(chunks, shard)
     todo = [chunk for chunk in mine if overwrite or not _chunk_complete(out_dir, chunk)]
@@ -373,45 +380,24 @@ def synthesize(
 
     total_models = sum(chunk.num_models for chunk in todo)
     with Progress(total=total_models, unit="model", desc=f"{config.family}", disable=not progress) as bar:
-        for chunk in todo:
-            velocity = np.stack(
-                [
-                    generate_model(parameters, config.seed, index, config.geometry.grid_shape).velocity_mps
-                    for index in range(chunk.first_model, chunk.first_model + chunk.num_models)
-                ]
-            ).astype(np.float32)
-            seismic = np.empty(
-                (
-                    chunk.num_models,
-                    config.geometry.num_sources,
-                    config.geometry.num_samples,
-                    config.geometry.num_receivers,
-                ),
-                dtype=np.float32,
+        if client is None:
+            computed = (simulate_chunk(config, chunk, on_batch=bar.update) for chunk in todo)
+        else:
+            # The engine runs on the workers, a chunk per task; this process writes, in model order.
+            # The cut of each batch into engine calls is this machine's (see simulate_chunk).
+            calls = resolved_concurrent_calls(config.engine)
+            remote = dataclasses.replace(
+                config, engine=dataclasses.replace(config.engine, max_concurrent_calls=calls)
             )
-            sources = (
-                [
-                    config.source.draw(config.geometry, config.seed, index)
-                    for index in range(chunk.first_model, chunk.last_model + 1)
-                ]
-                if config.source.enabled
-                else None
+            computed = ordered_results(
+                client,
+                _simulate_chunk_task,
+                [(remote, chunk) for chunk in todo],
+                name="synthesize-chunk",
+                expected=(ValueError, *EXPECTED_ERRORS),
+                on_result=lambda item, _: bar.update(item[1].num_models),
             )
-            # Batches start at the chunk's first model, so a chunk is simulated identically by any shard.
-            for start in range(0, chunk.num_models, config.batch_size):
-                stop = min(start + config.batch_size, chunk.num_models)
-                if sources is None:
-                    seismic[start:stop] = _to_numpy(
-                        simulate(velocity[start:stop], config.geometry, config.engine)
-                    )
-                else:
-                    seismic[start:stop] = _simulate_varied(velocity[start:stop], sources[start:stop], config)
-                bar.update(stop - start)
-            if not np.all(np.isfinite(seismic)):
-                raise ValueError(
-                    f"The simulation of models {chunk.first_model}-{chunk.last_model} produced NaN/Inf values: "
-                    "the engine settings are unstable for these velocities. Reduce engine.time_step_s."
-                )
+        for chunk, (velocity, seismic, sources) in zip(todo, computed, strict=True):
             header = _textual_header(config, chunk)
             record_configuration()
             if sources is not None:
@@ -434,8 +420,89 @@ def synthesize(
     return manifest_path
 
 
+def simulate_chunk(
+    config: SynthesizeConfig,
+    chunk: Chunk,
+    on_batch: Callable[[int], Any] | None = None,
+    max_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]] | None]:
+    """One chunk's arrays: ``(velocity (models, depth, x) m/s, seismic (models, shots, time, receivers),
+    source draws or None)``, float32.
+
+    The last bits of the traces depend on how each batch is cut into engine calls
+    (``config.engine.max_concurrent_calls``; ``None`` = this machine's cores), so a Dask worker is given the
+    client's resolved count in ``config`` and runs those calls on ``max_threads`` threads: the same bytes
+    as the client's in-process run.
+
+    Args:
+        config: the dataset's settings.
+        chunk: which models.
+        on_batch: called with the number of models of each finished engine call (progress).
+        max_threads: threads the engine's concurrent calls run on (None: one each).
+
+    Raises:
+        ValueError: unstable engine settings, or NaN/Inf in the traces.
+    """
+    parameters = family_parameters(config.family, **config.family_overrides)
+    velocity = np.stack(
+        [
+            generate_model(parameters, config.seed, index, config.geometry.grid_shape).velocity_mps
+            for index in range(chunk.first_model, chunk.first_model + chunk.num_models)
+        ]
+    ).astype(np.float32)
+    seismic = np.empty(
+        (
+            chunk.num_models,
+            config.geometry.num_sources,
+            config.geometry.num_samples,
+            config.geometry.num_receivers,
+        ),
+        dtype=np.float32,
+    )
+    sources = (
+        [
+            config.source.draw(config.geometry, config.seed, index)
+            for index in range(chunk.first_model, chunk.last_model + 1)
+        ]
+        if config.source.enabled
+        else None
+    )
+    # Batches start at the chunk's first model, so a chunk is simulated identically by any shard or worker.
+    for start in range(0, chunk.num_models, config.batch_size):
+        stop = min(start + config.batch_size, chunk.num_models)
+        if sources is None:
+            seismic[start:stop] = _to_numpy(
+                simulate(velocity[start:stop], config.geometry, config.engine, max_threads=max_threads)
+            )
+        else:
+            seismic[start:stop] = _simulate_varied(
+                velocity[start:stop], sources[start:stop], config, max_threads
+            )
+        if on_batch is not None:
+            on_batch(stop - start)
+    if not np.all(np.isfinite(seismic)):
+        raise ValueError(
+            f"The simulation of models {chunk.first_model}-{chunk.last_model} produced NaN/Inf values: "
+            "the engine settings are unstable for these velocities. Reduce engine.time_step_s."
+        )
+    return velocity, seismic, sources
+
+
+def _simulate_chunk_task(
+    work: tuple[SynthesizeConfig, Chunk],
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]] | None]:
+    """``simulate_chunk`` on a Dask worker, on one core: a cluster's parallelism is its workers' threads, so
+    an engine that took every core of the node would oversubscribe it. ``config.engine`` carries the
+    client's resolved ``max_concurrent_calls`` (see ``simulate_chunk``)."""
+    config, chunk = work
+    return simulate_chunk(config, chunk, max_threads=1)
+
+
 def _simulate_varied(
-    velocity: np.ndarray, sources: Sequence[dict[str, Any]], config: SynthesizeConfig
+    velocity: np.ndarray,
+    sources: Sequence[dict[str, Any]],
+    config: SynthesizeConfig,
+    max_threads: int | None = None,
 ) -> np.ndarray:
     """``(batch, shots, time, receivers)`` traces, each model with its own drawn source (see
     ``SourceVariationConfig``): one engine call per free-surface setting with the reference Ricker at the
@@ -464,6 +531,7 @@ def _simulate_varied(
                     velocity[chosen],
                     reference_geometry,
                     dataclasses.replace(engine, free_surface=free_surface),
+                    max_threads=max_threads,
                 )
             )
         for row, number in enumerate(chosen):
@@ -577,6 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
             "   # job-array part 3 of 16",
             "python -m data_prep.synthesize --config configs/data/small.yaml --set engine.spatial_order=8 "
             "--count 10 --out data/s",
+            "python -m data_prep.synthesize --family flatvel-a --count 100000 --out data/fa --scheduler local:8"
+            "   # 8 worker processes",
+            "python -m data_prep.synthesize --family flatvel-a --count 400000 --out data/fa "
+            "--scheduler tcp://head:8786   # a Dask cluster (docs/scaling.md)",
         ],
     )
     parser.add_argument(
@@ -593,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="Base random seed (default 0).")
     parser.add_argument("--shard", default="1/1", help="Write only part K of N (K counts from 1), e.g. 3/16.")
     parser.add_argument("--overwrite", action="store_true", help="Regenerate chunks that already exist.")
+    add_scheduler_argument(parser)
     add_config_arguments(parser)
     add_common_arguments(parser)
     return parser
@@ -608,9 +681,19 @@ def _main(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     try:
         # SIGTERM (timeout, job schedulers) unwinds like Ctrl-C: the chunk in progress is discarded.
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), contextlib.ExitStack() as stack:
+            client = (
+                stack.enter_context(connect(args.scheduler, announce=not args.quiet))
+                if args.scheduler
+                else None
+            )
             manifest = synthesize(
-                config, args.out, shard=shard, overwrite=args.overwrite, progress=not args.quiet
+                config,
+                args.out,
+                shard=shard,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+                client=client,
             )
     except Terminated as stop:
         print(
@@ -663,5 +746,6 @@ __all__ = [
     "plan_chunks",
     "read_manifest",
     "shard_chunks",
+    "simulate_chunk",
     "synthesize",
 ]

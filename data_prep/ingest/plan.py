@@ -26,6 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from core.errors import UserError
 from core.progress import Progress
 from data_prep import schema
 from data_prep.dataset_writer import BackgroundHasher, OriginRecord, SamplePlan, SourceRecord
+from data_prep.ingest.cluster import scan_on_cluster
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.grouping import ShotFile, group_shot_file, grouping_fields
 from data_prep.ingest.header_geometry import check_geometry, target_geometry
@@ -135,6 +137,7 @@ def plan_segy_inputs(
     reference: DatasetGeometry | None = None,
     source_offset: int = 0,
     hasher: BackgroundHasher | None = None,
+    client: Any = None,
 ) -> tuple[list[SamplePlan], DatasetGeometry, bool, list[SourceRecord], list[OriginRecord]]:
     """Scans every input's headers and plans the samples to write (nothing is read beyond headers).
 
@@ -144,6 +147,8 @@ def plan_segy_inputs(
         reference: the existing dataset's geometry (append), or None to settle it from the inputs.
         source_offset: index of the first new provenance source (append).
         hasher: hashes the inputs in the background; without one they are hashed while scanning.
+        client: a Dask client: the SEG-Y files are scanned (and hashed) on its workers, several at a time,
+            and grouped here in input order (``data_prep.ingest.cluster``).
 
     Returns:
         ``(plans sorted by origin and sample id, dataset geometry, labelled, provenance records, origins)``;
@@ -155,18 +160,24 @@ def plan_segy_inputs(
     records: list[SourceRecord] = []
     shot_inputs: list[_ShotInput] = []
     velocity = VelocityIndex()
-    # Each file is grouped right after its scan, so only one file's full header columns exist at a time.
-    for path, role in Progress(
-        resolved.segy, desc="scanning headers", unit="file", disable=not config.progress
+    # Each file is grouped right after its scan, so only one file's full header columns exist at a time
+    # (on a cluster: a few, the scans in flight).
+    fields, override = grouping_fields(config), config.sample_interval_us
+    if client is None:
+        scans = (
+            scan_segy(path, fields, override, compute_sha256=hasher is None) for path, _ in resolved.segy
+        )
+    else:
+        scans = scan_on_cluster(client, [path for path, _ in resolved.segy], fields, override)
+    for (path, role), scan in Progress(
+        zip(resolved.segy, scans, strict=True),
+        total=len(resolved.segy),
+        desc="scanning headers",
+        unit="file",
+        disable=not config.progress,
     ):
         group = resolved.group_of.get(path)
         pool = LOOSE if group is None else group
-        scan = scan_segy(
-            path,
-            extra_fields=grouping_fields(config),
-            sample_interval_override=config.sample_interval_us,
-            compute_sha256=hasher is None,
-        )
         is_velocity = (
             role == "velocity" if role else (scan.is_velocity_file or "velocity" in scan.path.name.lower())
         )
@@ -175,7 +186,7 @@ def plan_segy_inputs(
                 scan.path,
                 "velocity" if is_velocity else "shots",
                 scan.path.stat().st_size,
-                hasher.submit(scan.path) if hasher else scan.sha256,
+                hasher.submit(scan.path) if hasher and not scan.sha256 else scan.sha256,
                 scan.textual_header,
             )
         )
@@ -479,6 +490,7 @@ def _plan_samples(
                     "each trace by whole samples, zero-filling what was not recorded), or ingest them into "
                     "separate datasets."
                 )
+            velocity_origin = velocity.origin.get(key)
 
             def load(
                 shot_file=shot_file,
@@ -487,12 +499,14 @@ def _plan_samples(
                 receiver_x=receiver_x,
                 shifts=shifts,
                 velocity_loader=velocity_loader,
+                velocity_origin=velocity_origin,
             ):
+                # Reads only what it captures (no index of every input): it may run on a Dask worker.
                 seismic = load_shot_sample(shot_file, sample, target, config, receiver_x, shifts)
                 model = None
                 if velocity_loader is not None:
                     model = check_velocity(
-                        np.asarray(velocity_loader(), dtype=np.float32), key[1], velocity.origin[key]
+                        np.asarray(velocity_loader(), dtype=np.float32), key[1], velocity_origin
                     )
                 return seismic, model
 

@@ -7,6 +7,7 @@ the dataset writer (``data_prep.dataset_writer``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -15,16 +16,25 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 
 from core.atomic import Terminated, check_writable_destination, terminate_as_interrupt
 from core.cli import add_common_arguments, make_parser, run_main
 from core.config import add_config_arguments, load_config
+from core.distributed import add_scheduler_argument, connect
 from core.errors import UserError
 from data_prep import schema
 from data_prep.append_journal import recover_interrupted_append
-from data_prep.dataset_writer import BackgroundHasher, append_samples, check_schema_version, write_dataset
+from data_prep.dataset_writer import (
+    BackgroundHasher,
+    LoadSamples,
+    append_samples,
+    check_schema_version,
+    write_dataset,
+)
+from data_prep.ingest.cluster import cluster_loader
 from data_prep.ingest.config import IngestConfig
 from data_prep.ingest.plan import plan_segy_inputs
 from data_prep.splits import SPLIT_NAMES
@@ -38,8 +48,13 @@ def ingest(
     config: IngestConfig = IngestConfig(),  # noqa: B008 (a frozen dataclass, immutable)
     append: bool = False,
     overwrite: bool = False,
+    client: Any = None,
 ) -> Path:
     """Reads SEG-Y (and velocity) inputs into a validated HDF5 dataset; see the module docstring.
+
+    With a Dask ``client`` (``core.distributed.connect``) the inputs are scanned and the samples read on its
+    workers; this process plans and is the only writer (``data_prep.ingest.cluster``). The dataset is the
+    same as without one.
 
     Args:
         sources: SEG-Y files, directories (synthesize folders included), glob patterns, ``.npy`` velocity.
@@ -47,6 +62,7 @@ def ingest(
         config: settings.
         append: add the inputs' samples to the existing ``destination`` without rewriting it.
         overwrite: replace an existing ``destination`` (otherwise refused).
+        client: a ``distributed.Client`` to read on, or None to read in this process.
 
     Returns:
         The dataset path.
@@ -70,10 +86,16 @@ def ingest(
         check_schema_version(destination, schema.validate(destination, check_values=False).schema_version)
         with BackgroundHasher() as hasher:
             plans, geometry, labelled, records, origins = plan_segy_inputs(
-                sources, config, reference, num_sources, hasher
+                sources, config, reference, num_sources, hasher, client=client
             )
             return append_samples(
-                destination, plans, records, config, created_by="data_prep.ingest", origins=origins
+                destination,
+                plans,
+                records,
+                config,
+                created_by="data_prep.ingest",
+                origins=origins,
+                load_samples=_loader(client, geometry, config),
             )
     if destination.is_file() and not overwrite:
         raise FileExistsError(
@@ -82,10 +104,28 @@ def ingest(
         )
     check_writable_destination(destination, overwrite=overwrite)
     with BackgroundHasher() as hasher:
-        plans, geometry, labelled, records, origins = plan_segy_inputs(sources, config, hasher=hasher)
-        return write_dataset(
-            destination, plans, geometry, labelled, records, config, "data_prep.ingest", origins
+        plans, geometry, labelled, records, origins = plan_segy_inputs(
+            sources, config, hasher=hasher, client=client
         )
+        return write_dataset(
+            destination,
+            plans,
+            geometry,
+            labelled,
+            records,
+            config,
+            "data_prep.ingest",
+            origins,
+            load_samples=_loader(client, geometry, config),
+        )
+
+
+def _loader(client: Any, geometry: schema.DatasetGeometry, config: IngestConfig) -> LoadSamples | None:
+    """Reading on the cluster's workers, a few chunks of about ``block_bytes`` ahead of the writer."""
+    if client is None:
+        return None
+    sample_bytes = 4 * geometry.num_shots * geometry.num_samples * geometry.num_receivers
+    return cluster_loader(client, sample_bytes, config.block_bytes)
 
 
 def check_appendable(destination: Path) -> None:
@@ -113,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--set grouping.shots_per_sample=5",
             "python -m data_prep.ingest data/cfb-more --out data/cfb.h5 --append",
             "python -m data_prep.ingest --repair --out data/cfb.h5   # roll back an append that was killed",
+            "python -m data_prep.ingest data/cfb --out data/cfb.h5 --scheduler local:4   # read on 4 processes",
         ],
     )
     parser.add_argument(
@@ -131,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Roll back an append to --out that was killed (kill -9, power loss), then exit; no inputs needed. "
         "(Re-running the append also does it first.)",
     )
+    add_scheduler_argument(parser)
     add_config_arguments(parser)
     for action in parser._actions:  # argparse has no public handle on an added option's help
         if "--set" in action.option_strings:
@@ -149,8 +191,15 @@ def _main(args: argparse.Namespace) -> int:
         return _repair(args.out)
     try:
         # SIGTERM (timeout, kill, job schedulers) unwinds like Ctrl-C: partial files removed, appends rolled back.
-        with terminate_as_interrupt():
-            path = ingest(args.sources, args.out, config, append=args.append, overwrite=args.overwrite)
+        with terminate_as_interrupt(), contextlib.ExitStack() as stack:
+            client = (
+                stack.enter_context(connect(args.scheduler, announce=not args.quiet))
+                if args.scheduler
+                else None
+            )
+            path = ingest(
+                args.sources, args.out, config, append=args.append, overwrite=args.overwrite, client=client
+            )
     except Terminated as stop:
         print(
             f"error: stopped by {signal.Signals(stop.signal_number).name}: "

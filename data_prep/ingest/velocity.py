@@ -11,6 +11,8 @@ column (the x coordinate of the model's first trace), which places the shots and
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,12 +114,8 @@ def index_velocity_npy(
     records = []
     row = 0
     for path in sorted(paths):
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (ValueError, OSError) as error:
-            raise UserError(f"{path} is not a readable .npy file ({error}).") from None
-        if array.ndim == 4 and array.shape[1] == 1:
-            array = array[:, 0]
+        rows = NpyRows(path)
+        array = rows.array
         if array.ndim != 3:
             raise UserError(
                 f"{path}: velocity arrays must be (models, depth, x) or (models, 1, depth, x) in m/s. "
@@ -125,15 +123,40 @@ def index_velocity_npy(
             )
         index.set_grid(array.shape[1:], config.grid_spacing_m, str(path))
         for k in range(len(array)):
-            index.add(
-                (LOOSE, row + 1),
-                lambda array=array, k=k: np.asarray(array[k], dtype=np.float32),
-                f"{path} row {k}",
-            )
+            index.add((LOOSE, row + 1), functools.partial(rows.row, k), f"{path} row {k}")
             row += 1
         digest = hasher.submit(path) if hasher else schema.file_sha256(path)
         records.append(SourceRecord(path, "velocity_npy", path.stat().st_size, digest))
     return records
+
+
+class NpyRows:
+    """The rows of a ``.npy`` velocity file, memory-mapped on first use.
+
+    Pickled (to a Dask worker that reads the samples), it is its absolute path, not its data: the worker
+    maps the file itself.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """``(models, depth, x)`` (a ``(models, 1, depth, x)`` file's channel axis dropped), memory-mapped."""
+        if self._array is None:
+            try:
+                array = np.load(self.path, mmap_mode="r")
+            except (ValueError, OSError) as error:
+                raise UserError(f"{self.path} is not a readable .npy file ({error}).") from None
+            self._array = array[:, 0] if array.ndim == 4 and array.shape[1] == 1 else array
+        return self._array
+
+    def row(self, k: int) -> np.ndarray:
+        return np.asarray(self.array[k], dtype=np.float32)
+
+    def __getstate__(self) -> dict:
+        return {"path": Path(os.path.abspath(self.path)), "_array": None}
 
 
 def check_velocity(velocity: np.ndarray, model_id: int, origin: str) -> np.ndarray:

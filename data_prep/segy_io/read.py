@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,6 +186,11 @@ class SegyScan:
         if self._segy is not None:
             self._segy.close()
             self._segy = None
+
+    def __getstate__(self) -> dict:
+        # What another process (a Dask worker) gets: no open handle (it opens its own on first read) and an
+        # absolute path, since it may run in another folder.
+        return {**self.__dict__, "_segy": None, "path": Path(os.path.abspath(self.path))}
 
     def __enter__(self) -> SegyScan:
         return self

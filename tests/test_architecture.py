@@ -45,6 +45,8 @@ HEAVY_MODULES = (
     "scipy",
     "matplotlib",
     "pydantic",
+    "dask",
+    "distributed",
     "data_prep",
     "models",
     "pipeline",
@@ -425,7 +427,9 @@ def test_core_imports_only_the_standard_library_yaml_and_pydantic(package):
         "pydantic",
         "tqdm",
         "numpy",
-    }  # numpy and tqdm: lazily, for json_ready and bars
+        "dask",
+        "distributed",
+    }  # numpy and tqdm: lazily, for json_ready and bars; dask and distributed: lazily, for --scheduler
     problems = []
     for name, path in project_modules(packages=[package]).items():
         for line, candidates in imported_names(ast.parse(path.read_text(encoding="utf-8")), name, False):

@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+import tomllib
 
 import pytest
 
@@ -27,6 +28,7 @@ from core.distributed import (
     run_task,
 )
 from core.errors import EXPECTED_ERRORS, UserError
+from tests.conftest import REPO_ROOT
 
 distributed = pytest.importorskip("distributed")
 
@@ -150,3 +152,14 @@ def test_expected_errors_are_raised_at_once_and_unexpected_ones_retried(client):
     with pytest.raises(UserError, match="bad input: fix the file"):
         list(ordered_results(client, _fail, ["fine", "bad input", "fine"], name="expected", retries=2))
     assert ATTEMPTS["bad input"] == 1, "an expected error (the user's input) must not be retried"
+
+
+def test_dask_is_an_optional_extra_that_dev_pulls_in():
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert extras.get("dask") == ["dask[distributed]>=2024.1"], (
+        f"a `dask` extra expected, got {extras.get('dask')}"
+    )
+    assert set(extras["dask"]) <= set(extras["dev"]), "`.[dev]` must pull in the dask extra, so CI tests it"
+    assert DASK_EXTRA == "pip install 'seisinvert[dask]'", "the message must name the extra that exists"

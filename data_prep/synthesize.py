@@ -25,6 +25,9 @@ whoever computes it, so:
 * memory is bounded by one chunk, whatever ``--count`` is;
 * every file is written under a temporary name and renamed when complete, so a crash leaves nothing
   that looks finished, and a re-run skips the chunks that are already complete;
+* ``--scheduler ADDRESS`` (or ``local:N``) simulates the chunks on a Dask cluster, a chunk per task, and
+  writes them here in model order as they come back: the same bytes as without it (``core.distributed``,
+  docs/scaling.md);
 * ``manifest.json`` is written before the first chunk, so the folder always records the configuration its
   chunks were made with: a re-run with another seed, family, count, geometry or engine setting is refused
   (naming each difference) instead of mixing two datasets, and a folder holding chunk files but no
@@ -35,6 +38,7 @@ Command line::
     python -m data_prep.synthesize --family flatvel-a --count 1000 --out data/flatvel-a --seed 7
     python -m data_prep.synthesize --family salt --count 30000 --out data/salt --shard 3/16
     python -m data_prep.synthesize --config configs/data/openfwi.yaml --set engine.spatial_order=8 ...
+    python -m data_prep.synthesize --family flatvel-a --count 100000 --out data/fa --scheduler local:8
 """
 
 from __future__ import annotations

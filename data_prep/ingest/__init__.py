@@ -9,6 +9,7 @@ by ``data_prep.synthesize`` is read through its ``manifest.json``) and globs, an
     python -m data_prep.ingest 'field/*.sgy' --out field.h5 --set require_velocity=false \\
         --set grouping.shots_per_sample=5
     python -m data_prep.ingest data/more --out data/flatvel-a.h5 --append
+    python -m data_prep.ingest data/flatvel-a --out data/flatvel-a.h5 --scheduler local:4   # docs/scaling.md
 
 How the inputs are read:
 
@@ -61,6 +62,7 @@ module                                   holds
 ``data_prep.ingest.velocity``            which input holds each model id's velocity (``VelocityIndex``)
 ``data_prep.ingest.plan``                scanning all inputs into ``SamplePlan`` s (``plan_segy_inputs``)
 ``data_prep.ingest.stage``               ``ingest`` and the command line (``main``)
+``data_prep.ingest.cluster``             scanning and reading on Dask workers (``--scheduler``), one writer
 ``data_prep.dataset_writer``             writing/appending the HDF5 dataset (shared with ``data_prep.openfwi``)
 =======================================  ==================================================================
 """

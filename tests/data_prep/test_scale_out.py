@@ -180,3 +180,15 @@ def test_ingest_cli_reports_a_bad_input_read_on_a_worker_in_one_line(tmp_path: P
         f"one error line naming the file expected: {error}"
     )
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_an_unstable_engine_setting_is_reported_from_the_worker_without_retries(client, tmp_path: Path):
+    """The engine's CFL check fails on the worker: the in-process ValueError, at once, and no chunk file."""
+    config = load_config(
+        SynthesizeConfig, files=[SMALL], values={"count": 2}, overrides=["geometry.grid_spacing_m=1.0"]
+    )
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="CFL"):
+        synthesize(config, tmp_path, progress=False, client=client)
+    assert not list(tmp_path.glob("*.segy")), "no chunk file may be written for a failed chunk"
+    assert time.monotonic() - started < 60, "an expected error must not wait for retries"

@@ -1,0 +1,196 @@
+"""Scaling benchmark: synthesis on a Dask ``LocalCluster`` against the in-process path, at equal cores.
+
+On this machine (2 cores), the same ``--models`` models (OpenFWI's geometry unless ``--small``, in chunks of
+``--chunk-size``) are synthesised, in the same run, interleaved (in-process, cluster, in-process, ...) so both
+see the same machine load, median of ``--repeats`` after one untimed warm-up each:
+
+* **in-process**: ``synthesize(config, out)``, the engine on both cores (2 concurrent calls);
+* **cluster**: ``synthesize(config, out, client=client)`` on a ``LocalCluster`` of 2 worker processes with 1
+  thread each (the engine on one core per task, the writing in this process), started once (its start-up
+  time is reported apart).
+
+The overhead is ``cluster / in-process - 1`` (goal: <= 10 %). The projection for N workers uses what one run
+on the cluster measured: the median compute time of a task on a worker (Dask's task stream), the client's
+time per chunk (receiving and writing it: the single writer), and the scheduler's own cost per task
+(no-op tasks through the same ``core.distributed.ordered_results``):
+``models/s(N) = chunk_size / max(task_s / N, client_s, scheduler_s)``.
+
+Prints a table and rewrites the "scaling" section of docs/benchmarks.md (unless ``--no-update``). Run it
+niced on a shared machine and read the load average it prints.
+
+    nice -n 19 python benchmarks/scaling.py                      # 48 OpenFWI-size models, 3 repeats
+    nice -n 19 python benchmarks/scaling.py --small --models 16 --no-update   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.report import machine_description, markdown_table, median, update_section  # noqa: E402
+from core.config import CONFIG_DIR, load_config  # noqa: E402
+from core.distributed import ordered_results  # noqa: E402
+from data_prep.synthesize import SynthesizeConfig, synthesize  # noqa: E402
+
+
+def _noop(item: int) -> int:
+    return item
+
+
+def scheduler_overhead_s(client, tasks: int = 200) -> float:
+    """Wall seconds per task of ``tasks`` no-op tasks through ``ordered_results`` (window 2 per thread)."""
+    list(ordered_results(client, _noop, range(20), name="warm"))
+    start = time.perf_counter()
+    list(ordered_results(client, _noop, range(tasks), name="noop"))
+    return (time.perf_counter() - start) / tasks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=int, default=48)
+    parser.add_argument("--chunk-size", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--small", action="store_true", help="configs/data/small.yaml's survey (32 x 48).")
+    parser.add_argument("--no-update", action="store_true")
+    args = parser.parse_args(argv)
+
+    import dask
+    import distributed
+
+    files = [CONFIG_DIR / "data" / "small.yaml"] if args.small else []
+    config = load_config(
+        SynthesizeConfig,
+        files=files,
+        values={"count": args.models, "chunk_size": args.chunk_size, "batch_size": args.chunk_size},
+    )
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.2f} (1 min) on {os.cpu_count()} cores", flush=True)
+    root = Path(tempfile.mkdtemp(prefix="scaling-"))
+    in_process: list[float] = []
+    on_cluster: list[float] = []
+    try:
+        started = time.perf_counter()
+        with (
+            dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}),
+            distributed.LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            client.wait_for_workers(args.workers)
+            startup_s = time.perf_counter() - started
+
+            def run(kind: str, index: int) -> float:
+                out = root / f"{kind}-{index}"
+                begin = time.perf_counter()
+                synthesize(config, out, progress=False, client=client if kind == "cluster" else None)
+                seconds = time.perf_counter() - begin
+                shutil.rmtree(out)
+                return seconds
+
+            run("local", -1)  # warm-up: TensorFlow, XLA compilation
+            run("cluster", -1)  # warm-up: the workers' imports and compilation
+            for index in range(args.repeats):
+                in_process.append(run("local", index))
+                on_cluster.append(run("cluster", index))
+                print(
+                    f"repeat {index + 1}: in-process {in_process[-1]:.2f} s, cluster {on_cluster[-1]:.2f} s",
+                    flush=True,
+                )
+
+            # One more cluster run, recorded: per-task compute time on the workers.
+            with distributed.get_task_stream(client) as stream:
+                begin = time.perf_counter()
+                synthesize(config, root / "stream", progress=False, client=client)
+                stream_wall_s = time.perf_counter() - begin
+            computes = [
+                part["stop"] - part["start"]
+                for task in stream.data
+                if str(task.get("key", "")).startswith("synthesize-chunk")
+                for part in task.get("startstops", ())
+                if part.get("action") == "compute"
+            ]
+            task_s = statistics.median(computes)
+            busy_s = sum(computes)
+            scheduler_s = scheduler_overhead_s(client)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    chunks = -(-args.models // args.chunk_size)
+    local_s, cluster_s = median(in_process), median(on_cluster)
+    overhead = cluster_s / local_s - 1
+    # The client's share per chunk: what the workers' busy time does not explain of the cluster run's wall time.
+    client_s = max(0.0, stream_wall_s - busy_s / args.workers) / chunks
+    projections = []
+    for workers in (2, 8, 32, 128, 512):
+        per_chunk = max(task_s / workers, client_s, scheduler_s)
+        projections.append((workers, args.chunk_size / per_chunk))
+
+    geometry = config.geometry
+    survey = (
+        f"{geometry.grid_shape[0]} x {geometry.grid_shape[1]} grid, {geometry.num_sources} shots x "
+        f"{geometry.num_receivers} receivers x {geometry.num_samples} samples"
+    )
+    rows = [
+        ["in-process (engine on 2 cores)", local_s, args.models / local_s, ""],
+        [
+            f"LocalCluster, {args.workers} workers x 1 thread",
+            cluster_s,
+            args.models / cluster_s,
+            f"{100 * overhead:+.1f} %",
+        ],
+    ]
+    table = markdown_table(["path", "wall s (median)", "models/s", "overhead"], rows)
+    projection = markdown_table(
+        ["workers (1 core each)", "projected models/s", "bounded by"],
+        [
+            [
+                workers,
+                rate,
+                "workers"
+                if task_s / workers >= max(client_s, scheduler_s)
+                else ("client (single writer)" if client_s >= scheduler_s else "scheduler"),
+            ]
+            for workers, rate in projections
+        ],
+    )
+    markdown = f"""## Scaling out: synthesis on Dask (`benchmarks/scaling.py`)
+
+{machine_description()}. **Provisional**: run niced (`nice -n 19`) while another benchmark had the
+machine; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (1 min, 2 cores), so both paths
+ran on less than two free cores and the ratio, not the absolute speed, is the figure to read.
+
+{args.models} models ({config.family}, {survey}), chunks of {args.chunk_size} models (one engine call each);
+the in-process run and the cluster run interleaved, median of {args.repeats} after a warm-up each. The
+cluster's start-up (2 spawned worker processes importing TensorFlow) took {startup_s:.1f} s, once per
+command, not counted above.
+
+{table}
+
+Goal: overhead <= 10 % at equal cores. Per task on a worker (compute, median): {task_s:.3g} s for
+{args.chunk_size} models; the client's time per chunk (receive and write: the single writer): {client_s:.3g} s;
+the scheduler's cost per task (no-op tasks, same glue): {1000 * scheduler_s:.3g} ms. Projected throughput
+for N single-core workers, `chunk_size / max(task / N, client, scheduler)` (the writer's disk assumed
+to keep up):
+
+{projection}
+"""
+    print(markdown)
+    if not args.no_update:
+        print(f"updated {update_section('scaling', markdown)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -192,3 +192,37 @@ def test_an_unstable_engine_setting_is_reported_from_the_worker_without_retries(
         synthesize(config, tmp_path, progress=False, client=client)
     assert not list(tmp_path.glob("*.segy")), "no chunk file may be written for a failed chunk"
     assert time.monotonic() - started < 60, "an expected error must not wait for retries"
+
+
+def test_cli_with_an_unreachable_scheduler_is_one_error_line(tmp_path: Path, capsys):
+    import socket
+
+    import dask
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed when the block ends: nothing listens there
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        status = main(
+            ["--config", str(SMALL), "--count", "1", "--out", str(tmp_path / "out"), "--quiet"]
+            + ["--scheduler", f"tcp://127.0.0.1:{port}"]
+        )
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2, f"exit status 2 (a user error) expected, got {status}: {error}"
+    assert len(error) == 1 and error[0].startswith(
+        "error: cannot reach the Dask scheduler at tcp://127.0.0.1"
+    ), f"one error line expected: {error}"
+    assert not (tmp_path / "out").exists(), "nothing may be written when the scheduler cannot be reached"
+
+
+def test_max_threads_changes_the_threads_not_the_bytes():
+    """A worker runs the client's cut of a batch into engine calls on its one thread: the same bytes."""
+    from data_prep.forward import EngineConfig, simulate
+
+    config = load_config(SynthesizeConfig, files=[SMALL])
+    velocity = np.full((2, *config.geometry.grid_shape), 2000.0, dtype=np.float32)
+    velocity[:, 16:] = 3000.0
+    engine = EngineConfig(max_concurrent_calls=2)
+    both = np.asarray(simulate(velocity, config.geometry, engine))
+    one = np.asarray(simulate(velocity, config.geometry, engine, max_threads=1))
+    assert np.array_equal(both, one), "capping the threads must not change a single bit of the traces"

@@ -476,7 +476,7 @@ def simulate_chunk(
         stop = min(start + config.batch_size, chunk.num_models)
         if sources is None:
             seismic[start:stop] = _to_numpy(
-                simulate(velocity[start:stop], config.geometry, config.engine, max_threads=max_threads)
+                simulate(velocity[start:stop], config.geometry, config.engine, **_threads(max_threads))
             )
         else:
             seismic[start:stop] = _simulate_varied(
@@ -490,6 +490,11 @@ def simulate_chunk(
             "the engine settings are unstable for these velocities. Reduce engine.time_step_s."
         )
     return velocity, seismic, sources
+
+
+def _threads(max_threads: int | None) -> dict[str, int]:
+    """``simulate``'s ``max_threads`` keyword, only when set (the in-process call stays as it was)."""
+    return {} if max_threads is None else {"max_threads": max_threads}
 
 
 def _simulate_chunk_task(
@@ -535,7 +540,7 @@ def _simulate_varied(
                     velocity[chosen],
                     reference_geometry,
                     dataclasses.replace(engine, free_surface=free_surface),
-                    max_threads=max_threads,
+                    **_threads(max_threads),
                 )
             )
         for row, number in enumerate(chosen):

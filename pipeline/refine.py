@@ -238,7 +238,8 @@ class RefineConfig:
         ):
             raise ValueError(
                 f"refine.frequency_schedule_hz has {len(self.frequency_schedule_hz)} stages for "
-                f"{self.iterations} iterations: give at least one iteration per stage, or fewer stages."
+                f"{self.iterations} iterations: give at least one iteration per stage, or fewer stages. "
+                f"Received: iterations={self.iterations}, frequency_schedule_hz={list(self.frequency_schedule_hz)}"
             )
 
     def stages(
@@ -593,6 +594,7 @@ class _Objective:
         self.max_lag = int(round(max_lag_s / geometry.sample_interval_s))
         self.scope = scope
         self.shots_per_call = shots_per_call
+        self.reference_wavelet = _reference_wavelet(geometry, engine, wavelet)
         self.truth = truth
         self.budget = budget
         self.evaluations = 0
@@ -624,7 +626,13 @@ class _Objective:
         """The source correction (an object with ``apply``, ``adjoint``, ``scale``/``gain``)."""
         if self.method == "estimate":
             return estimate_matching_filter(
-                observed, simulated, self.max_lag, self.damping, self.scope, self.geometry.sample_interval_s
+                observed,
+                simulated,
+                self.max_lag,
+                self.damping,
+                self.scope,
+                self.geometry.sample_interval_s,
+                self.reference_wavelet,
             )
         return match_source(observed, simulated, self.method, self.damping)
 
@@ -688,6 +696,16 @@ class _Objective:
         if not (self.prior_weight > 0 and self.start is not None):
             return np.zeros_like(velocity)
         return self.prior_weight * (velocity - self.start) / (PRIOR_SCALE_MPS**2 * velocity.size)
+
+
+def _reference_wavelet(geometry: AcquisitionGeometry, engine: Any, wavelet: np.ndarray | None) -> np.ndarray:
+    """The simulation's source wavelet (the first shot's when per shot): what the estimated one is compared to."""
+    if wavelet is not None:
+        return np.asarray(wavelet, np.float64).reshape(-1, geometry.num_samples)[0]
+    from data_prep.wavelets import ricker
+
+    delay = engine.resolved_ricker_delay_s(geometry)
+    return ricker(geometry.peak_frequency_hz, geometry.num_samples, geometry.sample_interval_s, delay_s=delay)
 
 
 class _BudgetExhausted(Exception):
@@ -1264,7 +1282,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         result["num_warnings"] = float(sum(1 for row in rows if row.get("refine_note")))
         result["misfit_before_median"] = float(np.median(before))
         result["misfit_after_median"] = float(np.median(after))
-        result["time_per_window_s"] = float(np.mean(finite("refine_time_s")))
+        times = finite("refine_time_s")
+        if times.size:
+            result["time_per_window_s"] = float(np.mean(times))
     polarity = finite("refine_wavelet_polarity")
     if polarity.size:
         result["wavelet_polarity_median"] = float(np.median(polarity))

@@ -40,9 +40,9 @@ class MatchingFilter:
         spectrum: ``(filters, bins)`` the taps on the ``rfft`` bins of ``2 x num_samples`` (zero padding: a
             linear, not circular, convolution), negative lags wrapped to the end.
         gain: ``||f * s|| / ||s||`` on the gathers it was estimated from (the polarity is ``polarity``).
-        polarity: the sign of the filter's largest tap: +1, or -1 when the data are reversed relative to the
-            simulation.
-        lag_s: the lag of the filter's largest tap in seconds (positive: the data arrive later).
+        polarity: +1, or -1 when the data are reversed relative to the simulation (the sign of the estimated
+            wavelet's largest sample against the reference wavelet's, or of the filter's largest tap).
+        lag_s: the delay of that sample in seconds (positive: the data arrive later).
     """
 
     taps: np.ndarray
@@ -73,6 +73,7 @@ def estimate_matching_filter(
     damping: float = 1e-3,
     scope: str = "window",
     sample_interval_s: float = 1.0,
+    reference_wavelet: np.ndarray | None = None,
 ) -> MatchingFilter:
     """The least-squares filter of ``2 max_lag_samples + 1`` taps mapping ``simulated`` onto ``observed``.
 
@@ -82,6 +83,10 @@ def estimate_matching_filter(
         damping: Tikhonov stabilisation relative to the simulated gathers' zero-lag autocorrelation.
         scope: ``"window"`` (one filter) or ``"shot"`` (one per shot).
         sample_interval_s: for ``lag_s`` only.
+        reference_wavelet: ``(time,)`` the simulation's source wavelet. With it, ``polarity`` and ``lag_s``
+            describe the estimated source wavelet ``f * reference`` against the reference (largest sample's
+            sign and time): robust where the filter itself is noisy outside the wavelet's band. Without it,
+            the filter's largest tap.
 
     Raises:
         ValueError: shapes that differ, a negative lag, an unknown scope.
@@ -123,6 +128,13 @@ def estimate_matching_filter(
     match = MatchingFilter(taps, spectrum, 0.0, 1.0, 0.0)
     energy = float(np.sum(simulated * simulated))
     gain = float(np.sqrt(np.sum(match.apply(simulated) ** 2) / energy)) if energy > 0 else 0.0
+    if reference_wavelet is not None:
+        reference = np.asarray(reference_wavelet, np.float64).reshape(1, -1, 1)
+        estimated = match.apply(np.broadcast_to(reference, (taps.shape[0], reference.shape[1], 1)))[:, :, 0]
+        peak = int(np.argmax(np.abs(reference[0, :, 0])))
+        shot, sample = np.unravel_index(int(np.argmax(np.abs(estimated))), estimated.shape)
+        polarity = float(np.sign(estimated[shot, sample] * reference[0, peak, 0]) or 1.0)
+        return MatchingFilter(taps, spectrum, gain, polarity, float(sample - peak) * sample_interval_s)
     largest = np.unravel_index(int(np.argmax(np.abs(taps))), taps.shape)
     polarity = float(np.sign(taps[largest]) or 1.0)
     return MatchingFilter(taps, spectrum, gain, polarity, float(lags[largest[1]]) * sample_interval_s)

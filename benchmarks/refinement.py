@@ -63,8 +63,8 @@ METHOD_LABELS = {
 
 
 def small_geometry():
-    from data_prep.synthesize import SynthesizeConfig
     from core.config import load_config
+    from data_prep.synthesize import SynthesizeConfig
 
     return load_config(SynthesizeConfig, files=[REPO_ROOT / "configs" / "data" / "small.yaml"]).geometry
 

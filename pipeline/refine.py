@@ -99,6 +99,9 @@ REFINE_FIELDS = (
 #: The prior's velocity scale: a uniform departure of this size from the start costs ``prior_weight / 2``.
 PRIOR_SCALE_MPS = 100.0
 
+#: The automatic schedule gives every stage at least this many iterations (fewer stages for a small budget).
+MIN_ITERATIONS_PER_STAGE = 3
+
 #: The automatic schedule's first cut-off has at least this many periods in the record.
 MIN_PERIODS_PER_RECORD = 3.0
 
@@ -120,7 +123,7 @@ class RefineConfig:
         start_frequency_hz: the first stage's low-pass cut-off; the cut-offs rise geometrically to the
             training wavelet's peak frequency, then the full band. 0: the full band only. Ignored when
             ``frequency_schedule_hz`` is given.
-        num_stages: stages of the automatic schedule (the last one full band), at most ``iterations``.
+        num_stages: stages of the automatic schedule (the last one full band), at most ``iterations // 3``.
         frequency_schedule_hz: explicit low-pass cut-offs (Hz) of successive stages, low to high; 0 = full band.
         min_relative_decrease: a stage ends when an L-BFGS-B step lowers its objective by less than this
             fraction; its remaining iterations go to the next stage. 0: every stage uses its share.
@@ -247,7 +250,7 @@ class RefineConfig:
     ) -> list[tuple[float | None, int]]:
         """``[(cut-off Hz or None for the full band, iterations)]`` of the schedule.
 
-        ``frequency_schedule_hz`` when given; else ``min(num_stages, iterations)`` stages from
+        ``frequency_schedule_hz`` when given; else ``min(num_stages, iterations // 3)`` stages (at least one) from
         ``start_frequency_hz`` (at least ``MIN_PERIODS_PER_RECORD`` periods in a record of ``duration_s``)
         rising geometrically towards ``peak_frequency_hz`` (the training wavelet's), the last one the full
         band; a single full-band stage when the start is not below the peak.
@@ -255,7 +258,8 @@ class RefineConfig:
         if self.frequency_schedule_hz:
             cutoffs = [c if c > 0 else None for c in self.frequency_schedule_hz]
         else:
-            count = max(1, min(self.num_stages, self.iterations))
+            # L-BFGS-B needs a few evaluations per stage to take a step: at least MIN_ITERATIONS_PER_STAGE.
+            count = max(1, min(self.num_stages, self.iterations // MIN_ITERATIONS_PER_STAGE))
             low = self.start_frequency_hz
             if low > 0 and duration_s:
                 # A low-pass stage needs a few periods inside the record to constrain anything.

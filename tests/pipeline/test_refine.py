@@ -279,11 +279,13 @@ def test_config_validation_and_schedule():
         (None, 2),
     ]
     # Automatic: from start_frequency_hz rising geometrically to the peak, then the full band.
-    assert RefineConfig(iterations=7).stages(15.0, 1.0) == [(4.0, 3), (7.75, 2), (None, 2)]
-    assert RefineConfig(iterations=2).stages(15.0, 1.0) == [(4.0, 1), (None, 1)]
+    assert RefineConfig(iterations=10).stages(15.0, 1.0) == [(4.0, 4), (7.75, 3), (None, 3)]
+    # At least 3 iterations per stage (L-BFGS-B steps once it has two evaluations): fewer stages.
+    assert RefineConfig(iterations=7).stages(15.0, 1.0) == [(4.0, 4), (None, 3)]
+    assert RefineConfig(iterations=2).stages(15.0, 1.0) == [(None, 2)]
     assert RefineConfig(iterations=3, start_frequency_hz=0.0).stages(15.0, 1.0) == [(None, 3)]
     # A record of 0.4 s: the first stage needs 3 periods in it (7.5 Hz); of 0.16 s: none below the peak.
-    assert RefineConfig(iterations=3).stages(15.0, 0.4)[0][0] == 7.5
+    assert RefineConfig(iterations=6).stages(15.0, 0.4)[0][0] == 7.5
     assert RefineConfig(iterations=3).stages(15.0, 0.16) == [(None, 3)]
     for bad, words in (
         ({"iterations": -1}, "non-negative"),
@@ -379,7 +381,8 @@ def test_infer_refines_each_window_of_a_biased_oracle(tmp_path, short_line):
     section = read_section(tmp_path / "run" / "section.h5")
     windows = section["windows"]
     before, after = windows["refine_misfit_before"], windows["refine_misfit_after"]
-    np.testing.assert_allclose(before, windows["data_misfit"], rtol=1e-4, err_msg="before = the QC's misfit")
+    # The refinement's misfit uses its matching wavelet, which fits at least as well as the QC's scalar.
+    assert np.all(before <= windows["data_misfit"] + 1e-6), (before, windows["data_misfit"])
     assert np.all(after < 0.8 * before), f"4 iterations from a +150 m/s model: {before} -> {after}"
     np.testing.assert_allclose(windows["refine_velocity_mae_before_mps"], 150.0, atol=1.0)
     assert np.all(windows["refine_velocity_mae_after_mps"] < windows["refine_velocity_mae_before_mps"])

@@ -5,7 +5,8 @@ Usage (from the repository root)::
 
     python -m benchmarks.refinement                         # 6 lines, ~10 min on 2 cores; docs/benchmarks.md
     python -m benchmarks.refinement --lines 1 --iterations 6 --no-write     # a quick look
-    python -m benchmarks.refinement --bundle DIR            # start from a network (small.yaml geometry)
+    python -m benchmarks.refinement --start bundle --bundle DIR   # start from a network (small.yaml geometry)
+    python -m benchmarks.refinement --openfwi-window        # seconds per OpenFWI-size window, old and new
 
 Setup:
 
@@ -349,6 +350,51 @@ while it ran (a shared machine: a training job ran beside it, so times are infla
 """
 
 
+def openfwi_window_timing(iterations: int) -> str:
+    """Seconds per window at OpenFWI's size (70 x 70 cells, 5 shots, 70 receivers, 1000 samples), after a
+    compiling first call: one CurveFault-B window with the foreign source, the truth smoothed by 4 cells as
+    start, the old and the new refinement. Wall and CPU seconds (the process's, every core)."""
+    from scipy.ndimage import gaussian_filter
+
+    from data_prep.forward import EngineConfig, simulate
+    from data_prep.geometry import AcquisitionGeometry
+    from data_prep.velocity_models import generate_model
+    from pipeline.refine import RefineConfig, refine
+
+    geometry, engine = AcquisitionGeometry.openfwi(), EngineConfig()
+    truth = np.clip(generate_model("curvefault-b", 7, 0, (70, 70)).velocity_mps, *BOUNDS_MPS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        observed = np.asarray(simulate(truth, geometry, engine, wavelet=foreign_wavelet(geometry, engine)))[0]
+    start = gaussian_filter(truth, 4.0, mode="nearest")
+    lines = []
+    for name, make in (("old", RefineConfig.legacy), ("new", lambda n: RefineConfig(iterations=n))):
+        tick = time.perf_counter()
+        refine(observed, start, geometry, engine, make(2), bounds_mps=BOUNDS_MPS)
+        compile_s = time.perf_counter() - tick
+        load = os.getloadavg()[0]
+        tick, cpu = time.perf_counter(), time.process_time()
+        result = refine(
+            observed,
+            start,
+            geometry,
+            engine,
+            make(iterations),
+            bounds_mps=BOUNDS_MPS,
+            true_velocity_mps=truth,
+        )
+        lines.append(
+            f"- {name}: first call (compiles) {compile_s:.1f} s; {iterations} iterations "
+            f"({result.gradient_evaluations} gradient evaluations) {time.perf_counter() - tick:.1f} s wall, "
+            f"{time.process_time() - cpu:.1f} s CPU, load {load:.1f}; MAE "
+            f"{result.velocity_errors_before['velocity_mae_mps']:.1f} -> "
+            f"{result.velocity_errors_after['velocity_mae_mps']:.1f} m/s; misfit {result.misfit_before:.3f} -> "
+            f"{result.misfit_after:.3f}"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default="/tmp/seisinvert-refinement-bench-22", help="Cache folder.")
@@ -361,7 +407,15 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle", help="A bundle of the small.yaml geometry (with --start bundle).")
     parser.add_argument("--line-mode", action="store_true", help="Also refine each line as one model.")
     parser.add_argument("--no-write", action="store_true", help="Print the table only.")
+    parser.add_argument(
+        "--openfwi-window",
+        action="store_true",
+        help="Only time one OpenFWI-size window (70 x 70, 5 shots, 1000 samples), old and new; prints, writes nothing.",
+    )
     args = parser.parse_args(argv)
+    if args.openfwi_window:
+        openfwi_window_timing(args.iterations)
+        return 0
     if args.start == "bundle" and not args.bundle:
         parser.error(
             "--start bundle needs --bundle DIR (a bundle trained on configs/data/small.yaml's geometry)"

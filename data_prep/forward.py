@@ -705,13 +705,19 @@ def _xla_compile(function):
                 outputs = function(velocity, *others)
             return tape.gradient(outputs, velocity, output_gradients=upstream)
 
-        @tf.custom_gradient
         def differentiable(velocity, *others):
-            def gradient(upstream):
-                return (velocity_vjp(upstream, velocity, *others), *([None] * len(others)))
+            # Only the velocity goes through tf.custom_gradient: it would also watch the other inputs, and
+            # watching the int32 shot/receiver indices printed TensorFlow's "The dtype of the watched tensor
+            # must be floating" warning at every gradient (issue 22). They are constants of the call.
+            @tf.custom_gradient
+            def with_gradient(velocity):
+                def gradient(upstream):
+                    return velocity_vjp(upstream, velocity, *others)
 
-            # stop_gradient: the tape must not record the forward call itself (see above).
-            return forward(tf.stop_gradient(velocity), *others), gradient
+                # stop_gradient: the tape must not record the forward call itself (see above).
+                return forward(tf.stop_gradient(velocity), *others), gradient
+
+            return with_gradient(velocity)
 
         return differentiable
     if backend == "jax":

@@ -616,6 +616,7 @@ def _process_windows(
                 qc_config.source_correction,
                 truth_windows,
                 skip,
+                edges=edges,
             )
             timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - tick
 
@@ -1002,11 +1003,12 @@ def _write_outputs(
             file=sys.stderr,
         )
     if refine_summary.get("num_refined"):
+        from pipeline.refine import summary_line
+
         print(
-            "Refinement: data misfit median {misfit_before_median:.3g} -> {misfit_after_median:.3g}, "
-            "{num_improved:.0f} of {num_refined:.0f} windows improved".format(**refine_summary)
+            summary_line(refine_summary)
             + (
-                ", refined section MAE {velocity_mae_mps:.1f} m/s".format(
+                "; refined section MAE {velocity_mae_mps:.1f} m/s against the truth".format(
                     **refine_summary["section_velocity_errors"]
                 )
                 if "section_velocity_errors" in refine_summary
@@ -1182,6 +1184,12 @@ def _finished_result(out: Path) -> InferResult:
 def _check_refinement(bundle: Any, layout: ModelLayout, config: InferConfig) -> None:
     """Refuses ``--refine`` up front when it cannot run: no velocity bounds, or an engine-less geometry."""
     stats = bundle.stats
+    if config.refine.mode == "line":
+        raise UserError(
+            "refine.mode=line (the whole line as one model) is available from Python "
+            "(pipeline.refine.refine_line, docs/refinement.md), not yet in pipeline.infer, which refines window "
+            f"by window. Received: refine.mode={config.refine.mode!r}; use --set refine.mode=window."
+        )
     if config.refine.bounds_mps is None and getattr(stats, "velocity_min_mps", None) is None:
         raise UserError(
             "--refine needs velocity bounds and the model records no training velocity range: set "

@@ -98,12 +98,13 @@ def case():
 
 
 def test_refinement_reduces_the_misfit_from_a_smoothed_true_model(case):
+    """The optimiser itself, without the issue-22 additions (no wavelet mismatch here): ``legacy`` settings."""
     result = refine(
         case["observed"],
         case["start"],
         GEOMETRY,
         ENGINE,
-        RefineConfig(iterations=5),
+        RefineConfig.legacy(5),
         bounds_mps=BOUNDS,
         true_velocity_mps=case["truth"],
     )
@@ -113,7 +114,7 @@ def test_refinement_reduces_the_misfit_from_a_smoothed_true_model(case):
         f"five L-BFGS-B evaluations should at least halve the misfit: {result.misfit_before:.4f} -> "
         f"{result.misfit_after:.4f} (history {[round(h['misfit'], 4) for h in result.history]})"
     )
-    assert result.improved and result.best_iteration > 0 and result.warning == ""
+    assert result.misfit_reduced and result.best_iteration > 0 and result.warning == ""
     assert result.source_scale == pytest.approx(SURVEY_UNITS, rel=0.05), "the survey units are absorbed"
     before = result.velocity_errors_before["velocity_mae_mps"]
     after = result.velocity_errors_after["velocity_mae_mps"]
@@ -129,9 +130,8 @@ def test_refinement_reduces_the_misfit_from_a_smoothed_true_model(case):
 
 def test_misfit_before_is_the_physics_qc_misfit(case):
     prediction = case["start"] + 40.0
-    result = refine(
-        case["observed"], prediction, GEOMETRY, ENGINE, RefineConfig(iterations=0), bounds_mps=BOUNDS
-    )
+    config = RefineConfig(iterations=0, source_correction="qc")  # the QC's own source correction (scale)
+    result = refine(case["observed"], prediction, GEOMETRY, ENGINE, config, bounds_mps=BOUNDS)
     assert result.gradient_evaluations == 0 and result.best_iteration == 0
     np.testing.assert_array_equal(result.velocity_mps, prediction.astype(np.float32))
 
@@ -180,7 +180,7 @@ def test_both_optimisers_project_onto_the_bounds(case, monkeypatch, optimizer):
         np.full((12, 16), 2200.0),
         GEOMETRY,
         ENGINE,
-        RefineConfig(iterations=15, optimizer=optimizer, step_mps=100.0, source_correction="none"),
+        RefineConfig.legacy(15, optimizer=optimizer, step_mps=100.0, source_correction="none"),
         bounds_mps=bounds,
     )
     for velocity in (result.velocity_mps, result.last_velocity_mps):
@@ -203,7 +203,7 @@ def test_a_diverging_run_returns_the_best_iterate_and_says_so(case, caplog):
             case["start"],
             GEOMETRY,
             ENGINE,
-            RefineConfig(iterations=2, optimizer="adam", step_mps=900.0, smoothing_cells=0.0),
+            RefineConfig.legacy(2, optimizer="adam", step_mps=900.0, smoothing_cells=0.0),
             bounds_mps=BOUNDS,
         )
     misfits = [entry["misfit"] for entry in result.history]
@@ -214,11 +214,19 @@ def test_a_diverging_run_returns_the_best_iterate_and_says_so(case, caplog):
     assert any("Refinement:" in message for message in caplog.messages)
     if result.best_iteration == 0:
         np.testing.assert_array_equal(result.velocity_mps, case["start"].astype(np.float32))
-        assert not result.improved
+        assert not result.misfit_reduced
 
 
 @pytest.mark.parametrize(
-    ("method", "cutoff_hz"), [("scale", None), ("wavelet", None), ("scale", 10.0), ("none", 10.0)]
+    ("method", "cutoff_hz"),
+    [
+        ("scale", None),
+        ("wavelet", None),
+        ("scale", 10.0),
+        ("none", 10.0),
+        ("estimate", None),
+        ("estimate", 10.0),
+    ],
 )
 def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz):
     """The adjoint source (source correction by variable projection, low-pass) is the objective's gradient.
@@ -227,9 +235,13 @@ def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz)
     a missing factor or term of the adjoint gives O(1) errors). 15 % for ``wavelet``: the gradient holds the
     filter fixed, which is exact only at the minimiser of the misfit, and the filter is the damped
     frequency-domain least-squares estimate on zero-padded traces, not the exact minimiser of the truncated
-    time-domain misfit (measured: 7 %).
+    time-domain misfit (measured: 7 %). 15 % for ``estimate`` as well: the matching filter is the exact
+    least-squares filter of its lags but of the untruncated correlations, and damped.
     """
-    objective = _Objective(case["observed"], GEOMETRY, ENGINE, None, BOUNDS, method, 1e-3, None, budget=10)
+    from pipeline.refine import refinement_engine
+
+    engine = refinement_engine(ENGINE, GEOMETRY.num_samples)  # the compiled gradient the other tests use
+    objective = _Objective(case["observed"], GEOMETRY, engine, None, BOUNDS, method, 1e-3, None, budget=10)
     objective.set_band(0, cutoff_hz)
     base = case["start"].astype(np.float64)
     rows, columns = np.mgrid[:12, :16]
@@ -240,9 +252,9 @@ def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz)
     minus, _ = objective.evaluate(base - step * direction, gradient=False)
     finite_difference = (plus - minus) / (2 * step)
     analytic = float(np.sum(gradient * direction))
-    assert analytic == pytest.approx(finite_difference, rel=0.15 if method == "wavelet" else 0.03), (
-        f"{method}, cut-off {cutoff_hz}: adjoint {analytic:.6g} vs finite difference {finite_difference:.6g}"
-    )
+    assert analytic == pytest.approx(
+        finite_difference, rel=0.15 if method in ("wavelet", "estimate") else 0.03
+    ), f"{method}, cut-off {cutoff_hz}: adjoint {analytic:.6g} vs finite difference {finite_difference:.6g}"
 
 
 def test_band_limit_is_a_symmetric_low_pass():
@@ -266,7 +278,15 @@ def test_config_validation_and_schedule():
         (10.0, 2),
         (None, 2),
     ]
-    assert RefineConfig(iterations=3).stages() == [(None, 3)]
+    # Automatic: from start_frequency_hz rising geometrically to the peak, then the full band.
+    assert RefineConfig(iterations=10).stages(15.0, 1.0) == [(4.0, 4), (7.75, 3), (None, 3)]
+    # At least 3 iterations per stage (L-BFGS-B steps once it has two evaluations): fewer stages.
+    assert RefineConfig(iterations=7).stages(15.0, 1.0) == [(4.0, 4), (None, 3)]
+    assert RefineConfig(iterations=2).stages(15.0, 1.0) == [(None, 2)]
+    assert RefineConfig(iterations=3, start_frequency_hz=0.0).stages(15.0, 1.0) == [(None, 3)]
+    # A record of 0.4 s: the first stage needs 3 periods in it (7.5 Hz); of 0.16 s: none below the peak.
+    assert RefineConfig(iterations=6).stages(15.0, 0.4)[0][0] == 7.5
+    assert RefineConfig(iterations=3).stages(15.0, 0.16) == [(None, 3)]
     for bad, words in (
         ({"iterations": -1}, "non-negative"),
         ({"frequency_schedule_hz": (10.0, 6.0)}, "low to high"),
@@ -274,9 +294,23 @@ def test_config_validation_and_schedule():
         ({"iterations": 2, "frequency_schedule_hz": (4.0, 8.0, 0.0)}, "at least one iteration per stage"),
         ({"bounds_mps": (3000.0, 2000.0)}, "0 < min < max"),
         ({"step_mps": 0.0}, "positive"),
+        ({"mode": "section"}, "'window'.*'line'"),
+        ({"optimizer": "sgd"}, "'lbfgs' or 'adam'"),
+        ({"start_frequency_hz": -1.0}, "start_frequency_hz.*>= 0"),
+        ({"num_stages": 0}, "num_stages.*positive integer"),
+        ({"min_relative_decrease": 1.0}, r"fraction in \[0, 1\)"),
+        ({"smoothing_wavelengths": -0.1}, "smoothing_wavelengths"),
+        ({"structure": "layers"}, "'edges' or 'none'"),
+        ({"prior_weight": -1.0}, "prior_weight.*>= 0"),
+        ({"source_correction": "ricker"}, "estimate, qc, scale, wavelet, none"),
+        ({"wavelet_max_lag_s": -0.1}, "wavelet_max_lag_s"),
+        ({"wavelet_scope": "line"}, "'window'.*'shot'"),
+        ({"shots_per_call": 0}, "shots_per_call"),
+        ({"checkpoint_segments": 0}, "checkpoint_segments"),
     ):
-        with pytest.raises(ValueError, match=words):
+        with pytest.raises(ValueError, match=words) as caught:
             RefineConfig(**bad)
+        assert "Received" in str(caught.value), f"the refusal names what was received: {caught.value}"
 
 
 def test_refine_refuses_bad_input(case):
@@ -288,6 +322,10 @@ def test_refine_refuses_bad_input(case):
         refine(case["observed"], case["start"], GEOMETRY, ENGINE)
     with pytest.raises(ValueError, match="NaN"):
         refine(case["observed"], np.full((12, 16), np.nan), GEOMETRY, ENGINE, bounds_mps=BOUNDS)
+    with pytest.raises(ValueError, match=r"edges must be \(depth, x\) = \(12, 16\).*Received: \(4, 4\)"):
+        refine(case["observed"], case["start"], GEOMETRY, ENGINE, bounds_mps=BOUNDS, edges=np.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r"trace_mask must be \(shots, receivers\)"):
+        refine(case["observed"], case["start"], GEOMETRY, ENGINE, bounds_mps=BOUNDS, trace_mask=np.ones(3))
 
 
 def test_summary_of_window_records():
@@ -297,7 +335,8 @@ def test_summary_of_window_records():
         {"refine_misfit_before": float("nan"), "refine_misfit_after": float("nan")},
     ]
     summary = summarise(rows)
-    assert summary["num_refined"] == 2 and summary["num_improved"] == 1
+    assert summary["num_refined"] == 2 and summary["num_misfit_reduced"] == 1
+    assert "num_improved" not in summary, "improved is not measured: only the misfit is"
     assert summary["misfit_before_median"] == pytest.approx(0.35)
     assert summary["misfit_after_median"] == pytest.approx(0.25)
     assert summary["time_per_window_s"] == pytest.approx(2.0)
@@ -342,7 +381,8 @@ def test_infer_refines_each_window_of_a_biased_oracle(tmp_path, short_line):
     section = read_section(tmp_path / "run" / "section.h5")
     windows = section["windows"]
     before, after = windows["refine_misfit_before"], windows["refine_misfit_after"]
-    np.testing.assert_allclose(before, windows["data_misfit"], rtol=1e-4, err_msg="before = the QC's misfit")
+    # The refinement's misfit uses its matching wavelet, which fits at least as well as the QC's scalar.
+    assert np.all(before <= windows["data_misfit"] + 1e-6), (before, windows["data_misfit"])
     assert np.all(after < 0.8 * before), f"4 iterations from a +150 m/s model: {before} -> {after}"
     np.testing.assert_allclose(windows["refine_velocity_mae_before_mps"], 150.0, atol=1.0)
     assert np.all(windows["refine_velocity_mae_after_mps"] < windows["refine_velocity_mae_before_mps"])
@@ -351,7 +391,7 @@ def test_infer_refines_each_window_of_a_biased_oracle(tmp_path, short_line):
     assert np.all(np.isfinite(refined)) and not np.allclose(refined, section["velocity_mps"])
     assert refined.min() >= F.VELOCITY_RANGE_MPS[0] and refined.max() <= F.VELOCITY_RANGE_MPS[1]
     summary = section["refine"]["summary"]
-    assert summary["num_refined"] == 2 and summary["num_improved"] == 2
+    assert summary["num_refined"] == 2 and summary["num_misfit_reduced"] == 2
     network_mae = section["qc"]["section_velocity_errors"]["velocity_mae_mps"]
     refined_mae = summary["section_velocity_errors"]["velocity_mae_mps"]
     assert refined_mae < network_mae, (
@@ -430,10 +470,260 @@ def test_a_non_finite_gradient_stops_the_iterations_and_keeps_the_best_model(cas
         case["start"],
         GEOMETRY,
         ENGINE,
-        RefineConfig(iterations=8, source_correction="none"),
+        RefineConfig.legacy(8, source_correction="none"),
         bounds_mps=BOUNDS,
     )
     assert engine.gradients == 3, "no evaluation after the NaN gradient"
     assert "NaN" in result.warning and "best model so far" in result.warning
     assert result.misfit_after == min(entry["misfit"] for entry in result.history) < result.misfit_before
     assert np.all(np.isfinite(result.velocity_mps))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 22: a refinement that improves the velocity when the data's source is not the training data's
+# ----------------------------------------------------------------------------------------------------------
+
+#: A window a little larger than GEOMETRY, so that a 10 Hz wavelet 30 ms late fits in its record: 20 x 40 cells,
+#: 3 shots, 20 receivers, 300 samples.
+MISMATCH_GEOMETRY = AcquisitionGeometry(
+    grid_shape=(20, 40),
+    grid_spacing_m=10.0,
+    num_samples=300,
+    sample_interval_s=0.001,
+    peak_frequency_hz=15.0,
+    source_cells=((1, 0), (1, 20), (1, 39)),
+    receiver_cells=tuple((1, x) for x in range(0, 40, 2)),
+)
+
+
+@pytest.fixture(scope="module")
+def mismatch_case():
+    """A dipping three-layer model recorded with a foreign source: 10 Hz Ricker instead of 15 Hz, 30 ms
+    later than the training wavelet, reversed polarity, x 1000; the start is the truth smoothed (3 cells)."""
+    from data_prep.wavelets import ricker
+
+    depth, x = np.mgrid[:20, :40]
+    truth = np.where(depth < 8 + 0.1 * x, 1800.0, np.where(depth < 15, 2500.0, 3000.0)).astype(np.float32)
+    delay = ENGINE.resolved_ricker_delay_s(MISMATCH_GEOMETRY) + 0.03
+    foreign = -1000.0 * ricker(10.0, 300, 0.001, delay_s=delay)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        observed = np.asarray(simulate(truth, MISMATCH_GEOMETRY, ENGINE, wavelet=foreign))[0]
+    return {"truth": truth, "observed": observed, "start": gaussian_filter(truth, 3.0, mode="nearest")}
+
+
+def test_with_a_foreign_wavelet_the_new_refinement_lowers_the_velocity_error_and_the_old_one_raises_it(
+    mismatch_case,
+):
+    """The issue's failure in miniature. Measured (10 iterations each): new MAE 107.9 -> 92.5 m/s (-14 %),
+    old (``RefineConfig.legacy``: the QC's scalar source correction, full band) 107.9 -> 294.5 m/s: it lowers
+    its own misfit (0.94 -> 0.86) by moving the velocity away from the truth."""
+    runs = {}
+    for name, config in (("new", RefineConfig(iterations=10)), ("old", RefineConfig.legacy(10))):
+        runs[name] = refine(
+            mismatch_case["observed"],
+            mismatch_case["start"],
+            MISMATCH_GEOMETRY,
+            ENGINE,
+            config,
+            bounds_mps=(1500.0, 3500.0),
+            true_velocity_mps=mismatch_case["truth"],
+        )
+    new, old = runs["new"], runs["old"]
+    before = new.velocity_errors_before["velocity_mae_mps"]
+    assert before == pytest.approx(old.velocity_errors_before["velocity_mae_mps"]), "same start"
+    assert new.velocity_errors_after["velocity_mae_mps"] < 0.92 * before, (
+        f"new refinement: velocity MAE {before:.1f} -> {new.velocity_errors_after['velocity_mae_mps']:.1f} m/s"
+    )
+    assert new.misfit_after < 0.8 * new.misfit_before, (new.misfit_before, new.misfit_after)
+    assert old.misfit_after < old.misfit_before, "the old refinement does lower its own misfit ..."
+    assert old.velocity_errors_after["velocity_mae_mps"] > 1.2 * before, (
+        "... by making the velocity worse (this is the issue's failure; if it stops failing, this test's case "
+        f"is too easy): {before:.1f} -> {old.velocity_errors_after['velocity_mae_mps']:.1f} m/s"
+    )
+    assert new.wavelet_polarity == -1.0, "the reversed polarity is seen by the estimated wavelet"
+    assert new.wavelet_lag_s == pytest.approx(0.03, abs=0.006), "and the 30 ms delay"
+    assert [stage["cutoff_hz"] for stage in new.stages][-1] is None, "the last stage is the full band"
+    assert new.stages[0]["cutoff_hz"] == 10.0, "the first stage: 3 periods in the 0.3 s record"
+    assert new.stages[0]["smoothing_cells"] > new.stages[-1]["smoothing_cells"], "smoother at low frequencies"
+    assert sum(stage["iterations"] for stage in new.stages) == new.gradient_evaluations <= 10
+
+
+def test_matching_filter_recovers_polarity_delay_and_its_adjoint_is_exact():
+    from pipeline.wavelet_estimation import estimate_matching_filter
+
+    rng = np.random.default_rng(3)
+    simulated = gaussian_filter(rng.standard_normal((3, 200, 8)), (0, 3, 0))
+    observed = np.zeros_like(simulated)
+    observed[:, 12:] = -2.5 * simulated[:, :-12]  # reversed, 12 samples later, other units
+    match = estimate_matching_filter(observed, simulated, 20, 1e-6, sample_interval_s=0.001)
+    assert match.polarity == -1.0 and match.lag_s == pytest.approx(0.012)
+    assert match.gain == pytest.approx(2.5, rel=0.2), (
+        "the units (measured 2.18: the copy loses its last samples)"
+    )
+    residual = np.linalg.norm(observed - match.apply(simulated)) / np.linalg.norm(observed)
+    assert residual < 0.1, f"a delayed, scaled copy is matched (residual {residual:.3f})"
+    x, y = rng.standard_normal((2, *simulated.shape))
+    assert np.sum(match.apply(x) * y) == pytest.approx(np.sum(x * match.adjoint(y)), rel=1e-10)
+    per_shot = estimate_matching_filter(observed, simulated, 20, 1e-6, scope="shot")
+    assert per_shot.taps.shape == (3, 41)
+    zero_lag = estimate_matching_filter(observed, simulated, 0, 1e-6)
+    assert zero_lag.taps.shape == (1, 1), "max_lag 0 is a scalar"
+    for bad, words in (
+        ({"max_lag_samples": -1}, "max_lag_samples must be >= 0"),
+        ({"max_lag_samples": 5, "scope": "line"}, "'window' or 'shot'"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            estimate_matching_filter(observed, simulated, **bad)
+    with pytest.raises(ValueError, match="same shape"):
+        estimate_matching_filter(observed[:, :100], simulated, 5)
+
+
+def test_edge_preserving_smoothing_keeps_a_change_on_its_side_of_an_edge():
+    from pipeline.refine import edge_preserving_smoothing, structure_edges
+
+    layered = np.where(np.arange(20)[:, None] < 10, 2000.0, 3000.0) * np.ones((1, 30))
+    edges = structure_edges(layered)
+    assert edges[9:11].max() == pytest.approx(1.0) and edges[:7].max() == 0.0, "the interface is the edge"
+    update = np.zeros((20, 30))
+    update[5, 15] = 1.0  # a spike above the interface
+    kept = edge_preserving_smoothing(update, 4.0, edges)
+    plain = edge_preserving_smoothing(update, 4.0, None)
+    assert kept[11:].sum() < 0.02 * kept.sum(), "little leaks below the interface"
+    assert plain[11:].sum() > 0.05 * plain.sum(), "while a Gaussian spreads across it"
+    assert kept.sum() == pytest.approx(1.0), "diffusion conserves the total"
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((2, 20, 30))
+    assert np.sum(edge_preserving_smoothing(x, 3.0, edges) * y) == pytest.approx(
+        np.sum(x * edge_preserving_smoothing(y, 3.0, edges))
+    ), "a symmetric operator (it preconditions a gradient)"
+
+
+def test_shot_groups_have_one_size_and_cover_every_shot():
+    from pipeline.refine import shot_groups
+
+    groups = shot_groups(5, 3)
+    assert [g.tolist() for g in groups] == [[0, 1, 2], [3, 4, 4]], "the last group padded: one compilation"
+    assert [g.tolist() for g in shot_groups(4, 2)] == [[0, 1], [2, 3]]
+    assert [g.tolist() for g in shot_groups(2, 10)] == [[0, 1]]
+
+
+def test_grouped_shots_give_the_gathers_and_gradient_of_one_call(case):
+    from pipeline.refine import refinement_engine, simulate_with_pullback
+
+    engine = refinement_engine(ENGINE, GEOMETRY.num_samples)
+    weights = np.random.default_rng(0).standard_normal(case["observed"].shape)
+    together, pullback = simulate_with_pullback(
+        case["start"], GEOMETRY, engine, None, BOUNDS, shots_per_call=2
+    )
+    split, split_pullback = simulate_with_pullback(
+        case["start"], GEOMETRY, engine, None, BOUNDS, shots_per_call=1
+    )
+    np.testing.assert_allclose(split, together, rtol=1e-5, atol=1e-6 * np.abs(together).max())
+    gradient = pullback(weights)
+    np.testing.assert_allclose(
+        split_pullback(weights), gradient, rtol=1e-4, atol=1e-5 * np.abs(gradient).max()
+    )
+
+
+def test_a_gradient_prints_no_framework_warning(capfd):
+    """TensorFlow printed "The dtype of the watched tensor must be floating ... got tf.int32" once per
+    compiled shape (issue 22): a fresh shape here, so the engine traces inside the test."""
+    from pipeline.refine import refinement_engine, simulate_with_pullback
+
+    geometry = GEOMETRY.replace(
+        grid_shape=(10, 14), num_samples=120, receiver_cells=((0, 1), (0, 7), (0, 12))
+    )
+    engine = refinement_engine(ENGINE, geometry.num_samples)
+    assert engine.checkpoint_segments == 8, "one level of sqrt(60) segments: the recompute path is exercised"
+    simulated, pullback = simulate_with_pullback(np.full((10, 14), 2000.0), geometry, engine, None, BOUNDS)
+    pullback(np.ones_like(simulated))
+    captured = capfd.readouterr()
+    assert "watched tensor" not in captured.err + captured.out
+
+
+def test_line_survey_places_each_window_and_masks_what_was_not_recorded():
+    from pipeline.refine import line_survey
+
+    windows = [np.full((2, 160, 16), 1.0), np.full((2, 160, 16), 3.0)]
+    survey = line_survey(windows, [0, 8], GEOMETRY, 24)
+    assert survey.geometry.grid_shape == (12, 24)
+    assert survey.geometry.source_cells == ((0, 2), (0, 10), (0, 13), (0, 21))
+    assert len(survey.geometry.receiver_cells) == 24 and survey.observed.shape == (4, 160, 24)
+    mask = survey.trace_mask
+    assert mask[0, :16].all() and not mask[0, 16:].any(), "shot 0 recorded by the first window only"
+    assert mask[3, 8:].all() and not mask[3, :8].any()
+    assert survey.observed[0, 0, 0] == 1.0 and survey.observed[3, 0, 23] == 3.0
+    with pytest.raises(ValueError, match="inside the section"):
+        line_survey(windows, [0, 12], GEOMETRY, 24)
+    with pytest.raises(ValueError, match="one column start per window"):
+        line_survey(windows, [0], GEOMETRY, 24)
+
+
+def test_refine_line_refines_the_section_as_one_model(case):
+    """Two windows of the layered model, 8 columns apart, refined as one 12 x 24 model (no seams)."""
+    from pipeline.refine import refine_line
+
+    truth = np.concatenate([case["truth"], case["truth"][:, :8]], axis=1)
+    start = gaussian_filter(truth, 2.0, mode="nearest")
+    line_geometry = GEOMETRY.replace(grid_shape=(12, 24))
+    windows = []
+    for first in (0, 8):
+        window_geometry = line_geometry.replace(
+            source_cells=tuple((d, x + first) for d, x in GEOMETRY.source_cells),
+            receiver_cells=tuple((d, x + first) for d, x in GEOMETRY.receiver_cells),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            windows.append(np.asarray(simulate(truth, window_geometry, ENGINE))[0] * SURVEY_UNITS)
+    setup = EngineSetup(GEOMETRY, ENGINE, None, [])
+    result = refine_line(
+        windows, [0, 8], start, setup, RefineConfig(iterations=4, mode="line"), BOUNDS, true_section_mps=truth
+    )
+    assert result.velocity_mps.shape == (12, 24)
+    assert result.misfit_after < 0.7 * result.misfit_before, (result.misfit_before, result.misfit_after)
+    assert (
+        result.velocity_errors_after["velocity_mae_mps"] < result.velocity_errors_before["velocity_mae_mps"]
+    )
+
+
+def test_summary_line_reports_the_misfit_not_an_improvement():
+    from pipeline.refine import summary_line
+
+    rows = [
+        {
+            "refine_misfit_before": 0.4,
+            "refine_misfit_after": 0.2,
+            "refine_note": "",
+            "refine_wavelet_polarity": -1.0,
+            "refine_wavelet_lag_s": 0.03,
+        },
+        {
+            "refine_misfit_before": 0.3,
+            "refine_misfit_after": 0.3,
+            "refine_note": "did not reduce",
+            "refine_wavelet_polarity": -1.0,
+            "refine_wavelet_lag_s": 0.03,
+        },
+    ]
+    line = summary_line(summarise(rows))
+    assert (
+        "lower in 1 of 2 windows" in line and "1 with a warning" in line and "polarity -1, lag 30 ms" in line
+    )
+    assert "improved" not in line
+
+
+def test_infer_refuses_line_mode_and_says_what_to_do(tmp_path, short_line):
+    from core.config import from_dict
+    from pipeline.cli import UserError
+    from pipeline.infer import InferConfig, infer
+    from tests.pipeline import line_fixtures as F
+
+    oracle = F.OracleBundle(short_line["line"].velocity_mps, edges=False)
+    config = from_dict(
+        InferConfig, {"outputs": {"png": False, "segy": False}, "refine": {"iterations": 2, "mode": "line"}}
+    )
+    with pytest.raises(
+        UserError, match=r"refine_line.*Received: refine.mode='line'; use --set refine.mode=window"
+    ):
+        infer([short_line["sgy"]], oracle, tmp_path / "run", config, progress=False)

@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -200,18 +201,28 @@ def _key(row: Mapping[str, Any]) -> tuple:
     return (row["row"], row["held_out"], row["seed"], row["budget_s"])
 
 
+def _load_range(results: Sequence[Mapping[str, Any]]) -> str:
+    """The 1-minute load averages recorded as the rows finished, as a range (what the timings ran under)."""
+    loads = [float(str(row["load"]).split("/")[0]) for row in results if row.get("load")]
+    if not loads:
+        return "load not recorded"
+    return f"1-minute load {min(loads):.1f}–{max(loads):.1f} on 2 cores as the rows finished"
+
+
 def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:
     """The markdown section: one table per held-out group, then the fine-tuning verdicts."""
     lines = [
         "## Out-of-distribution skill (leave-family-out)",
         "",
-        f"`{settings['command']}` — {settings['machine']}; load {settings['load']}.",
+        f"`{settings['command']}` — {settings['machine']}; {_load_range(results)}.",
         "",
         "Each held-out group K is left out of training and scored on its validation and test samples. The 1-D "
         "baseline is the per-depth mean velocity of each row's own training samples; skill = 1 − MAE / baseline "
         'MAE. "near interfaces" is the MAE within two cells of a true edge, "error TV" the mean jump of the '
-        "error map between neighbouring cells (lower is smoother). The general model has seen K (an "
-        "in-distribution reference). Training budgets are whole-run wall clock on this machine: "
+        "error map between neighbouring cells (lower is smoother). Rows: a model trained on FlatVel-A alone, the "
+        "general recipe without K, that model fine-tuned on K's training samples, a model trained from scratch on "
+        "the same samples for the same wall clock, and (when run) the general recipe with K seen, an "
+        "in-distribution reference. Training budgets are whole-run wall clock on this machine: "
         f"{settings['budget_s']:.0f} s per model, {settings['finetune_budget_s']:.0f} s for fine-tuning and its "
         "from-scratch twin.",
         "",
@@ -312,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"Unknown held-out group(s) {unknown}: choose from {', '.join(HELD_OUT_GROUPS)}.")
     load = lambda: "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())  # noqa: E731
     settings = {
-        "command": "python -m benchmarks.generalisation " + " ".join(argv if argv is not None else []),
+        # The command that measures these rows (a --report call rewrites the table of that command).
+        "command": "python -m benchmarks.generalisation "
+        + " ".join(
+            a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--report", "--no-write")
+        ),
         "machine": machine_description(),
         "load": load(),
         "budget_s": args.budget_s,
@@ -331,12 +346,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         def record(name, group, seed, budget, result, families_trained, extra=None):
             held = HELD_OUT_GROUPS[group]
             baseline = depth_baseline_mps(dataset_path, families_trained)
-            stats = _bundle_stats(result.bundle_dir)
-            scores = score_model(result.model, stats, dataset_path, held, baseline)
+            from pipeline.bundle import load_bundle
+
+            # Scored from the saved bundle (what inference would load), then everything of the run is let go:
+            # one process trains a dozen models, and keeping each one's graphs and caches ran it out of memory.
+            bundle = load_bundle(result.bundle_dir)
+            scores = score_model(bundle.model, bundle.stats, dataset_path, held, baseline)
+            del bundle
+            result.model = None
+            _release_memory()
             row = {
                 "row": name, "held_out": group, "seed": seed, "budget_s": budget, **scores,
                 "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
-                "load": load(), "dataset": str(dataset_path), **(extra or {}),
+                "load": load(), "dataset": str(dataset_path), "bundle": str(result.bundle_dir), **(extra or {}),
             }  # fmt: skip
             _append(results_path, row)
             print(
@@ -380,9 +402,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     and not {("fine-tuned on K", group, seed, budget), ("scratch on K", group, seed, budget)}
                     <= done
                 )
-                if wanted_without or wanted_tuning:
+                # A recorded model without K is reused as the parent when its bundle is still on disk.
+                parent = next(
+                    (
+                        row["bundle"]
+                        for row in _load_results(results_path)
+                        if _key(row) == ("general without K", group, seed, args.budget_s)
+                        and Path(row.get("bundle", "/nonexistent")).is_dir()
+                    ),
+                    None,
+                )
+                if wanted_without or (wanted_tuning and parent is None):
                     print(f"training without {group} ({args.budget_s:.0f} s) ...", flush=True)
                     without = train_row(dataset_path, work_dir, rest, args.budget_s, seed)
+                    parent = str(without.bundle_dir)
                     if ("general without K", group, seed, args.budget_s) not in done:
                         record("general without K", group, seed, args.budget_s, without, rest)
                 if wanted_tuning:
@@ -395,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             flush=True,
                         )
                         tuned = train_row(
-                            dataset_path, work_dir, held, budget, seed, init_from=str(without.bundle_dir),
+                            dataset_path, work_dir, held, budget, seed, init_from=parent,
                             extra=tuned_settings,
                         )  # fmt: skip
                         record(
@@ -434,12 +467,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _bundle_stats(bundle_dir):
-    """The normalisation statistics a trained model's bundle carries (what inference would use)."""
-    from data_prep.normalization import NormalizationStats
+def _release_memory() -> None:
+    import gc
 
-    info = json.loads((Path(bundle_dir) / "bundle.json").read_text())
-    return NormalizationStats.from_dict(info["normalization"])
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -325,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {
         # The command that measures these rows (a --report call rewrites the table of that command).
         "command": "python -m benchmarks.generalisation "
-        + " ".join(
+        + shlex.join(
             a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--report", "--no-write")
         ),
         "machine": machine_description(),

@@ -10,7 +10,7 @@
 Every ``import`` counts, wherever it is written: at module level, inside a function (a lazy import), under
 ``if TYPE_CHECKING:`` and as ``importlib.import_module("a.b")`` with a constant name. A lazy import still
 couples two modules (and a circle through one fails at run time on the first call that takes that path).
-The edges go to the module an import names (``from pipeline.cli import X`` → ``pipeline.cli``;
+The edges go to the module an import names (``from core.cli import X`` → ``core.cli``;
 ``from pipeline import tracking`` → ``pipeline.tracking``), not to the packages above it that Python also
 runs (``pipeline/__init__.py``): a package's ``__init__`` re-exporting its modules is not a circle.
 """
@@ -373,29 +373,12 @@ def test_no_import_circles():
     )
 
 
-#: Modules that moved to core and stay as re-exports while other branches still import them (issue 23).
-TRANSITION_REEXPORTS = {
-    "pipeline.cli": "core.cli, core.errors, core.progress, core.version",
-    "pipeline.config": "core.config, core.errors",
-    "data_prep.atomic": "core.atomic",
-}
-
-
-def test_no_module_imports_the_transition_reexports():
-    users = [
-        f"{edge} (import from {TRANSITION_REEXPORTS[edge.target]})"
-        for edge in _repository_imports()
-        if edge.target in TRANSITION_REEXPORTS and edge.source not in TRANSITION_REEXPORTS
-    ]
-    assert not users, "these modules moved to core:\n" + "\n".join(users)
-
-
 @pytest.mark.parametrize(
     "names",
     [
         sorted(project_modules(packages=["core"])),
         # The packages themselves (what `python -m data_prep.validate --help` loads before its module).
-        ["data_prep", "pipeline", "pipeline.cli", "pipeline.config"],
+        ["data_prep", "pipeline"],
     ],
     ids=["core", "package-inits"],
 )

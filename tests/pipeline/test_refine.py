@@ -715,7 +715,7 @@ def test_summary_line_reports_the_misfit_not_an_improvement():
 
 def test_infer_refuses_line_mode_and_says_what_to_do(tmp_path, short_line):
     from core.config import from_dict
-    from pipeline.cli import UserError
+    from core.errors import UserError
     from pipeline.infer import InferConfig, infer
     from tests.pipeline import line_fixtures as F
 

@@ -233,7 +233,9 @@ def section_figure(out: Path, model: str, work: Path, num_windows: int = 5) -> P
     axes[2].set(title="predicted edges (probability)", ylabel="depth (km)")
     figure.colorbar(image, ax=axes[2], pad=0.01)
     axes[3].bar(centres_km, windows["data_misfit"], width=0.8 * np.diff(centres_km).min(), color="tab:blue")
-    axes[3].axhline(config.qc.misfit_threshold, color="tab:red", linestyle="--", label="misfit threshold")
+    # The line is simulated with the training wavelet, so the QC resolves to the "scale" correction's threshold.
+    threshold = config.qc.resolved(recorded_elsewhere=False).misfit_threshold
+    axes[3].axhline(threshold, color="tab:red", linestyle="--", label="misfit threshold")
     axes[3].set(ylabel="data misfit", xlabel="x along the line (km)", xlim=(x_km[0], x_km[-1]),
                 title="physics QC: each window's prediction re-simulated and compared with the recorded gathers")  # fmt: skip
     twin = axes[3].twinx()

@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python -m benchmarks.generalisation                          # the general recipe's data, 900 s per model
     python -m benchmarks.generalisation --budget-s 600 --finetune-budget-s 240 --held-out structural
+    python -m benchmarks.generalisation --epochs 20 --finetune-epochs 15   # load-independent: fixed epochs
     python -m benchmarks.generalisation --report                 # the table from the rows already measured
 
 What it measures, on the general recipe's dataset (``configs/train/general.yaml``: every family, each sample
@@ -150,23 +151,44 @@ def general_config(overrides: Sequence[str] = ()):
     return load_config(TrainConfig, files=[GENERAL_CONFIG], overrides=list(overrides))
 
 
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How long each model trains: whole-run wall clock (``seconds``) or a fixed number of ``epochs``.
+
+    A wall-clock budget is what a user's run gets; an epoch budget gives the same model on a loaded machine
+    as on a quiet one (a shared machine's load then changes the time a row takes, not its scores).
+    """
+
+    seconds: float | None = None
+    epochs: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.epochs} epochs" if self.epochs else f"{self.seconds:.0f} s"
+
+    def overrides(self) -> list[str]:
+        if self.epochs:
+            return [f"epochs={self.epochs}", "max_total_time_s=null"]
+        return [f"max_total_time_s={self.seconds}"]
+
+
 def train_row(
     dataset_path: Path,
     work_dir: Path,
     families: Sequence[str],
-    budget_s: float,
+    budget: Budget,
     seed: int,
     init_from: str | None = None,
     extra: Sequence[str] = (),
 ):
-    """Trains the general recipe on ``families`` of the dataset for ``budget_s`` seconds (whole run)."""
+    """Trains the general recipe on ``families`` of the dataset within ``budget``."""
     from pipeline.train import train
 
     config = general_config(
         [
             f"data.path={dataset_path}",
             f"data.families=[{', '.join(families)}]",
-            f"max_total_time_s={budget_s}",
+            *budget.overrides(),
             f"runtime.seed={seed}",
             f"runtime.checkpoint_dir={work_dir / 'checkpoints'}",
             f"runtime.output_dir={work_dir / 'outputs'}",
@@ -199,7 +221,9 @@ def _append(path: Path, row: Mapping[str, Any]) -> None:
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
-    return (row["row"], row["held_out"], row["seed"], row["budget_s"])
+    # Rows written before epoch budgets existed carry only budget_s.
+    budget = row.get("budget") or Budget(seconds=row["budget_s"]).label
+    return (row["row"], row["held_out"], row["seed"], budget)
 
 
 def _load_range(results: Sequence[Mapping[str, Any]]) -> str:
@@ -222,9 +246,9 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
         'MAE. "near interfaces" is the MAE within two cells of a true edge, "error TV" the mean jump of the '
         "error map between neighbouring cells (lower is smoother). Rows: a model trained on FlatVel-A alone, the "
         "general recipe without K, that model fine-tuned on K's training samples, a model trained from scratch on "
-        "the same samples for the same wall clock, and (when run) the general recipe with K seen, an "
-        "in-distribution reference. Training budgets are whole-run wall clock on this machine: "
-        f"{settings['budget_s']:.0f} s per model, {settings['finetune_budget_s']:.0f} s for fine-tuning and its "
+        "the same samples within the same budget, and (when run) the general recipe with K seen, an "
+        "in-distribution reference. Training budgets (whole-run wall clock on this machine, or epochs): "
+        f"{settings['budget']} per model, {settings['finetune_budget']} for fine-tuning and its "
         "from-scratch twin.",
         "",
     ]
@@ -267,9 +291,9 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
             lines += [
                 "",
                 f"Fine-tuning vs from scratch on K's {tuned[seed].get('train_samples', '?')} training samples, same "
-                f"wall clock (seed {seed}): MAE {tuned[seed]['mae_mps']:.0f} vs {scratch[seed]['mae_mps']:.0f} m/s, "
-                f"{100 * gain:.0f} % lower: **{verdict}** the ≥ 20 % goal (an accuracy verdict at equal wall "
-                f"clock; 1/5/15-minute load {tuned[seed].get('load', '?')} fine-tuning, "
+                f"budget (seed {seed}): MAE {tuned[seed]['mae_mps']:.0f} vs {scratch[seed]['mae_mps']:.0f} m/s, "
+                f"{100 * gain:.0f} % lower: **{verdict}** the ≥ 20 % goal (an accuracy verdict at an equal budget, "
+                f"{settings['finetune_budget']}; 1/5/15-minute load {tuned[seed].get('load', '?')} fine-tuning, "
                 f"{scratch[seed].get('load', '?')} from scratch).",
             ]
         lines.append("")
@@ -292,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--budget-s", type=float, default=900.0, help="whole-run budget of each model, s")
     parser.add_argument("--finetune-budget-s", type=float, default=300.0, help="fine-tuning budget, s")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="train each model this many epochs instead of --budget-s (load-independent)",
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=int, help="fine-tune (and train its from-scratch twin) this many epochs"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
         "--rows",
@@ -322,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [group for group in args.held_out if group not in HELD_OUT_GROUPS]
     if unknown:
         raise SystemExit(f"Unknown held-out group(s) {unknown}: choose from {', '.join(HELD_OUT_GROUPS)}.")
+    model_budget = Budget(seconds=None if args.epochs else args.budget_s, epochs=args.epochs)
+    tune_budget = Budget(
+        seconds=None if args.finetune_epochs else args.finetune_budget_s, epochs=args.finetune_epochs
+    )
     load = lambda: "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())  # noqa: E731
     settings = {
         # The command that measures these rows (a --report call rewrites the table of that command).
@@ -331,8 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "machine": machine_description(),
         "load": load(),
-        "budget_s": args.budget_s,
-        "finetune_budget_s": args.finetune_budget_s,
+        "budget": model_budget.label,
+        "finetune_budget": tune_budget.label,
         "held_out": args.held_out,
     }
     if not args.report:
@@ -357,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.model = None
             _release_memory()
             row = {
-                "row": name, "held_out": group, "seed": seed, "budget_s": budget, **scores,
+                "row": name, "held_out": group, "seed": seed, "budget": budget.label, **scores,
                 "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
                 "load": load(), "dataset": str(dataset_path), "bundle": str(result.bundle_dir), **(extra or {}),
             }  # fmt: skip
@@ -376,31 +412,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rest = [family for family in all_families if family not in held]
                 if (
                     "flatvel-a model" in args.rows
-                    and ("flatvel-a model", group, seed, args.budget_s) not in done
+                    and ("flatvel-a model", group, seed, model_budget.label) not in done
                 ):
                     if "flatvel" not in shared:
-                        print(f"training on flatvel-a only ({args.budget_s:.0f} s) ...", flush=True)
+                        print(f"training on flatvel-a only ({model_budget.label}) ...", flush=True)
                         shared["flatvel"] = train_row(
-                            dataset_path, work_dir, ["flatvel-a"], args.budget_s, seed
+                            dataset_path, work_dir, ["flatvel-a"], model_budget, seed
                         )
-                    record("flatvel-a model", group, seed, args.budget_s, shared["flatvel"], ["flatvel-a"])
+                    record("flatvel-a model", group, seed, model_budget, shared["flatvel"], ["flatvel-a"])
                 if (
                     "general (K seen)" in args.rows
-                    and ("general (K seen)", group, seed, args.budget_s) not in done
+                    and ("general (K seen)", group, seed, model_budget.label) not in done
                 ):
                     if "general" not in shared:
-                        print(f"training on every family ({args.budget_s:.0f} s) ...", flush=True)
+                        print(f"training on every family ({model_budget.label}) ...", flush=True)
                         shared["general"] = train_row(
-                            dataset_path, work_dir, all_families, args.budget_s, seed
+                            dataset_path, work_dir, all_families, model_budget, seed
                         )
-                    record("general (K seen)", group, seed, args.budget_s, shared["general"], all_families)
-                budget = args.finetune_budget_s
+                    record("general (K seen)", group, seed, model_budget, shared["general"], all_families)
+                budget = tune_budget
                 wanted_without = "general without K" in args.rows and (
-                    ("general without K", group, seed, args.budget_s) not in done
+                    ("general without K", group, seed, model_budget.label) not in done
                 )
                 wanted_tuning = (
                     "fine-tuning" in args.rows
-                    and not {("fine-tuned on K", group, seed, budget), ("scratch on K", group, seed, budget)}
+                    and not {
+                        ("fine-tuned on K", group, seed, budget.label),
+                        ("scratch on K", group, seed, budget.label),
+                    }
                     <= done
                 )
                 # A recorded model without K is reused as the parent when its bundle is still on disk.
@@ -408,24 +447,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     (
                         row["bundle"]
                         for row in _load_results(results_path)
-                        if _key(row) == ("general without K", group, seed, args.budget_s)
+                        if _key(row) == ("general without K", group, seed, model_budget.label)
                         and Path(row.get("bundle", "/nonexistent")).is_dir()
                     ),
                     None,
                 )
                 if wanted_without or (wanted_tuning and parent is None):
-                    print(f"training without {group} ({args.budget_s:.0f} s) ...", flush=True)
-                    without = train_row(dataset_path, work_dir, rest, args.budget_s, seed)
+                    print(f"training without {group} ({model_budget.label}) ...", flush=True)
+                    without = train_row(dataset_path, work_dir, rest, model_budget, seed)
                     parent = str(without.bundle_dir)
-                    if ("general without K", group, seed, args.budget_s) not in done:
-                        record("general without K", group, seed, args.budget_s, without, rest)
+                    if ("general without K", group, seed, model_budget.label) not in done:
+                        record("general without K", group, seed, model_budget, without, rest)
                 if wanted_tuning:
                     train_samples = len(family_indices(dataset_path, held, ("train",)))
                     # Fine-tuning: a short warm-up and a lower peak rate, so the parent is adapted, not erased.
                     tuned_settings = ["optimizer.learning_rate=2.0e-4", "optimizer.warmup_epochs=0.5"]
-                    if ("fine-tuned on K", group, seed, budget) not in done:
+                    if ("fine-tuned on K", group, seed, budget.label) not in done:
                         print(
-                            f"fine-tuning on {group}'s {train_samples} samples ({budget:.0f} s) ...",
+                            f"fine-tuning on {group}'s {train_samples} samples ({budget.label}) ...",
                             flush=True,
                         )
                         tuned = train_row(
@@ -441,9 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             held,
                             {"train_samples": train_samples},
                         )
-                    if ("scratch on K", group, seed, budget) not in done:
+                    if ("scratch on K", group, seed, budget.label) not in done:
                         print(
-                            f"training from scratch on {group}'s {train_samples} samples ({budget:.0f} s) ...",
+                            f"training from scratch on {group}'s {train_samples} samples ({budget.label}) ...",
                             flush=True,
                         )
                         scratch = train_row(dataset_path, work_dir, held, budget, seed)
@@ -459,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [
         row
         for row in _load_results(results_path)
-        if row["budget_s"] in (args.budget_s, args.finetune_budget_s) and row["seed"] in args.seeds
+        if _key(row)[3] in (model_budget.label, tune_budget.label) and row["seed"] in args.seeds
     ]
     markdown = report(results, settings)
     print(markdown)

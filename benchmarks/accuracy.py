@@ -11,15 +11,18 @@ Usage (from the repository root)::
 For each family a dataset is synthesized (``data_prep.synthesize``, OpenFWI's recipe and geometry: 5 sources,
 70 receivers, 1000 samples of 1 ms, 70 × 70 cells of 10 m) and ingested (``data_prep.ingest``) with splits
 of exactly ``--train-samples`` / 5 % validation / ``--test-samples``; datasets are cached in ``--data-dir``.
-Each seed then runs ``pipeline.compare`` (the dual U-Net, the U-Net without its edge head, InversionNet, the
-LSTM and the Transformer, each for ``--budget-s`` seconds of training with the cosine schedule fitted to the
+Each seed then runs ``pipeline.compare`` (the dual U-Net, the same U-Net with one decoder for both tasks
+(``unet-shared``: the lighter edge head), the U-Net without its edge head, InversionNet, the LSTM and the
+Transformer, each for ``--budget-s`` seconds of training with the cosine schedule fitted to the
 budget, best validation epoch kept) as one MLflow parent run in ``--data-dir/mlflow.db``. The dual U-Net is
 ``--unet``: the default run's half-width ``unet-small`` on CPU, the full-width ``unet`` with ``--gpu``. Calls
 with the same settings add up: ``--models unet unet-no-edges --seeds 1`` after a full seed-0 call adds a second
 seed for the edge-head question, and the table lists the seeds behind each row. The table gives the
 test metrics in OpenFWI's convention (MAE/RMSE on [-1, 1], SSIM on [0, 1]), MAE in m/s and edge F1, as the
-mean over seeds ± half the spread (max - min) when there are several. Whether the edge head helps is read from
-the two U-Nets' rows: a difference within their seed spreads is a tie, not a verdict. ``--epochs N`` trains every
+mean over seeds ± half the spread (max - min) when there are several, with what the edge task is meant to
+improve next to them: the MAE within two cells of a true interface and the total variation of the error map.
+Whether the edge head helps is read from the U-Nets' rows on all four: a difference within their seed spreads
+is a tie, not a verdict. ``--epochs N`` trains every
 model N epochs with no time budget instead (what a model learns per epoch rather than per second), in its own
 section of ``docs/benchmarks.md``. InversionNet's published numbers
 (OpenFWI, 24 000 training samples, 120 epochs on GPUs) are listed for reference: a CPU budget of minutes
@@ -38,11 +41,20 @@ import numpy as np
 
 from benchmarks.report import machine_description, markdown_table, update_section
 
-MODELS = ("unet", "unet-no-edges", "inversionnet", "lstm", "transformer")
+#: ``unet-shared``: the dual U-Net with one decoder for both tasks (``decoder_mode: shared``), the lighter edge head.
+MODELS = ("unet", "unet-shared", "unet-no-edges", "inversionnet", "lstm", "transformer")
 FAMILIES = ("flatvel-a", "curvevel-a")
 #: InversionNet's published test metrics (MAE, RMSE, SSIM), OpenFWI benchmark.
 PUBLISHED = {"flatvel-a": (0.0131, 0.0211, 0.9895), "curvevel-a": (0.0685, 0.1273, 0.8074)}
-METRICS = ("velocity_mae", "velocity_rmse", "velocity_ssim", "velocity_mae_mps", "edges_f1")
+METRICS = (
+    "velocity_mae",
+    "velocity_rmse",
+    "velocity_ssim",
+    "velocity_mae_mps",
+    "edges_f1",
+    "velocity_interface_mae_mps",
+    "velocity_error_tv_mps",
+)
 
 
 def build_dataset(family: str, train: int, test: int, seed: int, directory: Path) -> Path:
@@ -125,6 +137,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                     entries.append(CompareModel(name, args.unet))
                 elif name == "unet-no-edges":
                     entries.append(CompareModel(name, args.unet, {"edge_head": False}))
+                elif name == "unet-shared":
+                    entries.append(CompareModel(name, args.unet, {"decoder_mode": "shared"}))
                 else:
                     entries.append(CompareModel(name, name))
             config = CompareConfig(
@@ -210,11 +224,14 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
                     f"{mae * 1500:.1f}",
                     "",
                     "",
+                    "",
+                    "",
                     "120",
                     "",
                 ]
             )
-    header = ["family", "model", "MAE", "RMSE", "SSIM", "MAE m/s", "edge F1", "seeds", "epochs", "training s"]
+    header = ["family", "model", "MAE", "RMSE", "SSIM", "MAE m/s", "edge F1", "near interfaces m/s",
+              "error TV m/s", "seeds", "epochs", "training s"]  # fmt: skip
     verdicts = []
     for family in args.families:
         means, half_spreads = {}, {}
@@ -223,16 +240,19 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
             if not selected:
                 continue
             means[model], half_spreads[model] = {}, {}
-            for key in ("velocity_mae", "velocity_ssim", "train_samples_per_s", "epochs"):
+            for key in VERDICT_KEYS + ("train_samples_per_s", "epochs"):
                 values = [r[key] for r in selected if key in r]
+                if not values:
+                    continue
                 means[model][key], half_spreads[model][key] = mean_and_half_spread(values)
         if "unet" not in means:
             continue
         best_mae = min(means, key=lambda m: means[m]["velocity_mae"])
         best_ssim = max(means, key=lambda m: means[m]["velocity_ssim"])
         line = f"- {family}: best MAE **{best_mae}**, best SSIM **{best_ssim}**"
-        if "unet-no-edges" in means:
-            line += "; " + edge_head_verdict(means, half_spreads, budgeted=not args.epochs)
+        for dual in ("unet", "unet-shared"):
+            if dual in means and "unet-no-edges" in means:
+                line += "; " + edge_head_verdict(means, half_spreads, not args.epochs, dual)
         verdicts.append(line)
     loads = [r["load"] for r in rows if "load" in r]
     epochs = [int(r["epochs"]) for r in rows] or [0]
@@ -278,36 +298,53 @@ SSIM on [0, 1]. Machine: {machine_description()}; 1-minute load average after ea
 """
 
 
-def edge_head_verdict(means: dict, half_spreads: dict, budgeted: bool) -> str:
-    """Whether the edge head helps: the dual U-Net against the U-Net without edges on MAE and SSIM, a difference
-    within the two rows' seed spreads (the sum of their half-spreads) counting as a tie, not as a verdict."""
-    dual, single = means["unet"], means["unet-no-edges"]
+#: What the edge-head verdict compares, with its name and the sign of "better" (+1: higher is better).
+VERDICT_METRICS = (
+    ("velocity_mae", "MAE", -1),
+    ("velocity_ssim", "SSIM", 1),
+    ("velocity_interface_mae_mps", "MAE near interfaces", -1),
+    ("velocity_error_tv_mps", "error TV", -1),
+)
+VERDICT_KEYS = tuple(key for key, _, _ in VERDICT_METRICS)
+
+
+def edge_head_verdict(means: dict, half_spreads: dict, budgeted: bool, dual_name: str = "unet") -> str:
+    """Whether an edge head helps: ``dual_name`` (``unet`` or ``unet-shared``) against the U-Net without edges
+    on MAE and SSIM and on what the edge task claims to give (MAE near interfaces, a smoother error map), a
+    difference within the two rows' seed spreads (the sum of their half-spreads) counting as a tie."""
+    dual, single = means[dual_name], means["unet-no-edges"]
     outcomes = {}
-    for key, name, sign in (("velocity_mae", "MAE", -1), ("velocity_ssim", "SSIM", 1)):
-        margin = half_spreads["unet"][key] + half_spreads["unet-no-edges"][key]
+    for key, name, sign in VERDICT_METRICS:
+        if key not in dual or key not in single:
+            continue
+        margin = half_spreads[dual_name][key] + half_spreads["unet-no-edges"][key]
         gain = sign * (dual[key] - single[key])
         outcomes[name] = "helps" if gain > margin else "hurts" if -gain > margin else "ties"
+    head = "edge head" if dual_name == "unet" else f"{dual_name}'s edge head"
     if set(outcomes.values()) == {"helps"}:
-        verdict = "edge head helps"
+        verdict = f"{head} helps"
     elif set(outcomes.values()) == {"hurts"}:
-        verdict = "edge head does not help"
+        verdict = f"{head} does not help"
     elif set(outcomes.values()) == {"ties"}:
-        verdict = "edge head neither helps nor hurts beyond the seed spread"
+        verdict = f"{head} neither helps nor hurts beyond the seed spread"
     else:
-        verdict = "edge head " + ", ".join(
+        verdict = f"{head} " + ", ".join(
             f"{outcome} on {name}" + (" within the seed spread" if outcome == "ties" else "")
             for name, outcome in outcomes.items()
         )
+    figures = [f"SSIM {dual['velocity_ssim']:.4f} vs {single['velocity_ssim']:.4f} without",
+               f"MAE {dual['velocity_mae']:.4f} vs {single['velocity_mae']:.4f}"]  # fmt: skip
+    for key, name, _ in VERDICT_METRICS[2:]:
+        if key in dual and key in single:
+            figures.append(f"{name} {dual[key]:.1f} vs {single[key]:.1f} m/s")
+    cost = 1 - dual["train_samples_per_s"] / single["train_samples_per_s"]
     speed = (
-        f"the edge head costs training speed: {dual['train_samples_per_s']:.1f} vs "
+        f"it costs {100 * cost:.0f} % of the training speed: {dual['train_samples_per_s']:.1f} vs "
         f"{single['train_samples_per_s']:.1f} samples/s"
     )
     if budgeted:
         speed += f", {dual['epochs']:.1f} vs {single['epochs']:.1f} epochs in the budget"
-    return (
-        f"{verdict} (U-Net SSIM {dual['velocity_ssim']:.4f} vs {single['velocity_ssim']:.4f} without, "
-        f"MAE {dual['velocity_mae']:.4f} vs {single['velocity_mae']:.4f}; {speed})"
-    )
+    return f"{verdict} ({dual_name}: {'; '.join(figures)}; {speed})"
 
 
 def main(argv=None) -> int:

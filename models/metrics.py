@@ -236,6 +236,47 @@ def evaluate_arrays(
     return results
 
 
+def interface_mae(y_true, y_pred, true_edges, width: int = 2) -> float:
+    """MAE over the cells within ``width`` cells (4-connected steps) of a true interface, in the arrays' units.
+
+    What an edge-aware inversion is meant to get right: the velocity next to the layer boundaries, where a
+    smooth prediction errs most. ``nan`` when no sample has an interface.
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    edges = np.asarray(true_edges) >= 0.5
+    if edges.shape != y_true.shape:
+        raise ValueError(f"true_edges must have the velocity's shape {y_true.shape}. Received: {edges.shape}")
+    edges = edges.reshape((-1,) + edges.shape[-2:])
+    near = np.stack([ndimage.binary_dilation(e, iterations=width) if e.any() else e for e in edges])
+    if not near.any():
+        return float("nan")
+    return float(np.abs(y_pred - y_true).reshape(near.shape)[near].mean())
+
+
+def error_total_variation(y_true, y_pred) -> float:
+    """Mean absolute jump of the error map between neighbouring cells, in the arrays' units (the mean of the
+    depth and the lateral direction); 0 for an error constant over each map. Lower is a smoother, cleaner
+    inversion: what the edge task is meant to give."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    error = y_pred - y_true
+    return float(np.abs(np.diff(error, axis=-2)).mean() / 2 + np.abs(np.diff(error, axis=-1)).mean() / 2)
+
+
+def smoothness_metrics(
+    targets: Mapping[str, np.ndarray], predictions: Mapping[str, np.ndarray], *, normalization: Normalization
+) -> dict[str, float]:
+    """``velocity_error_tv_mps`` and, when ``targets`` holds the true ``"edges"``,
+    ``velocity_interface_mae_mps``: ``error_total_variation`` and ``interface_mae`` (two cells) in m/s. They
+    need whole maps, so they have no Keras-metric twin and are computed on prediction sets only."""
+    velocity = VelocityNormalization.coerce(normalization)
+    true_mps = denormalize_velocity(targets[VELOCITY], velocity, np.float64)
+    predicted_mps = denormalize_velocity(predictions[VELOCITY], velocity, np.float64)
+    results = {f"{VELOCITY}_error_tv_mps": error_total_variation(true_mps, predicted_mps)}
+    if EDGES in targets:
+        results[f"{VELOCITY}_interface_mae_mps"] = interface_mae(true_mps, predicted_mps, targets[EDGES])
+    return results
+
+
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
@@ -538,13 +579,16 @@ __all__ = [
     "VelocitySSIM",
     "build_metrics",
     "edge_precision_recall_f1",
+    "error_total_variation",
     "evaluate_arrays",
+    "interface_mae",
     "gaussian_filter_matrix",
     "gaussian_window",
     "mae",
     "physical_mae",
     "physical_rmse",
     "rmse",
+    "smoothness_metrics",
     "ssim_per_sample",
     "ssim_tensor",
     "velocity_ssim",

@@ -9,7 +9,9 @@ training), or on its own for any bundle and any labelled dataset::
 
 Metrics (``models.metrics``): ``velocity_mae``, ``velocity_rmse``, ``velocity_ssim`` in OpenFWI's convention
 (normalised scale, SSIM on [0, 1]), ``velocity_mae_mps`` and ``velocity_rmse_mps`` in m/s, and edge
-precision/recall/F1 when the model has an edge head; overall, per family when the dataset holds several,
+precision/recall/F1 when the model has an edge head, and what the edge task is meant to improve:
+``velocity_interface_mae_mps`` (the MAE within two cells of a true interface) and ``velocity_error_tv_mps``
+(the total variation of the error map: lower is smoother); overall, per family when the dataset holds several,
 and per sample (CSV). The worst ``k`` samples by SSIM are drawn in one figure. Results are logged to MLflow
 as an *evaluation run* tagged with the model URI and the run that trained the model.
 """
@@ -47,6 +49,8 @@ TABLE_COLUMNS = (
     ("velocity_mae_mps", "MAE m/s"),
     ("velocity_rmse_mps", "RMSE m/s"),
     ("edges_f1", "edge F1"),
+    ("velocity_interface_mae_mps", "near interfaces m/s"),
+    ("velocity_error_tv_mps", "error TV m/s"),
 )
 
 
@@ -135,7 +139,7 @@ def evaluate_model(
         dataset: ``pipeline.feeding.SeismicDataset`` (not shuffled, no augmentation).
         stats: the normalisation the model was trained with (default: the dataset's).
     """
-    from models.metrics import evaluate_arrays
+    from models.metrics import evaluate_arrays, smoothness_metrics
 
     stats = stats or dataset.stats
     predictions = predict_dataset(model, dataset)
@@ -147,6 +151,7 @@ def evaluate_model(
     predictions = {name: predictions[name] for name in (VELOCITY, EDGES) if name in predictions}
     scored_targets = {name: targets[name] for name in predictions}
     metrics = evaluate_arrays(scored_targets, predictions, normalization=stats, edge_threshold=edge_threshold)
+    metrics.update(smoothness_metrics(targets, predictions, normalization=stats))
     families = dataset.families_of(order)
     per_family: dict[str, dict[str, float]] = {}
     unique = sorted(set(families))
@@ -158,6 +163,13 @@ def evaluate_model(
                 {k: v[mask] for k, v in predictions.items()},
                 normalization=stats,
                 edge_threshold=edge_threshold,
+            )
+            per_family[family].update(
+                smoothness_metrics(
+                    {k: v[mask] for k, v in targets.items()},
+                    {k: v[mask] for k, v in predictions.items()},
+                    normalization=stats,
+                )
             )
     sample_values = per_sample_metrics(scored_targets, predictions, stats, edge_threshold)
     sample_ids = dataset.sample_ids_of(order)

@@ -354,3 +354,48 @@ def test_gaussian_filter_matrix_is_the_zero_padded_and_the_valid_correlation():
     np.testing.assert_allclose(valid @ signal, same[5:-5], atol=1e-12)
     with pytest.raises(ValueError, match="at least 11 cells"):
         metrics.gaussian_filter_matrix(10, "valid")
+
+
+def test_error_total_variation_is_zero_for_a_constant_error_and_counts_jumps():
+    truth = np.zeros((2, 4, 4))
+    assert metrics.error_total_variation(truth, truth + 50.0) == 0.0
+    # A checkerboard error of ±30: every neighbour differs by 60 in both directions.
+    checker = np.where((np.arange(4)[:, None] + np.arange(4)[None, :]) % 2 == 0, 30.0, -30.0)
+    assert metrics.error_total_variation(truth, truth + checker) == pytest.approx(60.0)
+    # Jumps only across depth (one step of 100 between rows 1 and 2): 100 / 3 depth pairs, none laterally.
+    step = np.zeros((1, 4, 4))
+    step[:, 2:] = 100.0
+    assert metrics.error_total_variation(np.zeros((1, 4, 4)), step) == pytest.approx(100.0 / 3 / 2)
+
+
+def test_interface_mae_scores_only_the_cells_near_true_interfaces():
+    truth = np.zeros((1, 7, 5))
+    edges = np.zeros((1, 7, 5))
+    edges[0, 3] = 1.0  # one horizontal interface at row 3
+    error = np.full((1, 7, 5), 1000.0)
+    error[0, 2:5] = 10.0  # rows 2-4: within one cell of it
+    assert metrics.interface_mae(truth, truth + error, edges, width=1) == pytest.approx(10.0)
+    # Two cells: rows 1-5, of which rows 1 and 5 err by 1000.
+    assert metrics.interface_mae(truth, truth + error, edges, width=2) == pytest.approx(
+        (3 * 10 + 2 * 1000) / 5
+    )
+    assert np.isnan(metrics.interface_mae(truth, truth + error, np.zeros_like(edges)))
+    with pytest.raises(ValueError, match="true_edges must have the velocity's shape"):
+        metrics.interface_mae(truth, truth, edges[:, :5])
+
+
+def test_smoothness_metrics_are_in_mps_of_the_datasets_range():
+    # OpenFWI's minmax over 1500-4500 m/s: one normalised unit is 1500 m/s.
+    truth = np.zeros((1, 7, 5))
+    edges = np.zeros((1, 7, 5))
+    edges[0, 3] = 1.0
+    prediction = truth + 0.1
+    prediction[0, 0] += 0.2  # a jump of 0.2 between rows 0 and 1, far from the interface
+    results = metrics.smoothness_metrics(
+        {"velocity": truth, "edges": edges}, {"velocity": prediction}, normalization=None
+    )
+    assert results["velocity_interface_mae_mps"] == pytest.approx(150.0)
+    assert results["velocity_error_tv_mps"] == pytest.approx(0.2 * 1500 * 5 / (6 * 5) / 2)
+    assert set(metrics.smoothness_metrics({"velocity": truth}, {"velocity": truth}, normalization=None)) == {
+        "velocity_error_tv_mps"
+    }

@@ -18,9 +18,11 @@ BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md
 
 _HEADER = """# Benchmarks
 
-Measured by the scripts in `benchmarks/`; each section is rewritten by its script. The machines are
-shared and noisy, so every figure is a median over repeats, and every speed target is stated as a ratio
-against a reference measured in the same run on the same machine.
+Measured by the scripts in `benchmarks/`; each section is rewritten by its script and names the command. The
+machines are shared and noisy, so every timing is a median over repeats (accuracy rows are means over seeds),
+and every speed target is stated as a ratio against a reference measured in the same run on the same
+machine. A speed verdict is written only when the run's measurements agree with themselves
+(`benchmarks/references.py`) and names the 1-minute load it ran under.
 """
 
 

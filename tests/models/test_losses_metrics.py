@@ -184,6 +184,16 @@ def test_ssim_openfwi_border_zero_pads_and_averages_the_full_map(velocity_pair):
     assert metrics.velocity_ssim(truth, truth) == pytest.approx(1.0)
 
 
+def test_the_two_ssim_borders_give_the_values_docs_models_md_quotes(velocity_pair):
+    """docs/models.md quotes this pair: the zero-padded border (OpenFWI's) scores higher than valid windows only."""
+    truth, prediction = velocity_pair
+    openfwi = metrics.velocity_ssim(truth, prediction, border="openfwi")
+    valid = metrics.velocity_ssim(truth, prediction, border="valid")
+    assert (round(openfwi, 3), round(valid, 3)) == (0.474, 0.398), (
+        f"docs/models.md quotes 0.474 (openfwi) vs 0.398 (valid) for this fixture; got {openfwi:.4f} vs {valid:.4f}"
+    )
+
+
 @pytest.mark.parametrize(
     "normalization", [None, WIDE_MINMAX, WIDE_STANDARD], ids=["openfwi", "minmax", "standard"]
 )

@@ -3,7 +3,7 @@
 Pipeline position: ``pipeline.train`` builds one ``SeismicDataset`` per split (``train``, ``val``) from the
 file written by ``data_prep.ingest``; ``pipeline.evaluate`` reads the test split through the same class.
 
-Design (see NOTES.md, "Keras 3" and "HDF5"):
+Design (facts about Keras 3 and HDF5 that shaped it):
 
 * h5py objects cannot be pickled and must not be shared across a fork, so the dataset stores the file
   *path* and opens it lazily once per process (``os.getpid()`` is checked on every access). The object is

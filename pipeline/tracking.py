@@ -7,7 +7,7 @@ lineage with ``model_lineage``; ``load_bundle`` loads a bundle from a folder or 
 through ``download_bundle``; ``pipeline.bundle`` reads folders only); the registered model is a
 ``SeisinvertModel`` pyfunc wrapping a model bundle (``pipeline.bundle``).
 
-Conventions (see NOTES.md, "MLflow 3.17"):
+Conventions (MLflow 3.17 facts that shaped them):
 
 * Default store: ``sqlite:///mlflow.db`` in the working directory (artifacts under ``./mlruns``); any other
   tracking URI (``http://127.0.0.1:PORT`` of an ``mlflow server``) works the same way.

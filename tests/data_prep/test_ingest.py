@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep import schema
 from data_prep.edges import edge_map
 from data_prep.ingest import GroupingConfig, IngestConfig, RegularizationConfig, ingest, main
@@ -94,7 +95,7 @@ def test_field_data_grouped_by_shots_per_sample(tmp_path):
 
     write_fixture(tmp_path / "field.sgy", seismic, geometry, edit_headers=drop_model_id)
     unlabelled = IngestConfig(progress=False, require_velocity=False)
-    with pytest.raises(schema.UserError, match="shots_per_sample"):
+    with pytest.raises(UserError, match="shots_per_sample"):
         ingest([tmp_path / "field.sgy"], tmp_path / "a.h5", unlabelled)
     config = dataclasses.replace(unlabelled, grouping=GroupingConfig(shots_per_sample=2))
     path = ingest([tmp_path / "field.sgy"], tmp_path / "a.h5", config)
@@ -116,7 +117,7 @@ def test_npy_velocity_models_pair_by_row(tmp_path):
     write_fixture(tmp_path / "shots.segy", seismic, geometry)
     velocity = layered_velocity(2, geometry)
     np.save(tmp_path / "velocity.npy", velocity[:, None])  # OpenFWI's (models, 1, depth, x)
-    with pytest.raises(schema.UserError, match="grid_spacing_m"):
+    with pytest.raises(UserError, match="grid_spacing_m"):
         ingest([tmp_path / "shots.segy", tmp_path / "velocity.npy"], tmp_path / "a.h5", QUIET)
     config = dataclasses.replace(QUIET, grid_spacing_m=10.0)
     path = ingest([tmp_path / "shots.segy", tmp_path / "velocity.npy"], tmp_path / "a.h5", config)
@@ -169,7 +170,7 @@ def test_append_adds_samples_keeps_splits_and_merges_statistics(tmp_path):
 
     # Appending the same files again is refused and leaves the dataset untouched.
     before = path.read_bytes()
-    with pytest.raises(schema.UserError, match="already holds"):
+    with pytest.raises(UserError, match="already holds"):
         ingest([second], path, config, append=True)
     assert path.read_bytes() == before
     schema.validate(path)
@@ -186,7 +187,7 @@ def test_geometry_mismatch_is_refused_listing_differences_or_regularised(tmp_pat
     write_fixture(tmp_path / "b" / "shots.segy", fine, other, first_model=2)
     write_velocity_models(tmp_path / "b" / "velocity.segy", layered_velocity(2, geometry, 2), 10.0, 2)
 
-    with pytest.raises(schema.UserError) as error:
+    with pytest.raises(UserError) as error:
         ingest([tmp_path / "a", tmp_path / "b"], tmp_path / "x.h5", QUIET)
     message = str(error.value)
     assert "time samples 80 instead of 40" in message and "sample interval 1 ms instead of 2 ms" in message
@@ -296,7 +297,7 @@ def test_receivers_interpolated_onto_target_spread_without_extrapolation(tmp_pat
     )
     # Labelled: the target receiver at 120 m is outside the 10-cell (0-90 m) velocity grid.
     with pytest.raises(
-        schema.UserError, match=r"receiver 2 at \(depth, x\) = \(0, 120\) m lies outside the velocity"
+        UserError, match=r"receiver 2 at \(depth, x\) = \(0, 120\) m lies outside the velocity"
     ):
         ingest([tmp_path / "in"], tmp_path / "e.h5", outside)
     # Unlabelled (no grid): interpolation itself refuses to extrapolate.
@@ -317,7 +318,7 @@ def test_failed_append_is_rolled_back(tmp_path):
     bad[1, 0, 0, 0] = np.nan  # the second new sample fails after the first was written
     write_fixture(tmp_path / "new" / "shots.segy", bad, geometry, first_model=3)
     write_velocity_models(tmp_path / "new" / "velocity.segy", layered_velocity(2, geometry, 3), 10.0, 3)
-    with pytest.raises(schema.UserError, match="NaN or Inf"):
+    with pytest.raises(UserError, match="NaN or Inf"):
         ingest([tmp_path / "new"], path, QUIET, append=True)
     summary = schema.validate(path)
     assert summary.num_samples == 3

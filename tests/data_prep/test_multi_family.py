@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep import schema
 from data_prep.ingest import GroupingConfig, IngestConfig, ingest, main
 from tests.data_prep.segy_fixtures import (
@@ -105,21 +106,19 @@ def test_same_files_twice_and_same_models_are_the_only_duplicates(tmp_path, capl
 
     # A copy under another name: the same bytes, refused as such (nothing written).
     shutil.copytree(folder, tmp_path / "copy")
-    with pytest.raises(
-        schema.UserError, match=r"hold the same bytes \(SHA-256 [0-9a-f]{12}\.\.\.\): the same data"
-    ):
+    with pytest.raises(UserError, match=r"hold the same bytes \(SHA-256 [0-9a-f]{12}\.\.\.\): the same data"):
         ingest([folder, tmp_path / "copy"], tmp_path / "twice.h5", QUIET)
     assert not (tmp_path / "twice.h5").exists()
 
     # The same family and seed chunked differently: other bytes, the same velocity models.
     write_synthetic_folder(tmp_path / "rechunked", GEOMETRY, 4, 4, family="flatvel-a")
     with pytest.raises(
-        schema.UserError, match=r"hold the same velocity models: flatvel-a seed 0, model id\(s\) \[1, 2"
+        UserError, match=r"hold the same velocity models: flatvel-a seed 0, model id\(s\) \[1, 2"
     ):
         ingest([folder, tmp_path / "rechunked"], tmp_path / "models.h5", QUIET)
 
     # Appending an ingested folder's copy: the message names the file and says why it counts as ingested.
-    with pytest.raises(schema.UserError, match=r"has the same bytes .* so it was ingested before"):
+    with pytest.raises(UserError, match=r"has the same bytes .* so it was ingested before"):
         ingest([tmp_path / "copy"], path, QUIET, append=True)
 
 
@@ -181,7 +180,7 @@ def test_append_of_another_self_numbered_file_is_not_called_a_repeat(tmp_path):
         assert schema.read_sample_ids(h5).tolist() == [1, 1]
         assert schema.read_sample_origins(h5).tolist() == [0, 1]
     shutil.copy(files[0], tmp_path / "renamed.sgy")
-    with pytest.raises(schema.UserError, match=r"renamed.sgy has the same bytes .* ingested before"):
+    with pytest.raises(UserError, match=r"renamed.sgy has the same bytes .* ingested before"):
         ingest([tmp_path / "renamed.sgy"], path, config, append=True)
 
 
@@ -189,7 +188,7 @@ def test_identical_files_under_two_names_are_refused_as_the_same_bytes(tmp_path)
     files, _ = _own_numbering(tmp_path / "in", 1)
     shutil.copy(files[0], tmp_path / "in" / "line_copy.sgy")
     config = dataclasses.replace(QUIET, require_velocity=False, grouping=GroupingConfig(shots_per_sample=2))
-    with pytest.raises(schema.UserError, match=r"line_0.sgy and .*line_copy.sgy hold the same bytes"):
+    with pytest.raises(UserError, match=r"line_0.sgy and .*line_copy.sgy hold the same bytes"):
         ingest([tmp_path / "in"], tmp_path / "d.h5", config)
     assert not (tmp_path / "d.h5").exists()
 
@@ -207,7 +206,7 @@ def test_byte_233_is_trusted_only_with_the_project_signature(tmp_path, caplog):
     )
     unlabelled = dataclasses.replace(QUIET, require_velocity=False)
     with pytest.raises(
-        schema.UserError,
+        UserError,
         match=r"rev2.sgy: bytes 233-240 are not zero, but .*\(SEG-Y rev 2 keeps a trace-header name",
     ):
         ingest([foreign], tmp_path / "a.h5", unlabelled)
@@ -384,7 +383,7 @@ def test_a_folder_whose_headers_disagree_with_its_manifest_is_refused(tmp_path):
 
     write_fixture(moved, seismic[2:], GEOMETRY, first_model=2, edit_headers=move_receiver)
     with pytest.raises(
-        schema.UserError,
+        UserError,
         match=r"headers of .*flatvel-a_shots_000002-000003.segy disagree with .*manifest.json: model 4: receiver 2 "
         r"at \(depth, x\) = \(0, 41\) m instead of \(0, 40\) m",
     ):

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep import schema
 from data_prep.openfwi import OpenFWIConfig, find_pairs, import_openfwi, main
 from tests.data_prep.segy_fixtures import write_openfwi_pair
@@ -73,7 +74,7 @@ def test_openfwi_append_adds_a_family_as_new_origins(tmp_path):
         assert np.array_equal(schema.read_sample_origins(h5), [0, 0, 1, 1, 1])
         assert schema.read_sample_families(h5).tolist() == ["flatvel-a"] * 2 + ["curvefault-b"] * 3
     # The same files again: refused by their bytes, and the message says so.
-    with pytest.raises(schema.UserError, match=r"data1.npy has the same bytes .* ingested before"):
+    with pytest.raises(UserError, match=r"data1.npy has the same bytes .* ingested before"):
         import_openfwi([tmp_path / "CurveFault_B"], path, QUIET, append=True)
 
 

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep import schema
 from data_prep.dataset_writer import OriginRecord, SamplePlan, SourceRecord, write_dataset
 from data_prep.geometry import AcquisitionGeometry
@@ -84,9 +85,7 @@ def test_samples_cut_from_different_places_of_a_line_share_the_grid_frame(tmp_pa
 
     # The same shots with a velocity file that does not move model 2: its shots lie outside its grid.
     write_velocity_models(tmp_path / "in" / "velocity.segy", layered_velocity(2, GEOMETRY), 10.0, 0)
-    with pytest.raises(
-        schema.UserError, match=r"sample 2: shot 1 at \(depth, x\) = \(0, 500\) m lies outside"
-    ):
+    with pytest.raises(UserError, match=r"sample 2: shot 1 at \(depth, x\) = \(0, 500\) m lies outside"):
         ingest([tmp_path / "in"], tmp_path / "e.h5", QUIET)
 
 
@@ -111,7 +110,7 @@ def test_slightly_different_spreads_are_stored_per_sample_or_refused_on_request(
 
     strict = dataclasses.replace(QUIET, max_position_deviation_m=1.0)
     with pytest.raises(
-        schema.UserError, match=r"sample 2: its shots or receivers lie up to 2 m from the dataset's nominal"
+        UserError, match=r"sample 2: its shots or receivers lie up to 2 m from the dataset's nominal"
     ):
         ingest([folder], tmp_path / "e.h5", strict)
 
@@ -149,7 +148,7 @@ def _outside_grid_survey(folder):
 def test_receivers_outside_the_velocity_grid_are_refused_by_ingest(tmp_path):
     _outside_grid_survey(tmp_path / "in")
     with pytest.raises(
-        schema.UserError,
+        UserError,
         match=r"sample 1: receiver 61 at \(depth, x\) = \(10, 600\) m lies outside the velocity grid \(depth 0-690 m, "
         r"x 0-590 m: 70 x 60 cells of 10 m\); 10 receiver\(s\) outside, up to x = 690 m",
     ):
@@ -166,7 +165,7 @@ def test_receivers_outside_the_velocity_grid_are_refused_by_the_writer_and_valid
     narrow = dataclasses.replace(schema.DatasetGeometry.from_acquisition(acquisition), grid_shape=(70, 60))
     plan = SamplePlan(1, 0, 140, lambda: (seismic[0], velocity[0]))
     with pytest.raises(
-        schema.UserError, match=r"sample 1 \(origin 0\): receiver 61 at \(depth, x\) = \(10, 600\) m"
+        UserError, match=r"sample 1 \(origin 0\): receiver 61 at \(depth, x\) = \(10, 600\) m"
     ):
         write_dataset(tmp_path / "d.h5", [plan], narrow, True, [record], QUIET, "test", [origin])
     assert not (tmp_path / "d.h5").exists()
@@ -224,7 +223,7 @@ def test_different_recording_delays_are_refused_unless_aligned(tmp_path):
     write_fixture(folder / "shots.segy", seismic, GEOMETRY, edit_headers=_delays([0, 4]))
     write_velocity_models(folder / "velocity.segy", layered_velocity(2, GEOMETRY), 10.0, 0)
     with pytest.raises(
-        schema.UserError,
+        UserError,
         match=r"sample 2: its traces start 4 ms after the shot \(DelayRecordingTime, byte 109\), the dataset's time "
         r"axis at 0 ms: .* --set regularization.start_time_s=0",
     ):
@@ -245,7 +244,7 @@ def test_different_recording_delays_are_refused_unless_aligned(tmp_path):
         tmp_path / "late" / "shots.segy", late, GEOMETRY, first_model=2, edit_headers=_delays([6, 6, 6])
     )
     write_velocity_models(tmp_path / "late" / "velocity.segy", layered_velocity(1, GEOMETRY, 2), 10.0, 2)
-    with pytest.raises(schema.UserError, match=r"its traces start 6 ms after the shot"):
+    with pytest.raises(UserError, match=r"its traces start 6 ms after the shot"):
         ingest([tmp_path / "late"], path, QUIET, append=True)
     ingest([tmp_path / "late"], path, aligned, append=True)
     with h5py.File(path, "r") as h5:
@@ -260,7 +259,7 @@ def test_delays_within_a_sample_and_off_grid_delays(tmp_path):
         folder / "shots.segy", encoded_seismic(2, GEOMETRY), GEOMETRY, edit_headers=_delays([0, 0], per_trace)
     )
     write_velocity_models(folder / "velocity.segy", layered_velocity(2, GEOMETRY), 10.0, 0)
-    with pytest.raises(schema.UserError, match=r"sample 2: its traces start 0 to 4 ms after the shot"):
+    with pytest.raises(UserError, match=r"sample 2: its traces start 0 to 4 ms after the shot"):
         ingest([folder], tmp_path / "d.h5", QUIET)
     aligned = dataclasses.replace(QUIET, regularization=RegularizationConfig(start_time_s=0.0))
     path = ingest([folder], tmp_path / "d.h5", aligned)
@@ -271,7 +270,7 @@ def test_delays_within_a_sample_and_off_grid_delays(tmp_path):
 
     write_fixture(folder / "shots.segy", encoded_seismic(2, GEOMETRY), GEOMETRY, edit_headers=_delays([0, 3]))
     with pytest.raises(
-        schema.UserError,
+        UserError,
         match=r"sample 2: a trace starts at 3 ms, which is not a whole number of 2 ms samples",
     ):
         ingest([folder], tmp_path / "e.h5", aligned)

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from data_prep import schema
 from data_prep.ingest import IngestConfig, ingest
 from data_prep.normalization import (
@@ -272,7 +273,7 @@ def test_version_1_files_are_not_appended_to(dataset, tmp_path):
     old = _damaged(dataset, tmp_path, _as_version_1)
     survey, _, _ = write_synthetic_folder(tmp_path / "more", tiny_geometry(), 2, 2, family="more")
     before = old.read_bytes()
-    with pytest.raises(schema.UserError, match=r"schema-version-1 dataset .* Re-create the dataset"):
+    with pytest.raises(UserError, match=r"schema-version-1 dataset .* Re-create the dataset"):
         ingest([survey], old, IngestConfig(progress=False), append=True)
     assert old.read_bytes() == before
 

@@ -94,84 +94,9 @@ def check_geometry(
     enabled.
     """
     tolerances = resolve_tolerances(layout, line_config, regrid)
-    mismatches: list[Mismatch] = []
-
-    # --- Time axis, per file ---
-    model_duration = (layout.num_samples - 1) * layout.sample_interval_s
-    time_resampled = False
-    for survey_file in line.files:
-        name = survey_file.path.name
-        if abs(survey_file.sample_interval_s - layout.sample_interval_s) > 1e-9:
-            time_resampled = True
-            mismatches.append(
-                Mismatch(
-                    f"{name}: sample interval {survey_file.sample_interval_s * 1e3:g} ms instead of the model's "
-                    f"{layout.sample_interval_s * 1e3:g} ms",
-                    "--regrid, i.e. --set regrid.enabled=true (band-limited resampling with "
-                    "scipy.signal.resample_poly; cost: "
-                    + (
-                        f"frequencies above the model's Nyquist {0.5 / layout.sample_interval_s:g} Hz are removed)"
-                        if survey_file.sample_interval_s < layout.sample_interval_s
-                        else "none beyond the survey's own band)"
-                    ),
-                    True,
-                )
-            )
-        duration = (survey_file.num_samples - 1) * survey_file.sample_interval_s
-        # Samples after resampling (resample_poly returns ceil(n * up / down)); different = cut or padded.
-        resampled = math.ceil(
-            survey_file.num_samples * survey_file.sample_interval_s / layout.sample_interval_s - 1e-9
-        )
-        if resampled != layout.num_samples:
-            time_resampled = True
-            what = (
-                "cut to"
-                if resampled > layout.num_samples
-                else "zero-padded to (the late arrivals are missing)"
-            )
-            mismatches.append(
-                Mismatch(
-                    f"{name}: traces last {duration * 1e3:g} ms ({survey_file.num_samples} samples) instead of the "
-                    f"model's {model_duration * 1e3:g} ms ({layout.num_samples} samples)",
-                    f"--regrid, i.e. --set regrid.enabled=true ({what} {layout.num_samples} samples)",
-                    True,
-                )
-            )
-
-    # --- Depths: cannot be regridded; within the tolerance (one cell) accepted with a warning ---
-    warnings: list[str] = []
-    for label, survey_depths, model_depths in (
-        ("source", line.shot_depth_m, layout.source_depth_m),
-        ("receiver", line.receiver_depth_m, layout.receiver_depth_m),
-    ):
-        deviation = np.min(
-            np.abs(np.asarray(survey_depths, np.float64)[:, None] - model_depths[None, :]), axis=1
-        )
-        if not deviation.size or deviation.max() <= tolerances.exact:
-            continue
-        worst = float(deviation.max())
-        what = (
-            f"{label} depths {np.min(survey_depths):g}..{np.max(survey_depths):g} m below the datum in the "
-            f"headers instead of the model's {', '.join(f'{d:g}' for d in np.unique(model_depths))} m"
-            + (" (zero depths: often headers left unset)" if not np.any(survey_depths) else "")
-        )
-        cost = (
-            f"the network and the QC place the {label}s at the model's depth, so arrivals may be off by up to "
-            f"{time_cost(worst)} per leg"
-        )
-        if worst <= tolerances.depth + 1e-9:
-            warnings.append(
-                f"{what}: accepted (within line.depth_tolerance_m = {tolerances.depth:g} m); {cost}."
-            )
-            continue
-        mismatches.append(
-            Mismatch(
-                what,
-                "none by regridding: use a model trained with these depths, or accept the difference with "
-                f"--set line.depth_tolerance_m={ceil_cm(worst)} ({cost})",
-                False,
-            )
-        )
+    mismatches, time_resampled = _time_axis_mismatches(line, layout)
+    depth_mismatches, warnings = _depth_mismatches(line, layout, tolerances)
+    mismatches += depth_mismatches
 
     # --- Windows ---
     spacing = layout.grid_spacing_m
@@ -271,6 +196,94 @@ def check_geometry(
             plan.column_x_m(gaps[:1])[0],
         )
     return GeometryCheck(mismatches, plan, regrid.enabled, None, warnings)
+
+
+def _time_axis_mismatches(line: SurveyLine, layout: ModelLayout) -> tuple[list[Mismatch], bool]:
+    """Each file's sample interval and trace length against the model's; and whether time is resampled."""
+    mismatches: list[Mismatch] = []
+    model_duration = (layout.num_samples - 1) * layout.sample_interval_s
+    time_resampled = False
+    for survey_file in line.files:
+        name = survey_file.path.name
+        if abs(survey_file.sample_interval_s - layout.sample_interval_s) > 1e-9:
+            time_resampled = True
+            mismatches.append(
+                Mismatch(
+                    f"{name}: sample interval {survey_file.sample_interval_s * 1e3:g} ms instead of the model's "
+                    f"{layout.sample_interval_s * 1e3:g} ms",
+                    "--regrid, i.e. --set regrid.enabled=true (band-limited resampling with "
+                    "scipy.signal.resample_poly; cost: "
+                    + (
+                        f"frequencies above the model's Nyquist {0.5 / layout.sample_interval_s:g} Hz are removed)"
+                        if survey_file.sample_interval_s < layout.sample_interval_s
+                        else "none beyond the survey's own band)"
+                    ),
+                    True,
+                )
+            )
+        duration = (survey_file.num_samples - 1) * survey_file.sample_interval_s
+        # Samples after resampling (resample_poly returns ceil(n * up / down)); different = cut or padded.
+        resampled = math.ceil(
+            survey_file.num_samples * survey_file.sample_interval_s / layout.sample_interval_s - 1e-9
+        )
+        if resampled != layout.num_samples:
+            time_resampled = True
+            what = (
+                "cut to"
+                if resampled > layout.num_samples
+                else "zero-padded to (the late arrivals are missing)"
+            )
+            mismatches.append(
+                Mismatch(
+                    f"{name}: traces last {duration * 1e3:g} ms ({survey_file.num_samples} samples) instead of the "
+                    f"model's {model_duration * 1e3:g} ms ({layout.num_samples} samples)",
+                    f"--regrid, i.e. --set regrid.enabled=true ({what} {layout.num_samples} samples)",
+                    True,
+                )
+            )
+    return mismatches, time_resampled
+
+
+def _depth_mismatches(
+    line: SurveyLine, layout: ModelLayout, tolerances: Tolerances
+) -> tuple[list[Mismatch], list[str]]:
+    """Source and receiver depths against the model's: they cannot be regridded; within
+    ``tolerances.depth`` (one cell) they are accepted with a warning. Returns ``(mismatches, warnings)``."""
+    mismatches: list[Mismatch] = []
+    warnings: list[str] = []
+    for label, survey_depths, model_depths in (
+        ("source", line.shot_depth_m, layout.source_depth_m),
+        ("receiver", line.receiver_depth_m, layout.receiver_depth_m),
+    ):
+        deviation = np.min(
+            np.abs(np.asarray(survey_depths, np.float64)[:, None] - model_depths[None, :]), axis=1
+        )
+        if not deviation.size or deviation.max() <= tolerances.exact:
+            continue
+        worst = float(deviation.max())
+        what = (
+            f"{label} depths {np.min(survey_depths):g}..{np.max(survey_depths):g} m below the datum in the "
+            f"headers instead of the model's {', '.join(f'{d:g}' for d in np.unique(model_depths))} m"
+            + (" (zero depths: often headers left unset)" if not np.any(survey_depths) else "")
+        )
+        cost = (
+            f"the network and the QC place the {label}s at the model's depth, so arrivals may be off by up to "
+            f"{time_cost(worst)} per leg"
+        )
+        if worst <= tolerances.depth + 1e-9:
+            warnings.append(
+                f"{what}: accepted (within line.depth_tolerance_m = {tolerances.depth:g} m); {cost}."
+            )
+            continue
+        mismatches.append(
+            Mismatch(
+                what,
+                "none by regridding: use a model trained with these depths, or accept the difference with "
+                f"--set line.depth_tolerance_m={ceil_cm(worst)} ({cost})",
+                False,
+            )
+        )
+    return mismatches, warnings
 
 
 def ceil_cm(value_m: float) -> str:

@@ -153,74 +153,16 @@ def read_survey_line(
         k: [] for k in ("sx", "sy", "gx", "gy", "sz", "gz", "file", "trace", "shot")
     }
     for file_number, raw_path in enumerate(paths):
-        path = Path(raw_path)
-        if not path.is_file():
-            raise UserError(f"Input {path} does not exist or is not a file: check the --input paths.")
-        scan = scan_segy(path, extra_fields=EXTRA_FIELDS)
-        repairs += scan.repairs
-        if scan.is_velocity_file:
-            raise UserError(
-                f"{path} is a velocity-model file (its textual header says DEPTH SAMPLES), not shot gathers: "
-                "pass the survey's shot gathers with --input (a true velocity section goes to --truth)."
-            )
-        headers = scan.headers
-        delay = headers["DelayRecordingTime"]
-        if np.any(delay != 0):
-            trace = int(np.flatnonzero(delay)[0])
-            raise UserError(
-                f"{path}: trace {trace + 1} starts recording {int(delay[trace])} ms after the shot "
-                "(DelayRecordingTime, byte 109); the model expects recording from the shot time. Re-export "
-                "the data from time zero (no setting overrides this)."
-            )
-        coordinate = scale_factors(headers["SourceGroupScalar"])
-        sx, sy = headers["SourceX"] * coordinate, headers["SourceY"] * coordinate
-        gx, gy = headers["GroupX"] * coordinate, headers["GroupY"] * coordinate
-        if not np.any(gx) and not np.any(gy) and not np.any(sx) and not np.any(sy):
-            raise UserError(
-                f"{path}: the source and receiver coordinates (bytes 73-88, SourceX/Y, GroupX/Y) are 0 in every "
-                "trace, so the traces cannot be placed along the line. Write the coordinates into the headers (no setting overrides this)."
-            )
-        shots = _shot_ids(scan, config.shot_key, sx, sy)
-        columns["sx"].append(sx)
-        columns["sy"].append(sy)
-        columns["gx"].append(gx)
-        columns["gy"].append(gy)
-        columns["sz"].append(scan.source_depth_m())
-        columns["gz"].append(scan.receiver_depth_m())
-        columns["file"].append(np.full(scan.num_traces, file_number, dtype=np.int32))
-        columns["trace"].append(np.arange(scan.num_traces, dtype=np.int64))
-        columns["shot"].append(shots)
-        files.append(
-            SurveyFile(
-                path=path,
-                sha256=scan.sha256,
-                sample_interval_s=scan.sample_interval * 1e-6,
-                num_samples=scan.num_samples,
-                num_traces=scan.num_traces,
-                scan=scan,
-            )
-        )
-        scan.headers = {}  # the columns above are all that is kept
+        survey_file, file_columns = _scan_file(Path(raw_path), file_number, config.shot_key)
+        files.append(survey_file)
+        repairs += survey_file.scan.repairs
+        for key, values in file_columns.items():
+            columns[key].append(values)
     data = {key: np.concatenate(values) for key, values in columns.items()}
     del columns
 
     frame = LineFrame.fit(np.r_[data["sx"], data["gx"]], np.r_[data["sy"], data["gy"]])
-    max_crossline = config.max_crossline_m
-    if max_crossline is None:
-        max_crossline = 0.5 * grid_spacing_m if grid_spacing_m else 1.0
-    crossline = np.maximum(
-        np.abs(frame.crossline(data["sx"], data["sy"])), np.abs(frame.crossline(data["gx"], data["gy"]))
-    )
-    if crossline.size and crossline.max() > max_crossline:
-        worst = int(np.argmax(crossline))
-        raise UserError(
-            f"{files[data['file'][worst]].path}: trace {data['trace'][worst] + 1} lies {crossline[worst]:.2f} m off "
-            f"the straight line fitted through all sources and receivers (allowed: {max_crossline:g} m, "
-            "line.max_crossline_m). Crooked lines are not supported: bin the data onto a straight line first, "
-            f"or accept it with --set line.max_crossline_m={math.ceil(crossline[worst] * 100) / 100:g} (cost: "
-            "every position is projected onto the line, so source-receiver distances are off by up to that "
-            "much)."
-        )
+    _check_straight(frame, data, files, config, grid_spacing_m)
     source_along = frame.along(data["sx"], data["sy"])
     receiver_along = frame.along(data["gx"], data["gy"])
 
@@ -286,6 +228,83 @@ def read_survey_line(
     )
     logger.info("Survey line: %s", line.describe())
     return line
+
+
+def _scan_file(path: Path, file_number: int, shot_key: str) -> tuple[SurveyFile, dict[str, np.ndarray]]:
+    """One file's headers: the file and its per-trace columns (map positions, depths, file, trace, shot)."""
+    if not path.is_file():
+        raise UserError(f"Input {path} does not exist or is not a file: check the --input paths.")
+    scan = scan_segy(path, extra_fields=EXTRA_FIELDS)
+    if scan.is_velocity_file:
+        raise UserError(
+            f"{path} is a velocity-model file (its textual header says DEPTH SAMPLES), not shot gathers: "
+            "pass the survey's shot gathers with --input (a true velocity section goes to --truth)."
+        )
+    headers = scan.headers
+    delay = headers["DelayRecordingTime"]
+    if np.any(delay != 0):
+        trace = int(np.flatnonzero(delay)[0])
+        raise UserError(
+            f"{path}: trace {trace + 1} starts recording {int(delay[trace])} ms after the shot "
+            "(DelayRecordingTime, byte 109); the model expects recording from the shot time. Re-export "
+            "the data from time zero (no setting overrides this)."
+        )
+    coordinate = scale_factors(headers["SourceGroupScalar"])
+    sx, sy = headers["SourceX"] * coordinate, headers["SourceY"] * coordinate
+    gx, gy = headers["GroupX"] * coordinate, headers["GroupY"] * coordinate
+    if not np.any(gx) and not np.any(gy) and not np.any(sx) and not np.any(sy):
+        raise UserError(
+            f"{path}: the source and receiver coordinates (bytes 73-88, SourceX/Y, GroupX/Y) are 0 in every "
+            "trace, so the traces cannot be placed along the line. Write the coordinates into the headers (no setting overrides this)."
+        )
+    shots = _shot_ids(scan, shot_key, sx, sy)
+    columns = {
+        "sx": sx,
+        "sy": sy,
+        "gx": gx,
+        "gy": gy,
+        "sz": scan.source_depth_m(),
+        "gz": scan.receiver_depth_m(),
+        "file": np.full(scan.num_traces, file_number, dtype=np.int32),
+        "trace": np.arange(scan.num_traces, dtype=np.int64),
+        "shot": shots,
+    }
+    survey_file = SurveyFile(
+        path=path,
+        sha256=scan.sha256,
+        sample_interval_s=scan.sample_interval * 1e-6,
+        num_samples=scan.num_samples,
+        num_traces=scan.num_traces,
+        scan=scan,
+    )
+    scan.headers = {}  # the columns above are all that is kept
+    return survey_file, columns
+
+
+def _check_straight(
+    frame: LineFrame,
+    data: dict[str, np.ndarray],
+    files: list[SurveyFile],
+    config: LineConfig,
+    grid_spacing_m: float | None,
+) -> None:
+    """Refuses a line whose sources or receivers lie further than ``max_crossline_m`` from ``frame``."""
+    max_crossline = config.max_crossline_m
+    if max_crossline is None:
+        max_crossline = 0.5 * grid_spacing_m if grid_spacing_m else 1.0
+    crossline = np.maximum(
+        np.abs(frame.crossline(data["sx"], data["sy"])), np.abs(frame.crossline(data["gx"], data["gy"]))
+    )
+    if crossline.size and crossline.max() > max_crossline:
+        worst = int(np.argmax(crossline))
+        raise UserError(
+            f"{files[data['file'][worst]].path}: trace {data['trace'][worst] + 1} lies {crossline[worst]:.2f} m off "
+            f"the straight line fitted through all sources and receivers (allowed: {max_crossline:g} m, "
+            "line.max_crossline_m). Crooked lines are not supported: bin the data onto a straight line first, "
+            f"or accept it with --set line.max_crossline_m={math.ceil(crossline[worst] * 100) / 100:g} (cost: "
+            "every position is projected onto the line, so source-receiver distances are off by up to that "
+            "much)."
+        )
 
 
 def _label(files, keys, starts, shot) -> str:

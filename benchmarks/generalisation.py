@@ -340,6 +340,118 @@ def _dataset(args, work_dir: Path) -> Path:
     return ensure_default_dataset(config.data.default, echo=lambda text: print(text, flush=True))
 
 
+def _load() -> str:
+    return "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
+
+
+class Runs:
+    """The benchmark's training runs on one dataset: each row trained, scored and appended to
+    ``work_dir/results.jsonl`` as soon as it ends; rows already there are skipped (an interrupted call resumes).
+    """
+
+    def __init__(self, dataset_path: Path, work_dir: Path, model_budget: Budget, tune_budget: Budget, rows):
+        from data_prep import schema
+        from pipeline.feeding import read_sample_families
+
+        self.dataset_path, self.work_dir = dataset_path, work_dir
+        self.model_budget, self.tune_budget, self.rows = model_budget, tune_budget, tuple(rows)
+        self.results_path = work_dir / "results.jsonl"
+        with schema.open_dataset(dataset_path) as h5:
+            self.all_families = sorted(set(read_sample_families(h5).tolist()))
+        self.done = {_key(row) for row in _load_results(self.results_path)}
+
+    def wanted(self, name: str, group: str, seed: int, budget: Budget) -> bool:
+        return (name, group, seed, budget.label) not in self.done
+
+    def train(self, families, budget: Budget, seed: int, **options):
+        return train_row(self.dataset_path, self.work_dir, families, budget, seed, **options)
+
+    def record(self, name, group, seed, budget: Budget, result, families_trained, extra=None) -> dict:
+        """Scores ``result``'s model on the held-out group and appends the row."""
+        from pipeline.bundle import load_bundle
+
+        baseline = depth_baseline_mps(self.dataset_path, families_trained)
+        # Scored from the saved bundle (what inference would load), then everything of the run is let go: one
+        # process trains a dozen models, and keeping each one's graphs and caches ran it out of memory.
+        bundle = load_bundle(result.bundle_dir)
+        scores = score_model(bundle.model, bundle.stats, self.dataset_path, HELD_OUT_GROUPS[group], baseline)
+        del bundle
+        result.model = None
+        _release_memory()
+        row = {
+            "row": name, "held_out": group, "seed": seed, "budget": budget.label, **scores,
+            "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
+            "load": _load(), "dataset": str(self.dataset_path), "bundle": str(result.bundle_dir), **(extra or {}),
+        }  # fmt: skip
+        _append(self.results_path, row)
+        self.done.add(_key(row))
+        print(
+            f"  {group:>13} | {name:<18} seed {seed}: MAE {scores['mae_mps']:.0f} m/s "
+            f"(1-D {scores['baseline_mae_mps']:.0f}), SSIM {scores['ssim']:.3f}, skill {scores['skill']:+.2f}",
+            flush=True,
+        )
+        return row
+
+    def reference_rows(self, group: str, seed: int, shared: dict[str, Any]) -> None:
+        """The FlatVel-A-only model and the general model with K seen, each trained once per seed."""
+        budget = self.model_budget
+        for name, key, families in (
+            ("flatvel-a model", "flatvel", ["flatvel-a"]),
+            ("general (K seen)", "general", self.all_families),
+        ):
+            if name in self.rows and self.wanted(name, group, seed, budget):
+                if key not in shared:
+                    print(f"training on {', '.join(families)} ({budget.label}) ...", flush=True)
+                    shared[key] = self.train(families, budget, seed)
+                self.record(name, group, seed, budget, shared[key], families)
+
+    def held_out_rows(self, group: str, seed: int) -> None:
+        """The general recipe without K; that model fine-tuned on K against a model trained from scratch on
+        K's training samples within the same budget."""
+        held = HELD_OUT_GROUPS[group]
+        rest = [family for family in self.all_families if family not in held]
+        budget, tune = self.model_budget, self.tune_budget
+        wanted_without = "general without K" in self.rows and self.wanted(
+            "general without K", group, seed, budget
+        )
+        wanted_tuning = "fine-tuning" in self.rows and (
+            self.wanted("fine-tuned on K", group, seed, tune)
+            or self.wanted("scratch on K", group, seed, tune)
+        )
+        # A recorded model without K is reused as the parent when its bundle is still on disk.
+        parent = next(
+            (
+                row["bundle"]
+                for row in _load_results(self.results_path)
+                if _key(row) == ("general without K", group, seed, budget.label)
+                and Path(row.get("bundle", "/nonexistent")).is_dir()
+            ),
+            None,
+        )
+        if wanted_without or (wanted_tuning and parent is None):
+            print(f"training without {group} ({budget.label}) ...", flush=True)
+            without = self.train(rest, budget, seed)
+            parent = str(without.bundle_dir)
+            if self.wanted("general without K", group, seed, budget):
+                self.record("general without K", group, seed, budget, without, rest)
+        if not wanted_tuning:
+            return
+        train_samples = len(family_indices(self.dataset_path, held, ("train",)))
+        extra = {"train_samples": train_samples}
+        if self.wanted("fine-tuned on K", group, seed, tune):
+            print(f"fine-tuning on {group}'s {train_samples} samples ({tune.label}) ...", flush=True)
+            # A short warm-up and a lower peak rate, so that the parent is adapted, not erased.
+            settings = ["optimizer.learning_rate=2.0e-4", "optimizer.warmup_epochs=0.5"]
+            tuned = self.train(held, tune, seed, init_from=parent, extra=settings)
+            self.record("fine-tuned on K", group, seed, tune, tuned, held, extra)
+        if self.wanted("scratch on K", group, seed, tune):
+            print(
+                f"training from scratch on {group}'s {train_samples} samples ({tune.label}) ...", flush=True
+            )
+            scratch = self.train(held, tune, seed)
+            self.record("scratch on K", group, seed, tune, scratch, held, extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -353,7 +465,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_budget = Budget(
         seconds=None if args.finetune_epochs else args.finetune_budget_s, epochs=args.finetune_epochs
     )
-    load = lambda: "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())  # noqa: E731
     settings = {
         # The command that measures these rows (a --report call rewrites the table of that command).
         "command": "python -m benchmarks.generalisation "
@@ -361,135 +472,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--report", "--no-write")
         ),
         "machine": machine_description(),
-        "load": load(),
+        "load": _load(),
         "budget": model_budget.label,
         "finetune_budget": tune_budget.label,
         "held_out": args.held_out,
     }
     if not args.report:
-        dataset_path = _dataset(args, work_dir)
-        from data_prep import schema
-        from pipeline.feeding import read_sample_families
-
-        with schema.open_dataset(dataset_path) as h5:
-            all_families = sorted(set(read_sample_families(h5).tolist()))
-        done = {_key(row) for row in _load_results(results_path)}
-
-        def record(name, group, seed, budget, result, families_trained, extra=None):
-            held = HELD_OUT_GROUPS[group]
-            baseline = depth_baseline_mps(dataset_path, families_trained)
-            from pipeline.bundle import load_bundle
-
-            # Scored from the saved bundle (what inference would load), then everything of the run is let go:
-            # one process trains a dozen models, and keeping each one's graphs and caches ran it out of memory.
-            bundle = load_bundle(result.bundle_dir)
-            scores = score_model(bundle.model, bundle.stats, dataset_path, held, baseline)
-            del bundle
-            result.model = None
-            _release_memory()
-            row = {
-                "row": name, "held_out": group, "seed": seed, "budget": budget.label, **scores,
-                "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
-                "load": load(), "dataset": str(dataset_path), "bundle": str(result.bundle_dir), **(extra or {}),
-            }  # fmt: skip
-            _append(results_path, row)
-            print(
-                f"  {group:>13} | {name:<18} seed {seed}: MAE {scores['mae_mps']:.0f} m/s (1-D {scores['baseline_mae_mps']:.0f}), "
-                f"SSIM {scores['ssim']:.3f}, skill {scores['skill']:+.2f}",
-                flush=True,
-            )
-            return row
-
+        runs = Runs(_dataset(args, work_dir), work_dir, model_budget, tune_budget, args.rows)
         for seed in args.seeds:
-            shared: dict[str, Any] = {}
+            shared: dict[str, Any] = {}  # the FlatVel-A and the general model serve every group of a seed
             for group in args.held_out:
-                held = HELD_OUT_GROUPS[group]
-                rest = [family for family in all_families if family not in held]
-                if (
-                    "flatvel-a model" in args.rows
-                    and ("flatvel-a model", group, seed, model_budget.label) not in done
-                ):
-                    if "flatvel" not in shared:
-                        print(f"training on flatvel-a only ({model_budget.label}) ...", flush=True)
-                        shared["flatvel"] = train_row(
-                            dataset_path, work_dir, ["flatvel-a"], model_budget, seed
-                        )
-                    record("flatvel-a model", group, seed, model_budget, shared["flatvel"], ["flatvel-a"])
-                if (
-                    "general (K seen)" in args.rows
-                    and ("general (K seen)", group, seed, model_budget.label) not in done
-                ):
-                    if "general" not in shared:
-                        print(f"training on every family ({model_budget.label}) ...", flush=True)
-                        shared["general"] = train_row(
-                            dataset_path, work_dir, all_families, model_budget, seed
-                        )
-                    record("general (K seen)", group, seed, model_budget, shared["general"], all_families)
-                budget = tune_budget
-                wanted_without = "general without K" in args.rows and (
-                    ("general without K", group, seed, model_budget.label) not in done
-                )
-                wanted_tuning = (
-                    "fine-tuning" in args.rows
-                    and not {
-                        ("fine-tuned on K", group, seed, budget.label),
-                        ("scratch on K", group, seed, budget.label),
-                    }
-                    <= done
-                )
-                # A recorded model without K is reused as the parent when its bundle is still on disk.
-                parent = next(
-                    (
-                        row["bundle"]
-                        for row in _load_results(results_path)
-                        if _key(row) == ("general without K", group, seed, model_budget.label)
-                        and Path(row.get("bundle", "/nonexistent")).is_dir()
-                    ),
-                    None,
-                )
-                if wanted_without or (wanted_tuning and parent is None):
-                    print(f"training without {group} ({model_budget.label}) ...", flush=True)
-                    without = train_row(dataset_path, work_dir, rest, model_budget, seed)
-                    parent = str(without.bundle_dir)
-                    if ("general without K", group, seed, model_budget.label) not in done:
-                        record("general without K", group, seed, model_budget, without, rest)
-                if wanted_tuning:
-                    train_samples = len(family_indices(dataset_path, held, ("train",)))
-                    # Fine-tuning: a short warm-up and a lower peak rate, so the parent is adapted, not erased.
-                    tuned_settings = ["optimizer.learning_rate=2.0e-4", "optimizer.warmup_epochs=0.5"]
-                    if ("fine-tuned on K", group, seed, budget.label) not in done:
-                        print(
-                            f"fine-tuning on {group}'s {train_samples} samples ({budget.label}) ...",
-                            flush=True,
-                        )
-                        tuned = train_row(
-                            dataset_path, work_dir, held, budget, seed, init_from=parent,
-                            extra=tuned_settings,
-                        )  # fmt: skip
-                        record(
-                            "fine-tuned on K",
-                            group,
-                            seed,
-                            budget,
-                            tuned,
-                            held,
-                            {"train_samples": train_samples},
-                        )
-                    if ("scratch on K", group, seed, budget.label) not in done:
-                        print(
-                            f"training from scratch on {group}'s {train_samples} samples ({budget.label}) ...",
-                            flush=True,
-                        )
-                        scratch = train_row(dataset_path, work_dir, held, budget, seed)
-                        record(
-                            "scratch on K",
-                            group,
-                            seed,
-                            budget,
-                            scratch,
-                            held,
-                            {"train_samples": train_samples},
-                        )
+                runs.reference_rows(group, seed, shared)
+                runs.held_out_rows(group, seed)
     results = [
         row
         for row in _load_results(results_path)

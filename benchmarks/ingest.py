@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -167,17 +168,8 @@ def folder_mib(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.glob("*.segy")) / 2**20
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=60, help="models in the small survey (1.4 MB each)")
-    parser.add_argument("--scale", type=int, default=10, help="the large survey is this many times larger")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)"
-    )
-    parser.add_argument("--no-update", action="store_true", help="do not rewrite docs/benchmarks.md")
-    args = parser.parse_args(argv)
-
+def measure(args: argparse.Namespace) -> SimpleNamespace:
+    """Every timing and memory figure of the benchmark, measured on two surveys written for it."""
     workdir = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.workdir))
     try:
         small = write_survey(workdir / "small", args.models)
@@ -214,7 +206,25 @@ def main(argv: list[str] | None = None) -> int:
         large_before, large_peak, large_traced = peak_memory_mib(large, workdir / "large-mem.h5")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return SimpleNamespace(
+        **{k: v for k, v in locals().items() if k not in ("args", "stages", "outputs", "chunk_outputs")}
+    )
 
+
+def tables(args: argparse.Namespace, m: SimpleNamespace) -> tuple[str, str, str, float, float]:
+    """The throughput, bound and memory tables, and the stages' floor and hashing seconds."""
+    small_mib, large_mib, traces, raw_s, ingest_s, large_s, wall, cpu = (
+        m.small_mib,
+        m.large_mib,
+        m.traces,
+        m.raw_s,
+        m.ingest_s,
+        m.large_s,
+        m.wall,
+        m.cpu,
+    )
+    small_before, small_peak, small_traced = m.small_before, m.small_peak, m.small_traced
+    large_before, large_peak, large_traced = m.large_before, m.large_peak, m.large_traced
     throughput = markdown_table(
         [
             "input",
@@ -316,6 +326,23 @@ def main(argv: list[str] | None = None) -> int:
             ],
         ],
     )
+    return throughput, bound, memory, main_floor, sha_s
+
+
+def report(args: argparse.Namespace, m: SimpleNamespace) -> str:
+    """The markdown section from ``measure``'s figures."""
+    small_mib, large_mib, raw_s, ingest_s, wall, cpu, load = (
+        m.small_mib,
+        m.large_mib,
+        m.raw_s,
+        m.ingest_s,
+        m.wall,
+        m.cpu,
+        m.load,
+    )
+    small_before, small_peak, small_traced = m.small_before, m.small_peak, m.small_traced
+    large_before, large_peak, large_traced = m.large_before, m.large_peak, m.large_traced
+    throughput, bound, memory, main_floor, sha_s = tables(args, m)
     ratio = raw_s / ingest_s
     cores = os.cpu_count()
     growth = (large_peak - large_before) / max(small_peak - small_before, 1e-9)
@@ -366,9 +393,8 @@ thread, so even with the two overlapping perfectly on two free cores and no othe
 reach at most raw / max(stages) = **{upper:.2f}x** of the raw read{verdict}. The rest of ingest's work (scanning trace
 headers, planning, statistics and edges, creating, validating and describing the HDF5 file) and the other
 processes on this shared 2-core machine account for the remaining gap; ingest used {median(cpu["ingest"]):.3g} s of CPU
-(all threads) for {ingest_s:.3g} s of wall time. Writing a new file is the other variable: on this machine's ext4 disk, buffered writes of new
-files were measured between about 300 and 2500 MB/s depending on the kernel's write-back, and that can dominate
-the single {args.models * args.scale}-model run ({large_mib:.0f} MiB written after the surveys and the outputs of the
+(all threads) for {ingest_s:.3g} s of wall time. Writing a new file is the other variable: buffered writes of new files run at whatever the kernel's write-back
+allows at that moment (not measured here), and that can dominate the single {args.models * args.scale}-model run ({large_mib:.0f} MiB written after the surveys and the outputs of the
 timed runs).
 
 {memory}
@@ -381,6 +407,21 @@ order and the two grouping keys kept for error messages). Files are mapped by se
 after every block, so their page-cache pages count in RSS only while a block is read; the rest is HDF5's own
 C-level caches.
 """
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=60, help="models in the small survey (1.4 MB each)")
+    parser.add_argument("--scale", type=int, default=10, help="the large survey is this many times larger")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)"
+    )
+    parser.add_argument("--no-update", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args(argv)
+
+    markdown = report(args, measure(args))
     print(markdown)
     if not args.no_update:
         print(f"updated {update_section('ingest', markdown)}")

@@ -350,82 +350,8 @@ def seam_statistics(out: Path, section: dict) -> dict[str, float]:
     }
 
 
-def foreign_main(args: argparse.Namespace) -> int:
-    from core.config import from_dict
-    from models.metrics import ssim_per_sample
-    from pipeline.bundle import load_bundle
-    from pipeline.infer import InferConfig, infer
-    from pipeline.section import read_section
-
-    load_start = os.getloadavg()[0]
-    bundle = load_bundle(args.foreign)
-    bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
-    runs = {
-        "network as recorded": ("network", {"input_correction": {"enabled": False}}),
-        "network + input correction": ("network", {}),
-        "true model, QC wavelet": ("truth", {"qc": {"source_correction": "wavelet"}}),
-        "true model, QC scale": ("truth", {"qc": {"source_correction": "scale"}}),
-    }
-    results = []
-    with tempfile.TemporaryDirectory(prefix="infer-foreign-", dir=args.workdir) as folder:
-        folder = Path(folder)
-        for index in range(args.lines):
-            family = FOREIGN_FAMILIES[index % len(FOREIGN_FAMILIES)]
-            wavelet = FOREIGN_WAVELETS[index % len(FOREIGN_WAVELETS)]
-            started = time.perf_counter()
-            line = simulate_foreign_line(bundle, family, wavelet, args.foreign_windows, seed=100 + index)
-            survey = write_foreign_line(folder / f"line{index}.sgy", line)
-            truth = folder / f"truth{index}.npy"
-            np.save(truth, line["velocity_mps"])
-            label = f"{family}, {wavelet[0]:g} Hz, {1e3 * wavelet[1]:+g} ms, {'reversed' if wavelet[2] < 0 else 'normal'}"
-            print(f"line {index} ({label}) simulated in {time.perf_counter() - started:.0f} s", flush=True)
-            for name, (kind, values) in runs.items():
-                config = from_dict(
-                    InferConfig,
-                    {
-                        "truth": str(truth),
-                        "regrid": {"enabled": True},
-                        "outputs": {"png": False, "segy": False, "keep_window_files": kind == "network"},
-                        **values,
-                    },
-                )
-                model = bundle if kind == "network" else TruthModel(bundle, line["velocity_mps"])
-                out = folder / f"out{index}-{len(results)}"
-                result = infer([survey], model, out, config, progress=False, model_uri=args.foreign)
-                section = read_section(result.section_path)
-                covered = section["coverage_weight"] > 0
-                predicted = section["velocity_mps"][:, covered]
-                true = line["velocity_mps"][:, : section["velocity_mps"].shape[1]][:, covered]
-                span = bounds[1] - bounds[0]
-                ssim = float(
-                    ssim_per_sample(
-                        (true - bounds[0]) / span, (np.clip(predicted, *bounds) - bounds[0]) / span
-                    )
-                )
-                correction = section["qc"].get("input_correction", {}).get("line", {})
-                seams = seam_statistics(out, section) if kind == "network" else {}
-                row = {
-                    "line": label,
-                    "run": name,
-                    "mae_mps": result.section_errors["velocity_mae_mps"],
-                    # A surface artefact (issue 22: a one-row band at the top) shows as a top row much worse
-                    # than the rows below it.
-                    "top_row_mae_mps": float(np.mean(np.abs(predicted[0] - true[0]))),
-                    "second_row_mae_mps": float(np.mean(np.abs(predicted[1] - true[1]))),
-                    "ssim": ssim,
-                    "misfit": result.qc_summary.get("data_misfit_median", float("nan")),
-                    "misfit_max": result.qc_summary.get("data_misfit_max", float("nan")),
-                    "qc": section["qc"]["misfit_floor"]["source_correction"],
-                    "flagged": int(result.qc_summary.get("num_flagged", 0)),
-                    "windows": result.num_windows,
-                    "s_per_window": result.timings_s["windows_total"] / result.num_windows,
-                    **seams,
-                    "polarity": correction.get("input_polarity"),
-                    "delay_ms": 1e3 * correction["input_delay_s"] if correction else None,
-                    "phase_deg": correction.get("input_phase_deg"),
-                }
-                results.append(row)
-                print(json.dumps(row), flush=True)
+def foreign_report(args, results: list[dict], runs: list[str], bundle, bounds, load_start: float) -> str:
+    """The ``inference-foreign`` section from the rows ``foreign_main`` measured."""
 
     def cell(value, digits=3):
         return (
@@ -506,6 +432,87 @@ default; a window is flagged above floor + `qc.misfit_margin`).
 Machine: {machine_description()}; 1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the
 end (other jobs shared the 2 cores: times are upper bounds).
 """
+    return markdown
+
+
+def foreign_main(args: argparse.Namespace) -> int:
+    from core.config import from_dict
+    from models.metrics import ssim_per_sample
+    from pipeline.bundle import load_bundle
+    from pipeline.infer import InferConfig, infer
+    from pipeline.section import read_section
+
+    load_start = os.getloadavg()[0]
+    bundle = load_bundle(args.foreign)
+    bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
+    runs = {
+        "network as recorded": ("network", {"input_correction": {"enabled": False}}),
+        "network + input correction": ("network", {}),
+        "true model, QC wavelet": ("truth", {"qc": {"source_correction": "wavelet"}}),
+        "true model, QC scale": ("truth", {"qc": {"source_correction": "scale"}}),
+    }
+    results = []
+    with tempfile.TemporaryDirectory(prefix="infer-foreign-", dir=args.workdir) as folder:
+        folder = Path(folder)
+        for index in range(args.lines):
+            family = FOREIGN_FAMILIES[index % len(FOREIGN_FAMILIES)]
+            wavelet = FOREIGN_WAVELETS[index % len(FOREIGN_WAVELETS)]
+            started = time.perf_counter()
+            line = simulate_foreign_line(bundle, family, wavelet, args.foreign_windows, seed=100 + index)
+            survey = write_foreign_line(folder / f"line{index}.sgy", line)
+            truth = folder / f"truth{index}.npy"
+            np.save(truth, line["velocity_mps"])
+            label = f"{family}, {wavelet[0]:g} Hz, {1e3 * wavelet[1]:+g} ms, {'reversed' if wavelet[2] < 0 else 'normal'}"
+            print(f"line {index} ({label}) simulated in {time.perf_counter() - started:.0f} s", flush=True)
+            for name, (kind, values) in runs.items():
+                config = from_dict(
+                    InferConfig,
+                    {
+                        "truth": str(truth),
+                        "regrid": {"enabled": True},
+                        "outputs": {"png": False, "segy": False, "keep_window_files": kind == "network"},
+                        **values,
+                    },
+                )
+                model = bundle if kind == "network" else TruthModel(bundle, line["velocity_mps"])
+                out = folder / f"out{index}-{len(results)}"
+                result = infer([survey], model, out, config, progress=False, model_uri=args.foreign)
+                section = read_section(result.section_path)
+                covered = section["coverage_weight"] > 0
+                predicted = section["velocity_mps"][:, covered]
+                true = line["velocity_mps"][:, : section["velocity_mps"].shape[1]][:, covered]
+                span = bounds[1] - bounds[0]
+                ssim = float(
+                    ssim_per_sample(
+                        (true - bounds[0]) / span, (np.clip(predicted, *bounds) - bounds[0]) / span
+                    )
+                )
+                correction = section["qc"].get("input_correction", {}).get("line", {})
+                seams = seam_statistics(out, section) if kind == "network" else {}
+                row = {
+                    "line": label,
+                    "run": name,
+                    "mae_mps": result.section_errors["velocity_mae_mps"],
+                    # A surface artefact (issue 22: a one-row band at the top) shows as a top row much worse
+                    # than the rows below it.
+                    "top_row_mae_mps": float(np.mean(np.abs(predicted[0] - true[0]))),
+                    "second_row_mae_mps": float(np.mean(np.abs(predicted[1] - true[1]))),
+                    "ssim": ssim,
+                    "misfit": result.qc_summary.get("data_misfit_median", float("nan")),
+                    "misfit_max": result.qc_summary.get("data_misfit_max", float("nan")),
+                    "qc": section["qc"]["misfit_floor"]["source_correction"],
+                    "flagged": int(result.qc_summary.get("num_flagged", 0)),
+                    "windows": result.num_windows,
+                    "s_per_window": result.timings_s["windows_total"] / result.num_windows,
+                    **seams,
+                    "polarity": correction.get("input_polarity"),
+                    "delay_ms": 1e3 * correction["input_delay_s"] if correction else None,
+                    "phase_deg": correction.get("input_phase_deg"),
+                }
+                results.append(row)
+                print(json.dumps(row), flush=True)
+
+    markdown = foreign_report(args, results, list(runs), bundle, bounds, load_start)
     print(markdown)
     if not args.no_write:
         print(f"updated {update_section('inference-foreign', markdown)}")

@@ -1,0 +1,117 @@
+"""The settings of ``python -m pipeline.infer`` and what a run returns.
+
+``InferConfig`` (YAML: ``configs/infer/*.yaml``; ``--set key=value``) gathers the settings of every step of
+an inference run (``pipeline.windows``, ``pipeline.input_correction``, ``pipeline.calibration``,
+``pipeline.stitching``, ``pipeline.qc``, ``pipeline.refine``) with the outputs and the optional MLflow
+logging; ``InferResult`` is what ``pipeline.infer.infer`` and ``merge`` return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import load_config
+from pipeline.calibration import CalibrationConfig
+from pipeline.input_correction import InputCorrectionConfig
+from pipeline.qc import QCConfig
+from pipeline.refine import RefineConfig
+from pipeline.stitching import StitchingConfig
+from pipeline.windows import LineConfig, RegridConfig, WindowConfig
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Which files are written besides ``section.h5``.
+
+    Attributes:
+        segy: the SEG-Y velocity section (and the edge section when the model has an edge head).
+        png: PNG previews of the sections and the QC plot.
+        keep_window_files: keep ``OUT/.work`` (per-window predictions and QC) after the merge.
+        preview_max_columns: previews show at most this many columns (decimated).
+    """
+
+    segy: bool = True
+    png: bool = True
+    keep_window_files: bool = False
+    preview_max_columns: int = 2000
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Optional MLflow logging of the run (inputs, model, options, QC table and figures).
+
+    Attributes:
+        enabled: log to MLflow (``--mlflow``).
+        experiment: MLflow experiment name.
+        tracking_uri: None uses MLflow's default (``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+        run_name: MLflow run name; None: ``infer-<output folder name>``.
+    """
+
+    enabled: bool = False
+    experiment: str = "inference"
+    tracking_uri: str | None = None
+    run_name: str | None = None
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Settings of ``python -m pipeline.infer`` (YAML: ``configs/infer/*.yaml``; ``--set key=value``).
+
+    Attributes:
+        batch_size: windows read, calibrated and predicted together (bounds memory).
+        truth: a true velocity section for velocity errors: SEG-Y (one trace per lateral position) or
+            ``.npy``/``.npz``/HDF5 ``(depth, x)`` m/s (``pipeline.section.ArrayTruth``).
+        progress_interval_s: seconds between progress lines when stderr is not a terminal.
+        input_correction: polarity, delay and phase of the survey's wavelet estimated from the data and
+            undone before prediction (``pipeline.input_correction``).
+        refine: physics refinement of each window's prediction (``--refine N``; ``pipeline.refine``).
+        line, regrid, windows, calibration, stitching, qc, outputs, mlflow: see each dataclass.
+    """
+
+    batch_size: int = 8
+    truth: Path | None = None
+    progress_interval_s: float = 10.0
+    line: LineConfig = LineConfig()
+    regrid: RegridConfig = RegridConfig()
+    windows: WindowConfig = WindowConfig()
+    input_correction: InputCorrectionConfig = InputCorrectionConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    stitching: StitchingConfig = StitchingConfig()
+    qc: QCConfig = QCConfig()
+    refine: RefineConfig = RefineConfig()
+    outputs: OutputConfig = OutputConfig()
+    mlflow: TrackingConfig = TrackingConfig()
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1. Received: {self.batch_size}")
+
+
+@dataclass
+class InferResult:
+    """What ``infer`` did and where the outputs are."""
+
+    out_dir: Path
+    num_windows: int
+    processed: int
+    skipped: int
+    merged: bool
+    section_path: Path | None = None
+    files: list[Path] = field(default_factory=list)
+    qc_summary: dict[str, float] = field(default_factory=dict)
+    section_errors: dict[str, float] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+def load_infer_config(
+    files: Sequence[str | Path] = (), overrides: Sequence[str] = (), values: dict[str, Any] | None = None
+) -> InferConfig:
+    """``InferConfig`` from the defaults, YAML ``files`` and ``--set`` ``overrides`` (``core.config``)."""
+    return load_config(InferConfig, files=files, overrides=overrides, values=values)
+
+
+__all__ = ["InferConfig", "InferResult", "OutputConfig", "TrackingConfig", "load_infer_config"]

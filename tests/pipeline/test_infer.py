@@ -20,7 +20,7 @@ import segyio
 from core.errors import UserError
 from core.progress import Progress
 from data_prep.schema import file_sha256
-from pipeline.infer import InferConfig, infer, main, merge
+from pipeline.infer import InferConfig, infer, lines_from_arguments, main, merge
 from pipeline.section import read_section
 from tests.pipeline import line_fixtures as F
 
@@ -304,6 +304,43 @@ def test_a_gap_in_the_shots_leaves_nan_columns_and_dead_traces(tmp_path, line):
         assert not segy.trace.raw[:][~covered].any(), "dead traces hold zeros"
 
 
+def test_several_lines_each_get_their_folder_and_a_bad_line_does_not_stop_the_others(
+    tmp_path, line, survey, keras_bundle, capsys
+):
+    """``--lines``: one section per SEG-Y file in OUT/<name>/, the same as a single-line run of that file; a
+    damaged line is named in one error line after the others are written, and --resume finishes the survey."""
+    folder = tmp_path / "survey"
+    folder.mkdir()
+    F.write_line(folder / "a.sgy", line)
+    (folder / "b.sgy").write_bytes(survey["line"].read_bytes()[:-100])  # truncated
+    arguments = [
+        "--model",
+        str(keras_bundle),
+        "--lines",
+        str(folder / "*.sgy"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    options = ["--quiet", "--set", "qc.enabled=false", *NO_EXTRA_OUTPUTS]
+    assert main([*arguments, *options]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: 1 of 2 line(s) failed (b: ") and "truncated" in error, error
+    single = infer([survey["line"]], str(keras_bundle), tmp_path / "single", quiet(qc={"enabled": False}))
+    np.testing.assert_array_equal(
+        read_section(tmp_path / "out" / "a" / "section.h5")["velocity_mps"],
+        read_section(single.section_path)["velocity_mps"],
+    )
+    assert not (tmp_path / "out" / "b" / "section.h5").exists()
+
+    F.write_line(folder / "b.sgy", line, shots=slice(0, 30))  # the line re-exported
+    assert main([*arguments, *options, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "a: Wrote" in printed and "b: Wrote" in printed, printed
+    assert (tmp_path / "out" / "b" / "section.h5").is_file()
+    with pytest.raises(UserError, match="same folder 'a'"):
+        lines_from_arguments([str(folder / "a.sgy"), str(tmp_path / "other" / "a.sgy")])
+
+
 def test_every_infer_config_file_loads():
     from core.config import CONFIG_DIR
     from pipeline.infer import load_infer_config
@@ -339,6 +376,13 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
         (["--model", "{bundle}", "--input", "{line}", "--set", "qc.treshold=1"], "Unknown configuration key"),
         (["--model", "{bundle}", "--input", "{line}", "--set", "calibration.method=loud"], "must be one of"),
         (["--merge"], "holds no inference run"),
+        (["--model", "{bundle}", "--input", "{line}", "--lines", "{line}"], "exclude each other"),
+        (["--model", "{bundle}", "--lines", "{tmp}/no-such-line*.sgy"], "matches no file"),
+        (
+            ["--model", "{bundle}", "--input", "{line}", "--scheduler", "tcp://host:port:extra"],
+            "scheduler address",
+        ),
+        (["--model", "{bundle}", "--input", "{line}", "--scheduler", "local:0"], "N >= 1"),
     ],
 )
 def test_cli_bad_inputs_give_one_line_errors(tmp_path, survey, keras_bundle, capsys, arguments, expected):

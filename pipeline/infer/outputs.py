@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +33,93 @@ from pipeline.stitching import StreamingStitcher
 from pipeline.windows import LineFrame, WindowPlan
 
 
+@dataclass
+class _Stitched:
+    """What stitching the window files found: the per-window rows and the summaries written into section.h5."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    input_report: dict[str, Any]
+    misfit_floor: dict[str, Any]
+    section_errors: dict[str, float]
+    refine_summary: dict[str, Any]
+
+
 def write_outputs(
     out: Path, work: Path, run: dict, plan: WindowPlan, config: InferConfig, timings: dict[str, float]
 ) -> InferResult:
     """Stitches the window files (in column order, streaming) and writes every output of the run."""
     tick = time.perf_counter()
+    # The QC settings the windows were checked with (resolved for the line when the run started).
+    qc_config = from_dict(QCConfig, run["qc"]) if run.get("qc") else config.qc.resolved(False)
+    section_path = out / SECTION_FILE
+    stitched = _stitch_section(section_path, work, run, plan, config, qc_config, timings)
+    timings = dict(timings)
+    timings["stitch"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    files = [section_path, *_write_side_files(out, section_path, run, stitched.rows, config, qc_config)]
+    timings["outputs"] = time.perf_counter() - tick
+    summary_path = out / "summary.json"
+    refined = bool(run.get("refine"))
+    write_text_atomic(
+        summary_path,
+        json.dumps(
+            json_ready(
+                {
+                    "section": str(section_path),
+                    "files": [str(f) for f in files],
+                    "num_windows": plan.num_windows,
+                    "num_columns": plan.num_columns,
+                    "qc": stitched.summary,
+                    "qc_misfit_floor": stitched.misfit_floor,
+                    "input_correction": stitched.input_report,
+                    "geometry": run.get("geometry", {}),
+                    "section_velocity_errors": stitched.section_errors,
+                    **({"refine": stitched.refine_summary} if refined else {}),
+                    "regridded": run["regridded"],
+                    "timings_s": timings,
+                    "model": run["model"]["uri"],
+                }
+            ),
+            indent=1,
+        )
+        + "\n",
+    )
+    _print_report(run, stitched, qc_config)
+    return InferResult(
+        out_dir=out,
+        num_windows=plan.num_windows,
+        processed=0,
+        skipped=0,
+        merged=True,
+        section_path=section_path,
+        files=[*files, summary_path],
+        qc_summary=stitched.summary,
+        section_errors=stitched.section_errors,
+        timings_s=timings,
+    )
+
+
+def _stitch_section(
+    section_path: Path,
+    work: Path,
+    run: dict,
+    plan: WindowPlan,
+    config: InferConfig,
+    qc_config: QCConfig,
+    timings: dict[str, float],
+) -> _Stitched:
+    """Writes ``section.h5``: the stitched maps, the per-window table, the QC/refinement summaries, provenance."""
     frame = LineFrame(tuple(run["line"]["direction"]), float(run["line"]["offset_m"]))
     depth = int(run["layout"]["depth_cells"])
     spacing = float(run["layout"]["grid_spacing_m"])
-    names = ("velocity_mps", "edges") if run["has_edges"] else ("velocity_mps",)
+    names = _map_names(run)
     refined = bool(run.get("refine"))
-    if refined:
-        names += ("refined_velocity_mps",)
     x_m = plan.column_x_m()
     map_x, map_y = frame.to_xy(x_m)
-    # The QC settings the windows were checked with (resolved for the line when the run started).
-    qc_config = from_dict(QCConfig, run["qc"]) if run.get("qc") else config.qc.resolved(False)
     corrected = "line" in (run.get("input_correction") or {})
     rows: list[dict[str, Any]] = []
-    section_path = out / SECTION_FILE
     with atomic_output(section_path) as temporary:
         writer = SectionWriter(
             temporary, plan.num_columns, depth, names, x_m, map_x, map_y, np.arange(depth) * spacing
@@ -118,14 +187,32 @@ def write_outputs(
         except BaseException:
             writer.h5.close()
             raise
-    files = [section_path]
-    timings = dict(timings)
-    timings["stitch"] = time.perf_counter() - tick
+    return _Stitched(
+        rows, summary, input_report, qc_attributes["misfit_floor"], section_errors, refine_summary
+    )
 
-    tick = time.perf_counter()
+
+def _map_names(run: dict) -> tuple[str, ...]:
+    names = ("velocity_mps", "edges") if run["has_edges"] else ("velocity_mps",)
+    return names + (("refined_velocity_mps",) if run.get("refine") else ())
+
+
+def _write_side_files(
+    out: Path,
+    section_path: Path,
+    run: dict,
+    rows: list[dict[str, Any]],
+    config: InferConfig,
+    qc_config: QCConfig,
+) -> list[Path]:
+    """The SEG-Y sections, ``qc.csv`` and the PNG previews (as ``config.outputs`` asks), from ``section.h5``."""
+    spacing = float(run["layout"]["grid_spacing_m"])
+    refined = bool(run.get("refine"))
+    corrected = "line" in (run.get("input_correction") or {})
+    files = []
     if config.outputs.segy:
         files.append(write_section_segy(section_path, out / "section_velocity.segy", "velocity_mps", spacing))
-        if "edges" in names:
+        if "edges" in _map_names(run):
             files.append(write_section_segy(section_path, out / "section_edges.segy", "edges", spacing))
         if refined:
             files.append(
@@ -148,54 +235,23 @@ def write_outputs(
             with atomic_output(refine_png) as temporary:
                 plot_refinement(section_path, temporary, rows, config.outputs.preview_max_columns)
             files.append(refine_png)
-    timings["outputs"] = time.perf_counter() - tick
-    result = InferResult(
-        out_dir=out,
-        num_windows=plan.num_windows,
-        processed=0,
-        skipped=0,
-        merged=True,
-        section_path=section_path,
-        files=files,
-        qc_summary=summary,
-        section_errors=section_errors,
-        timings_s=timings,
-    )
-    summary_path = out / "summary.json"
-    write_text_atomic(
-        summary_path,
-        json.dumps(
-            json_ready(
-                {
-                    "section": str(section_path),
-                    "files": [str(f) for f in files],
-                    "num_windows": plan.num_windows,
-                    "num_columns": plan.num_columns,
-                    "qc": summary,
-                    "qc_misfit_floor": qc_attributes["misfit_floor"],
-                    "input_correction": input_report,
-                    "geometry": run.get("geometry", {}),
-                    "section_velocity_errors": section_errors,
-                    **({"refine": refine_summary} if refined else {}),
-                    "regridded": run["regridded"],
-                    "timings_s": timings,
-                    "model": run["model"]["uri"],
-                }
-            ),
-            indent=1,
-        )
-        + "\n",
-    )
-    result.files.append(summary_path)
-    print(summary_table(rows), file=sys.stderr)
-    for line_text in _report_lines(run, input_report, qc_config):
+    return files
+
+
+def _print_report(run: dict, stitched: _Stitched, qc_config: QCConfig) -> None:
+    """The QC table and the report lines on stderr (input correction, QC floor, errors, refinement)."""
+    print(summary_table(stitched.rows), file=sys.stderr)
+    for line_text in _report_lines(run, stitched.input_report, qc_config):
         print(line_text, file=sys.stderr)
-    if section_errors:
+    if stitched.section_errors:
         print(
             "Section velocity error against the truth: MAE {velocity_mae_mps:.1f} m/s, RMSE "
-            "{velocity_rmse_mps:.1f} m/s, relative MAE {velocity_relative_mae:.2%}".format(**section_errors),
+            "{velocity_rmse_mps:.1f} m/s, relative MAE {velocity_relative_mae:.2%}".format(
+                **stitched.section_errors
+            ),
             file=sys.stderr,
         )
+    refine_summary = stitched.refine_summary
     if refine_summary.get("num_refined"):
         from pipeline.refine import summary_line
 
@@ -210,7 +266,6 @@ def write_outputs(
             ),
             file=sys.stderr,
         )
-    return result
 
 
 def _input_correction_report(run: dict, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Running a stage's tasks on a Dask cluster: the ``--scheduler`` option and the glue every stage shares.
 
-``data_prep.synthesize`` and ``data_prep.ingest`` (and, later, ``pipeline.infer``) take ``--scheduler ADDRESS``
+``data_prep.synthesize``, ``data_prep.ingest`` and ``pipeline.infer`` take ``--scheduler ADDRESS``
 (a running ``dask scheduler``, ``tcp://host:8786``; the address a ``dask-jobqueue`` or ``dask-kubernetes``
 cluster gives) or ``--scheduler local:N`` (a ``distributed.LocalCluster`` of N single-threaded worker
 processes on this machine). Without the option a stage runs in its own process, as before. What the stages
@@ -17,6 +17,9 @@ share lives here:
   errors (bad input: ``UserError``, ...) at once, without retrying them;
 * the warnings and errors a task logs on its worker are logged again on the client (the worker's own log
   is on another machine), so a repair note reads the same as in-process.
+
+(``pipeline.infer.cluster`` takes its results as they complete rather than in order, since each window is
+its own file, with the same window of tasks in flight, ``run_task`` and ``relay_records``.)
 
 Dask is an optional dependency (``pip install 'seisinvert[dask]'``): it is imported only when a scheduler is
 used, and a user without it gets one line naming the extra.

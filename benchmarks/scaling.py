@@ -1,4 +1,5 @@
-"""Scaling benchmark: synthesis on a Dask ``LocalCluster`` against the in-process path, at equal cores.
+"""Scaling benchmark: synthesis (and, with ``--inference``, survey inference) on a Dask ``LocalCluster``
+against the in-process path, at equal cores.
 
 On this machine (2 cores), the same ``--models`` models (OpenFWI's geometry unless ``--small``, in chunks of
 ``--chunk-size``) are synthesised, in the same run, interleaved (in-process, cluster, in-process, ...) so both
@@ -15,11 +16,21 @@ time per chunk (receiving and writing it: the single writer), and the scheduler'
 (no-op tasks through the same ``core.distributed.ordered_results``):
 ``models/s(N) = chunk_size / max(task_s / N, client_s, scheduler_s)``.
 
+``--inference`` measures ``pipeline.infer`` instead (section "scaling-inference"): a line of ``--windows``
+OpenFWI-size windows (the survey and untrained default U-Net of ``benchmarks/inference.py``; physics QC on,
+which re-simulates every window), in batches of ``--batch-size`` windows, in-process (``infer(...)``) and on
+the cluster (``infer(..., client=client)``), interleaved, median of ``--repeats`` after a warm-up on a
+two-window line. The model is loaded on the workers once for the whole benchmark (its load time is reported
+apart, as the cluster's start-up is: both are paid once per command); each run includes its line's set-up
+(geometry check, input correction), prediction, QC, stitching and ``section.h5``. The projection:
+``windows/s(N) = batch_size / max(task_s / N, client_s, scheduler_s)``.
+
 Prints a table and rewrites the "scaling" section of docs/benchmarks.md (unless ``--no-update``). Run it
 niced on a shared machine and read the load average it prints.
 
     nice -n 19 python benchmarks/scaling.py                      # 48 OpenFWI-size models, 3 repeats
     nice -n 19 python benchmarks/scaling.py --small --models 16 --no-update   # a quick look
+    nice -n 19 python benchmarks/scaling.py --inference --windows 12 --repeats 2   # inference rows
 """
 
 from __future__ import annotations
@@ -62,7 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--small", action="store_true", help="configs/data/small.yaml's survey (32 x 48).")
     parser.add_argument("--no-update", action="store_true")
+    parser.add_argument(
+        "--inference", action="store_true", help="Measure pipeline.infer instead of synthesis."
+    )
+    parser.add_argument("--windows", type=int, default=12, help="--inference: windows of the line.")
+    parser.add_argument(
+        "--batch-size", type=int, default=2, help="--inference: windows per task (batch_size)."
+    )
     args = parser.parse_args(argv)
+    if args.inference:
+        return inference_main(args)
 
     import dask
     import distributed
@@ -189,6 +209,142 @@ to keep up):
     print(markdown)
     if not args.no_update:
         print(f"updated {update_section('scaling', markdown)}")
+    return 0
+
+
+def inference_main(args: argparse.Namespace) -> int:
+    """The ``--inference`` benchmark (see the module docstring)."""
+    import dask
+    import distributed
+
+    from benchmarks.inference import make_bundle, simulate_base_shots, write_line
+    from core.config import from_dict
+    from pipeline.bundle import load_bundle
+    from pipeline.infer import InferConfig, infer
+    from pipeline.infer.cluster import bundle_on_workers
+
+    config = from_dict(InferConfig, {"batch_size": args.batch_size, "outputs": {"png": False, "segy": False}})
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.2f} (1 min) on {os.cpu_count()} cores", flush=True)
+    root = Path(tempfile.mkdtemp(prefix="scaling-infer-"))
+    in_process: list[float] = []
+    on_cluster: list[float] = []
+    try:
+        base, window = simulate_base_shots()
+        bundle_path = make_bundle(root / "bundle", base, window)
+        bundle = load_bundle(bundle_path)
+        survey, warm = root / "line.sgy", root / "warm.sgy"
+        line = write_line(survey, args.windows, base, window)
+        write_line(warm, 2, base, window)
+        started = time.perf_counter()
+        with (
+            dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}),
+            distributed.LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            client.wait_for_workers(args.workers)
+            startup_s = time.perf_counter() - started
+            started = time.perf_counter()
+            with bundle_on_workers(client, bundle, str(bundle_path)):
+                load_s = time.perf_counter() - started
+
+                def run(kind: str, index: int, path: Path = survey) -> tuple[float, object]:
+                    out = root / f"{kind}-{index}"
+                    begin = time.perf_counter()
+                    result = infer(
+                        [path],
+                        bundle,
+                        out,
+                        config,
+                        progress=False,
+                        model_uri=str(bundle_path),
+                        client=client if kind == "cluster" else None,
+                    )
+                    seconds = time.perf_counter() - begin
+                    shutil.rmtree(out)
+                    return seconds, result
+
+                run("local", -1, warm)  # warm-up: TensorFlow, XLA compilation
+                run("cluster", -1, warm)  # warm-up: the workers' compilation
+                for index in range(args.repeats):
+                    in_process.append(run("local", index)[0])
+                    on_cluster.append(run("cluster", index)[0])
+                    print(
+                        f"repeat {index + 1}: in-process {in_process[-1]:.2f} s, cluster {on_cluster[-1]:.2f} s",
+                        flush=True,
+                    )
+                with distributed.get_task_stream(client) as stream:
+                    _, recorded = run("cluster", args.repeats)
+                computes = [
+                    part["stop"] - part["start"]
+                    for task in stream.data
+                    if str(task.get("key", "")).startswith("infer-windows")
+                    for part in task.get("startstops", ())
+                    if part.get("action") == "compute"
+                ]
+                task_s = statistics.median(computes)
+                scheduler_s = scheduler_overhead_s(client)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    tasks = -(-args.windows // args.batch_size)
+    local_s, cluster_s = median(in_process), median(on_cluster)
+    overhead = cluster_s / local_s - 1
+    # The client's share per batch: receiving and writing its window files (timed by pipeline.infer).
+    client_s = recorded.timings_s.get("write", 0.0) / tasks
+    rows = [
+        ["in-process (TensorFlow and the engine on 2 cores)", local_s, args.windows / local_s, ""],
+        [
+            f"LocalCluster, {args.workers} workers x 1 thread",
+            cluster_s,
+            args.windows / cluster_s,
+            f"{100 * overhead:+.1f} %",
+        ],
+    ]
+    table = markdown_table(["path", "wall s (median)", "windows/s", "overhead"], rows)
+    projection = markdown_table(
+        ["workers (1 core each)", "projected windows/s", "bounded by"],
+        [
+            [
+                workers,
+                args.batch_size / max(task_s / workers, client_s, scheduler_s),
+                "workers"
+                if task_s / workers >= max(client_s, scheduler_s)
+                else ("client (single writer)" if client_s >= scheduler_s else "scheduler"),
+            ]
+            for workers in (2, 8, 32, 128, 512)
+        ],
+    )
+    markdown = f"""## Scaling out: survey inference on Dask (`benchmarks/scaling.py --inference`)
+
+`nice -n 19 python benchmarks/scaling.py --inference --windows {args.windows} --batch-size {args.batch_size} --repeats {args.repeats}` —
+{machine_description()}. **Provisional**: run niced beside other engineers' training runs; load average
+{load_before[0]:.1f} before, {load_after[0]:.1f} after (1 min, 2 cores), so both paths ran on less than two
+free cores and the ratio, not the absolute speed, is the figure to read.
+
+A line of {args.windows} OpenFWI-size windows ({line["shots"]} shots, {line["traces"]} traces,
+{line["segy_mb"]:.0f} MB of SEG-Y; `benchmarks/inference.py`'s survey and untrained default U-Net), physics QC
+on (one re-simulation per window), batches of {args.batch_size} windows (one task each); in-process and
+cluster runs interleaved, median of {args.repeats} after a warm-up each. Paid once per command and not counted
+above: the cluster's start-up ({startup_s:.1f} s: 2 spawned workers importing TensorFlow) and loading the
+model on the workers ({load_s:.1f} s, in parallel, once per worker for all the command's lines).
+
+{table}
+
+Goal: overhead <= 10 % at equal cores. Per task on a worker (compute, median): {task_s:.3g} s for
+{args.batch_size} windows; the client's time per batch (receive and write its window files): {client_s:.3g} s;
+the scheduler's cost per task (no-op tasks): {1000 * scheduler_s:.3g} ms. Projected throughput for N
+single-core workers, `batch_size / max(task / N, client, scheduler)` (stitching, which streams the window
+files once at the end, not included):
+
+{projection}
+"""
+    print(markdown)
+    if not args.no_update:
+        print(f"updated {update_section('scaling-inference', markdown)}")
     return 0
 
 

@@ -60,7 +60,7 @@ _REGISTERED: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDic
 
 
 class BundlePlugin(WorkerPlugin):
-    """Loads a model bundle once per worker and keeps it for the tasks (``bundle(name)`` on the worker).
+    """Loads a model bundle once per worker and keeps it for the tasks (``get_worker().plugins[name].bundle``).
 
     Attributes:
         name: the plugin's name (one per model identity: the same model is never loaded twice).
@@ -97,8 +97,7 @@ class BundlePlugin(WorkerPlugin):
         self.bundle = None
 
 
-def _plugin_for(bundle: Any, model_uri: str) -> BundlePlugin:
-    name = f"seisinvert-bundle-{model_identity(bundle, model_uri)}"
+def _plugin_for(bundle: Any, name: str) -> BundlePlugin:
     path = getattr(bundle, "path", None)
     if path is not None and (Path(path) / MODEL_FILE).is_file():
         files = {file: (Path(path) / file).read_bytes() for file in (MODEL_FILE, INFO_FILE)}
@@ -112,21 +111,21 @@ def bundle_on_workers(client: Any, bundle: Any, model_uri: str) -> Iterator[str]
 
     Nested blocks with the same model (``infer_lines`` around ``infer``) share one registration.
     """
-    plugin = _plugin_for(bundle, model_uri)
+    name = f"seisinvert-bundle-{model_identity(bundle, model_uri)}"
     users = _REGISTERED.setdefault(client, {})
-    if not users.get(plugin.name):
+    if not users.get(name):
         started = time.perf_counter()
-        client.register_plugin(plugin, name=plugin.name)
+        client.register_plugin(_plugin_for(bundle, name), name=name)
         logger.info("Model loaded on the workers in %.1f s.", time.perf_counter() - started)
-    users[plugin.name] = users.get(plugin.name, 0) + 1
+    users[name] = users.get(name, 0) + 1
     try:
-        yield plugin.name
+        yield name
     finally:
-        users[plugin.name] -= 1
-        if not users[plugin.name]:
-            del users[plugin.name]
+        users[name] -= 1
+        if not users[name]:
+            del users[name]
             with contextlib.suppress(Exception):  # a cluster already gone has nothing left to release
-                client.unregister_worker_plugin(plugin.name)
+                client.unregister_worker_plugin(name)
 
 
 class _SerialPredict:

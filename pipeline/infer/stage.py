@@ -55,7 +55,7 @@ def infer(
     inputs: Sequence[str | Path],
     model: Any,
     out: str | Path,
-    config: InferConfig = InferConfig(),  # noqa: B008 (a frozen dataclass, immutable)
+    config: InferConfig = InferConfig(),
     *,
     resume: bool = False,
     shard: tuple[int, int] = (1, 1),
@@ -205,7 +205,7 @@ def infer(
 
 def merge(
     out: str | Path,
-    config: InferConfig = InferConfig(),  # noqa: B008 (a frozen dataclass, immutable)
+    config: InferConfig = InferConfig(),
     *,
     timings: dict[str, float] | None = None,
     force: bool = False,
@@ -256,7 +256,7 @@ def infer_lines(
     lines: Mapping[str, Sequence[str | Path]] | Sequence[str | Path],
     model: Any,
     out: str | Path,
-    config: InferConfig = InferConfig(),  # noqa: B008 (a frozen dataclass, immutable)
+    config: InferConfig = InferConfig(),
     *,
     resume: bool = False,
     shard: tuple[int, int] = (1, 1),

@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _dataset(args, work_dir: Path) -> Path:
     if args.data:
         return args.data
-    from pipeline.train import ensure_default_dataset
+    from pipeline.training.default_dataset import ensure_default_dataset
 
     config = general_config([f"data.default.directory={work_dir}"])
     return ensure_default_dataset(config.data.default, echo=lambda text: print(text, flush=True))

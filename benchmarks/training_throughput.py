@@ -23,7 +23,7 @@ All runs use the same compiled model (the warm-up compiles it), the same validat
 same number of steps; the ratio PyDataset / bare is the share of the step rate the data pipeline keeps
 (goal ≥ 0.9). The file is written to a temporary folder and is small enough to sit in the page cache, as
 a training set does after its first epoch. ``unet-small`` is ``pipeline.train``'s default model (the preset
-of ``pipeline.train.MODEL_PRESETS``); the others are the models' default configurations.
+of ``models.presets.MODEL_PRESETS``); the others are the models' default configurations.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def measure(name: str, path: Path, batch_size: int, workers: int, use_multiproce
 
     import models
     from models.losses import build_losses
+    from models.presets import MODEL_PRESETS
     from pipeline.feeding import SeismicDataset
-    from pipeline.train import MODEL_PRESETS
 
     keras.utils.set_random_seed(0)
     family, options = MODEL_PRESETS.get(name, (name, {}))

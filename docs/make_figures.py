@@ -6,7 +6,7 @@ Every picture is made by this script from the project's own code; re-make them a
         --data data/default-flatvel-a-1000-seed0.h5
 
 after the default run (``python -m pipeline.train``), from the repository root (``--data`` defaults to the
-dataset the default run writes, ``pipeline.train.default_dataset_path``). ``python -m benchmarks.default_run``
+dataset the default run writes, ``pipeline.training.default_dataset.default_dataset_path``). ``python -m benchmarks.default_run``
 runs the default run in a fresh directory and calls this script with ``--only prediction,section`` on the
 model it registered. One picture at a time:
 ``--only gather`` (or ``prediction``, ``section``, ``dashboard``; comma-separated for several).
@@ -68,7 +68,8 @@ MAX_BYTES = 300_000
 
 def _default_dataset() -> Path:
     """The dataset the default run writes (``data/default-flatvel-a-1000-seed0.h5`` today), from its config."""
-    from pipeline.train import DefaultDatasetConfig, default_dataset_path
+    from pipeline.training.config import DefaultDatasetConfig
+    from pipeline.training.default_dataset import default_dataset_path
 
     return default_dataset_path(DefaultDatasetConfig())
 

@@ -2,7 +2,7 @@
 MLflow parent run with a comparison table, bar charts and one side-by-side prediction figure.
 
 Pipeline position: a variant of ``pipeline.train`` (``python -m pipeline.train --compare``); each model is
-trained by ``pipeline.train.train`` with the shared settings of ``train`` and its own model entry::
+trained by ``pipeline.training.trainer.train`` with the shared settings of ``train`` and its own model entry::
 
     python -m pipeline.train --compare                                   # configs/experiment/compare.yaml
     python -m pipeline.train --compare --data data/cva.h5 --set train.max_train_time_s=600
@@ -28,7 +28,9 @@ import numpy as np
 
 from core.config import CONFIG_DIR, load_config, to_dict, to_yaml
 from core.errors import ConfigError
-from pipeline.train import TrainConfig, TrainResult, ensure_default_dataset, train
+from pipeline.training.config import TrainConfig, TrainResult
+from pipeline.training.default_dataset import ensure_default_dataset
+from pipeline.training.trainer import train
 
 DEFAULT_CONFIG = CONFIG_DIR / "experiment" / "compare.yaml"
 

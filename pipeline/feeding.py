@@ -10,17 +10,19 @@ Design (facts about Keras 3 and HDF5 that shaped it):
   picklable and works with ``workers`` threads or processes (``use_multiprocessing=True``).
 * Sample order: a permutation drawn from ``(seed, epoch)``, so the same seed gives the same order on every
   run and a resumed run continues with the order the interrupted one would have used. The epoch is set
-  explicitly with ``set_epoch`` (``pipeline.train`` calls ``fit`` once per epoch, after ``set_epoch``), not
-  in Keras' ``on_epoch_begin``/``on_epoch_end`` hooks: Keras starts the worker pool before
-  ``on_epoch_begin``, its TensorFlow input pipeline prefetches the next epoch's first batches before
-  ``on_epoch_end``, and ``fit`` calls ``on_epoch_end`` once more than there are epochs, so an order changed
-  in those hooks would depend on timing.
+  explicitly with ``set_epoch``, by a training callback's ``on_epoch_begin`` (``pipeline.training.callbacks.
+  EpochData``), which ``fit`` calls before it asks for the epoch's first batch (checked with worker threads
+  and with TensorFlow's input pipeline); not in the PyDataset's own ``on_epoch_begin``/``on_epoch_end``
+  hooks: Keras starts the worker pool before the dataset's ``on_epoch_begin`` and calls its
+  ``on_epoch_end`` once more than there are epochs, so an order changed in those hooks would depend on
+  timing.
 * Normalisation uses the dataset's training-split statistics (``data_prep.normalization``): seismic
   ``sign(x)·log1p(|x|)`` then min-max to [-1, 1] (OpenFWI), velocity to [-1, 1]; edges stay 0/1.
 * Augmentation (training only, on raw amplitudes before normalisation): additive noise relative to the
   sample's RMS, amplitude scaling, dropped (zeroed) traces and polarity reversal. Each batch's random
   numbers come from ``(seed, epoch, batch)``, so results do not depend on which worker made the batch.
-* Curriculum helpers: restrict the samples to some families, or keep only some shots (the others zeroed).
+* Curriculum helpers: restrict the samples to some families, or keep only some shots (the others zeroed),
+  when the dataset is made or between epochs (``set_stage``: the number of batches stays the same).
 * ``cache=True`` reads the split once into memory (normalised, unless augmentation needs the raw amplitudes)
   and serves batches from there: the per-batch HDF5 reads and the log normalisation (~70 ms a batch of 8 at
   OpenFWI's geometry) otherwise share the CPU with the training step. ``fits_in_memory`` says whether a
@@ -319,6 +321,7 @@ class SeismicDataset(keras.utils.PyDataset):
         self.families = all_families[selected]
         self.shot_mask = shot_mask(self.seismic_shape[0], active_shots)
         self.epoch = 0
+        self._stage_positions: np.ndarray | None = None  # set_stage: positions in self.indices served
         self._order = self._order_for(0)
         if cache == "auto":
             self.cache = not use_multiprocessing and self.fits_in_memory()
@@ -375,7 +378,7 @@ class SeismicDataset(keras.utils.PyDataset):
         )
         dataset = tf.data.Dataset.from_generator(
             lambda: (self[index] for index in range(len(self))), output_signature=signature
-        )
+        ).apply(tf.data.experimental.assert_cardinality(len(self)))  # Keras then knows an epoch's length
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return dataset.with_options(options).prefetch(2)
@@ -383,6 +386,33 @@ class SeismicDataset(keras.utils.PyDataset):
     def set_epoch(self, epoch: int) -> None:
         """Uses the order of ``epoch`` for the next pass (resuming starts at the interrupted epoch)."""
         self.epoch = int(epoch)
+        self._order = self._order_for(self.epoch)
+
+    def set_stage(self, families: Sequence[str] | None = None, active_shots: int | None = None) -> None:
+        """Curriculum: from now on serve only samples of ``families`` (None: every sample of this dataset) and
+        keep ``active_shots`` evenly spread shots (None: all; the others are zeroed).
+
+        The number of batches stays that of the whole dataset, so that every epoch has the same number of
+        steps (the learning-rate schedule counts them, and Keras fixes an epoch's length when ``fit`` starts):
+        a stage with fewer samples serves them again, each pass in its own order drawn from
+        ``(seed, epoch, pass)``.
+        """
+        positions = None
+        if families:
+            positions = np.flatnonzero(np.isin(self.families, list(families)))
+            if positions.size == 0:
+                raise UserError(
+                    f"No {self.split} sample of famil{'y' if len(families) == 1 else 'ies'} "
+                    f"{', '.join(sorted(families))} in {self.path}; it holds {', '.join(sorted(set(self.families)))}."
+                )
+        mask = shot_mask(self.seismic_shape[0], active_shots)
+        if (mask is None) != (self.shot_mask is None) or (
+            mask is not None and not np.array_equal(mask, self.shot_mask)
+        ):
+            with self._cache_lock:
+                self._cached = None  # the cache holds the masked seismic
+        self.shot_mask = mask
+        self._stage_positions = positions
         self._order = self._order_for(self.epoch)
 
     def epoch_order(self, epoch: int | None = None) -> np.ndarray:
@@ -459,6 +489,15 @@ class SeismicDataset(keras.utils.PyDataset):
         return targets
 
     def _order_for(self, epoch: int) -> np.ndarray:
+        if self._stage_positions is not None:
+            positions, needed = self._stage_positions, len(self.indices)
+            passes = [
+                positions[np.random.default_rng([self.seed, int(epoch), number]).permutation(positions.size)]
+                if self.shuffle
+                else positions
+                for number in range(math.ceil(needed / positions.size))
+            ]
+            return np.concatenate(passes)[:needed]
         if not self.shuffle:
             return np.arange(len(self.indices))
         return np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.indices))

@@ -345,13 +345,7 @@ def test_layers_import_only_downwards():
 
 #: Circles known and scheduled for removal: modules → why it is still there and what removes it. The test fails
 #: on any other circle, and when a listed one is gone (delete its entry then).
-KNOWN_CIRCLES = {
-    ("pipeline.compare", "pipeline.train"): (
-        "compare calls train(); train's command line (python -m pipeline.train --compare) calls compare. "
-        "Removed by issue 23 item 3, which moves the training code out of the module that holds the CLI "
-        "(train.py is being rewritten as Keras callbacks in parallel, so it is not moved here)."
-    ),
-}
+KNOWN_CIRCLES: dict[tuple[str, ...], str] = {}
 
 
 def test_no_import_circles():

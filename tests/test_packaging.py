@@ -149,10 +149,11 @@ def test_the_wheel_works_outside_the_source_tree(tmp_path: Path):
     # `--config configs/train/quick.yaml` as documented, from a folder without configs/: the shipped file.
     load = textwrap.dedent("""
         from core.config import load_config
-        from pipeline.train import TrainConfig, resolve_model_config
+        from models.presets import resolve_model_config
+        from pipeline.train import TrainConfig
         config = load_config(TrainConfig, files=["configs/train/quick.yaml"], overrides=["model=gru"])
         # A configs/model name, found among the installed configurations.
-        family, _ = resolve_model_config(config, (5, 1000, 70), (70, 70))
+        family, _ = resolve_model_config(config.model, config.model_options, (5, 1000, 70), (70, 70))
         print(config.epochs, config.data.default.count, type(family).__name__)
     """)
     printed = _run([str(python), "-c", load], elsewhere, environment).stdout.split()

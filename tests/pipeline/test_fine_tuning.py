@@ -42,8 +42,8 @@ def _weights(model) -> dict[str, list[np.ndarray]]:
 def test_copy_weights_reproduces_the_parent_exactly(parent):
     _, result = parent
     loaded = load_parent(str(result.bundle_dir))
+    from models.presets import build_model
     from pipeline.fine_tuning import parent_architecture
-    from pipeline.train import build_model
 
     family_config, edge_head = parent_architecture(loaded)
     child = build_model(family_config, edge_head)
@@ -115,8 +115,8 @@ def test_a_runs_address_loads_the_parent_and_freeze_names_the_encoder(parent):
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     loaded = load_parent(result.model_uri)
     assert loaded.bundle.info["mlflow_run_id"] == result.run_id
+    from models.presets import build_model
     from pipeline.fine_tuning import parent_architecture
-    from pipeline.train import build_model
 
     child = build_model(*parent_architecture(loaded))
     copy_weights(loaded.bundle.model, child)

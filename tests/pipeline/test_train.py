@@ -16,18 +16,12 @@ import pytest
 
 from core.config import from_dict, load_config
 from core.errors import ConfigError, UserError
+from models.presets import build_model, resolve_model_config
 from pipeline.lineage import dataset_info
-from pipeline.train import (
-    CurriculumStage,
-    TrainConfig,
-    _stage_for,
-    build_model,
-    epochs_within_budget,
-    learning_rate_schedule,
-    main,
-    resolve_model_config,
-    train,
-)
+from pipeline.train import CurriculumStage, TrainConfig, main, train
+from pipeline.training.budget import epochs_within_budget
+from pipeline.training.config import stage_for
+from pipeline.training.optimization import learning_rate_schedule
 from tests.pipeline.datasets import GRID_SHAPE, SEISMIC_SHAPE, TINY_UNET, write_dataset
 
 TINY_OPTIONS = {k: v for k, v in TINY_UNET.items() if k not in ("family", "seismic_shape", "grid_shape")}
@@ -378,7 +372,7 @@ def test_bad_input_is_refused_with_a_message(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "missing.h5"), "--set", "tracking.enabled=false"]) == 2
     assert "missing.h5 does not exist" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="Unknown model 'resnet'"):
-        resolve_model_config(from_dict(TrainConfig, {"model": "resnet"}), SEISMIC_SHAPE, GRID_SHAPE)
+        resolve_model_config("resnet", {}, SEISMIC_SHAPE, GRID_SHAPE)
     with pytest.raises(ConfigError, match="Unknown configuration key"):
         load_config(TrainConfig, overrides=["optimizer.lr=1"])
     with pytest.raises(ConfigError, match="curriculum"):
@@ -387,11 +381,11 @@ def test_bad_input_is_refused_with_a_message(tmp_path, capsys):
 
 def test_model_variants_schedule_and_curriculum_stages():
     config = from_dict(TrainConfig, {"model": "gru", "model_options": {"recurrent_units": [8]}})
-    family, edge_head = resolve_model_config(config, SEISMIC_SHAPE, GRID_SHAPE)
+    family, edge_head = resolve_model_config(config.model, config.model_options, SEISMIC_SHAPE, GRID_SHAPE)
     assert family.family == "lstm" and family.cell == "gru" and family.recurrent_units == (8,) and edge_head
     assert tuple(family.seismic_shape) == SEISMIC_SHAPE and tuple(family.grid_shape) == GRID_SHAPE
     config = from_dict(TrainConfig, {"model": "unet", "model_options": {**TINY_OPTIONS, "edge_head": False}})
-    family, edge_head = resolve_model_config(config, SEISMIC_SHAPE, GRID_SHAPE)
+    family, edge_head = resolve_model_config(config.model, config.model_options, SEISMIC_SHAPE, GRID_SHAPE)
     model = build_model(family, edge_head)
     assert model.output_names == ["velocity"]
     assert not any("edges" in layer.name for layer in model.layers), "the edge decoder must not be computed"
@@ -417,7 +411,7 @@ def test_model_variants_schedule_and_curriculum_stages():
             "curriculum": [{"epochs": 2, "families": ["flatvel-a"]}, {"epochs": 1, "active_shots": 3}],
         },
     )
-    stages = [_stage_for(config, epoch) for epoch in range(6)]
+    stages = [stage_for(config, epoch) for epoch in range(6)]
     assert stages[:3] == [
         CurriculumStage(2, ("flatvel-a",)),
         CurriculumStage(2, ("flatvel-a",)),
@@ -433,19 +427,21 @@ def test_shipped_training_configs_load_and_default_yaml_is_the_default():
     assert {path.stem for path in files} >= {"default", "openfwi", "quick"}
     for path in files:
         config = load_config(TrainConfig, files=[path])
-        resolve_model_config(config, (5, 1000, 70), (70, 70))  # the model part resolves too
+        resolve_model_config(
+            config.model, config.model_options, (5, 1000, 70), (70, 70)
+        )  # the model part resolves too
     assert load_config(TrainConfig, files=[CONFIG_DIR / "train" / "default.yaml"]) == TrainConfig()
 
 
 def test_time_budget_arithmetic():
-    from pipeline.train import _evaluation_reserve_s, _training_budget
+    from pipeline.training.budget import evaluation_reserve_s, training_budget
 
     config = from_dict(TrainConfig, {"max_total_time_s": 840, "max_train_time_s": None})
-    assert _training_budget(config, started=0.0, loop_started=200.0) == 640.0
+    assert training_budget(config, started=0.0, loop_started=200.0) == 640.0
     config = from_dict(TrainConfig, {"max_total_time_s": 840, "max_train_time_s": 300})
-    assert _training_budget(config, started=0.0, loop_started=200.0) == 300.0
-    assert _training_budget(from_dict(TrainConfig, {"max_total_time_s": None}), 0.0, 10.0) is None
-    assert _evaluation_reserve_s(epoch_s=96.0, train_samples=960, test_samples=120) == pytest.approx(42.0)
+    assert training_budget(config, started=0.0, loop_started=200.0) == 300.0
+    assert training_budget(from_dict(TrainConfig, {"max_total_time_s": None}), 0.0, 10.0) is None
+    assert evaluation_reserve_s(epoch_s=96.0, train_samples=960, test_samples=120) == pytest.approx(42.0)
 
 
 def test_the_epoch_plan_shrinks_to_what_the_budget_holds_and_never_grows():
@@ -459,7 +455,7 @@ def test_the_epoch_plan_shrinks_to_what_the_budget_holds_and_never_grows():
 
 
 def test_the_budget_cut_line_names_the_setting_and_the_way_to_the_full_schedule():
-    from pipeline.train import budget_cut_line
+    from pipeline.training.budget import budget_cut_line
 
     config = from_dict(TrainConfig, {"epochs": 50})
     assert budget_cut_line(config, 12) == (

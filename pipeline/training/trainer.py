@@ -1,0 +1,501 @@
+"""``train(config)``: train a model on an HDF5 dataset with one ``fit`` call, evaluate it, log and register it.
+
+Pipeline position: after ``data_prep.ingest`` (or ``data_prep.openfwi``); ``python -m pipeline.train`` (the
+CLI, ``pipeline/train.py``) and ``pipeline.compare`` call it. Its outputs are an MLflow run (config,
+per-epoch metrics, images, system metrics, dataset lineage), a model bundle (``outputs/<run_id>/bundle``, see
+``pipeline.bundle``), ``run_summary.json`` and a registered pyfunc model version (alias ``champion`` for the
+best by validation SSIM), which ``pipeline.evaluate`` and ``pipeline.infer`` use.
+
+``train`` reads as the run does: resolve the checkpoint (``--resume``), set up distribution, precision and
+seeds, open the data, build and compile the model, start the MLflow run, ``fit`` with the callbacks of
+``pipeline.training.callbacks`` (data order, metrics, early stopping, time budget, checkpoint, logging,
+images, lines), then evaluate on the test split, save the bundle, log and register the model and write the
+run summary. Every epoch ends with a checkpoint written atomically; ``--resume`` restores it, continues the
+same MLflow run and logs only the epochs MLflow does not have yet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.atomic import write_text_atomic
+from core.config import config_hash, from_dict, to_dict, to_yaml
+from core.errors import UserError
+from pipeline.lineage import dataset_info
+from pipeline.training.checkpointing import Checkpointer, find_checkpoint, restore_rng_state
+from pipeline.training.config import TrainConfig, TrainResult
+from pipeline.training.default_dataset import ensure_default_dataset
+from pipeline.training.distribution import (
+    Distribution,
+    inference_model,
+    seed_everything,
+    setup_distribution,
+    setup_precision,
+)
+from pipeline.training.summary import RUN_SUMMARY_FILE, run_summary
+
+
+def train(
+    config: TrainConfig,
+    resume: str | bool | None = None,
+    echo=print,
+    parent_run_id: str | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+) -> TrainResult:
+    """Trains ``config.model`` on the dataset, evaluates, logs to MLflow and registers the model.
+
+    Args:
+        config: the resolved configuration.
+        resume: a run id (or True for the latest unfinished run) to continue from its checkpoint; the
+            configuration is then the checkpoint's (``config`` only supplies the checkpoint folder).
+        echo: where progress lines go (``print`` by default; a no-op silences training).
+        parent_run_id: log as a child run of this MLflow run (model comparison).
+        extra_tags: tags of a new run.
+
+    Returns:
+        A ``TrainResult``.
+    """
+    from pipeline.training.callbacks import TrainingRun, training_callbacks
+
+    started = time.monotonic()
+    config, state = _checkpoint_to_resume(config, resume, echo)
+    distribution = setup_distribution(config.runtime.distribution)
+    policy = setup_precision(config.runtime.mixed_precision)
+    seed_everything(config.runtime.seed, config.runtime.deterministic)
+
+    dataset_path = _dataset_path(config, state, echo)
+    info = dataset_info(dataset_path)
+    model, family_config, parent = _build_model(config, dataset_path, info, distribution, echo)
+    data = _open_data(config, dataset_path, model, distribution, parent)
+    run = TrainingRun(
+        start_epoch=int(state["epoch"]) + 1 if state else 0,
+        planned_epochs=int(state.get("planned_epochs", config.epochs)) if state else config.epochs,
+        history=list(state["history"]) if state else [],
+        best=dict(state["best"]) if state else {"epoch": -1, "val_loss": float("inf")},
+        wait=int(state.get("wait", 0)) if state else 0,
+        marks={"data_ready": time.monotonic()},  # the run summary's phases (run_summary.json)
+    )
+    schedule, evaluator = _compile(config, model, data, run.planned_epochs, distribution)
+    tracker = _start_tracking(
+        config, state, dataset_path, family_config, parent, distribution, parent_run_id, extra_tags
+    )
+    run_id = (
+        tracker.run_id if tracker.enabled else (state["run_id"] if state else f"local-{int(time.time())}")
+    )
+    checkpointer = Checkpointer(
+        Path(config.runtime.checkpoint_dir) / str(run_id), enabled=distribution.is_chief
+    )
+    try:
+        if state is None:
+            _log_new_run(
+                config, tracker, model, family_config, info, data, distribution, policy, checkpointer, echo
+            )
+        else:
+            checkpointer.restore(model, state)
+            restore_rng_state(state.get("rng", {}))
+        callbacks = training_callbacks(
+            config, run, data, evaluator, schedule, tracker, checkpointer, family_config, distribution,
+            identity={
+                "run_id": run_id,
+                "tracking_uri": tracker.tracking_uri,
+                "experiment": config.tracking.experiment,
+                "dataset_path": str(dataset_path.resolve()),
+                "config": to_dict(config),
+            },
+            budget=state is None,
+            started=started,
+            test_samples=info["split_sizes"]["test"],
+            echo=echo,
+        )  # fmt: skip
+        model.fit(
+            data.train.as_tf_dataset() if data.multi_worker else data.train,
+            initial_epoch=run.start_epoch,
+            epochs=run.planned_epochs,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        result = _finish(config, run, run_id, model, family_config, data, info, dataset_path, tracker,
+                         checkpointer, distribution, started, echo)  # fmt: skip
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    if tracker.enabled and config.tracking.enabled:
+        from pipeline.tracking import dashboard_command
+
+        echo(f"MLflow run {run_id} in {tracker.tracking_uri}")
+        echo(f"dashboard: {dashboard_command(tracker.tracking_uri)}")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Before fit
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _checkpoint_to_resume(config: TrainConfig, resume, echo) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The configuration to run and the checkpoint state to continue from (None for a new run)."""
+    if not resume:
+        return config, None
+    directory = find_checkpoint(config.runtime.checkpoint_dir, resume if isinstance(resume, str) else None)
+    state = Checkpointer(directory).load_state()
+    echo(f"resuming run {state['run_id']} after epoch {state['epoch'] + 1} from {directory}")
+    return from_dict(TrainConfig, state["config"]), state
+
+
+def _dataset_path(config: TrainConfig, state, echo) -> Path:
+    if state is not None:
+        return Path(state["dataset_path"])
+    if config.data.path:
+        path = Path(config.data.path)
+        if not path.is_file():
+            raise UserError(
+                f"Dataset {path} does not exist: build it with data_prep.ingest, or leave "
+                "--data out to use the default dataset."
+            )
+        return path
+    return ensure_default_dataset(config.data.default, echo)
+
+
+def _build_model(config: TrainConfig, dataset_path: Path, info, distribution: Distribution, echo):
+    """The model (built in the distribution's scope), its family config and the fine-tuning parent (or None)."""
+    import models  # noqa: F401 - registers custom objects
+    from models.presets import build_model, resolve_model_config
+
+    if not info["grid_shape"]:
+        raise UserError(f"{dataset_path} holds no velocity models: training needs a labelled dataset.")
+    parent = None
+    if config.init_from:
+        from data_prep import schema
+        from pipeline import fine_tuning
+
+        parent = fine_tuning.load_parent(config.init_from)
+        with schema.open_dataset(dataset_path) as h5:
+            fine_tuning.check_geometry(parent, schema.read_geometry(h5), dataset_path)
+        family_config, edge_head = fine_tuning.parent_architecture(parent)
+    else:
+        family_config, edge_head = resolve_model_config(
+            config.model, config.model_options, info["seismic_shape"], info["grid_shape"]
+        )
+    with distribution.scope():
+        model = build_model(family_config, edge_head)
+        if parent is not None:
+            fine_tuning.copy_weights(parent.bundle.model, model, parent.address)
+            if config.freeze:
+                frozen = fine_tuning.freeze(model, config.freeze)
+                echo(f"fine-tuning: {len(frozen)} {config.freeze} layers of {config.init_from} frozen")
+    if parent is not None:
+        families = (parent.bundle.info.get("dataset") or {}).get("families") or ["?"]
+        echo(
+            f"fine-tuning {config.init_from} ({family_config.family}, trained on {', '.join(families)}): its "
+            "architecture, weights and normalisation statistics"
+        )
+    return model, family_config, parent
+
+
+@dataclass
+class TrainingData:
+    """The splits a run reads: ``train`` (shuffled, augmented, curriculum), ``val``, ``metrics`` (the first
+    training samples, for the training metrics; None when off), their statistics and the epoch's steps."""
+
+    train: Any
+    val: Any
+    metrics: Any
+    stats: Any
+    outputs: tuple[str, ...]
+    steps_per_epoch: int
+    multi_worker: bool
+
+
+def _open_data(
+    config: TrainConfig, dataset_path: Path, model, distribution: Distribution, parent
+) -> TrainingData:
+    from pipeline.feeding import SeismicDataset
+
+    outputs = tuple(name for name in ("velocity", "edges") if name in model.output_names)
+    multi_worker = distribution.name == "multi_worker_mirrored"
+    if multi_worker and config.batch_size % distribution.workers:
+        raise UserError(
+            f"batch_size {config.batch_size} is not a multiple of the {distribution.workers} workers: every worker "
+            "reads an equal part of each global batch."
+        )
+    common = {
+        "batch_size": config.batch_size,
+        "outputs": outputs,
+        "families": config.data.families or None,
+        "workers": config.data.workers,
+        "use_multiprocessing": config.data.use_multiprocessing,
+        "max_queue_size": config.data.max_queue_size,
+        "cache": config.data.cache,
+        # A fine-tuned model keeps seeing inputs on its parent's scale, and carries those numbers onwards.
+        "stats": parent.bundle.stats if parent is not None else None,
+        "shard": (distribution.worker_index, distribution.workers) if multi_worker else (0, 1),
+    }
+    train = SeismicDataset(
+        dataset_path,
+        "train",
+        shuffle=True,
+        seed=config.runtime.seed,
+        drop_remainder=True,
+        max_samples=config.data.max_train_samples,
+        augmentation=config.data.augmentation,
+        **common,
+    )
+    # Data parallel: every replica needs an equal part of every batch (and every worker the same number of
+    # steps), so a last partial validation batch is left out there.
+    held_out = {**common, "drop_remainder": distribution.replicas > 1}
+    val = SeismicDataset(dataset_path, "val", max_samples=config.data.max_val_samples, **held_out)
+    metrics = None
+    if config.data.train_metric_samples > 0:
+        count = min(config.data.train_metric_samples, train.num_samples)
+        metrics = SeismicDataset(dataset_path, "train", max_samples=count, **held_out)
+    return TrainingData(train, val, metrics, val.stats, outputs, len(train), multi_worker)
+
+
+def _compile(config: TrainConfig, model, data: TrainingData, planned_epochs: int, distribution: Distribution):
+    """Compiles ``model`` with its losses only and builds the evaluator that measures the metrics after each
+    epoch (``validation_model``: shares every weight). Returns ``(schedule, evaluator)``."""
+    from models.losses import build_losses
+    from models.metrics import build_metrics
+    from pipeline.training.callbacks import validation_model
+    from pipeline.training.optimization import build_optimizer, learning_rate_schedule
+
+    schedule = learning_rate_schedule(config.optimizer, data.steps_per_epoch, planned_epochs)
+    losses, loss_weights = build_losses(config.loss, data.outputs)
+    with distribution.scope():
+        model.compile(
+            optimizer=build_optimizer(config.optimizer, schedule),
+            loss=losses,
+            loss_weights=loss_weights,
+            jit_compile=config.runtime.jit_compile,
+        )
+        metrics = build_metrics(data.outputs, normalization=data.stats)
+        evaluator = validation_model(model, losses, loss_weights, metrics, config.runtime.jit_compile)
+    return schedule, evaluator
+
+
+def _start_tracking(
+    config, state, dataset_path, family_config, parent, distribution, parent_run_id, extra_tags
+):
+    """The run's ``RunTracker``, started: a new MLflow run, or the checkpoint's run continued."""
+    from pipeline import fine_tuning, tracking
+
+    tracking_uri = (
+        state["tracking_uri"] if state else tracking.resolve_tracking_uri(config.tracking.tracking_uri)
+    )
+    tracker = tracking.RunTracker(
+        tracking_uri,
+        config.tracking.experiment,
+        run_name=config.tracking.run_name or f"{config.model} on {dataset_path.stem}",
+        run_id=state["run_id"] if state else None,
+        parent_run_id=parent_run_id,
+        system_metrics=config.tracking.system_metrics,
+        system_metrics_interval_s=config.tracking.system_metrics_interval_s,
+        enabled=config.tracking.enabled and distribution.is_chief,
+        tags={
+            **(extra_tags or {}),
+            "seisinvert.run_type": "training",
+            "seisinvert.model": family_config.family if parent is not None else config.model,
+            **(fine_tuning.lineage_tags(parent, config.freeze) if parent is not None else {}),
+        },
+    )
+    return tracker.start()
+
+
+def _log_new_run(config, tracker, model, family_config, info, data, distribution, policy, checkpointer, echo):
+    """What a new run logs once: configuration, resolved runtime, model config, dataset lineage, tags."""
+    tracker.log_config(to_dict(config), to_yaml(config))
+    tracker.log_params(
+        {
+            "model.family": family_config.family,
+            "model.parameters": int(model.count_params()),
+            "runtime.dtype_policy": policy,
+            # What runtime.distribution (a config param, "auto" by default) resolved to on this machine.
+            "runtime.strategy": distribution.name,
+            "runtime.replicas": distribution.replicas,
+            "data.steps_per_epoch": data.steps_per_epoch,
+        }
+    )
+    tracker.log_text(json.dumps(to_dict(family_config), indent=2), "model_config.json")
+    tracker.log_dataset(info)
+    tracker.set_tags(
+        {
+            "seisinvert.checkpoint_dir": str(checkpointer.directory.resolve()),
+            "seisinvert.dataset": info["path"],
+        }
+    )
+    sizes = info["split_sizes"]
+    echo(
+        f"model {config.model}: {model.count_params():,} parameters; data {info['path']} "
+        f"({sizes['train']} train / {sizes['val']} val / {sizes['test']} test samples; "
+        f"{data.steps_per_epoch} steps of {config.batch_size} per epoch)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# After fit
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _finish(config, run, run_id, model, family_config, data, info, dataset_path, tracker, checkpointer,
+            distribution, started, echo) -> TrainResult:  # fmt: skip
+    """Evaluates the kept weights on the test split, saves the bundle, logs and registers the model, writes
+    the run summary and marks the checkpoint finished."""
+    inference = inference_model(model, family_config, distribution)
+    test = _evaluate_test(config, inference, data, dataset_path, tracker, distribution)
+    run.marks["evaluated"] = time.monotonic()
+    best_logs = run.history[run.best_epoch] if run.history else {}
+    val_logs = {key: value for key, value in best_logs.items() if key.startswith("val_")}
+    tracker.log_metrics({"best_epoch": run.best_epoch, **{f"best_{k}": v for k, v in val_logs.items()}})
+
+    bundle_dir, summary_path = None, None
+    outcome = {"model_uri": None, "registered_model": None, "version": None, "champion": False}
+    if distribution.is_chief:
+        mlflow_run_id = run_id if tracker.enabled else None
+        bundle_dir = _save_bundle(
+            config, run, run_id, mlflow_run_id, inference, family_config, data, info, test
+        )
+        registered_name = None
+        if config.tracking.register:
+            registered_name = config.tracking.registered_model_name or f"seisinvert-{family_config.family}"
+        outcome = tracker.log_bundle_model(bundle_dir, registered_name, best_logs.get("val_velocity_ssim"))
+        if test is not None:
+            from pipeline.evaluate import metrics_table
+
+            echo(
+                metrics_table(
+                    {"test": test.metrics, **{f"test · {f}": m for f, m in test.per_family.items()}},
+                    f"Test metrics ({len(test.per_sample)} samples; MAE/RMSE on OpenFWI's [-1, 1] "
+                    "scale, SSIM on [0, 1], m/s after denormalisation):",
+                )
+            )
+        echo(f"bundle: {bundle_dir}")
+        if outcome.get("registered_model"):
+            from pipeline.tracking import CHAMPION_ALIAS
+
+            echo(
+                f"registered model: models:/{outcome['registered_model']}/{outcome['version']}"
+                + (f" (alias {CHAMPION_ALIAS})" if outcome.get("champion") else "")
+            )
+    wall = time.monotonic() - started
+    tracker.log_metrics({"wall_time_s": wall})
+    if distribution.is_chief:
+        summary = run_summary(
+            config,
+            run_id=run_id if tracker.enabled else None,
+            dataset_path=dataset_path,
+            history=run.history,
+            best_epoch=run.best_epoch,
+            planned_epochs=run.planned_epochs,
+            stopped_early=run.stopped_early,
+            budget_cut=run.budget_cut,
+            test_metrics=test.metrics if test is not None else {},
+            outcome=outcome,
+            started=started,
+            marks={**run.marks, "finished": started + wall},
+        )
+        summary_path = Path(config.runtime.output_dir) / str(run_id) / RUN_SUMMARY_FILE
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+        tracker.log_text(json.dumps(summary, indent=2), RUN_SUMMARY_FILE)
+        echo(f"run summary: {summary_path}")
+    if run.history:
+        checkpointer.mark_finished(
+            {**checkpointer.load_state(), "finished": True} if checkpointer.enabled else {}
+        )
+    return TrainResult(
+        run_id=run_id if tracker.enabled else None,
+        history=run.history,
+        best_epoch=run.best_epoch,
+        test_metrics=test.metrics if test is not None else {},
+        test_per_family=test.per_family if test is not None else {},
+        bundle_dir=bundle_dir,
+        model_uri=outcome.get("model_uri"),
+        registered_model=outcome.get("registered_model"),
+        model_version=outcome.get("version"),
+        champion=bool(outcome.get("champion")),
+        wall_time_s=wall,
+        dataset_path=dataset_path,
+        stopped_early=run.stopped_early,
+        model=inference,
+        distribution=distribution.name,
+        replicas=distribution.replicas,
+        summary_path=summary_path,
+    )
+
+
+def _evaluate_test(config, inference, data: TrainingData, dataset_path, tracker, distribution):
+    """The test evaluation (``pipeline.evaluate``), logged with its per-sample CSV and worst-samples figure;
+    None when ``evaluate_test`` is off or on a worker that is not the chief."""
+    if not (config.evaluate_test and distribution.is_chief):
+        return None
+    from pipeline.evaluate import evaluate_model, per_sample_csv, worst_samples_figure
+    from pipeline.feeding import SeismicDataset
+
+    test_data = SeismicDataset(
+        dataset_path,
+        "test",
+        batch_size=config.batch_size,
+        outputs=data.outputs,
+        families=config.data.families or None,
+        max_samples=config.data.max_test_samples,
+        stats=data.stats,
+    )
+    evaluation = evaluate_model(inference, test_data, data.stats)
+    tracker.log_metrics({f"test_{key}": value for key, value in evaluation.metrics.items()})
+    for family, values in evaluation.per_family.items():
+        tracker.log_metrics({f"test_{family}_{key}": value for key, value in values.items()})
+    tracker.log_text(per_sample_csv(evaluation.per_sample), "evaluation/per_sample_test.csv")
+    tracker.log_image_file(
+        worst_samples_figure(evaluation, data.stats, 4, data.val.geometry.grid_spacing_m),
+        "evaluation/worst_test.png",
+    )
+    return evaluation
+
+
+def _save_bundle(config, run, run_id, mlflow_run_id, inference, family_config, data, info, test) -> Path:
+    """The bundle (``pipeline.bundle``) at ``<output_dir>/<run_id>/bundle``: the kept model, statistics,
+    geometry, engine settings, lineage and the training's outcome."""
+    from data_prep import schema
+    from pipeline.bundle import amplitude_statistics, save_bundle
+
+    with schema.open_dataset(data.train.path) as h5:
+        engine_settings = schema.read_engine_settings(h5)
+    # The training data's amplitude range, from up to 128 samples drawn with a fixed seed.
+    chosen = np.random.default_rng(0).choice(
+        data.train.indices, size=min(128, len(data.train.indices)), replace=False
+    )
+    seismic, _, _ = data.train.read(np.sort(chosen))
+    best_logs = run.history[run.best_epoch] if run.history else {}
+    return save_bundle(
+        Path(config.runtime.output_dir) / str(run_id) / "bundle",
+        inference,
+        stats=data.stats,
+        geometry=data.val.geometry,
+        engine_settings=engine_settings,
+        dataset_info=info,
+        amplitude_stats=amplitude_statistics(seismic),
+        family=family_config.family,
+        extra={
+            "mlflow_run_id": mlflow_run_id,
+            "model_config": to_dict(family_config),
+            "edge_head": "edges" in inference.output_names,
+            "training": {
+                "best_epoch": run.best_epoch,
+                "epochs_run": len(run.history),
+                "val_metrics": {k: v for k, v in best_logs.items() if k.startswith("val_")},
+                "test_metrics": test.metrics if test is not None else {},
+                "config_hash": config_hash(config),
+            },
+        },
+    )

@@ -31,6 +31,7 @@ import hashlib
 import json
 import re
 import types
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -101,13 +102,37 @@ def load_config(
     """
     merged: dict[str, Any] = {}
     for file in files:
-        merged = _deep_merge(merged, _read_yaml(Path(file)), source=str(file))
+        merged = _deep_merge(merged, moved_keys(cls, _read_yaml(Path(file)), str(file)), source=str(file))
     if values:
         merged = _deep_merge(merged, _drop_none(dict(values)), source="command-line flags")
     for override in overrides:
         key, value = parse_override(override)
-        merged = _deep_merge(merged, _nest(key, value), source=f"--set {override}")
+        layer = moved_keys(cls, _nest(key, value), f"--set {override}")
+        merged = _deep_merge(merged, layer, source=f"--set {override}")
     return from_dict(cls, merged)
+
+
+def moved_keys(cls: type, data: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """``data`` with the top-level keys that ``cls`` moved put at their new place, with a warning per key.
+
+    A configuration dataclass lists them as ``MOVED_KEYS = {"old": "new.dotted.key"}`` (a ``ClassVar``); a
+    key that became a section of the same name (``tracking: false`` → ``tracking.enabled: false``) counts as
+    moved only when its value is not a mapping.
+    """
+    result = dict(data)
+    for old, new in getattr(cls, "MOVED_KEYS", {}).items():
+        section = isinstance(result.get(old), Mapping) or dataclasses.is_dataclass(result.get(old))
+        if old not in result or (old == new.split(".")[0] and section):
+            continue
+        value = result.pop(old)
+        warnings.warn(
+            f"{source + ': ' if source else ''}`{old}` is now `{new}` in {cls.__name__} (write {new}: "
+            f"{json.dumps(value)}); the old key is still read but will be refused in a later version.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        result = _deep_merge(result, _nest(new, value), source=source)
+    return result
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -143,6 +168,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path or cls.__name__} must be a mapping of fields. Received: {data!r}")
+    data = moved_keys(cls, data, path)
     try:
         text = json.dumps(to_dict(dict(data)))
     except (TypeError, ValueError) as error:

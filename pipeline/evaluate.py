@@ -27,7 +27,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from core.cli import add_common_arguments, make_parser, run_main
 from core.config import add_config_arguments, load_config, to_dict, to_yaml
 from core.errors import UserError
 from data_prep.normalization import NormalizationStats, VelocityNormalization, denormalize_velocity
+from pipeline.tracking import TrackingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -271,9 +272,17 @@ class EvaluateConfig:
         worst_k: samples in the worst-k figure.
         edge_threshold: probability at or above which a cell counts as an edge.
         output_dir: where the report, CSV and figure are written (default ``outputs/evaluation-<name>``).
-        tracking: log an evaluation run to MLflow.
-        tracking_uri, experiment: the MLflow store and experiment (default ``./mlflow.db``, ``seisinvert``).
+        tracking: the evaluation run in MLflow (``pipeline.tracking.TrackingSettings``: ``enabled``,
+            ``tracking_uri``, ``experiment``, ``run_name``; default ``./mlflow.db``, ``seisinvert``). The flat
+            keys ``tracking: false``, ``tracking_uri`` and ``experiment`` of earlier versions are read with a
+            warning.
     """
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "tracking": "tracking.enabled",
+        "tracking_uri": "tracking.tracking_uri",
+        "experiment": "tracking.experiment",
+    }
 
     model: str = ""
     data: str = ""
@@ -283,9 +292,7 @@ class EvaluateConfig:
     worst_k: int = 4
     edge_threshold: float = 0.5
     output_dir: str | None = None
-    tracking: bool = True
-    tracking_uri: str | None = None
-    experiment: str = "seisinvert"
+    tracking: TrackingSettings = TrackingSettings()
 
 
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
@@ -303,7 +310,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         raise UserError("Pass the model to evaluate: --model PATH|runs:/...|models:/NAME@ALIAS.")
     if not config.data:
         raise UserError("Pass the dataset to evaluate on: --data DATASET.h5.")
-    tracking_uri = tracking.resolve_tracking_uri(config.tracking_uri)
+    tracking_uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
     if config.model.startswith(("runs:/", "models:/")):
         tracking.set_tracking_uri(tracking_uri)
     bundle = tracking.load_bundle(config.model)
@@ -352,7 +359,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     )
 
     run_id = None
-    if config.tracking:
+    if config.tracking.enabled:
         trained_by = tracking.run_id_of(config.model, tracking_uri) or bundle.info.get("mlflow_run_id")
         tags = {
             "seisinvert.run_type": "evaluation",
@@ -362,8 +369,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         }
         with tracking.RunTracker(
             tracking_uri,
-            config.experiment,
-            run_name=f"evaluate {name} on {dataset_path.stem}",
+            config.tracking.experiment,
+            run_name=config.tracking.run_name or f"evaluate {name} on {dataset_path.stem}",
             system_metrics=False,
             tags=tags,
         ) as tracker:
@@ -433,12 +440,11 @@ def _main(args: argparse.Namespace) -> int:
         "model": args.model,
         "data": args.data,
         "split": args.split,
-        "tracking_uri": args.tracking_uri,
-        "experiment": args.experiment,
+        "tracking": {"tracking_uri": args.tracking_uri, "experiment": args.experiment},
         "output_dir": args.output_dir,
     }
     if args.no_tracking:
-        values["tracking"] = False
+        values["tracking"]["enabled"] = False
     config = load_config(EvaluateConfig, files=args.config, values=values, overrides=args.overrides)
     result = evaluate(config)
     print(result["report"])

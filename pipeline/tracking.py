@@ -1,5 +1,6 @@
 """All MLflow code of the project: runs, parameters, metrics, images, dataset lineage, the pyfunc model,
-the registry and the resolution of ``runs:/`` and ``models:/`` URIs.
+the registry and the resolution of ``runs:/`` and ``models:/`` URIs, and the MLflow settings every stage shares
+(``TrackingSettings``, the ``tracking:`` section of the training, evaluation and inference configurations).
 
 Pipeline position: ``pipeline.train``, ``pipeline.evaluate`` and ``pipeline.compare`` log through
 ``RunTracker``; ``pipeline.infer`` logs its runs through ``log_inference_to_mlflow`` and records the model's
@@ -32,6 +33,7 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +56,26 @@ MODEL_ARTIFACT = "model"
 BUNDLE_ARTIFACT = "bundle"
 
 TAG_PREFIX = "seisinvert."
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """MLflow settings of a stage (YAML: ``tracking``), the same keys in every stage that logs.
+
+    Training adds its own keys (``pipeline.training.config.TrackingConfig``); a stage sets its defaults where it
+    holds the section (inference: off, experiment ``inference``).
+
+    Attributes:
+        enabled: log to MLflow at all.
+        tracking_uri: store; None uses ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` in the working dir.
+        experiment: experiment name.
+        run_name: display name of the run (None: the stage names it after its inputs).
+    """
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "seisinvert"
+    run_name: str | None = None
 
 
 def _mlflow():

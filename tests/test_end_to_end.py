@@ -34,6 +34,7 @@ def pipeline_run(tmp_path_factory, trained_flatvel):
 
     from pipeline.evaluate import EvaluateConfig, evaluate
     from pipeline.infer import main as infer_main
+    from pipeline.tracking import TrackingSettings
 
     root = tmp_path_factory.mktemp("e2e")
     store = trained_flatvel.tracking_uri
@@ -45,7 +46,10 @@ def pipeline_run(tmp_path_factory, trained_flatvel):
     model_uri = f"models:/{REGISTERED_NAME}@champion"
     evaluation = evaluate(
         EvaluateConfig(
-            model=model_uri, data=str(dataset), tracking_uri=store, output_dir=str(root / "evaluation")
+            model=model_uri,
+            data=str(dataset),
+            tracking=TrackingSettings(tracking_uri=store),
+            output_dir=str(root / "evaluation"),
         )
     )
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from data_prep.synthesize import SourceVariationConfig
 from models.losses import LossConfig
 from pipeline.feeding import AugmentationConfig
+from pipeline.tracking import TrackingSettings
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,12 @@ class CurriculumStage:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
-    """MLflow settings (YAML: ``tracking``).
+class TrackingConfig(TrackingSettings):
+    """MLflow settings of training (YAML: ``tracking``): the keys every stage has (``enabled``,
+    ``tracking_uri``, ``experiment``, ``run_name``: ``pipeline.tracking.TrackingSettings``; the run name
+    defaults to model and dataset) and training's own.
 
     Attributes:
-        enabled: log to MLflow at all.
-        tracking_uri: store; None uses ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` in the working dir.
-        experiment: experiment name.
-        run_name: display name of the run (default: model and dataset).
         register: register the final model in the model registry.
         registered_model_name: registry name (default ``seisinvert-<family>``, e.g. ``seisinvert-unet``).
         system_metrics: log CPU/memory (and GPU) usage.
@@ -145,10 +144,6 @@ class TrackingConfig:
         image_every_epochs: interval of the image series (0: no images).
     """
 
-    enabled: bool = True
-    tracking_uri: str | None = None
-    experiment: str = "seisinvert"
-    run_name: str | None = None
     register: bool = True
     registered_model_name: str | None = None
     system_metrics: bool = True

@@ -135,6 +135,34 @@ def test_curriculum_shot_mask_and_family_filter(dataset_path: Path):
         SeismicDataset(dataset_path, "train", families=["salt"])
 
 
+def test_a_curriculum_stage_changes_families_and_shots_but_not_the_number_of_batches(tmp_path: Path):
+    """``set_stage`` between epochs (what the training's ``EpochData`` callback does): only the stage's
+    families are served, again in a new order each pass so that an epoch keeps its number of batches, the
+    shot mask applies to cached batches too, and leaving the stage restores the plain epoch order."""
+    path = write_dataset(tmp_path / "two.h5", num_samples=40, families=("flatvel-a", "curvevel-a"))
+    data = SeismicDataset(path, "train", batch_size=4, shuffle=True, drop_remainder=True, cache=True)
+    batches, plain = len(data), data.epoch_order()
+    flat = set(data.indices[data.families == "flatvel-a"])
+    data.set_stage(["flatvel-a"], active_shots=1)
+    data.set_epoch(0)
+    order = data.epoch_order()
+    assert len(data) == batches and len(order) == len(plain), "an epoch keeps its number of batches"
+    assert set(order) == flat, "every sample of the stage's family, and only those"
+    raw, _, _ = data.read(order[:4])
+    assert np.all(raw[:, 1:] == 0) and np.any(raw[:, 0] != 0), "one shot kept"
+    seismic, _ = data[0]  # normalised: a zeroed shot is one constant value
+    assert np.ptp(seismic[:, 1:]) == 0 and np.ptp(seismic[:, 0]) > 0, "the cache holds the masked shots"
+    data.set_epoch(1)
+    assert not np.array_equal(data.epoch_order(), order), "a new order every epoch"
+    data.set_stage(None, None)
+    data.set_epoch(0)
+    np.testing.assert_array_equal(data.epoch_order(), plain)
+    seismic, _ = data[0]
+    assert np.ptp(seismic[:, 1]) > 0, "every shot again"
+    with pytest.raises(UserError, match="No train sample of family salt"):
+        data.set_stage(["salt"])
+
+
 def test_augmentations_do_what_they_say():
     rng = np.random.default_rng(0)
     seismic = rng.normal(0, 2, (3, *SEISMIC_SHAPE)).astype(np.float32)

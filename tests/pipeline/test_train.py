@@ -433,6 +433,27 @@ def test_shipped_training_configs_load_and_default_yaml_is_the_default():
     assert load_config(TrainConfig, files=[CONFIG_DIR / "train" / "default.yaml"]) == TrainConfig()
 
 
+def test_one_tracking_shape_and_the_old_flat_evaluation_keys():
+    """Training and evaluation share ``pipeline.tracking.TrackingSettings`` under ``tracking:``; evaluation's
+    flat keys of earlier versions are still read, with a warning that names the new key."""
+    import dataclasses
+
+    from pipeline.evaluate import EvaluateConfig
+    from pipeline.tracking import TrackingSettings
+
+    shared = [field.name for field in dataclasses.fields(TrackingSettings)]
+    assert shared == ["enabled", "tracking_uri", "experiment", "run_name"]
+    assert isinstance(TrainConfig().tracking, TrackingSettings)
+    assert isinstance(EvaluateConfig().tracking, TrackingSettings)
+    with pytest.warns(FutureWarning, match=r"`tracking_uri` is now `tracking.tracking_uri`"):
+        old = load_config(
+            EvaluateConfig, overrides=["tracking_uri=sqlite:///x.db", "tracking=false", "experiment=mine"]
+        )
+    assert old.tracking == TrackingSettings(enabled=False, tracking_uri="sqlite:///x.db", experiment="mine")
+    new = load_config(EvaluateConfig, overrides=["tracking.enabled=false", "tracking.experiment=mine"])
+    assert new.tracking == TrackingSettings(enabled=False, experiment="mine")
+
+
 def test_time_budget_arithmetic():
     from pipeline.training.budget import evaluation_reserve_s, training_budget
 

@@ -62,7 +62,7 @@ def train(
     Returns:
         A ``TrainResult``.
     """
-    from pipeline.training.callbacks import TrainingRun, training_callbacks
+    from pipeline.training.callbacks import training_callbacks
 
     started = time.monotonic()
     config, state = _checkpoint_to_resume(config, resume, echo)
@@ -74,14 +74,7 @@ def train(
     info = dataset_info(dataset_path)
     model, family_config, parent = _build_model(config, dataset_path, info, distribution, echo)
     data = _open_data(config, dataset_path, model, distribution, parent)
-    run = TrainingRun(
-        start_epoch=int(state["epoch"]) + 1 if state else 0,
-        planned_epochs=int(state.get("planned_epochs", config.epochs)) if state else config.epochs,
-        history=list(state["history"]) if state else [],
-        best=dict(state["best"]) if state else {"epoch": -1, "val_loss": float("inf")},
-        wait=int(state.get("wait", 0)) if state else 0,
-        marks={"data_ready": time.monotonic()},  # the run summary's phases (run_summary.json)
-    )
+    run = _training_run(config, state)
     schedule, evaluator = _compile(config, model, data, run.planned_epochs, distribution)
     tracker = _start_tracking(
         config, state, dataset_path, family_config, parent, distribution, parent_run_id, extra_tags
@@ -89,30 +82,17 @@ def train(
     run_id = (
         tracker.run_id if tracker.enabled else (state["run_id"] if state else f"local-{int(time.time())}")
     )
-    checkpointer = Checkpointer(
-        Path(config.runtime.checkpoint_dir) / str(run_id), enabled=distribution.is_chief
-    )
+    session = Session(config, dataset_path, info, model, family_config, data, distribution, tracker, run_id)
     try:
         if state is None:
-            _log_new_run(
-                config, tracker, model, family_config, info, data, distribution, policy, checkpointer, echo
-            )
+            _log_new_run(session, policy, echo)
         else:
-            checkpointer.restore(model, state)
+            session.checkpointer.restore(model, state)
             restore_rng_state(state.get("rng", {}))
         callbacks = training_callbacks(
-            config, run, data, evaluator, schedule, tracker, checkpointer, family_config, distribution,
-            identity={
-                "run_id": run_id,
-                "tracking_uri": tracker.tracking_uri,
-                "experiment": config.tracking.experiment,
-                "dataset_path": str(dataset_path.resolve()),
-                "config": to_dict(config),
-            },
-            budget=state is None,
-            started=started,
-            test_samples=info["split_sizes"]["test"],
-            echo=echo,
+            config, run, data, evaluator, schedule, tracker, session.checkpointer, family_config, distribution,
+            identity=session.checkpoint_identity(), budget=state is None, started=started,
+            test_samples=info["split_sizes"]["test"], echo=echo,
         )  # fmt: skip
         model.fit(
             data.train.as_tf_dataset() if data.multi_worker else data.train,
@@ -121,8 +101,7 @@ def train(
             verbose=0,
             callbacks=callbacks,
         )
-        result = _finish(config, run, run_id, model, family_config, data, info, dataset_path, tracker,
-                         checkpointer, distribution, started, echo)  # fmt: skip
+        result = _finish(session, run, started, echo)
     except KeyboardInterrupt:
         tracker.end("KILLED")
         raise
@@ -136,6 +115,53 @@ def train(
         echo(f"MLflow run {run_id} in {tracker.tracking_uri}")
         echo(f"dashboard: {dashboard_command(tracker.tracking_uri)}")
     return result
+
+
+@dataclass
+class TrainingData:
+    """The splits a run reads: ``train`` (shuffled, augmented, curriculum), ``val``, ``metrics`` (the first
+    training samples, for the training metrics; None when off), their statistics and the epoch's steps."""
+
+    train: Any
+    val: Any
+    metrics: Any
+    stats: Any
+    outputs: tuple[str, ...]
+    steps_per_epoch: int
+    multi_worker: bool
+
+
+@dataclass
+class Session:
+    """What ``train`` sets up before ``fit`` and hands to what runs after it."""
+
+    config: TrainConfig
+    dataset_path: Path
+    info: dict[str, Any]
+    model: Any
+    family_config: Any
+    data: TrainingData
+    distribution: Distribution
+    tracker: Any
+    run_id: str
+
+    def __post_init__(self) -> None:
+        root = Path(self.config.runtime.checkpoint_dir)
+        self.checkpointer = Checkpointer(root / str(self.run_id), enabled=self.distribution.is_chief)
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        return self.run_id if self.tracker.enabled else None
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What the checkpoint records about the run besides the training state (``--resume`` reads it)."""
+        return {
+            "run_id": self.run_id,
+            "tracking_uri": self.tracker.tracking_uri,
+            "experiment": self.config.tracking.experiment,
+            "dataset_path": str(self.dataset_path.resolve()),
+            "config": to_dict(self.config),
+        }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -203,20 +229,6 @@ def _build_model(config: TrainConfig, dataset_path: Path, info, distribution: Di
     return model, family_config, parent
 
 
-@dataclass
-class TrainingData:
-    """The splits a run reads: ``train`` (shuffled, augmented, curriculum), ``val``, ``metrics`` (the first
-    training samples, for the training metrics; None when off), their statistics and the epoch's steps."""
-
-    train: Any
-    val: Any
-    metrics: Any
-    stats: Any
-    outputs: tuple[str, ...]
-    steps_per_epoch: int
-    multi_worker: bool
-
-
 def _open_data(
     config: TrainConfig, dataset_path: Path, model, distribution: Distribution, parent
 ) -> TrainingData:
@@ -260,6 +272,23 @@ def _open_data(
         count = min(config.data.train_metric_samples, train.num_samples)
         metrics = SeismicDataset(dataset_path, "train", max_samples=count, **held_out)
     return TrainingData(train, val, metrics, val.stats, outputs, len(train), multi_worker)
+
+
+def _training_run(config: TrainConfig, state):
+    """The state the callbacks share: a new run's, or the checkpoint's (history, best epoch, plan)."""
+    from pipeline.training.callbacks import TrainingRun
+
+    marks = {"data_ready": time.monotonic()}  # the run summary's phases (run_summary.json)
+    if state is None:
+        return TrainingRun(start_epoch=0, planned_epochs=config.epochs, marks=marks)
+    return TrainingRun(
+        start_epoch=int(state["epoch"]) + 1,
+        planned_epochs=int(state.get("planned_epochs", config.epochs)),
+        history=list(state["history"]),
+        best=dict(state["best"]),
+        wait=int(state.get("wait", 0)),
+        marks=marks,
+    )
 
 
 def _compile(config: TrainConfig, model, data: TrainingData, planned_epochs: int, distribution: Distribution):
@@ -312,33 +341,34 @@ def _start_tracking(
     return tracker.start()
 
 
-def _log_new_run(config, tracker, model, family_config, info, data, distribution, policy, checkpointer, echo):
+def _log_new_run(session: Session, policy: str, echo) -> None:
     """What a new run logs once: configuration, resolved runtime, model config, dataset lineage, tags."""
+    config, tracker, model, info = session.config, session.tracker, session.model, session.info
     tracker.log_config(to_dict(config), to_yaml(config))
     tracker.log_params(
         {
-            "model.family": family_config.family,
+            "model.family": session.family_config.family,
             "model.parameters": int(model.count_params()),
             "runtime.dtype_policy": policy,
             # What runtime.distribution (a config param, "auto" by default) resolved to on this machine.
-            "runtime.strategy": distribution.name,
-            "runtime.replicas": distribution.replicas,
-            "data.steps_per_epoch": data.steps_per_epoch,
+            "runtime.strategy": session.distribution.name,
+            "runtime.replicas": session.distribution.replicas,
+            "data.steps_per_epoch": session.data.steps_per_epoch,
         }
     )
-    tracker.log_text(json.dumps(to_dict(family_config), indent=2), "model_config.json")
+    tracker.log_text(json.dumps(to_dict(session.family_config), indent=2), "model_config.json")
     tracker.log_dataset(info)
     tracker.set_tags(
         {
-            "seisinvert.checkpoint_dir": str(checkpointer.directory.resolve()),
+            "seisinvert.checkpoint_dir": str(session.checkpointer.directory.resolve()),
             "seisinvert.dataset": info["path"],
         }
     )
     sizes = info["split_sizes"]
     echo(
-        f"model {config.model}: {model.count_params():,} parameters; data {info['path']} "
+        f"model {config.model}: {model.count_params():,} parameters; data {session.dataset_path} "
         f"({sizes['train']} train / {sizes['val']} val / {sizes['test']} test samples; "
-        f"{data.steps_per_epoch} steps of {config.batch_size} per epoch)"
+        f"{session.data.steps_per_epoch} steps of {config.batch_size} per epoch)"
     )
 
 
@@ -347,12 +377,12 @@ def _log_new_run(config, tracker, model, family_config, info, data, distribution
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _finish(config, run, run_id, model, family_config, data, info, dataset_path, tracker, checkpointer,
-            distribution, started, echo) -> TrainResult:  # fmt: skip
+def _finish(session: Session, run, started: float, echo) -> TrainResult:
     """Evaluates the kept weights on the test split, saves the bundle, logs and registers the model, writes
     the run summary and marks the checkpoint finished."""
-    inference = inference_model(model, family_config, distribution)
-    test = _evaluate_test(config, inference, data, dataset_path, tracker, distribution)
+    config, tracker, distribution = session.config, session.tracker, session.distribution
+    inference = inference_model(session.model, session.family_config, distribution)
+    test = _evaluate_test(session, inference)
     run.marks["evaluated"] = time.monotonic()
     best_logs = run.history[run.best_epoch] if run.history else {}
     val_logs = {key: value for key, value in best_logs.items() if key.startswith("val_")}
@@ -361,13 +391,12 @@ def _finish(config, run, run_id, model, family_config, data, info, dataset_path,
     bundle_dir, summary_path = None, None
     outcome = {"model_uri": None, "registered_model": None, "version": None, "champion": False}
     if distribution.is_chief:
-        mlflow_run_id = run_id if tracker.enabled else None
-        bundle_dir = _save_bundle(
-            config, run, run_id, mlflow_run_id, inference, family_config, data, info, test
-        )
+        bundle_dir = _save_bundle(session, run, inference, test)
         registered_name = None
         if config.tracking.register:
-            registered_name = config.tracking.registered_model_name or f"seisinvert-{family_config.family}"
+            registered_name = (
+                config.tracking.registered_model_name or f"seisinvert-{session.family_config.family}"
+            )
         outcome = tracker.log_bundle_model(bundle_dir, registered_name, best_logs.get("val_velocity_ssim"))
         if test is not None:
             from pipeline.evaluate import metrics_table
@@ -389,35 +418,37 @@ def _finish(config, run, run_id, model, family_config, data, info, dataset_path,
             )
     wall = time.monotonic() - started
     tracker.log_metrics({"wall_time_s": wall})
+    test_metrics = test.metrics if test is not None else {}
     if distribution.is_chief:
         summary = run_summary(
             config,
-            run_id=run_id if tracker.enabled else None,
-            dataset_path=dataset_path,
+            run_id=session.mlflow_run_id,
+            dataset_path=session.dataset_path,
             history=run.history,
             best_epoch=run.best_epoch,
             planned_epochs=run.planned_epochs,
             stopped_early=run.stopped_early,
             budget_cut=run.budget_cut,
-            test_metrics=test.metrics if test is not None else {},
+            test_metrics=test_metrics,
             outcome=outcome,
             started=started,
             marks={**run.marks, "finished": started + wall},
         )
-        summary_path = Path(config.runtime.output_dir) / str(run_id) / RUN_SUMMARY_FILE
+        summary_path = Path(config.runtime.output_dir) / str(session.run_id) / RUN_SUMMARY_FILE
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
         tracker.log_text(json.dumps(summary, indent=2), RUN_SUMMARY_FILE)
         echo(f"run summary: {summary_path}")
+    checkpointer = session.checkpointer
     if run.history:
         checkpointer.mark_finished(
             {**checkpointer.load_state(), "finished": True} if checkpointer.enabled else {}
         )
     return TrainResult(
-        run_id=run_id if tracker.enabled else None,
+        run_id=session.mlflow_run_id,
         history=run.history,
         best_epoch=run.best_epoch,
-        test_metrics=test.metrics if test is not None else {},
+        test_metrics=test_metrics,
         test_per_family=test.per_family if test is not None else {},
         bundle_dir=bundle_dir,
         model_uri=outcome.get("model_uri"),
@@ -425,7 +456,7 @@ def _finish(config, run, run_id, model, family_config, data, info, dataset_path,
         model_version=outcome.get("version"),
         champion=bool(outcome.get("champion")),
         wall_time_s=wall,
-        dataset_path=dataset_path,
+        dataset_path=session.dataset_path,
         stopped_early=run.stopped_early,
         model=inference,
         distribution=distribution.name,
@@ -434,16 +465,17 @@ def _finish(config, run, run_id, model, family_config, data, info, dataset_path,
     )
 
 
-def _evaluate_test(config, inference, data: TrainingData, dataset_path, tracker, distribution):
+def _evaluate_test(session: Session, inference):
     """The test evaluation (``pipeline.evaluate``), logged with its per-sample CSV and worst-samples figure;
     None when ``evaluate_test`` is off or on a worker that is not the chief."""
-    if not (config.evaluate_test and distribution.is_chief):
+    config, data, tracker = session.config, session.data, session.tracker
+    if not (config.evaluate_test and session.distribution.is_chief):
         return None
     from pipeline.evaluate import evaluate_model, per_sample_csv, worst_samples_figure
     from pipeline.feeding import SeismicDataset
 
     test_data = SeismicDataset(
-        dataset_path,
+        session.dataset_path,
         "test",
         batch_size=config.batch_size,
         outputs=data.outputs,
@@ -463,13 +495,14 @@ def _evaluate_test(config, inference, data: TrainingData, dataset_path, tracker,
     return evaluation
 
 
-def _save_bundle(config, run, run_id, mlflow_run_id, inference, family_config, data, info, test) -> Path:
+def _save_bundle(session: Session, run, inference, test) -> Path:
     """The bundle (``pipeline.bundle``) at ``<output_dir>/<run_id>/bundle``: the kept model, statistics,
     geometry, engine settings, lineage and the training's outcome."""
     from data_prep import schema
     from pipeline.bundle import amplitude_statistics, save_bundle
 
-    with schema.open_dataset(data.train.path) as h5:
+    config, data = session.config, session.data
+    with schema.open_dataset(session.dataset_path) as h5:
         engine_settings = schema.read_engine_settings(h5)
     # The training data's amplitude range, from up to 128 samples drawn with a fixed seed.
     chosen = np.random.default_rng(0).choice(
@@ -478,17 +511,17 @@ def _save_bundle(config, run, run_id, mlflow_run_id, inference, family_config, d
     seismic, _, _ = data.train.read(np.sort(chosen))
     best_logs = run.history[run.best_epoch] if run.history else {}
     return save_bundle(
-        Path(config.runtime.output_dir) / str(run_id) / "bundle",
+        Path(config.runtime.output_dir) / str(session.run_id) / "bundle",
         inference,
         stats=data.stats,
         geometry=data.val.geometry,
         engine_settings=engine_settings,
-        dataset_info=info,
+        dataset_info=session.info,
         amplitude_stats=amplitude_statistics(seismic),
-        family=family_config.family,
+        family=session.family_config.family,
         extra={
-            "mlflow_run_id": mlflow_run_id,
-            "model_config": to_dict(family_config),
+            "mlflow_run_id": session.mlflow_run_id,
+            "model_config": to_dict(session.family_config),
             "edge_head": "edges" in inference.output_names,
             "training": {
                 "best_epoch": run.best_epoch,

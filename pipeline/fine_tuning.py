@@ -92,6 +92,13 @@ def geometry_differences(parent_geometry, dataset_geometry, tolerance_m: float =
     return differences
 
 
+def trained_families(bundle_info: dict) -> list[str]:
+    """The families a bundle's model was trained on: the run's ``data.families`` where it filtered the dataset,
+    else every family of the dataset (bundles written before the filter was recorded)."""
+    dataset = bundle_info.get("dataset") or {}
+    return list(dataset.get("trained_families") or dataset.get("families") or [])
+
+
 def check_geometry(parent: Parent, dataset_geometry, dataset_path) -> None:
     """Refuses data whose geometry is not the parent's, naming every difference."""
     differences = geometry_differences(parent.bundle.geometry, dataset_geometry)
@@ -167,7 +174,7 @@ def lineage_tags(parent: Parent, freeze: str | None) -> dict[str, str]:
     run_id = info.get("mlflow_run_id")
     if run_id:
         tags["seisinvert.parent_run_id"] = str(run_id)
-    families = (info.get("dataset") or {}).get("families")
+    families = trained_families(info)
     if families:
         tags["seisinvert.parent_families"] = ",".join(str(f) for f in families)
     return tags

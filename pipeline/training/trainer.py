@@ -72,6 +72,9 @@ def train(
 
     dataset_path = _dataset_path(config, state, echo)
     info = dataset_info(dataset_path)
+    # The families this run learns from: data.families filters the dataset's (the bundle and its children's
+    # lineage must name these, not every family the file holds).
+    info["trained_families"] = sorted(config.data.families) if config.data.families else info["families"]
     model, family_config, parent = _build_model(config, dataset_path, info, distribution, echo)
     data = _open_data(config, dataset_path, model, distribution, parent)
     run = _training_run(config, state)
@@ -221,7 +224,7 @@ def _build_model(config: TrainConfig, dataset_path: Path, info, distribution: Di
                 frozen = fine_tuning.freeze(model, config.freeze)
                 echo(f"fine-tuning: {len(frozen)} {config.freeze} layers of {config.init_from} frozen")
     if parent is not None:
-        families = (parent.bundle.info.get("dataset") or {}).get("families") or ["?"]
+        families = fine_tuning.trained_families(parent.bundle.info) or ["?"]
         echo(
             f"fine-tuning {config.init_from} ({family_config.family}, trained on {', '.join(families)}): its "
             "architecture, weights and normalisation statistics"

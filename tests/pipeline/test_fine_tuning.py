@@ -87,6 +87,7 @@ def test_fine_tuned_child_keeps_the_parent_scale_lineage_and_frozen_encoder(pare
     assert run.data.tags["seisinvert.parent_model"] == str(result.bundle_dir)
     assert run.data.tags["seisinvert.parent_run_id"] == result.run_id
     assert run.data.tags["seisinvert.frozen"] == "encoder"
+    assert run.data.tags["seisinvert.parent_families"] == "flatvel-a"
     assert run.data.params["init_from"] == str(result.bundle_dir)
 
     # The frozen encoder is exactly the parent's after training; the decoders moved.
@@ -165,3 +166,13 @@ def test_bad_parent_and_bad_freeze(parent, child_data, tmp_path):
     # The CLI refuses an unknown part before doing anything.
     with pytest.raises(SystemExit):
         main(["--init-from", str(result.bundle_dir), "--freeze", "decoder", "--data", str(child_data)])
+
+
+def test_the_lineage_names_the_families_the_parent_trained_on_not_every_family_of_its_file():
+    from pipeline.fine_tuning import trained_families
+
+    mixed = {"dataset": {"families": ["flatvel-a", "salt"], "trained_families": ["flatvel-a"]}}
+    assert trained_families(mixed) == ["flatvel-a"]
+    # A bundle written before the filter was recorded: the dataset's families are all there is.
+    assert trained_families({"dataset": {"families": ["flatvel-a", "salt"]}}) == ["flatvel-a", "salt"]
+    assert trained_families({}) == []

@@ -17,10 +17,20 @@ resident memory just before it (``/proc/self/clear_refs`` resets the peak; Linux
 own accounting of the compiled gradient's temporary buffers is reported as well. The 1-minute load
 average is recorded (the machine is shared).
 
+A second mode, ``--methods``, compares the two ways today's engine computes the gradient **in one process,
+interleaved** (so both see the same machine load): ``gradient="autodiff"`` (the backend's reverse mode
+through the checkpointed time loop, each step's hand-written adjoint inside it) and ``gradient="adjoint"``
+(the adjoint-state method: forward storing checkpoints, each segment recomputed, the adjoint wavefield
+propagated backwards by the transposed steps). It uses the call a refinement makes: one OpenFWI model, 3 of
+its 5 shots (a refinement splits the shots over 2 cores), one thread, 22 checkpoint segments
+(``pipeline.refine.refinement_engine``); the forward is timed beside them. Medians of ``--repeats`` rounds
+(default 5), the 1-minute load average before and after each round, and the gradients' agreement.
+
 Usage::
 
     python -m benchmarks.engine_gradient            # writes the section of docs/benchmarks.md
     python -m benchmarks.engine_gradient --no-write --repeats 1
+    python -m benchmarks.engine_gradient --methods  # writes the section 'engine_gradient_methods'
 """
 
 from __future__ import annotations
@@ -159,6 +169,164 @@ def run_worker(engine: str, repeats: int, folder: Path) -> dict:
     return result
 
 
+def compare_methods(repeats: int, num_shots: int = 3, segments: int = 22) -> dict:
+    """Forward, autodiff gradient and adjoint-state gradient of the refinement's engine call, interleaved in
+    this process: per round one call of each, in a rotating order; returns the timings, loads and the
+    gradients' agreement."""
+    import time
+    import warnings
+
+    import keras
+
+    from data_prep.forward import EngineConfig, simulate
+    from data_prep.geometry import AcquisitionGeometry
+
+    backend = keras.backend.backend()
+    geometry = AcquisitionGeometry.openfwi()
+    geometry = geometry.replace(source_cells=geometry.source_cells[:num_shots])
+    velocity = np.full((1, 70, 70), 2000.0, np.float32)
+    velocity[:, 25:] = 3000.0
+    velocity[:, 50:] = 4000.0
+    weights = np.random.default_rng(0).standard_normal(
+        (1, num_shots, geometry.num_samples, geometry.num_receivers)
+    )
+    weights = weights.astype(np.float32)
+    bounds = (1500.0, 4500.0)
+    configs = {
+        method: EngineConfig(checkpoint_segments=segments, gradient=method)
+        for method in ("autodiff", "adjoint")
+    }
+    warnings.simplefilter("ignore", RuntimeWarning)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        model = tf.constant(velocity)
+
+        def forward():
+            return simulate(model, geometry, configs["adjoint"], velocity_bounds_mps=bounds).numpy()
+
+        def gradient_of(config):
+            def gradient():
+                with tf.GradientTape() as tape:
+                    tape.watch(model)
+                    traces = simulate(model, geometry, config, velocity_bounds_mps=bounds)
+                return tape.gradient(traces, model, output_gradients=weights).numpy()
+
+            return gradient
+
+    else:
+        import jax
+
+        model = jax.numpy.asarray(velocity)
+
+        def forward():
+            return np.asarray(simulate(model, geometry, configs["adjoint"], velocity_bounds_mps=bounds))
+
+        def gradient_of(config):
+            def gradient():
+                _, pullback = jax.vjp(
+                    lambda v: simulate(v, geometry, config, velocity_bounds_mps=bounds), model
+                )
+                return np.asarray(pullback(jax.numpy.asarray(weights))[0])
+
+            return gradient
+
+    calls = {"forward": forward, **{f"{name} gradient": gradient_of(c) for name, c in configs.items()}}
+    result: dict = {"backend": backend, "shots": num_shots, "segments": segments, "compile_s": {}}
+    values = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        values[name] = call()
+        result["compile_s"][name] = time.perf_counter() - start
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in calls}
+    loads = [os.getloadavg()[0]]
+    names = list(calls)
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            calls[name]()
+            seconds[name].append(time.perf_counter() - start)
+            cpu_seconds[name].append(time.process_time() - cpu_start)
+        loads.append(os.getloadavg()[0])
+    result["cpu_seconds"] = cpu_seconds
+    reference, adjoint = values["autodiff gradient"], values["adjoint gradient"]
+    result["seconds"] = seconds
+    result["loads"] = loads
+    result["max_difference"] = float(np.abs(adjoint - reference).max() / np.abs(reference).max())
+    result["cosine"] = float(
+        np.sum(adjoint * reference) / np.linalg.norm(adjoint) / np.linalg.norm(reference)
+    )
+    return result
+
+
+def methods_section(results: list[dict], repeats: int) -> str:
+    from benchmarks.report import machine_description, markdown_table, median
+
+    rows, lines = [], []
+    for result in results:
+        seconds = result["seconds"]
+        cpu = result["cpu_seconds"]
+        forward_s = median(seconds["forward"])
+        autodiff_s, adjoint_s = median(seconds["autodiff gradient"]), median(seconds["adjoint gradient"])
+        autodiff_cpu, adjoint_cpu = median(cpu["autodiff gradient"]), median(cpu["adjoint gradient"])
+        load = f"{min(result['loads']):.1f}-{max(result['loads']):.1f}"
+        for name in ("forward", "autodiff gradient", "adjoint gradient"):
+            values = seconds[name]
+            rows.append(
+                [
+                    result["backend"],
+                    name,
+                    median(values),
+                    f"{min(values):.3f}-{max(values):.3f}",
+                    median(cpu[name]),
+                    f"{median(values) / forward_s:.1f}",
+                    f"{median(cpu[name]) / median(cpu['forward']):.1f}",
+                    f"{result['compile_s'][name]:.1f}",
+                    load,
+                ]
+            )
+        lines.append(
+            f"- {result['backend']}: the adjoint-state gradient takes **{adjoint_s:.3f} s** against "
+            f"{autodiff_s:.3f} s for autodiff, **{autodiff_s / adjoint_s:.1f}x faster** wall, "
+            f"{autodiff_cpu / adjoint_cpu:.1f}x in CPU time ({adjoint_cpu:.3f} s against {autodiff_cpu:.3f} s; "
+            f"medians of {repeats} interleaved rounds, 1-minute load {load}); gradients agree to {result['max_difference']:.1e} of "
+            f"the largest entry, cosine similarity {result['cosine']:.8f}."
+        )
+    table = markdown_table(
+        [
+            "backend",
+            "call",
+            "median s",
+            "range s",
+            "median CPU s",
+            "in forwards (wall)",
+            "in forwards (CPU)",
+            "first call s (compiles)",
+            "1-min load",
+        ],
+        rows,
+    )
+    first = results[0]
+    return f"""## Engine gradient: adjoint-state method against autodiff (`benchmarks/engine_gradient.py --methods`)
+
+`python -m benchmarks.engine_gradient --methods --repeats {repeats}`. The engine call of a refinement: one
+OpenFWI model (70 x 70 cells, 14-cell absorbing layer), {first["shots"]} shots (a refinement splits 5 shots over
+2 cores), 70 receivers, 1000 steps of 1 ms, {first["segments"]} checkpoint segments, one thread; the cotangent
+of the traces fixed random numbers. Per round one call of each, in a rotating order, all in one process (the same
+machine load for all three); s = median over the rounds; CPU s = the process's CPU time (one thread: the
+compute itself, less inflated by a loaded machine than the wall time). **autodiff**: `EngineConfig(gradient="autodiff")`,
+the backend's reverse mode through the checkpointed time loop (the engine's gradient before);
+**adjoint**: `gradient="adjoint"` (default), the adjoint-state method. Machine: {machine_description()}.
+
+{table}
+
+{chr(10).join(lines)}
+"""
+
+
 def _worker(engine: str, backend: str, repeats: int, folder: Path) -> dict:
     command = [
         sys.executable,
@@ -182,17 +350,57 @@ def _worker(engine: str, backend: str, repeats: int, folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per call (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per call (default 3; --methods: 5 rounds)"
+    )
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"], choices=("tensorflow", "jax"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--methods",
+        action="store_true",
+        help="compare the adjoint-state and autodiff gradients in one process (section engine_gradient_methods)",
+    )
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--methods-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.methods_worker:
+        print(json.dumps(compare_methods(args.repeats)))
+        return 0
+    if args.methods:
+        from benchmarks.report import update_section
+
+        repeats = args.repeats or 5
+        results = []
+        for backend in args.backends:
+            print(f"{backend}: forward, autodiff and adjoint-state gradients ...", flush=True)
+            command = [sys.executable, "-m", "benchmarks.engine_gradient", "--methods-worker"]
+            command += ["--repeats", str(repeats)]
+            environment = dict(
+                os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1"
+            )
+            if backend == "jax":
+                flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+                environment["XLA_FLAGS"] = f"{environment.get('XLA_FLAGS', '')} {flags}".strip()
+            completed = subprocess.run(
+                command, capture_output=True, text=True, cwd=REPO_ROOT, env=environment
+            )
+            if completed.returncode != 0:
+                raise RuntimeError(f"{backend} methods worker failed:\n{completed.stderr[-4000:]}")
+            results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+        markdown = methods_section(results, repeats)
+        print(markdown)
+        if not args.no_write:
+            path = update_section(f"{SECTION}_methods", markdown)
+            print(f"wrote section '{SECTION}_methods' of {path}")
+        return 0
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.repeats, args.folder)))
+        print(json.dumps(run_worker(args.worker, args.repeats or 3, args.folder)))
         return 0
 
     from benchmarks.references import problems_of, spread_problem, verdict
+
+    args.repeats = args.repeats or 3
     from benchmarks.report import machine_description, markdown_table, median, update_section
 
     results: dict[tuple[str, str], dict] = {}

@@ -6,7 +6,7 @@ Usage (from the repository root)::
     python -m benchmarks.refinement                         # 6 lines, ~10 min on 2 cores; docs/benchmarks.md
     python -m benchmarks.refinement --lines 1 --iterations 6 --no-write     # a quick look
     python -m benchmarks.refinement --start bundle --bundle DIR   # start from a network (small.yaml geometry)
-    python -m benchmarks.refinement --openfwi-window        # seconds per OpenFWI-size window, old and new
+    python -m benchmarks.refinement --openfwi-window        # seconds per OpenFWI-size window, both gradients
 
 Setup:
 
@@ -350,10 +350,15 @@ while it ran (a shared machine: a training job ran beside it, so times are infla
 """
 
 
-def openfwi_window_timing(iterations: int) -> str:
+def openfwi_window_timing(iterations: int, repeats: int = 3) -> str:
     """Seconds per window at OpenFWI's size (70 x 70 cells, 5 shots, 70 receivers, 1000 samples), after a
     compiling first call: one CurveFault-B window with the foreign source, the truth smoothed by 4 cells as
-    start, the old and the new refinement. Wall and CPU seconds (the process's, every core)."""
+    start, today's refinement with the engine's two gradients (``EngineConfig(gradient="autodiff")``, the
+    gradient before, and ``"adjoint"``, the adjoint-state method, default), interleaved in ``repeats`` rounds
+    of one refinement each so both see the same load. Wall and CPU seconds (the process's, every core),
+    medians over the rounds, the 1-minute load average around each refinement."""
+    import statistics
+
     from scipy.ndimage import gaussian_filter
 
     from data_prep.forward import EngineConfig, simulate
@@ -361,38 +366,67 @@ def openfwi_window_timing(iterations: int) -> str:
     from data_prep.velocity_models import generate_model
     from pipeline.refine import RefineConfig, refine
 
-    geometry, engine = AcquisitionGeometry.openfwi(), EngineConfig()
+    geometry = AcquisitionGeometry.openfwi()
     truth = np.clip(generate_model("curvefault-b", 7, 0, (70, 70)).velocity_mps, *BOUNDS_MPS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        observed = np.asarray(simulate(truth, geometry, engine, wavelet=foreign_wavelet(geometry, engine)))[0]
+        observed = np.asarray(
+            simulate(truth, geometry, EngineConfig(), wavelet=foreign_wavelet(geometry, EngineConfig()))
+        )[0]
     start = gaussian_filter(truth, 4.0, mode="nearest")
-    lines = []
-    for name, make in (("old", RefineConfig.legacy), ("new", lambda n: RefineConfig(iterations=n))):
+    engines = {"autodiff gradient": EngineConfig(gradient="autodiff"), "adjoint gradient": EngineConfig()}
+    config = RefineConfig(iterations=iterations)
+    compile_s, wall, cpu, loads, outcome = {}, {n: [] for n in engines}, {n: [] for n in engines}, [], {}
+    for name, engine in engines.items():
         tick = time.perf_counter()
-        refine(observed, start, geometry, engine, make(2), bounds_mps=BOUNDS_MPS)
-        compile_s = time.perf_counter() - tick
-        load = os.getloadavg()[0]
-        tick, cpu = time.perf_counter(), time.process_time()
-        result = refine(
-            observed,
-            start,
-            geometry,
-            engine,
-            make(iterations),
-            bounds_mps=BOUNDS_MPS,
-            true_velocity_mps=truth,
-        )
+        refine(observed, start, geometry, engine, RefineConfig(iterations=2), bounds_mps=BOUNDS_MPS)
+        compile_s[name] = time.perf_counter() - tick
+        print(f"- {name}: first call (compiles) {compile_s[name]:.1f} s", flush=True)
+    for round_index in range(repeats):
+        names = list(engines)[round_index % 2 :] + list(engines)[: round_index % 2]
+        for name in names:
+            loads.append(os.getloadavg()[0])
+            tick, cpu_tick = time.perf_counter(), time.process_time()
+            result = refine(
+                observed,
+                start,
+                geometry,
+                engines[name],
+                config,
+                bounds_mps=BOUNDS_MPS,
+                true_velocity_mps=truth,
+            )
+            wall[name].append(time.perf_counter() - tick)
+            cpu[name].append(time.process_time() - cpu_tick)
+            loads.append(os.getloadavg()[0])
+            outcome[name] = result
+            print(
+                f"  round {round_index + 1} {name}: {wall[name][-1]:.1f} s wall, {cpu[name][-1]:.1f} s CPU, "
+                f"load {loads[-2]:.1f}-{loads[-1]:.1f}",
+                flush=True,
+            )
+    lines = [
+        f"`python -m benchmarks.refinement --openfwi-window --iterations {iterations} --repeats {repeats}`; "
+        f"1-minute load {min(loads):.1f}-{max(loads):.1f}; medians of {repeats} interleaved rounds.",
+        "",
+        "| engine gradient | gradient evaluations | wall s (median) | wall s (range) | CPU s (median) | "
+        "first call s | velocity MAE m/s | data misfit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in engines:
+        result = outcome[name]
         lines.append(
-            f"- {name}: first call (compiles) {compile_s:.1f} s; {iterations} iterations "
-            f"({result.gradient_evaluations} gradient evaluations) {time.perf_counter() - tick:.1f} s wall, "
-            f"{time.process_time() - cpu:.1f} s CPU, load {load:.1f}; MAE "
-            f"{result.velocity_errors_before['velocity_mae_mps']:.1f} -> "
-            f"{result.velocity_errors_after['velocity_mae_mps']:.1f} m/s; misfit {result.misfit_before:.3f} -> "
-            f"{result.misfit_after:.3f}"
+            f"| {name.split()[0]} | {result.gradient_evaluations} | {statistics.median(wall[name]):.1f} | "
+            f"{min(wall[name]):.1f}-{max(wall[name]):.1f} | {statistics.median(cpu[name]):.1f} | "
+            f"{compile_s[name]:.1f} | {result.velocity_errors_before['velocity_mae_mps']:.1f} -> "
+            f"{result.velocity_errors_after['velocity_mae_mps']:.1f} | {result.misfit_before:.3f} -> "
+            f"{result.misfit_after:.3f} |"
         )
-        print(lines[-1], flush=True)
-    return "\n".join(lines)
+    ratio = statistics.median(wall["autodiff gradient"]) / statistics.median(wall["adjoint gradient"])
+    lines += ["", f"Adjoint-state refinement {ratio:.1f}x faster per window (wall, medians)."]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
 
 
 def main(argv=None) -> int:
@@ -405,6 +439,7 @@ def main(argv=None) -> int:
     parser.add_argument("--start", choices=("smooth", "bundle"), default="smooth")
     parser.add_argument("--smooth-cells", type=float, default=4.0)
     parser.add_argument("--bundle", help="A bundle of the small.yaml geometry (with --start bundle).")
+    parser.add_argument("--repeats", type=int, default=3, help="--openfwi-window: interleaved rounds.")
     parser.add_argument("--line-mode", action="store_true", help="Also refine each line as one model.")
     parser.add_argument("--no-write", action="store_true", help="Print the table only.")
     parser.add_argument(
@@ -414,7 +449,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.openfwi_window:
-        openfwi_window_timing(args.iterations)
+        openfwi_window_timing(args.iterations, args.repeats)
         return 0
     if args.start == "bundle" and not args.bundle:
         parser.error(

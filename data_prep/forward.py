@@ -121,6 +121,9 @@ _CPML_THEORETICAL_REFLECTION = 1e-3
 CHI_X, ZETA_X, PRESSURE, CHI_DEPTH, ZETA_DEPTH = range(5)
 NUM_FIELDS = 5
 
+#: How a gradient with respect to velocity is computed (``EngineConfig.gradient``).
+GRADIENT_METHODS = ("adjoint", "autodiff")
+
 # Budget for the state buffers of one concurrent CPU call (numpy input): three quarters of a 2 MiB L2
 # cache. One OpenFWI model (5 shots) needs 2.6 MB, so each call then holds 2-3 of its shots.
 _CPU_CALL_STATE_BYTES = 3 * 2**19
@@ -164,7 +167,14 @@ class EngineConfig:
             ``~(segments + steps / segments)`` wavefields instead of ``steps``, time ~1 extra forward).
             ``None`` = two nested levels of segments, the memory minimum (6 x 6 for 1000 samples, see
             ``resolved_checkpoint_segments``); K = one level of K segments; 1 = no checkpointing (every step
-            stored). Results do not depend on it.
+            stored). Results do not depend on it. With ``gradient="adjoint"``: K segments of the adjoint
+            path (``None``: ``sqrt(steps / 6)``, its memory minimum; ``adjoint_segments``).
+        gradient: how a gradient with respect to velocity is computed. ``"adjoint"`` (default): the
+            adjoint-state method, a hand-written reverse pass of the whole time loop (the forward storing
+            checkpoints, each segment recomputed, the adjoint wavefield propagated backwards by the
+            transposed steps and correlated with the forward one): about 4 forwards per gradient.
+            ``"autodiff"``: the backend's reverse mode through the time loop (the reference; ~15 forwards on
+            TensorFlow). Both give the same gradient to float32 round-off; traces do not depend on it.
     """
 
     spatial_order: int = 4
@@ -175,6 +185,7 @@ class EngineConfig:
     min_cells_per_wavelength: float | None = None
     max_concurrent_calls: int | None = None
     checkpoint_segments: int | None = None
+    gradient: str = "adjoint"
 
     def __post_init__(self) -> None:
         if self.spatial_order not in SECOND_DERIVATIVE_WEIGHTS or isinstance(self.spatial_order, bool):
@@ -210,6 +221,11 @@ class EngineConfig:
             raise ValueError(
                 "checkpoint_segments must be a positive integer (1 = no checkpointing) or None (automatic). "
                 f"Received: {self.checkpoint_segments!r}"
+            )
+        if self.gradient not in GRADIENT_METHODS:
+            raise ValueError(
+                f"gradient must be one of {', '.join(map(repr, GRADIENT_METHODS))} ('adjoint': the "
+                f"adjoint-state method, fastest; 'autodiff': the backend's reverse mode). Received: {self.gradient!r}"
             )
         if self.min_cells_per_wavelength is not None and not self.min_cells_per_wavelength > 0:
             raise ValueError(
@@ -465,6 +481,7 @@ def simulate(
         # restructures the loop for a gradient that will never be taken).
         checkpoint_segments=config.checkpoint_segments if differentiable_input else 1,
         backend=keras.backend.backend(),
+        gradient=config.gradient if differentiable_input else "autodiff",
     )
 
     def run(models, shots: slice):
@@ -660,6 +677,44 @@ def _pad_edge(velocity, top: int, bottom: int, side: int):
     return ops.concatenate([left, velocity, right], axis=2)
 
 
+def _pad_edge_adjoint(cotangent, top: int, bottom: int, side: int):
+    """The transpose of ``_pad_edge``: each padded cell's cotangent added to the edge cell it copies."""
+
+    def fold(array, before: int, after: int, axis: int):
+        length = int(array.shape[axis]) - before - after
+        inner = ops.take(array, np.arange(before, before + length), axis=axis)
+        shape = [1, 1, 1]
+        shape[axis] = length
+        for count, edge, cells in ((before, 0, np.arange(before)), (after, length - 1, None)):
+            if not count:
+                continue
+            if cells is None:
+                cells = np.arange(before + length, before + length + after)
+            one_hot = np.zeros(length, np.float32)
+            one_hot[edge] = 1.0
+            summed = ops.sum(ops.take(array, cells, axis=axis), axis=axis, keepdims=True)
+            inner = inner + summed * np.reshape(one_hot, shape)
+        return inner
+
+    return fold(fold(cotangent, top, bottom, 1), side, side, 2)
+
+
+def adjoint_segments(requested: int | None, num_pairs: int) -> tuple[int, int]:
+    """(segments, pairs per segment) of the adjoint path's checkpointing for ``num_pairs`` two-step
+    iterations: ``segments * pairs >= num_pairs``, the last segment running past the record if needed.
+
+    Memory: 6 fields per checkpoint and one Laplacian per step of the segment being reversed,
+    ``6 K + 2 N / K`` fields, smallest at ``K = sqrt(N / 3)`` (13 for 1000 samples), the default for
+    ``None``; K = ``requested`` otherwise (1: the whole record's Laplacians at once). Time does not depend
+    on it: every segment is recomputed once."""
+    if num_pairs <= 1:
+        return 1, max(1, num_pairs)
+    if requested is None:
+        requested = max(1, round(math.sqrt(num_pairs / 3.0)))
+    pairs = -(-num_pairs // max(1, min(int(requested), num_pairs)))
+    return -(-num_pairs // pairs), pairs
+
+
 # --- Backend glue: the only code that knows which Keras backend runs -------------------------------------
 
 
@@ -725,6 +780,61 @@ def _xla_compile(function):
 
         return jax.jit(function)
     return function
+
+
+def _xla_compile_with_adjoint(forward, storing, backward):
+    """Like ``_xla_compile``, for a propagator with a hand-written reverse pass: ``forward(velocity,
+    *others)`` gives the traces, ``storing(velocity, *others)`` the traces and the residuals,
+    ``backward(upstream, residuals, velocity, *others)`` the velocity's cotangent. Each is compiled with
+    XLA; the result is differentiable with respect to its first argument (the velocity) only. Backend
+    glue: ``tf.custom_gradient`` or ``jax.custom_vjp``; other backends run ``forward`` uncompiled, without
+    a gradient.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        _quiet_retracing_warnings()
+        compiled_storing = tf.function(storing, jit_compile=True, reduce_retracing=False)
+        compiled_backward = tf.function(backward, jit_compile=True, reduce_retracing=False)
+
+        def differentiable(velocity, *others):
+            # Only the velocity goes through tf.custom_gradient (it would watch the int32 indices too).
+            @tf.custom_gradient
+            def with_gradient(velocity):
+                # stop_gradient: the tape must not record the compiled call itself (see _xla_compile).
+                traces, residuals = compiled_storing(tf.stop_gradient(velocity), *others)
+
+                def gradient(upstream):
+                    return compiled_backward(upstream, residuals, velocity, *others)
+
+                return traces, gradient
+
+            return with_gradient(velocity)
+
+        return differentiable
+    if backend == "jax":
+        import jax
+
+        compiled_forward = jax.jit(forward)
+        compiled_storing = jax.jit(storing)
+        compiled_backward = jax.jit(backward)
+
+        @jax.custom_vjp
+        def differentiable(velocity, *others):
+            return compiled_forward(velocity, *others)
+
+        def differentiable_forward(velocity, *others):
+            traces, residuals = compiled_storing(velocity, *others)
+            return traces, (residuals, velocity, others)
+
+        def differentiable_backward(saved, upstream):
+            residuals, velocity, others = saved
+            return (compiled_backward(upstream, residuals, velocity, *others), *(None for _ in others))
+
+        differentiable.defvjp(differentiable_forward, differentiable_backward)
+        return differentiable
+    return forward
 
 
 class _RetracingFilter(logging.Filter):
@@ -918,8 +1028,14 @@ def _compiled_propagator(
     cpml_frequency_hz: float,
     checkpoint_segments: int | None,
     backend: str,
+    gradient: str = "autodiff",
 ):
     """The XLA-compiled propagator for one static configuration (cached; ``backend`` is part of the key).
+
+    ``gradient``: ``"autodiff"`` differentiates the time loop by the backend's reverse mode (each step's
+    hand-written adjoint inside it, the loop checkpointed by ``checkpoint_segments`` levels);
+    ``"adjoint"`` gives the whole propagator a hand-written reverse pass (the adjoint-state method, see
+    ``propagate_adjoint``).
 
     Performance notes (why the code looks the way it does; measurements in ``docs/forward_modelling.md``):
 
@@ -982,14 +1098,20 @@ def _compiled_propagator(
             )
         return a, b, a_derivative
 
-    def propagate(
+    def kernel(
+        mode,
         velocity,
         source_time_functions,
         source_depth_one_hot,
         source_x_one_hot,
         source_flat_index,
         receiver_flat_index,
+        upstream=None,
+        checkpoints=None,
     ):
+        """``mode`` "forward": the traces; "storing": the traces and the adjoint path's checkpoints;
+        "backward": the velocity's cotangent for the traces' cotangent ``upstream`` (``checkpoints`` from
+        "storing")."""
         batch, depth_cells, x_cells = (int(n) for n in velocity.shape)
         num_shots = int(source_depth_one_hot.shape[0])
         padded_depth, padded_x = int(source_depth_one_hot.shape[1]), int(source_x_one_hot.shape[1])
@@ -1013,6 +1135,11 @@ def _compiled_propagator(
         slab_size = batch * num_shots * haloed_depth * haloed_x
         slab_offsets = np.arange(batch * num_shots, dtype=np.int32)[:, None] * (haloed_depth * haloed_x)
         receiver_index = ops.reshape(PRESSURE * slab_size + slab_offsets + receiver_in_slab[None, :], (-1,))
+        source_in_slab = (
+            (source_flat_index // padded_x + halo) * haloed_x + source_flat_index % padded_x + halo
+        )
+        # Each (model, shot) slab's own source cell, as flat indices into one pressure field.
+        source_index = ops.reshape(slab_offsets[:, 0] + ops.tile(source_in_slab, (batch,)), (-1,))
         state_size = NUM_FIELDS * slab_size
 
         # The grid is cut into regions by the absorbing layers: each row segment is inside a depth layer
@@ -1248,6 +1375,84 @@ def _compiled_propagator(
                 strength_cotangent,
             )
 
+        def transposed_step_factory(courant_squared, cpml, source_index):
+            """The adjoint path's transposed step, ``step_adjoint`` rearranged for speed: the coefficients
+            haloed once per call, every term on the haloed grid (shifts with zero fill instead of a pad per
+            stencil tap), the target's cotangent (``-P``, pressure only) carried to the next transposed step
+            instead of a five-field array, and the source's cotangent gathered at the source cells.
+
+            Returns ``transposed(cotangent, previous_pressure, laplacian, amplitude) -> (cotangent of the
+            step's input state, its pressure part P (the next step's ``previous_pressure``), the
+            contribution to the cotangent of (v dt / dx)^2 (batch, 1, depth, x), and to the source strength
+            (batch, shots))``; ``cotangent`` is that of the step's output plus, in its pressure, ``-P`` of the
+            step after it (``previous_pressure``)."""
+            a_depth, b_depth, da_depth, a_x, b_x, da_x, _ = cpml
+            haloed_courant = ops.pad(courant_squared, ((0, 0), (0, 0), (halo, halo), (halo, halo)))
+            axes = []
+            for axis, coefficients, mask, zeta_field, chi_field in (
+                (0, (a_depth, b_depth, da_depth), depth_mask * interior, ZETA_DEPTH, CHI_DEPTH),
+                (1, (a_x, b_x, da_x), x_mask * interior, ZETA_X, CHI_X),
+            ):
+                shape = (batch, 1, -1, 1) if axis == 0 else (batch, 1, 1, -1)
+                a, b, da = (ops.reshape(ops.pad(c, ((0, 0), (halo, halo))), shape) for c in coefficients)
+                axes.append((axis, a, b, da, mask, zeta_field, chi_field))
+
+            def shifts(array, axis):
+                """``shifted(k)``: ``array`` at index + k along the axis (2 or 3 of the array), zero outside."""
+                widths = [(0, 0)] * 4
+                widths[2 + axis] = (halo, halo)
+                padded = ops.pad(array, widths)
+                length = int(array.shape[2 + axis])
+
+                def shifted(k):
+                    if axis == 0:
+                        return padded[:, :, halo + k : halo + k + length, :]
+                    return padded[:, :, :, halo + k : halo + k + length]
+
+                return shifted
+
+            def transposed(cotangent, previous_pressure, laplacian, amplitude):
+                pressure = cotangent[PRESSURE]
+                if free_surface:
+                    image = pressure[:, :, :halo, :]
+                    folded = pressure[:, :, halo : 2 * halo, :] - ops.flip(image, axis=2)
+                    pressure = ops.slice_update(pressure, (0, 0, halo, 0), folded)
+                pressure = pressure * interior
+                weighted = haloed_courant * pressure
+                new_pressure = 2.0 * pressure - previous_pressure
+                outputs = {}
+                for axis, a, b, da, mask, zeta_field, chi_field in axes:
+                    chi = cotangent[chi_field]
+                    zeta_total = mask * (cotangent[zeta_field] + weighted)
+                    stretched_total = weighted + a * zeta_total
+                    second_weight = (1.0 + a) * stretched_total
+                    first_weight = mask * (da * stretched_total + b * a * chi)
+                    memory_weight = mask * stretched_total
+                    second_shift = shifts(second_weight, axis)
+                    first_shift = shifts(first_weight, axis)
+                    memory_shift = shifts(memory_weight, axis)
+                    new_pressure = new_pressure + second[0] * second_weight
+                    new_chi = mask * b * chi
+                    for k in range(1, halo + 1):
+                        new_pressure = (
+                            new_pressure
+                            + second[k] * (second_shift(k) + second_shift(-k))
+                            - first[k - 1] * (first_shift(k) - first_shift(-k))
+                        )
+                        new_chi = new_chi - first[k - 1] * (memory_shift(k) - memory_shift(-k))
+                    outputs[chi_field] = new_chi
+                    outputs[zeta_field] = mask * b * zeta_total
+                outputs[PRESSURE] = new_pressure
+                new_cotangent = ops.stack([outputs[index] for index in range(NUM_FIELDS)], axis=0)
+                inner = pressure[:, :, halo : halo + padded_depth, halo : halo + padded_x]
+                courant_part = ops.sum(inner * laplacian, axis=1, keepdims=True)
+                at_sources = ops.reshape(
+                    ops.take(ops.reshape(pressure, (-1,)), source_index, axis=0), (batch, num_shots)
+                )
+                return new_cotangent, pressure, courant_part, at_sources * amplitude[None, :]
+
+            return transposed
+
         def forward_with_residuals(state, target, amplitude, courant_squared, source_strength, *cpml):
             new, laplacian = step_forward(
                 state, target, amplitude, courant_squared, source_strength, cpml, True
@@ -1273,7 +1478,11 @@ def _compiled_propagator(
             return ops.take(ops.reshape(state, (state_size,)), receiver_index, axis=0)
 
         num_pairs = num_samples // 2
-        padded_steps = max(2 * num_pairs * substeps, num_steps)
+        # The adjoint path runs equal segments of `segment_pairs` pairs, the last one padded past the record
+        # (the source is zero there and the extra samples are dropped).
+        num_segments, segment_pairs = adjoint_segments(checkpoint_segments, num_pairs)
+        loop_pairs = num_pairs if mode == "forward" else num_segments * segment_pairs
+        padded_steps = max(2 * loop_pairs * substeps, num_steps)
         source_time_functions = ops.pad(source_time_functions, ((0, padded_steps - num_steps), (0, 0)))
         num_traces = batch * num_shots * int(receiver_flat_index.shape[0])
 
@@ -1309,6 +1518,30 @@ def _compiled_propagator(
         # come back to their own loop-carry slots (no copies). The loop runs in checkpointed segments,
         # so a gradient stores the state at segment starts and recomputes each segment's steps.
         state = ops.zeros((NUM_FIELDS, batch, num_shots, haloed_depth, haloed_x), "float32")
+        if mode != "forward":
+            cpml = (a_depth, b_depth, da_depth, a_x, b_x, da_x, source_cells)
+            return propagate_adjoint(
+                mode,
+                state,
+                upstream,
+                checkpoints,
+                velocity=velocity,
+                padded_velocity=padded_velocity,
+                courant_squared=courant_squared,
+                source_strength=source_strength,
+                cpml=cpml,
+                source_time_functions=source_time_functions,
+                step_forward=step_forward,
+                transposed_step_factory=transposed_step_factory,
+                source_index=source_index,
+                run_pairs=run_pairs,
+                receiver_index=receiver_index,
+                num_samples=num_samples,
+                num_traces=num_traces,
+                num_segments=num_segments,
+                segment_pairs=segment_pairs,
+                bottom=bottom,
+            )
         segments = resolved_checkpoint_segments(checkpoint_segments, num_pairs)
         # `cpml` (the last seven) also carries the source cells: JAX's custom_vjp functions may not close
         # over traced values, so every array the step uses is an argument.
@@ -1327,11 +1560,166 @@ def _compiled_propagator(
         _, block = _checkpointed_segments(
             run_pairs, 0, num_pairs, segments, buffers, coefficients, num_traces
         )
+        return traces_from_block(block, num_samples, batch, num_shots)
+
+    def traces_from_block(block, num_samples: int, batch: int, num_shots: int):
+        """``(batch, shots, time, receivers)`` from the ``(samples - 1 or more, traces)`` block of samples
+        1, 2, ... (sample 0 is the state at rest)."""
+        num_traces = int(block.shape[1])
         traces = ops.concatenate([ops.zeros((1, num_traces), "float32"), block], axis=0)
         traces = ops.reshape(traces[:num_samples], (num_samples, batch, num_shots, -1))
         return ops.transpose(traces, (1, 2, 0, 3))
 
-    return _xla_compile(propagate)
+    def propagate_adjoint(
+        mode,
+        state,
+        upstream,
+        checkpoints,
+        *,
+        velocity,
+        padded_velocity,
+        courant_squared,
+        source_strength,
+        cpml,
+        source_time_functions,
+        step_forward,
+        transposed_step_factory,
+        source_index,
+        run_pairs,
+        receiver_index,
+        num_samples: int,
+        num_traces: int,
+        num_segments: int,
+        segment_pairs: int,
+        bottom: int,
+    ):
+        """The adjoint-state method on the engine's own discretisation (``mode`` "storing" or "backward").
+
+        "storing" runs the forward in ``num_segments`` segments of ``segment_pairs`` pairs of steps and
+        keeps each segment's starting wavefields (the state's 5 fields and the previous pressure): returns
+        ``(traces, checkpoints)``. "backward" walks the segments from the last to the first: it recomputes
+        a segment from its checkpoint keeping each step's stretched Laplacian, then runs the transposed steps
+        (``step_adjoint``) backwards through it, injecting the traces' cotangent (the adjoint source, i.e.
+        the residuals) at the receivers after every recorded step, and sums the zero-lag products of the
+        adjoint wavefield with the forward Laplacian (and with the source at the source cells): the
+        gradient with respect to ``(v dt / dx)^2``, then by the chain rule (edge padding folded back) with
+        respect to velocity. Cost: the forward, one recomputation and the adjoint propagation; no trace of
+        the backend's reverse mode (whose loop bookkeeping cost ~12 forwards here). Exact: it is the
+        transpose of the discrete forward, to float32 round-off.
+        """
+        batch, num_shots = int(courant_squared.shape[0]), int(source_strength.shape[1])
+        padded_depth, padded_x = int(courant_squared.shape[2]), int(courant_squared.shape[3])
+        coefficients = (courant_squared, source_strength, *cpml)
+        rows = 2 * segment_pairs
+        if mode == "storing":
+
+            def store(index, carry):
+                state, previous, checkpoints, block = carry
+                checkpoint = ops.concatenate([state, previous[None]], axis=0)[None]
+                checkpoints = ops.slice_update(checkpoints, (index, 0, 0, 0, 0, 0), checkpoint)
+                (state, previous), segment_block = run_pairs(
+                    index * segment_pairs, segment_pairs, (state, previous), coefficients
+                )
+                block = ops.slice_update(block, (index * rows, 0), segment_block)
+                return state, previous, checkpoints, block
+
+            checkpoints = ops.zeros((num_segments, NUM_FIELDS + 1, *state.shape[1:]), "float32")
+            block = ops.zeros((num_segments * rows, num_traces), "float32")
+            _, _, checkpoints, block = _fixed_trip_loop(
+                num_segments, store, (state, state[PRESSURE], checkpoints, block)
+            )
+            return traces_from_block(block, num_samples, batch, num_shots), checkpoints
+
+        # The traces' cotangent as the block's rows: row r is sample r + 1; rows past the record are zero.
+        adjoint_sources = ops.reshape(ops.transpose(upstream, (2, 0, 1, 3)), (num_samples, num_traces))[1:]
+        adjoint_sources = ops.pad(adjoint_sources, ((0, num_segments * rows - (num_samples - 1)), (0, 0)))
+        state_size = int(np.prod(state.shape))
+        field_shape = (batch, num_shots, padded_depth, padded_x)
+        steps_per_segment = rows * substeps
+
+        def recompute(first_pair, checkpoint):
+            """The segment's forward again, keeping every step's stretched Laplacian."""
+
+            def body(index, carry):
+                state, other, laplacians = carry
+                for half in range(2):
+                    sample = 2 * (first_pair + index) + half
+                    for sub in range(substeps):
+                        amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
+                        other, laplacian = step_forward(
+                            state, other, amplitude, courant_squared, source_strength, cpml, True
+                        )
+                        position = (2 * index + half) * substeps + sub
+                        laplacians = ops.slice_update(laplacians, (position, 0, 0, 0, 0), laplacian[None])
+                        state, other = other, state
+                return state, other, laplacians
+
+            state = checkpoint[:NUM_FIELDS]
+            other = ops.slice_update(state, (PRESSURE, 0, 0, 0, 0), checkpoint[NUM_FIELDS][None])
+            laplacians = ops.zeros((steps_per_segment, *field_shape), "float32")
+            return _fixed_trip_loop(segment_pairs, body, (state, other, laplacians))[2]
+
+        def inject(cotangent, values):
+            """Adds the cotangent of ``record`` (a gather of the pressure at the receivers)."""
+            flat = ops.reshape(cotangent, (state_size,))
+            flat = flat + ops.scatter(receiver_index[:, None], values, (state_size,))
+            return ops.reshape(flat, cotangent.shape)
+
+        def reverse(first_pair, laplacians, carry):
+            """The segment's transposed steps, last to first."""
+
+            def body(count, carry):
+                state_cotangent, previous_pressure, courant_cotangent, strength_cotangent = carry
+                index = segment_pairs - 1 - count
+                for half in (1, 0):
+                    sample = 2 * (first_pair + index) + half
+                    state_cotangent = inject(state_cotangent, ops.take(adjoint_sources, sample, axis=0))
+                    for sub in reversed(range(substeps)):
+                        amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
+                        laplacian = ops.take(laplacians, (2 * index + half) * substeps + sub, axis=0)
+                        state_cotangent, previous_pressure, courant_part, strength_part = transposed_step(
+                            state_cotangent, previous_pressure, laplacian, amplitude
+                        )
+                        courant_cotangent = courant_cotangent + courant_part
+                        strength_cotangent = strength_cotangent + strength_part
+                return state_cotangent, previous_pressure, courant_cotangent, strength_cotangent
+
+            return _fixed_trip_loop(segment_pairs, body, carry)
+
+        def segment(count, carry):
+            index = num_segments - 1 - count
+            laplacians = recompute(index * segment_pairs, ops.take(checkpoints, index, axis=0))
+            return reverse(index * segment_pairs, laplacians, carry)
+
+        transposed_step = transposed_step_factory(courant_squared, cpml, source_index)
+        carry = (
+            ops.zeros_like(state),
+            ops.zeros_like(state[PRESSURE]),
+            ops.zeros((batch, 1, padded_depth, padded_x), "float32"),
+            ops.zeros((batch, num_shots), "float32"),
+        )
+        _, _, courant_cotangent, strength_cotangent = _fixed_trip_loop(num_segments, segment, carry)
+        # source_strength = (v dt / dx)^2 dx^2 at each shot's source cell.
+        source_cells = cpml[-1]  # (1, shots, depth, x)
+        courant_cotangent = courant_cotangent[:, 0] + (dx * dx) * ops.sum(
+            strength_cotangent[:, :, None, None] * source_cells, axis=1
+        )
+        padded_cotangent = courant_cotangent * 2.0 * padded_velocity * (dt / dx) ** 2
+        return _pad_edge_adjoint(padded_cotangent, top, bottom, width)
+
+    def propagate(*arguments):
+        return kernel("forward", *arguments)
+
+    if gradient == "autodiff":
+        return _xla_compile(propagate)
+
+    def propagate_storing(*arguments):
+        return kernel("storing", *arguments)
+
+    def propagate_backward(upstream, checkpoints, *arguments):
+        return kernel("backward", *arguments, upstream=upstream, checkpoints=checkpoints)
+
+    return _xla_compile_with_adjoint(propagate, propagate_storing, propagate_backward)
 
 
 __all__ = [

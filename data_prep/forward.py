@@ -168,7 +168,8 @@ class EngineConfig:
             ``None`` = two nested levels of segments, the memory minimum (6 x 6 for 1000 samples, see
             ``resolved_checkpoint_segments``); K = one level of K segments; 1 = no checkpointing (every step
             stored). Results do not depend on it. With ``gradient="adjoint"``: K segments of the adjoint
-            path (``None``: ``sqrt(steps / 6)``, its memory minimum; ``adjoint_segments``).
+            path (``None``: ``sqrt(steps / 6)``, its memory minimum; 1: the forward keeps every step's
+            Laplacian and the reverse pass recomputes nothing, one forward faster; ``adjoint_segments``).
         gradient: how a gradient with respect to velocity is computed. ``"adjoint"`` (default): the
             adjoint-state method, a hand-written reverse pass of the whole time loop (the forward storing
             checkpoints, each segment recomputed, the adjoint wavefield propagated backwards by the
@@ -267,6 +268,16 @@ def resolved_checkpoint_segments(requested: int | None, num_pairs: int) -> tuple
     if per_level <= 1:  # too short for two levels
         return (max(1, round(math.sqrt(num_pairs / 3.0))),)
     return (per_level, per_level)
+
+
+def stored_gradient_bytes(geometry: AcquisitionGeometry, config: EngineConfig, num_shots: int) -> int:
+    """Bytes the adjoint-state gradient of one model keeps with ``checkpoint_segments=1``: one stretched
+    Laplacian (float32, the padded grid) per time step and shot."""
+    _, substeps = _time_stepping(geometry, config)
+    width = config.absorbing_width_cells
+    depth_cells, x_cells = geometry.grid_shape
+    cells = ((0 if config.free_surface else width) + depth_cells + width) * (x_cells + 2 * width)
+    return 4 * cells * int(num_shots) * geometry.num_samples * substeps
 
 
 def engine_settings(
@@ -705,8 +716,8 @@ def adjoint_segments(requested: int | None, num_pairs: int) -> tuple[int, int]:
 
     Memory: 6 fields per checkpoint and one Laplacian per step of the segment being reversed,
     ``6 K + 2 N / K`` fields, smallest at ``K = sqrt(N / 3)`` (13 for 1000 samples), the default for
-    ``None``; K = ``requested`` otherwise (1: the whole record's Laplacians at once). Time does not depend
-    on it: every segment is recomputed once."""
+    ``None``; K = ``requested`` otherwise. K > 1 recomputes every segment once (about one forward); K = 1
+    keeps every step's Laplacian from the forward itself and recomputes nothing (fastest: ~2 N fields)."""
     if num_pairs <= 1:
         return 1, max(1, num_pairs)
     if requested is None:
@@ -1535,6 +1546,7 @@ def _compiled_propagator(
                 transposed_step_factory=transposed_step_factory,
                 source_index=source_index,
                 run_pairs=run_pairs,
+                record=record,
                 receiver_index=receiver_index,
                 num_samples=num_samples,
                 num_traces=num_traces,
@@ -1586,6 +1598,7 @@ def _compiled_propagator(
         transposed_step_factory,
         source_index,
         run_pairs,
+        record,
         receiver_index,
         num_samples: int,
         num_traces: int,
@@ -1611,7 +1624,39 @@ def _compiled_propagator(
         padded_depth, padded_x = int(courant_squared.shape[2]), int(courant_squared.shape[3])
         coefficients = (courant_squared, source_strength, *cpml)
         rows = 2 * segment_pairs
+        field_shape = (batch, num_shots, padded_depth, padded_x)
+        steps_per_segment = rows * substeps
+
+        def run_keeping(first_pair, state, other, keep_traces: bool):
+            """``segment_pairs`` pairs from ``first_pair`` on, keeping every step's stretched Laplacian (and,
+            with ``keep_traces``, the recorded block): ``(laplacians, block or None)``."""
+
+            def body(index, carry):
+                state, other, laplacians, block = carry
+                for half in range(2):
+                    sample = 2 * (first_pair + index) + half
+                    for sub in range(substeps):
+                        amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
+                        other, laplacian = step_forward(
+                            state, other, amplitude, courant_squared, source_strength, cpml, True
+                        )
+                        position = (2 * index + half) * substeps + sub
+                        laplacians = ops.slice_update(laplacians, (position, 0, 0, 0, 0), laplacian[None])
+                        state, other = other, state
+                    if keep_traces:
+                        block = ops.slice_update(block, (2 * index + half, 0), record(state)[None])
+                return state, other, laplacians, block
+
+            laplacians = ops.zeros((steps_per_segment, *field_shape), "float32")
+            block = ops.zeros((rows if keep_traces else 1, num_traces), "float32")
+            _, _, laplacians, block = _fixed_trip_loop(segment_pairs, body, (state, other, laplacians, block))
+            return laplacians, (block if keep_traces else None)
+
         if mode == "storing":
+            if num_segments == 1:
+                # One segment: the forward itself keeps every Laplacian, the reverse pass recomputes nothing.
+                laplacians, block = run_keeping(0, state, state, True)
+                return traces_from_block(block, num_samples, batch, num_shots), laplacians
 
             def store(index, carry):
                 state, previous, checkpoints, block = carry
@@ -1634,30 +1679,12 @@ def _compiled_propagator(
         adjoint_sources = ops.reshape(ops.transpose(upstream, (2, 0, 1, 3)), (num_samples, num_traces))[1:]
         adjoint_sources = ops.pad(adjoint_sources, ((0, num_segments * rows - (num_samples - 1)), (0, 0)))
         state_size = int(np.prod(state.shape))
-        field_shape = (batch, num_shots, padded_depth, padded_x)
-        steps_per_segment = rows * substeps
 
         def recompute(first_pair, checkpoint):
-            """The segment's forward again, keeping every step's stretched Laplacian."""
-
-            def body(index, carry):
-                state, other, laplacians = carry
-                for half in range(2):
-                    sample = 2 * (first_pair + index) + half
-                    for sub in range(substeps):
-                        amplitude = ops.take(source_time_functions, sample * substeps + sub, axis=0)
-                        other, laplacian = step_forward(
-                            state, other, amplitude, courant_squared, source_strength, cpml, True
-                        )
-                        position = (2 * index + half) * substeps + sub
-                        laplacians = ops.slice_update(laplacians, (position, 0, 0, 0, 0), laplacian[None])
-                        state, other = other, state
-                return state, other, laplacians
-
+            """The segment's forward again from its checkpoint, keeping every step's stretched Laplacian."""
             state = checkpoint[:NUM_FIELDS]
             other = ops.slice_update(state, (PRESSURE, 0, 0, 0, 0), checkpoint[NUM_FIELDS][None])
-            laplacians = ops.zeros((steps_per_segment, *field_shape), "float32")
-            return _fixed_trip_loop(segment_pairs, body, (state, other, laplacians))[2]
+            return run_keeping(first_pair, state, other, False)[0]
 
         def inject(cotangent, values):
             """Adds the cotangent of ``record`` (a gather of the pressure at the receivers)."""
@@ -1698,7 +1725,10 @@ def _compiled_propagator(
             ops.zeros((batch, 1, padded_depth, padded_x), "float32"),
             ops.zeros((batch, num_shots), "float32"),
         )
-        _, _, courant_cotangent, strength_cotangent = _fixed_trip_loop(num_segments, segment, carry)
+        if num_segments == 1:  # `checkpoints` holds every step's Laplacian
+            _, _, courant_cotangent, strength_cotangent = reverse(0, checkpoints, carry)
+        else:
+            _, _, courant_cotangent, strength_cotangent = _fixed_trip_loop(num_segments, segment, carry)
         # source_strength = (v dt / dx)^2 dx^2 at each shot's source cell.
         source_cells = cpml[-1]  # (1, shots, depth, x)
         courant_cotangent = courant_cotangent[:, 0] + (dx * dx) * ops.sum(
@@ -1734,4 +1764,5 @@ __all__ = [
     "engine_settings",
     "ricker",
     "simulate",
+    "stored_gradient_bytes",
 ]

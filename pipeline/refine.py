@@ -57,8 +57,10 @@ checkpointed.
 Speed: the engine is compiled once per shape. All stages use the same compiled functions (the low-pass is
 applied to the engine's output in NumPy, outside them); shots are split into equal groups (the last one
 padded with a repeated shot) that run on concurrent threads, one per CPU core, so a window uses both cores of
-a 2-core machine with a single compilation; the gradient uses one level of checkpointing
-(``checkpoint_segments``), which costs one forward fewer than the engine's default two levels.
+a 2-core machine with a single compilation. The engine's gradient is the adjoint-state method
+(``EngineConfig.gradient``: the adjoint wavefield propagated backwards by the transposed steps, ~4 forwards
+per gradient instead of ~15 for the backend's reverse mode); where memory allows the forward keeps every
+step's Laplacian (``refinement_engine``), else one level of checkpointing (``checkpoint_segments``).
 """
 
 from __future__ import annotations
@@ -144,8 +146,9 @@ class RefineConfig:
         wavelet_damping: stabilisation of the wavelet estimates (relative to the zero-lag/peak power).
         shots_per_call: shots per engine call (memory of one gradient ~ this many shots); None: the shots
             split evenly over the CPU cores.
-        checkpoint_segments: the engine's checkpointing for the gradient; None: one level of
-            ``sqrt(samples / 2)`` segments (fastest measured); see ``data_prep.forward.EngineConfig``.
+        checkpoint_segments: the engine's checkpointing for the gradient; None: 1 (every step's Laplacian
+            kept, nothing recomputed) when that fits ``STORED_GRADIENT_BYTES`` per engine call, else one
+            level of ``sqrt(samples / 2)`` segments; see ``data_prep.forward.EngineConfig``.
     """
 
     iterations: int = 0
@@ -392,18 +395,34 @@ def band_limit(gathers: np.ndarray, response: np.ndarray | None) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def refinement_engine(engine: Any, num_samples: int, config: RefineConfig | None = None) -> Any:
-    """The engine settings the refinement runs with: the training data's, with one level of checkpointing.
+#: The most memory one engine call of a refinement may keep for its gradient before it checkpoints: below
+#: it, the forward keeps every step's Laplacian and the adjoint pass recomputes nothing (one forward fewer).
+STORED_GRADIENT_BYTES = 256 * 2**20
 
-    Results do not depend on checkpointing; the engine's default (two nested levels, the memory minimum)
-    recomputes the forward once more than one level of ``sqrt(samples / 2)`` segments, which measured 1.2 s
-    instead of 1.6 s per gradient of an OpenFWI window (70 x 70 cells, 5 shots, 1000 samples, one core).
+
+def refinement_engine(
+    engine: Any,
+    num_samples: int,
+    config: RefineConfig | None = None,
+    geometry: AcquisitionGeometry | None = None,
+) -> Any:
+    """The engine settings the refinement runs with: the training data's, with the gradient's checkpointing.
+
+    The engine's gradient is the adjoint-state method (``EngineConfig.gradient``). Given the ``geometry``,
+    when one engine call's Laplacians (every time step, ``shot_groups``' shots per call) fit
+    ``STORED_GRADIENT_BYTES`` the forward keeps them all (``checkpoint_segments=1``): 115 MB and ~4 instead
+    of ~5 forwards per gradient of an OpenFWI window's 3-shot call. Otherwise (or without ``geometry``) one
+    level of ``sqrt(samples / 2)`` segments, each recomputed once. Results do not depend on it.
     """
-    if engine is None:
-        from data_prep.forward import EngineConfig
+    from data_prep.forward import EngineConfig, stored_gradient_bytes
 
+    if engine is None:
         engine = EngineConfig()
     segments = config.checkpoint_segments if config is not None else None
+    if segments is None and geometry is not None:
+        shots = int(shot_groups(geometry.num_sources, config.shots_per_call if config else None)[0].size)
+        if stored_gradient_bytes(geometry, engine, shots) <= STORED_GRADIENT_BYTES:
+            segments = 1
     if segments is None:
         segments = max(1, round(math.sqrt(max(1, num_samples // 2))))
     if getattr(engine, "checkpoint_segments", None) == segments:
@@ -967,7 +986,7 @@ def refine(
             "refine.bounds_mps."
         )
     bounds = (float(bounds[0]), float(bounds[1]))
-    engine = refinement_engine(engine, geometry.num_samples, config)
+    engine = refinement_engine(engine, geometry.num_samples, config, geometry)
     method = source_correction if config.source_correction == "qc" else config.source_correction
     truth = None if true_velocity_mps is None else np.asarray(true_velocity_mps, np.float64)
 

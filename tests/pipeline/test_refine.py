@@ -727,3 +727,22 @@ def test_infer_refuses_line_mode_and_says_what_to_do(tmp_path, short_line):
         UserError, match=r"refine_line.*Received: refine.mode='line'; use --set refine.mode=window"
     ):
         infer([short_line["sgy"]], oracle, tmp_path / "run", config, progress=False)
+
+
+def test_refinement_engine_keeps_every_laplacian_when_a_call_fits_the_memory_budget():
+    """The engine's gradient is the adjoint-state method; a window whose Laplacians (every step, one call's
+    shots) fit ``STORED_GRADIENT_BYTES`` is differentiated without recomputation, a larger one (a long line)
+    falls back to one level of sqrt(samples / 2) checkpoint segments."""
+    from data_prep.forward import stored_gradient_bytes
+    from pipeline.refine import STORED_GRADIENT_BYTES, RefineConfig, refinement_engine
+
+    config = RefineConfig(iterations=1)
+    engine = refinement_engine(ENGINE, GEOMETRY.num_samples, config, GEOMETRY)
+    assert engine.gradient == "adjoint" and engine.checkpoint_segments == 1
+    line = GEOMETRY.replace(grid_shape=(200, 3000), num_samples=2000)
+    assert stored_gradient_bytes(line, ENGINE, 2) > STORED_GRADIENT_BYTES
+    assert refinement_engine(ENGINE, line.num_samples, config, line).checkpoint_segments == 32
+    explicit = refinement_engine(
+        ENGINE, GEOMETRY.num_samples, RefineConfig(iterations=1, checkpoint_segments=4)
+    )
+    assert explicit.checkpoint_segments == 4

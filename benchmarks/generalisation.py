@@ -38,6 +38,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -340,6 +341,28 @@ def _dataset(args, work_dir: Path) -> Path:
     return ensure_default_dataset(config.data.default, echo=lambda text: print(text, flush=True))
 
 
+def trained_summary(*args, **kwargs) -> SimpleNamespace:
+    """``train_row``, reduced to what a row records (bundle folder, epochs, wall time): picklable."""
+    result = train_row(*args, **kwargs)
+    return SimpleNamespace(
+        bundle_dir=Path(result.bundle_dir), history=list(result.history), wall_time_s=result.wall_time_s
+    )
+
+
+def run_isolated(function, *args, **kwargs):
+    """Runs ``function`` in a fresh spawned process and returns its (picklable) result.
+
+    One process per training run: a process that trained the rows one after another grew to 15.5 GB and was
+    killed by the kernel's OOM killer on the 24 GB machine (each run's in-memory data cache and graphs were
+    not all given back, ``keras.backend.clear_session`` notwithstanding); a spawned process gives back
+    everything when it ends.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args, kwargs)
+
+
 def _load() -> str:
     return "{:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
 
@@ -364,7 +387,9 @@ class Runs:
         return (name, group, seed, budget.label) not in self.done
 
     def train(self, families, budget: Budget, seed: int, **options):
-        return train_row(self.dataset_path, self.work_dir, families, budget, seed, **options)
+        return run_isolated(
+            trained_summary, self.dataset_path, self.work_dir, families, budget, seed, **options
+        )
 
     def record(self, name, group, seed, budget: Budget, result, families_trained, extra=None) -> dict:
         """Scores ``result``'s model on the held-out group and appends the row."""
@@ -376,7 +401,6 @@ class Runs:
         bundle = load_bundle(result.bundle_dir)
         scores = score_model(bundle.model, bundle.stats, self.dataset_path, HELD_OUT_GROUPS[group], baseline)
         del bundle
-        result.model = None
         _release_memory()
         row = {
             "row": name, "held_out": group, "seed": seed, "budget": budget.label, **scores,

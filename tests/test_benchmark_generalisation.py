@@ -40,6 +40,10 @@ def fake_training(tmp_path, monkeypatch):
         return SimpleNamespace(model="tuned" if tuned else None, stats=None)
 
     monkeypatch.setattr(generalisation, "train_row", train_row)
+    # In-process: the fakes live in this process (the benchmark spawns one process per training run).
+    monkeypatch.setattr(
+        generalisation, "run_isolated", lambda function, *args, **kwargs: function(*args, **kwargs)
+    )
     monkeypatch.setattr(generalisation, "score_model", score_model)
     monkeypatch.setattr(generalisation, "_release_memory", lambda: None)
     monkeypatch.setattr("pipeline.bundle.load_bundle", load_bundle)

@@ -20,7 +20,6 @@ data's units, normalises it with the bundled statistics and returns velocity in 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
@@ -299,21 +298,7 @@ def load_bundle(uri_or_path: str | Path, compile: bool = False) -> ModelBundle: 
 
 def geometry_from_json(values: Mapping[str, Any]) -> DatasetGeometry:
     """Inverse of ``DatasetGeometry.to_json`` (unknown keys are ignored, so newer bundles still load)."""
-    if hasattr(DatasetGeometry, "from_json"):
-        return DatasetGeometry.from_json(dict(values))
-    names = {f.name for f in dataclasses.fields(DatasetGeometry)}
-    arguments: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in names:
-            continue
-        if key.endswith("_positions_m"):
-            value = np.asarray(value, dtype=np.float64).reshape(-1, 2)
-        elif key == "grid_shape":
-            value = tuple(int(n) for n in value)
-        elif key == "grid_spacing_m" and value is None:
-            value = float("nan")
-        arguments[key] = value
-    return DatasetGeometry(**arguments)
+    return DatasetGeometry.from_json(dict(values))
 
 
 def model_family(model: Any) -> str:

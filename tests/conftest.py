@@ -6,6 +6,7 @@ subprocess with ``KERAS_BACKEND=jax`` (see ``run_with_backend``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -63,3 +64,20 @@ def trained_flatvel(tmp_path_factory):
     return train_small_flatvel(
         tmp_path_factory.mktemp("trained_flatvel"), os.environ.get(BREAK_VARIABLE) or None
     )
+
+
+@contextlib.contextmanager
+def local_dask_client():
+    """A ``distributed.Client`` on 2 worker processes of 1 thread each, spawned (the test process has
+    started TensorFlow, which a forked worker would inherit half-initialised)."""
+    import dask
+    import distributed
+
+    with (
+        dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client

@@ -31,6 +31,8 @@ from tests.data_prep.segy_fixtures import (
 
 distributed = pytest.importorskip("distributed")
 
+from tests.conftest import local_dask_client  # noqa: E402
+
 SMALL = CONFIG_DIR / "data" / "small.yaml"
 QUIET = IngestConfig(progress=False)
 
@@ -48,16 +50,8 @@ def _assert_same_files(expected: Path, received: Path) -> None:
 
 @pytest.fixture(scope="module")
 def client():
-    """2 worker processes of 1 thread each (spawned: the test process has started TensorFlow)."""
-    import dask
-
-    with (
-        dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}),
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    """2 worker processes of 1 thread each (``tests.conftest.local_dask_client``)."""
+    with local_dask_client() as client:
         yield client
 
 

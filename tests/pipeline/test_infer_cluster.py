@@ -27,6 +27,8 @@ from tests.pipeline import line_fixtures as F
 
 distributed = pytest.importorskip("distributed")
 
+from tests.conftest import local_dask_client  # noqa: E402
+
 #: The cluster's section must equal the in-process one exactly. Measured on this 2-core machine: 0 difference
 #: (velocity, edges, QC misfit, calibration): each task runs the in-process batch (same windows, same code) and
 #: the engine's cut of a batch into concurrent calls is the client's (``pinned_engine``), so the same floats come
@@ -57,16 +59,8 @@ def bundle_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    """2 worker processes of 1 thread each (spawned: the test process has started TensorFlow)."""
-    import dask
-
-    with (
-        dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}),
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    """2 worker processes of 1 thread each (``tests.conftest.local_dask_client``)."""
+    with local_dask_client() as client:
         yield client
 
 

@@ -57,6 +57,18 @@ def _noop(item: int) -> int:
     return item
 
 
+def compute_seconds(stream, key_prefix: str) -> list[float]:
+    """Seconds each task whose key starts with ``key_prefix`` spent computing on a worker
+    (``distributed.get_task_stream`` records)."""
+    return [
+        part["stop"] - part["start"]
+        for task in stream.data
+        if str(task.get("key", "")).startswith(key_prefix)
+        for part in task.get("startstops", ())
+        if part.get("action") == "compute"
+    ]
+
+
 def scheduler_overhead_s(client, tasks: int = 200) -> float:
     """Wall seconds per task of ``tasks`` no-op tasks through ``ordered_results`` (window 2 per thread)."""
     list(ordered_results(client, _noop, range(20), name="warm"))
@@ -133,13 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 begin = time.perf_counter()
                 synthesize(config, root / "stream", progress=False, client=client)
                 stream_wall_s = time.perf_counter() - begin
-            computes = [
-                part["stop"] - part["start"]
-                for task in stream.data
-                if str(task.get("key", "")).startswith("synthesize-chunk")
-                for part in task.get("startstops", ())
-                if part.get("action") == "compute"
-            ]
+            computes = compute_seconds(stream, "synthesize-chunk")
             task_s = statistics.median(computes)
             busy_s = sum(computes)
             scheduler_s = scheduler_overhead_s(client)
@@ -277,13 +283,7 @@ def inference_main(args: argparse.Namespace) -> int:
                     )
                 with distributed.get_task_stream(client) as stream:
                     _, recorded = run("cluster", args.repeats)
-                computes = [
-                    part["stop"] - part["start"]
-                    for task in stream.data
-                    if str(task.get("key", "")).startswith("infer-windows")
-                    for part in task.get("startstops", ())
-                    if part.get("action") == "compute"
-                ]
+                computes = compute_seconds(stream, "infer-windows")
                 task_s = statistics.median(computes)
                 scheduler_s = scheduler_overhead_s(client)
     finally:

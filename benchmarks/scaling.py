@@ -19,8 +19,8 @@ time per chunk (receiving and writing it: the single writer), and the scheduler'
 ``--inference`` measures ``pipeline.infer`` instead (section "scaling-inference"): a line of ``--windows``
 OpenFWI-size windows (the survey and untrained default U-Net of ``benchmarks/inference.py``; physics QC on,
 which re-simulates every window), in batches of ``--batch-size`` windows, in-process (``infer(...)``) and on
-the cluster (``infer(..., client=client)``), interleaved, median of ``--repeats`` after a warm-up on a
-two-window line. The model is loaded on the workers once for the whole benchmark (its load time is reported
+the cluster (``infer(..., client=client)``), interleaved, median of ``--repeats`` after a warm-up on the
+same line. The model is loaded on the workers once for the whole benchmark (its load time is reported
 apart, as the cluster's start-up is: both are paid once per command); each run includes its line's set-up
 (geometry check, input correction), prediction, QC, stitching and ``section.h5``. The projection:
 ``windows/s(N) = batch_size / max(task_s / N, client_s, scheduler_s)``.
@@ -239,9 +239,8 @@ def inference_main(args: argparse.Namespace) -> int:
         base, window = simulate_base_shots()
         bundle_path = make_bundle(root / "bundle", base, window)
         bundle = load_bundle(bundle_path)
-        survey, warm = root / "line.sgy", root / "warm.sgy"
+        survey = root / "line.sgy"
         line = write_line(survey, args.windows, base, window)
-        write_line(warm, 2, base, window)
         started = time.perf_counter()
         with (
             dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}),
@@ -256,11 +255,11 @@ def inference_main(args: argparse.Namespace) -> int:
             with bundle_on_workers(client, bundle, str(bundle_path)):
                 load_s = time.perf_counter() - started
 
-                def run(kind: str, index: int, path: Path = survey) -> tuple[float, object]:
+                def run(kind: str, index: int) -> tuple[float, object]:
                     out = root / f"{kind}-{index}"
                     begin = time.perf_counter()
                     result = infer(
-                        [path],
+                        [survey],
                         bundle,
                         out,
                         config,
@@ -272,8 +271,10 @@ def inference_main(args: argparse.Namespace) -> int:
                     shutil.rmtree(out)
                     return seconds, result
 
-                run("local", -1, warm)  # warm-up: TensorFlow, XLA compilation
-                run("cluster", -1, warm)  # warm-up: the workers' compilation
+                # Warm-ups on the whole line: a shorter one would compile on only some of the workers, and the
+                # first timed cluster run would pay the others' compilation (it did: 9.0 s against 2.9 s).
+                run("local", -1)  # warm-up: TensorFlow, XLA compilation
+                run("cluster", -1)  # warm-up: every worker's compilation
                 for index in range(args.repeats):
                     in_process.append(run("local", index)[0])
                     on_cluster.append(run("cluster", index)[0])

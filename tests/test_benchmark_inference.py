@@ -1,0 +1,43 @@
+"""benchmarks/inference.py --foreign --refine: the refinement verdict is read from the rows as issue 22 states it
+(>= 10 % lower section MAE on average, no line more than 5 % worse). Fabricated rows only (no timing in tests)."""
+
+from __future__ import annotations
+
+from benchmarks.inference import refinement_verdict
+
+START, REFINED = "network + input correction", "network + input correction + refine 20"
+
+
+def _rows(pairs):
+    rows = []
+    for index, (before, after) in enumerate(pairs):
+        line = f"line {index}"
+        rows.append({"line": line, "run": START, "mae_mps": before})
+        rows.append(
+            {
+                "line": line,
+                "run": REFINED,
+                "mae_mps": after,
+                "refine_s_per_window": 8.0 + index,
+                "refine_misfit_before": 0.4,
+                "refine_misfit_after": 0.2,
+            }
+        )
+    return rows
+
+
+def test_the_bar_is_met_when_every_line_improves_enough():
+    text = refinement_verdict(_rows([(300.0, 240.0), (200.0, 180.0)]), [START, REFINED])
+    # -20 % and -10 %: -15 % on average.
+    assert "-15.0 % on average over 2 line(s)" in text and "worse: none" in text
+    assert "**met**" in text and "8.5 s per window" in text and "0.400 -> 0.200" in text
+
+
+def test_one_line_more_than_five_percent_worse_fails_the_bar_even_with_a_good_average():
+    text = refinement_verdict(_rows([(300.0, 150.0), (200.0, 220.0)]), [START, REFINED])
+    # -50 % and +10 %: -20 % on average, but line 1 is 10 % worse.
+    assert "-20.0 % on average" in text and "line 1 (+10.0 %)" in text and "**not met**" in text
+
+
+def test_without_a_refined_run_there_is_no_verdict():
+    assert refinement_verdict(_rows([(300.0, 240.0)]), [START]) == ""

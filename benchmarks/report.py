@@ -41,6 +41,20 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, Keras backend {backend}"
 
 
+def load_sentence(before: float, after: float, cores: int | None = None) -> str:
+    """How loaded the machine was around a timed benchmark, from the 1-minute load averages before it started and
+    after it ended (the second includes the benchmark's own processes, up to one per core): "quiet" only when
+    nothing else ran before it and not more than its own cores' worth of work at the end."""
+    cores = cores or os.cpu_count() or 1
+    measured = f"load average {before:.1f} before, {after:.1f} after (1 min, {cores} cores)"
+    if before <= 0.5 * cores and after <= cores + 1:
+        return f"Quiet machine: {measured}."
+    return (
+        f"**Provisional**: {measured}: other jobs shared the cores, so the timed paths ran on fewer free "
+        "cores than the machine has and the ratio, not the absolute speed, is the figure to read."
+    )
+
+
 def time_repeats(function: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
     """Wall-clock seconds of ``repeats`` calls of ``function`` after ``warmup`` untimed calls."""
     for _ in range(warmup):

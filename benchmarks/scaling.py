@@ -47,7 +47,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.report import machine_description, markdown_table, median, update_section  # noqa: E402
+from benchmarks.report import load_sentence, machine_description, markdown_table, median, update_section  # noqa: E402
 from core.config import CONFIG_DIR, load_config  # noqa: E402
 from core.distributed import ordered_results  # noqa: E402
 from data_prep.synthesize import SynthesizeConfig, synthesize  # noqa: E402
@@ -193,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     markdown = f"""## Scaling out: synthesis on Dask (`benchmarks/scaling.py`)
 
-{machine_description()}. **Provisional**: run niced (`nice -n 19`) while another benchmark had the
-machine; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (1 min, 2 cores), so both paths
-ran on less than two free cores and the ratio, not the absolute speed, is the figure to read.
+`python benchmarks/scaling.py --models {args.models} --chunk-size {args.chunk_size} --repeats {args.repeats}{" --small" if args.small else ""}` —
+{machine_description()}. {load_sentence(load_before[0], load_after[0])}
 
 {args.models} models ({config.family}, {survey}), chunks of {args.chunk_size} models (one engine call each);
 the in-process run and the cluster run interleaved, median of {args.repeats} after a warm-up each. The
@@ -321,10 +320,8 @@ def inference_main(args: argparse.Namespace) -> int:
     )
     markdown = f"""## Scaling out: survey inference on Dask (`benchmarks/scaling.py --inference`)
 
-`nice -n 19 python benchmarks/scaling.py --inference --windows {args.windows} --batch-size {args.batch_size} --repeats {args.repeats}` —
-{machine_description()}. **Provisional**: run niced beside other engineers' training runs; load average
-{load_before[0]:.1f} before, {load_after[0]:.1f} after (1 min, 2 cores), so both paths ran on less than two
-free cores and the ratio, not the absolute speed, is the figure to read.
+`python benchmarks/scaling.py --inference --windows {args.windows} --batch-size {args.batch_size} --repeats {args.repeats}` —
+{machine_description()}. {load_sentence(load_before[0], load_after[0])}
 
 A line of {args.windows} OpenFWI-size windows ({line["shots"]} shots, {line["traces"]} traces,
 {line["segy_mb"]:.0f} MB of SEG-Y; `benchmarks/inference.py`'s survey and untrained default U-Net), physics QC

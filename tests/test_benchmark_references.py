@@ -107,3 +107,13 @@ def test_forward_modelling_never_writes_met_from_the_issue_measurement(monkeypat
         )
         == 2
     )
+
+
+def test_a_page_calls_a_run_quiet_only_when_nothing_else_ran():
+    from benchmarks.report import load_sentence
+
+    assert load_sentence(0.3, 2.4, cores=2).startswith("Quiet machine: load average 0.3 before, 2.4 after")
+    loaded = load_sentence(8.8, 7.5, cores=2)
+    assert loaded.startswith("**Provisional**") and "8.8 before, 7.5 after (1 min, 2 cores)" in loaded
+    # The benchmark's own workers may load every core at the end, but not more.
+    assert load_sentence(0.2, 4.5, cores=2).startswith("**Provisional**")

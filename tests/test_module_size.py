@@ -32,7 +32,7 @@ NOT_YET_SPLIT = {
     "data_prep/forward.py:_compiled_propagator": 722,
     "data_prep/forward.py:kernel": 464,
     "data_prep/forward.py:propagate_adjoint": 154,
-    "pipeline/refine.py:refine": 181,
+    "pipeline/refine/inversion.py:refine": 181,
     "benchmarks/forward_modelling.py:main": 228,
 }
 FUNCTION_MARK = "# long-function:"

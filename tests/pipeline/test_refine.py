@@ -55,7 +55,8 @@ def layered_model() -> np.ndarray:
 
 
 class LinearEngine:
-    """A stand-in engine: gathers = ``operator @ velocity`` (``install`` patches it into pipeline.refine).
+    """A stand-in engine: gathers = ``operator @ velocity`` (``install`` patches it into the objective,
+    ``pipeline.refine.objective``, which calls the engine).
 
     ``nan_from``: the gradient is NaN from that gradient evaluation on (1-based).
     """
@@ -81,10 +82,10 @@ class LinearEngine:
         return self.forward(velocity), pullback
 
     def install(self, monkeypatch) -> LinearEngine:
-        import pipeline.refine as refine_module
+        import pipeline.refine.objective as objective_module
 
-        monkeypatch.setattr(refine_module, "simulate_with_pullback", self.with_pullback)
-        monkeypatch.setattr(refine_module, "simulate_once", self.forward)
+        monkeypatch.setattr(objective_module, "simulate_with_pullback", self.with_pullback)
+        monkeypatch.setattr(objective_module, "simulate_once", self.forward)
         return self
 
 

@@ -1,0 +1,215 @@
+"""The pure function: full-waveform inversion of one window (or line) from the network's model (``refine``).
+
+Part of ``pipeline.refine``. ``refine`` checks its inputs, moves the start into the bounds, builds the
+objective (``pipeline.refine.objective``), runs the frequency schedule stage by stage with the chosen
+optimiser (``pipeline.refine.optimizers``) and the stage's structure-keeping smoothing
+(``pipeline.refine.structure``), and returns the best iterate by full-band data misfit, with a warning
+when the run should be looked at.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from data_prep.geometry import AcquisitionGeometry
+from pipeline.qc import velocity_errors
+from pipeline.refine.config import RefineConfig, RefineResult
+from pipeline.refine.engine import refinement_engine
+from pipeline.refine.objective import _BudgetExhausted, _GradientNotFinite, _Objective
+from pipeline.refine.optimizers import _adam, _lbfgs
+from pipeline.refine.structure import _update_filter, stage_smoothing_cells, structure_edges
+
+logger = logging.getLogger(__name__)
+
+
+def refine(
+    observed: np.ndarray,
+    initial_velocity_mps: np.ndarray,
+    geometry: AcquisitionGeometry,
+    engine: Any = None,
+    config: RefineConfig = RefineConfig(iterations=10),
+    *,
+    wavelet: np.ndarray | None = None,
+    bounds_mps: tuple[float, float] | None = None,
+    true_velocity_mps: np.ndarray | None = None,
+    source_correction: str = "scale",
+    edges: np.ndarray | None = None,
+    trace_mask: np.ndarray | None = None,
+) -> RefineResult:
+    """Full-waveform inversion of one window (or line) from a starting model (see the module docstring).
+
+    Args:
+        observed: ``(shots, time, receivers)`` gathers on ``geometry`` (survey units; the source correction
+            absorbs the amplitude and, with ``"estimate"``/``"wavelet"``, the wavelet, delay and polarity).
+        initial_velocity_mps: ``(depth, x)`` starting model in m/s (the network's prediction), moved into
+            the bounds first.
+        geometry: the window's acquisition (``data_prep.geometry.AcquisitionGeometry``).
+        engine: ``data_prep.forward.EngineConfig`` (None: the engine's defaults), e.g. from
+            ``pipeline.qc.engine_setup(layout, bundle.engine_settings).config``.
+        config: iterations, schedule, regularisation, source correction.
+        wavelet: the engine's source wavelet (None: its default Ricker).
+        bounds_mps: ``(min, max)`` m/s; ``config.bounds_mps`` wins when set. One of them is required.
+        true_velocity_mps: ``(depth, x)`` the true model of a synthetic survey: velocity errors before and after.
+        source_correction: the QC's ``"scale"``, ``"wavelet"`` or ``"none"``, used when
+            ``config.source_correction`` is ``"qc"``.
+        edges: ``(depth, x)`` edge map in [0, 1] (the network's edge head) for ``structure="edges"``; None:
+            the start model's own contrasts.
+        trace_mask: ``(shots, receivers)`` 1 where a trace was recorded (``refine_line``); None: all.
+
+    Returns:
+        A ``RefineResult``; ``velocity_mps`` never fits the data worse than the bounded start.
+
+    Raises:
+        ValueError: shapes that do not match the geometry, missing bounds, a backend without gradients.
+    """
+    started = time.perf_counter()
+    observed = np.asarray(observed, np.float64)
+    expected = (geometry.num_sources, geometry.num_samples, geometry.num_receivers)
+    if observed.shape != expected:
+        raise ValueError(
+            f"observed must be (shots, time, receivers) = {expected} for this geometry. Received: {observed.shape}"
+        )
+    initial = np.asarray(initial_velocity_mps, np.float64)
+    if initial.shape != tuple(geometry.grid_shape):
+        raise ValueError(
+            f"initial_velocity_mps must be (depth, x) = {tuple(geometry.grid_shape)}. Received: {initial.shape}"
+        )
+    if not np.all(np.isfinite(initial)):
+        raise ValueError("initial_velocity_mps holds NaN or infinite values: give a complete starting model.")
+    if edges is not None and np.shape(edges) != tuple(geometry.grid_shape):
+        raise ValueError(
+            f"edges must be (depth, x) = {tuple(geometry.grid_shape)}, an edge map in [0, 1] (the network's edge "
+            f"output), or None. Received: {np.shape(edges)}"
+        )
+    if trace_mask is not None and np.shape(trace_mask) != (geometry.num_sources, geometry.num_receivers):
+        raise ValueError(
+            f"trace_mask must be (shots, receivers) = {(geometry.num_sources, geometry.num_receivers)}. "
+            f"Received: {np.shape(trace_mask)}"
+        )
+    bounds = config.bounds_mps or bounds_mps
+    if bounds is None:
+        raise ValueError(
+            "Refinement needs velocity bounds: pass bounds_mps (e.g. the training data's velocity range) or set "
+            "refine.bounds_mps."
+        )
+    bounds = (float(bounds[0]), float(bounds[1]))
+    engine = refinement_engine(engine, geometry.num_samples, config, geometry)
+    method = source_correction if config.source_correction == "qc" else config.source_correction
+    truth = None if true_velocity_mps is None else np.asarray(true_velocity_mps, np.float64)
+
+    start = np.clip(initial, *bounds)
+    clipped = int(np.sum(start != initial))
+    objective = _Objective(
+        observed,
+        geometry,
+        engine,
+        wavelet,
+        bounds,
+        method,
+        config.wavelet_damping,
+        truth,
+        config.iterations,
+        max_lag_s=config.wavelet_max_lag_s,
+        scope=config.wavelet_scope,
+        trace_mask=trace_mask,
+        shots_per_call=config.shots_per_call,
+    )
+    objective.start = start
+    objective.prior_weight = config.prior_weight
+    structure = None
+    if config.structure == "edges":
+        structure = np.asarray(edges, np.float64) if edges is not None else structure_edges(start)
+    optimizer = _adam if config.optimizer == "adam" else _lbfgs
+    velocity = start
+    stages = config.stages(geometry.peak_frequency_hz, geometry.num_samples * geometry.sample_interval_s)
+    stage_records: list[dict[str, Any]] = []
+    if config.iterations == 0:  # no iterations: evaluate the start only
+        objective.set_band(0, None)
+        objective.evaluate(start, gradient=False)
+    stopped = ""
+    carried = 0
+    for stage, (cutoff, count) in enumerate(stages):
+        count += carried
+        if count <= 0:
+            continue
+        objective.set_band(stage, cutoff)
+        sigma = stage_smoothing_cells(config, cutoff, start, geometry)
+        condition = _update_filter(start.shape, geometry, config, sigma, structure)
+        used_before = objective.evaluations
+        try:
+            objective.budget = used_before + count
+            velocity = optimizer(objective, velocity, count, config, condition)
+        except _BudgetExhausted:
+            pass
+        except _GradientNotFinite as error:
+            stopped = str(error)
+            break
+        used = objective.evaluations - used_before
+        carried = count - used
+        stage_records.append({"cutoff_hz": cutoff, "iterations": used, "smoothing_cells": sigma})
+    if config.iterations:
+        # The last update has not been evaluated yet: one forward pass, full band.
+        objective.set_band(len(stages) - 1, None)
+        objective.evaluate(velocity, gradient=False)
+
+    misfit_before = objective.history[0]["misfit"]
+    misfit_last = objective.history[-1]["misfit"]
+    best_misfit, best_evaluation, best_velocity, best_scale, best_polarity, best_lag = objective.best
+    warning = ""
+    change = float(np.mean(np.abs(best_velocity - start)))
+    if config.iterations and not best_misfit < misfit_before:
+        warning = (
+            f"refinement did not reduce the data misfit ({misfit_before:.4g} at the start, {misfit_last:.4g} "
+            "after the last iteration): the starting model is returned."
+        )
+    elif misfit_last > misfit_before:
+        warning = (
+            f"the last iterate fits the data worse than the start (misfit {misfit_last:.4g} > {misfit_before:.4g}): "
+            f"the best iterate ({best_evaluation}, misfit {best_misfit:.4g}) is returned."
+        )
+    elif (
+        config.iterations
+        and change > WEAK_FIT_CHANGE_MPS
+        and (misfit_before - best_misfit) < (WEAK_FIT_RELATIVE_DECREASE * misfit_before)
+    ):
+        warning = (
+            f"the model changed by {change:.0f} m/s on average while the data misfit fell only "
+            f"{100 * (misfit_before - best_misfit) / misfit_before:.1f} % ({misfit_before:.4g} -> {best_misfit:.4g}): "
+            "the change is weakly constrained by the data; compare with the network's section."
+        )
+    if stopped:
+        warning = f"{stopped}; {warning}" if warning else f"{stopped}; the best model so far is returned."
+    if warning:
+        logger.warning("Refinement: %s", warning)
+    result = RefineResult(
+        velocity_mps=best_velocity.astype(np.float32),
+        last_velocity_mps=np.asarray(velocity, np.float32),
+        misfit_before=misfit_before,
+        misfit_after=best_misfit,
+        misfit_last=misfit_last,
+        best_iteration=best_evaluation,
+        gradient_evaluations=objective.evaluations,
+        history=objective.history,
+        clipped_cells=clipped,
+        bounds_mps=bounds,
+        source_scale=best_scale,
+        wavelet_polarity=best_polarity,
+        wavelet_lag_s=best_lag,
+        stages=stage_records,
+        warning=warning,
+    )
+    if truth is not None:
+        result.velocity_errors_before = velocity_errors(start, truth)
+        result.velocity_errors_after = velocity_errors(best_velocity, truth)
+    result.time_s = time.perf_counter() - started
+    return result
+
+
+#: ``refine`` warns when the model moved by more than this (mean |change|, m/s) ...
+WEAK_FIT_CHANGE_MPS = 30.0
+#: ... while the data misfit fell by less than this fraction.
+WEAK_FIT_RELATIVE_DECREASE = 0.05

@@ -40,7 +40,7 @@ def refine(
     edges: np.ndarray | None = None,
     trace_mask: np.ndarray | None = None,
 ) -> RefineResult:
-    """Full-waveform inversion of one window (or line) from a starting model (see the module docstring).
+    """Full-waveform inversion of one window (or line) from a starting model (see ``pipeline.refine``).
 
     Args:
         observed: ``(shots, time, receivers)`` gathers on ``geometry`` (survey units; the source correction
@@ -67,6 +67,85 @@ def refine(
         ValueError: shapes that do not match the geometry, missing bounds, a backend without gradients.
     """
     started = time.perf_counter()
+    observed, initial, bounds = _checked_inputs(
+        observed, initial_velocity_mps, geometry, config, bounds_mps, edges, trace_mask
+    )
+    engine = refinement_engine(engine, geometry.num_samples, config, geometry)
+    method = source_correction if config.source_correction == "qc" else config.source_correction
+    truth = None if true_velocity_mps is None else np.asarray(true_velocity_mps, np.float64)
+
+    start = np.clip(initial, *bounds)
+    clipped = int(np.sum(start != initial))
+    objective = _Objective(
+        observed,
+        geometry,
+        engine,
+        wavelet,
+        bounds,
+        method,
+        config.wavelet_damping,
+        truth,
+        config.iterations,
+        max_lag_s=config.wavelet_max_lag_s,
+        scope=config.wavelet_scope,
+        trace_mask=trace_mask,
+        shots_per_call=config.shots_per_call,
+    )
+    objective.start = start
+    objective.prior_weight = config.prior_weight
+    structure = None
+    if config.structure == "edges":
+        structure = np.asarray(edges, np.float64) if edges is not None else structure_edges(start)
+    velocity, stage_records, stopped = _run_schedule(objective, start, geometry, config, structure)
+
+    misfit_before = objective.history[0]["misfit"]
+    misfit_last = objective.history[-1]["misfit"]
+    best_misfit, best_evaluation, best_velocity, best_scale, best_polarity, best_lag = objective.best
+    change = float(np.mean(np.abs(best_velocity - start)))
+    warning = _refinement_warning(
+        config.iterations, misfit_before, misfit_last, best_misfit, best_evaluation, change, stopped
+    )
+    if warning:
+        logger.warning("Refinement: %s", warning)
+    result = RefineResult(
+        velocity_mps=best_velocity.astype(np.float32),
+        last_velocity_mps=np.asarray(velocity, np.float32),
+        misfit_before=misfit_before,
+        misfit_after=best_misfit,
+        misfit_last=misfit_last,
+        best_iteration=best_evaluation,
+        gradient_evaluations=objective.evaluations,
+        history=objective.history,
+        clipped_cells=clipped,
+        bounds_mps=bounds,
+        source_scale=best_scale,
+        wavelet_polarity=best_polarity,
+        wavelet_lag_s=best_lag,
+        stages=stage_records,
+        warning=warning,
+    )
+    if truth is not None:
+        result.velocity_errors_before = velocity_errors(start, truth)
+        result.velocity_errors_after = velocity_errors(best_velocity, truth)
+    result.time_s = time.perf_counter() - started
+    return result
+
+
+def _checked_inputs(
+    observed: np.ndarray,
+    initial_velocity_mps: np.ndarray,
+    geometry: AcquisitionGeometry,
+    config: RefineConfig,
+    bounds_mps: tuple[float, float] | None,
+    edges: np.ndarray | None,
+    trace_mask: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """``refine``'s inputs checked against the geometry: ``(observed, initial velocity)`` as float64 arrays
+    and the velocity bounds (``config.bounds_mps`` when set, else ``bounds_mps``).
+
+    Raises:
+        ValueError: what does not match the geometry (named, with what was received), missing bounds.
+    """
     observed = np.asarray(observed, np.float64)
     expected = (geometry.num_sources, geometry.num_samples, geometry.num_receivers)
     if observed.shape != expected:
@@ -96,33 +175,25 @@ def refine(
             "Refinement needs velocity bounds: pass bounds_mps (e.g. the training data's velocity range) or set "
             "refine.bounds_mps."
         )
-    bounds = (float(bounds[0]), float(bounds[1]))
-    engine = refinement_engine(engine, geometry.num_samples, config, geometry)
-    method = source_correction if config.source_correction == "qc" else config.source_correction
-    truth = None if true_velocity_mps is None else np.asarray(true_velocity_mps, np.float64)
+    return observed, initial, (float(bounds[0]), float(bounds[1]))
 
-    start = np.clip(initial, *bounds)
-    clipped = int(np.sum(start != initial))
-    objective = _Objective(
-        observed,
-        geometry,
-        engine,
-        wavelet,
-        bounds,
-        method,
-        config.wavelet_damping,
-        truth,
-        config.iterations,
-        max_lag_s=config.wavelet_max_lag_s,
-        scope=config.wavelet_scope,
-        trace_mask=trace_mask,
-        shots_per_call=config.shots_per_call,
-    )
-    objective.start = start
-    objective.prior_weight = config.prior_weight
-    structure = None
-    if config.structure == "edges":
-        structure = np.asarray(edges, np.float64) if edges is not None else structure_edges(start)
+
+def _run_schedule(
+    objective: _Objective,
+    start: np.ndarray,
+    geometry: AcquisitionGeometry,
+    config: RefineConfig,
+    structure: np.ndarray | None,
+) -> tuple[np.ndarray, list[dict[str, Any]], str]:
+    """Runs the frequency schedule (``config.stages``) from ``start``: per stage its band, its smoothing
+    (``structure``: the edge map the smoothing does not cross, or None) and the optimiser; the iterations a
+    stage leaves unused go to the next. The last iterate is then evaluated in the full band, so that every
+    model is in ``objective.history`` and the best one in ``objective.best``.
+
+    Returns:
+        ``(last iterate, per stage {cutoff_hz, iterations, smoothing_cells}, why the iterations stopped early
+        or "")``.
+    """
     optimizer = _adam if config.optimizer == "adam" else _lbfgs
     velocity = start
     stages = config.stages(geometry.peak_frequency_hz, geometry.num_samples * geometry.sample_interval_s)
@@ -155,13 +226,23 @@ def refine(
         # The last update has not been evaluated yet: one forward pass, full band.
         objective.set_band(len(stages) - 1, None)
         objective.evaluate(velocity, gradient=False)
+    return velocity, stage_records, stopped
 
-    misfit_before = objective.history[0]["misfit"]
-    misfit_last = objective.history[-1]["misfit"]
-    best_misfit, best_evaluation, best_velocity, best_scale, best_polarity, best_lag = objective.best
+
+def _refinement_warning(
+    iterations: int,
+    misfit_before: float,
+    misfit_last: float,
+    best_misfit: float,
+    best_evaluation: int,
+    change_mps: float,
+    stopped: str,
+) -> str:
+    """Why a refinement's result should be looked at (``RefineResult.warning``), or "": no iterate fitted the
+    data better than the start, the last one fits worse, or the model moved a lot (mean |change| ``change_mps``
+    of the best iterate) for little gain in fit; ``stopped``: why the iterations stopped early."""
     warning = ""
-    change = float(np.mean(np.abs(best_velocity - start)))
-    if config.iterations and not best_misfit < misfit_before:
+    if iterations and not best_misfit < misfit_before:
         warning = (
             f"refinement did not reduce the data misfit ({misfit_before:.4g} at the start, {misfit_last:.4g} "
             "after the last iteration): the starting model is returned."
@@ -172,41 +253,18 @@ def refine(
             f"the best iterate ({best_evaluation}, misfit {best_misfit:.4g}) is returned."
         )
     elif (
-        config.iterations
-        and change > WEAK_FIT_CHANGE_MPS
+        iterations
+        and change_mps > WEAK_FIT_CHANGE_MPS
         and (misfit_before - best_misfit) < (WEAK_FIT_RELATIVE_DECREASE * misfit_before)
     ):
         warning = (
-            f"the model changed by {change:.0f} m/s on average while the data misfit fell only "
+            f"the model changed by {change_mps:.0f} m/s on average while the data misfit fell only "
             f"{100 * (misfit_before - best_misfit) / misfit_before:.1f} % ({misfit_before:.4g} -> {best_misfit:.4g}): "
             "the change is weakly constrained by the data; compare with the network's section."
         )
     if stopped:
         warning = f"{stopped}; {warning}" if warning else f"{stopped}; the best model so far is returned."
-    if warning:
-        logger.warning("Refinement: %s", warning)
-    result = RefineResult(
-        velocity_mps=best_velocity.astype(np.float32),
-        last_velocity_mps=np.asarray(velocity, np.float32),
-        misfit_before=misfit_before,
-        misfit_after=best_misfit,
-        misfit_last=misfit_last,
-        best_iteration=best_evaluation,
-        gradient_evaluations=objective.evaluations,
-        history=objective.history,
-        clipped_cells=clipped,
-        bounds_mps=bounds,
-        source_scale=best_scale,
-        wavelet_polarity=best_polarity,
-        wavelet_lag_s=best_lag,
-        stages=stage_records,
-        warning=warning,
-    )
-    if truth is not None:
-        result.velocity_errors_before = velocity_errors(start, truth)
-        result.velocity_errors_after = velocity_errors(best_velocity, truth)
-    result.time_s = time.perf_counter() - started
-    return result
+    return warning
 
 
 #: ``refine`` warns when the model moved by more than this (mean |change|, m/s) ...

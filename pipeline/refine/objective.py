@@ -174,7 +174,3 @@ class _BudgetExhausted(Exception):
 
 class _GradientNotFinite(Exception):
     """The engine returned a NaN or infinite gradient: the iterations stop, the best model so far is kept."""
-
-
-class _StageConverged(Exception):
-    """The stage's objective stopped falling: its remaining iterations go to the next stage."""

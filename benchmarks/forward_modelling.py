@@ -39,6 +39,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -381,7 +382,8 @@ def trace_agreement(ours: np.ndarray, deepwave_traces: np.ndarray) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: the orchestrator's options, and the hidden ones of a worker process."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (indicative numbers)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement")
@@ -398,91 +400,182 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reflection", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 5)
-    args.rounds = args.rounds or (1 if args.quick else 3)
-    batch_sizes = tuple(args.batch_sizes)
+    return parser
 
-    if args.worker:
-        if args.worker == "ours" and args.reflection:
-            result = reflection_ours(DEEPWAVE_WIDTH_CANDIDATES)
-        elif args.worker == "ours":
-            result = run_ours(args.threads, repeats, batch_sizes, args.folder / "ours.npy", args.width)
-        else:
-            name = "reflection.npy" if args.reflection else "deepwave.npy"
-            result = run_deepwave(args.threads, repeats, batch_sizes, args.folder / name, args.width or 20)
-        print(json.dumps(result))
-        return 0
 
-    from benchmarks.references import MAX_REPEAT_SPREAD, MAX_SCALING_SLOWDOWN, current_load
-    from benchmarks.references import verdict as reference_verdict
-    from benchmarks.report import machine_description, markdown_table, median, update_section
+def run_worker(args: argparse.Namespace, repeats: int, batch_sizes: tuple[int, ...]) -> dict:
+    """What a worker process (``--worker``) measures: one engine's reflection, or its timings and traces."""
+    if args.worker == "ours" and args.reflection:
+        return reflection_ours(DEEPWAVE_WIDTH_CANDIDATES)
+    if args.worker == "ours":
+        return run_ours(args.threads, repeats, batch_sizes, args.folder / "ours.npy", args.width)
+    name = "reflection.npy" if args.reflection else "deepwave.npy"
+    return run_deepwave(args.threads, repeats, batch_sizes, args.folder / name, args.width or 20)
 
-    def pooled(results: list[dict], key: str, batch: int | None = None) -> float:
-        """Median over every repeat of every round."""
-        if batch is None:
-            return median([value for result in results for value in result[key]])
-        return median([value for result in results for value in result[key][str(batch)]])
 
-    default_backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+@dataclass
+class Reflection:
+    """Phase 0: each engine's measured boundary reflection, and the widths the timings then use.
+
+    Attributes:
+        ours: our worker's result (``default_width``, ``reflection`` by width).
+        deepwave: Deepwave's reflection by width (``DEEPWAVE_WIDTH_CANDIDATES``).
+        width: our default CPML width; ``target``: our reflection there.
+        good_enough: Deepwave's widths that reflect no more than ``target``.
+        deepwave_width: the thinnest of them (the widest candidate when none is).
+    """
+
+    ours: dict
+    deepwave: dict
+    width: int
+    target: float
+    good_enough: list[int]
+    deepwave_width: int
+
+
+def measure_reflection(threads: int, folder: Path) -> Reflection:
+    """Phase 0: each engine's measured boundary reflection at every candidate width. Ours runs at its default
+    width; Deepwave at the thinnest PML that reflects no more than ours there, so Deepwave never gets a
+    thinner (cheaper) layer than the quality we claim."""
+    ours_reflection = _worker("ours", threads, 0, (), folder, reflection=True)
+    deepwave_reflection = _worker("deepwave", threads, 0, (), folder, reflection=True)["reflection"]
+    width = int(ours_reflection["default_width"])
+    target = ours_reflection["reflection"][str(width)]
+    good_enough = [int(w) for w, value in deepwave_reflection.items() if value <= target]
+    deepwave_width = min(good_enough) if good_enough else max(DEEPWAVE_WIDTH_CANDIDATES)
+    return Reflection(ours_reflection, deepwave_reflection, width, target, good_enough, deepwave_width)
+
+
+def measure_timings(
+    rounds: int,
+    threads: int,
+    repeats: int,
+    batch_sizes: tuple[int, ...],
+    folder: Path,
+    reflection: Reflection,
+    load: dict[str, tuple[float, float]],
+) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """Phases 1 and 2: ``(single, multi)``, each engine's worker results by round; ``load`` gets each phase's
+    1-minute load average before and after."""
+    width, deepwave_width = reflection.width, reflection.deepwave_width
+    # Phase 1, one thread each: per-core efficiency, insensitive to how each runtime's threads cope
+    # with other load on the machine (OpenMP barriers degrade badly on a busy machine). Interleaved
+    # rounds, the order alternating, so both engines see the same load.
+    before = os.getloadavg()[0]
+    single: dict[str, list[dict]] = {"deepwave": [], "tensorflow": [], "jax": []}
+    for round_index in range(rounds):
+        order = ["deepwave", "tensorflow", "jax"]
+        for name in order if round_index % 2 == 0 else order[::-1]:
+            engine, backend = ("deepwave", None) if name == "deepwave" else ("ours", name)
+            engine_width = deepwave_width if engine == "deepwave" else width
+            single[name].append(_worker(engine, 1, repeats, (), folder, backend, engine_width))
+    load["1 thread"] = (before, os.getloadavg()[0])
+    # Phase 2, `threads` threads each, 1 model per call and batched; interleaved the same way.
+    before = os.getloadavg()[0]
+    multi: dict[str, list[dict]] = {"deepwave": [], "ours": []}
+    for round_index in range(rounds):
+        order = ["deepwave", "ours"]
+        for engine in order if round_index % 2 == 0 else order[::-1]:
+            engine_width = deepwave_width if engine == "deepwave" else width
+            multi[engine].append(_worker(engine, threads, repeats, batch_sizes, folder, None, engine_width))
+    load[f"{threads} threads"] = (before, os.getloadavg()[0])
+    return single, multi
+
+
+@dataclass
+class Timings:
+    """Phases 1 and 2, checked against themselves (``benchmarks/references.py``).
+
+    Attributes:
+        single, multi: as ``measure_timings`` returns them (the re-measurement's when there was one).
+        problems: where they still contradict themselves (empty: they do not).
+        remeasured: whether the first measurement contradicted itself and was measured again.
+        load: per phase the 1-minute load average before and after.
+    """
+
+    single: dict[str, list[dict]]
+    multi: dict[str, list[dict]]
+    problems: list[str]
+    remeasured: bool
+    load: dict[str, tuple[float, float]]
+
+
+def measure_checked(
+    args: argparse.Namespace,
+    repeats: int,
+    batch_sizes: tuple[int, ...],
+    folder: Path,
+    reflection: Reflection,
+    default_backend: str,
+) -> Timings:
+    """The timings, checked against themselves before any verdict (benchmarks/references.py): re-measured
+    once when they contradict themselves, reported as invalid when they still do."""
     load: dict[str, tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        folder = Path(folder)
-        # Phase 0: each engine's measured boundary reflection at every candidate width. Ours runs at its
-        # default width; Deepwave at the thinnest PML that reflects no more than ours there, so Deepwave
-        # never gets a thinner (cheaper) layer than the quality we claim.
-        ours_reflection = _worker("ours", args.threads, 0, (), folder, reflection=True)
-        deepwave_reflection = _worker("deepwave", args.threads, 0, (), folder, reflection=True)["reflection"]
-        width = int(ours_reflection["default_width"])
-        target = ours_reflection["reflection"][str(width)]
-        good_enough = [int(w) for w, value in deepwave_reflection.items() if value <= target]
-        deepwave_width = min(good_enough) if good_enough else max(DEEPWAVE_WIDTH_CANDIDATES)
 
-        def measure() -> tuple[dict, dict]:
-            # Phase 1, one thread each: per-core efficiency, insensitive to how each runtime's threads cope
-            # with other load on the machine (OpenMP barriers degrade badly on a busy machine). Interleaved
-            # rounds, the order alternating, so both engines see the same load.
-            before = os.getloadavg()[0]
-            single: dict[str, list[dict]] = {"deepwave": [], "tensorflow": [], "jax": []}
-            for round_index in range(args.rounds):
-                order = ["deepwave", "tensorflow", "jax"]
-                for name in order if round_index % 2 == 0 else order[::-1]:
-                    engine, backend = ("deepwave", None) if name == "deepwave" else ("ours", name)
-                    engine_width = deepwave_width if engine == "deepwave" else width
-                    single[name].append(_worker(engine, 1, repeats, (), folder, backend, engine_width))
-            load["1 thread"] = (before, os.getloadavg()[0])
-            # Phase 2, `threads` threads each, 1 model per call and batched; interleaved the same way.
-            before = os.getloadavg()[0]
-            multi: dict[str, list[dict]] = {"deepwave": [], "ours": []}
-            for round_index in range(args.rounds):
-                order = ["deepwave", "ours"]
-                for engine in order if round_index % 2 == 0 else order[::-1]:
-                    engine_width = deepwave_width if engine == "deepwave" else width
-                    multi[engine].append(
-                        _worker(engine, args.threads, repeats, batch_sizes, folder, None, engine_width)
-                    )
-            load[f"{args.threads} threads"] = (before, os.getloadavg()[0])
-            return single, multi
+    def measure() -> tuple[dict, dict]:
+        return measure_timings(args.rounds, args.threads, repeats, batch_sizes, folder, reflection, load)
 
-        # The measurements are checked against themselves before any verdict (benchmarks/references.py):
-        # re-measured once when they contradict themselves, reported as invalid when they still do.
+    single, multi = measure()
+    problems = timing_problems(single, multi, args.threads, batch_sizes, default_backend)
+    remeasured = False
+    if problems:
+        print(f"the measurements contradict themselves ({'; '.join(problems)}): measuring again", flush=True)
         single, multi = measure()
         problems = timing_problems(single, multi, args.threads, batch_sizes, default_backend)
-        remeasured = False
-        if problems:
-            print(
-                f"the measurements contradict themselves ({'; '.join(problems)}): measuring again", flush=True
-            )
-            single, multi = measure()
-            problems = timing_problems(single, multi, args.threads, batch_sizes, default_backend)
-            remeasured = True
-        agreement = trace_agreement(np.load(folder / "ours.npy"), np.load(folder / "deepwave.npy"))
+        remeasured = True
+    return Timings(single, multi, problems, remeasured, load)
 
+
+# --- Report -------------------------------------------------------------------------------------------------
+
+
+def _pooled(results: list[dict], key: str, batch: int | None = None) -> float:
+    """Median over every repeat of every round."""
+    from benchmarks.report import median
+
+    if batch is None:
+        return median([value for result in results for value in result[key]])
+    return median([value for result in results for value in result[key][str(batch)]])
+
+
+@dataclass
+class Speeds:
+    """The timings' medians (s / sample), the cell-updates per sample, and the speed tables.
+
+    ``work``, ``dw_work``: cell-updates per sample on each engine's own padded grid; ``single_*``: 1 thread
+    (Deepwave, ours on TensorFlow and JAX); ``deepwave_s``, ``ours_s``: ``threads`` threads, 1 model per
+    call; ``best_batched``, ``best_deepwave_batched``: the best per-sample time of a batch (NaN: none).
+    """
+
+    work: int
+    dw_work: int
+    single_dw: float
+    single_tf: float
+    single_jax: float
+    deepwave_s: float
+    ours_s: float
+    best_batched: float
+    best_deepwave_batched: float
+    table_single: str
+    table: str
+
+
+def speeds(
+    timings: Timings, reflection: Reflection, threads: int, batch_sizes: tuple[int, ...], default_backend: str
+) -> Speeds:
+    """The medians of the timings and the two speed tables (1 thread; ``threads`` threads and batched)."""
+    from benchmarks.report import markdown_table
+
+    single, multi = timings.single, timings.multi
     # Cell-updates per sample (padded grid x shots x steps): each engine's own padded grid.
-    work, dw_work = padded_cells(width) * 5 * 1000, padded_cells(deepwave_width) * 5 * 1000
-    single_dw = pooled(single["deepwave"], "unbatched_s")
-    single_tf, single_jax = pooled(single["tensorflow"], "unbatched_s"), pooled(single["jax"], "unbatched_s")
-    deepwave_s, ours_s = pooled(multi["deepwave"], "unbatched_s"), pooled(multi["ours"], "unbatched_s")
+    work = padded_cells(reflection.width) * 5 * 1000
+    dw_work = padded_cells(reflection.deepwave_width) * 5 * 1000
+    single_dw = _pooled(single["deepwave"], "unbatched_s")
+    single_tf, single_jax = (
+        _pooled(single["tensorflow"], "unbatched_s"),
+        _pooled(single["jax"], "unbatched_s"),
+    )
+    deepwave_s, ours_s = _pooled(multi["deepwave"], "unbatched_s"), _pooled(multi["ours"], "unbatched_s")
     rows = [
         ["Deepwave, 1 thread (1 model / call)", single_dw, dw_work / single_dw / 1e6, single_dw / single_dw],
         [
@@ -494,9 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         ["ours, JAX, 1 thread (1 model / call)", single_jax, work / single_jax / 1e6, single_dw / single_jax],
     ]
     rows_multi = [
-        [f"Deepwave, {args.threads} threads (1 model / call)", deepwave_s, dw_work / deepwave_s / 1e6, 1.0],
+        [f"Deepwave, {threads} threads (1 model / call)", deepwave_s, dw_work / deepwave_s / 1e6, 1.0],
         [
-            f"ours, {default_backend}, {args.threads} threads (1 model / call)",
+            f"ours, {default_backend}, {threads} threads (1 model / call)",
             ours_s,
             work / ours_s / 1e6,
             deepwave_s / ours_s,
@@ -504,37 +597,49 @@ def main(argv: list[str] | None = None) -> int:
     ]
     batched_ours, batched_deepwave = {}, {}
     for batch in batch_sizes:
-        dw = batched_deepwave[batch] = pooled(multi["deepwave"], "batched_s_per_sample", batch)
-        mine = batched_ours[batch] = pooled(multi["ours"], "batched_s_per_sample", batch)
+        dw = batched_deepwave[batch] = _pooled(multi["deepwave"], "batched_s_per_sample", batch)
+        mine = batched_ours[batch] = _pooled(multi["ours"], "batched_s_per_sample", batch)
         rows_multi.append([f"Deepwave ({batch} models / call)", dw, dw_work / dw / 1e6, deepwave_s / dw])
         rows_multi.append([f"ours ({batch} models / call)", mine, work / mine / 1e6, deepwave_s / mine])
     header = ["engine", "s / sample (median)", "M cell-updates / s"]
     table_single = markdown_table([*header, "speed vs Deepwave 1 thread"], rows)
-    table = markdown_table([*header, f"speed vs Deepwave {args.threads} threads, 1 model"], rows_multi)
+    table = markdown_table([*header, f"speed vs Deepwave {threads} threads, 1 model"], rows_multi)
     best_batched = min(batched_ours.values()) if batched_ours else float("nan")
     best_deepwave_batched = min(batched_deepwave.values()) if batched_deepwave else float("nan")
-    load_line = "; ".join(
-        f"{phase}: {start:.1f} before, {end:.1f} after" for phase, (start, end) in load.items()
+    return Speeds(
+        work,
+        dw_work,
+        single_dw,
+        single_tf,
+        single_jax,
+        deepwave_s,
+        ours_s,
+        best_batched,
+        best_deepwave_batched,
+        table_single,
+        table,
     )
-    gpu = multi["ours"][-1].get("gpu")
+
+
+def gpu_text(gpu: dict | None) -> str:
+    """The report's GPU line: the measured rate and the projected time for an OpenFWI-size set, or why not."""
     if gpu:
-        gpu_line = (
+        return (
             f"GPU ({gpu['device']}, JAX, 32 models / call): {gpu['samples_per_s']:.1f} samples/s; "
             f"{OPENFWI_SET_SIZE:,} OpenFWI-size samples in {OPENFWI_SET_SIZE / gpu['samples_per_s'] / 60:.1f} min."
         )
-    else:
-        gpu_line = (
-            f"GPU: not measured (no GPU visible to JAX in this run; run with KERAS_BACKEND=jax on a GPU machine "
-            f"for samples/s and the projected time for {OPENFWI_SET_SIZE:,} samples)."
-        )
+    return (
+        f"GPU: not measured (no GPU visible to JAX in this run; run with KERAS_BACKEND=jax on a GPU machine "
+        f"for samples/s and the projected time for {OPENFWI_SET_SIZE:,} samples)."
+    )
 
-    verdict_load = current_load()
 
-    def verdict(ratio: float, target: float, timing: bool = True) -> str:
-        """A speed verdict is invalid when the timings contradict themselves; the trace agreement's is not timed."""
-        return reference_verdict(ratio >= target, problems if timing else (), verdict_load)
+def validity_text(timings: Timings) -> str:
+    """The report's line on the timings' self-checks: passed, or which contradiction makes the verdicts invalid."""
+    from benchmarks.references import MAX_REPEAT_SPREAD, MAX_SCALING_SLOWDOWN
 
-    validity_line = (
+    problems, remeasured = timings.problems, timings.remeasured
+    return (
         f"- **The timings contradict themselves{' after a re-measurement' if remeasured else ''}**: "
         f"{'; '.join(problems)}. The speed verdicts below are invalid; run again on a quieter machine."
         if problems
@@ -543,21 +648,66 @@ def main(argv: list[str] | None = None) -> int:
         + (" after one re-measurement." if remeasured else ".")
     )
 
-    unbatched_ratio, batched_ratio = deepwave_s / ours_s, deepwave_s / best_batched
-    widths = sorted(int(w) for w in deepwave_reflection)
-    reflection_table = markdown_table(
+
+def reflection_summary(reflection: Reflection) -> tuple[str, str]:
+    """``(the table of both engines' reflection by width, a note when no Deepwave width reached ours)``."""
+    from benchmarks.report import markdown_table
+
+    widths = sorted(int(w) for w in reflection.deepwave)
+    table = markdown_table(
         ["absorbing width (cells)", *map(str, widths)],
         [
-            ["ours (CPML, cubic profile)", *(f"{ours_reflection['reflection'][str(w)]:.2e}" for w in widths)],
-            ["Deepwave (PML)", *(f"{deepwave_reflection[str(w)]:.2e}" for w in widths)],
+            ["ours (CPML, cubic profile)", *(f"{reflection.ours['reflection'][str(w)]:.2e}" for w in widths)],
+            ["Deepwave (PML)", *(f"{reflection.deepwave[str(w)]:.2e}" for w in widths)],
         ],
     )
-    reflection_note = (
+    note = (
         ""
-        if good_enough
-        else f"; no candidate width reached our reflection, so Deepwave runs at its widest, {deepwave_width} cells"
+        if reflection.good_enough
+        else f"; no candidate width reached our reflection, so Deepwave runs at its widest, "
+        f"{reflection.deepwave_width} cells"
     )
-    version = multi["deepwave"][0]["version"]
+    return table, note
+
+
+def report(
+    args: argparse.Namespace,
+    repeats: int,
+    batch_sizes: tuple[int, ...],
+    default_backend: str,
+    reflection: Reflection,
+    timings: Timings,
+    agreement: dict,
+) -> str:
+    """The section of docs/benchmarks.md: reflection, speed tables, the verdicts and the trace agreement."""
+    from benchmarks.references import current_load
+    from benchmarks.references import verdict as reference_verdict
+    from benchmarks.report import machine_description
+
+    speed = speeds(timings, reflection, args.threads, batch_sizes, default_backend)
+    # The section's text names the numbers as they were measured and computed.
+    work, dw_work, single_dw = speed.work, speed.dw_work, speed.single_dw
+    single_tf, single_jax = speed.single_tf, speed.single_jax
+    deepwave_s, ours_s = speed.deepwave_s, speed.ours_s
+    best_batched, best_deepwave_batched = speed.best_batched, speed.best_deepwave_batched
+    table_single, table = speed.table_single, speed.table
+    width, deepwave_width, target = reflection.width, reflection.deepwave_width, reflection.target
+    deepwave_reflection = reflection.deepwave
+    load_line = "; ".join(
+        f"{phase}: {start:.1f} before, {end:.1f} after" for phase, (start, end) in timings.load.items()
+    )
+    gpu_line = gpu_text(timings.multi["ours"][-1].get("gpu"))
+    verdict_load = current_load()
+
+    def verdict(ratio: float, target: float, timing: bool = True) -> str:
+        """A speed verdict is invalid when the timings contradict themselves; the trace agreement's is not timed."""
+        return reference_verdict(ratio >= target, timings.problems if timing else (), verdict_load)
+
+    validity_line = validity_text(timings)
+    unbatched_ratio, batched_ratio = deepwave_s / ours_s, deepwave_s / best_batched
+    reflection_table, reflection_note = reflection_summary(reflection)
+    version = timings.multi["deepwave"][0]["version"]
+
     markdown = f"""## Forward modelling: ours vs Deepwave
 
 `python -m benchmarks.forward_modelling`. OpenFWI geometry: 70 x 70 cells of 10 m, 5 shots, 70 receivers,
@@ -604,8 +754,30 @@ one thread each, the `simulate` default), {default_backend} backend:
   {agreement["max_difference"]:.2e} of the peak.
 - {gpu_line}
 """
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 5)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    batch_sizes = tuple(args.batch_sizes)
+
+    if args.worker:
+        print(json.dumps(run_worker(args, repeats, batch_sizes)))
+        return 0
+
+    default_backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        reflection = measure_reflection(args.threads, folder)
+        timings = measure_checked(args, repeats, batch_sizes, folder, reflection, default_backend)
+        agreement = trace_agreement(np.load(folder / "ours.npy"), np.load(folder / "deepwave.npy"))
+    markdown = report(args, repeats, batch_sizes, default_backend, reflection, timings, agreement)
     print(markdown)
     if not args.no_write:
+        from benchmarks.report import update_section
+
         path = update_section(SECTION, markdown)
         print(f"wrote section '{SECTION}' of {path}")
     return 0

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import machine_description, markdown_table, update_section
+from benchmarks.report import machine_description, markdown_table, run_isolated, update_section
 
 #: ``unet-shared``: the dual U-Net with one decoder for both tasks (``decoder_mode: shared``), the lighter edge head.
 MODELS = ("unet", "unet-shared", "unet-no-edges", "inversionnet", "lstm", "transformer")
@@ -79,7 +79,7 @@ def build_dataset(family: str, train: int, test: int, seed: int, directory: Path
 
 def run(args: argparse.Namespace) -> list[dict]:
     from core.config import from_dict
-    from pipeline.compare import CompareConfig, CompareModel, compare
+    from pipeline.compare import CompareConfig, CompareModel
     from pipeline.train import TrainConfig
 
     directory = Path(args.data_dir)
@@ -144,19 +144,30 @@ def run(args: argparse.Namespace) -> list[dict]:
             config = CompareConfig(
                 train=train, models=tuple(entries), run_name=f"accuracy {family} seed {seed}"
             )
-            result = compare(
-                config, echo=lambda text: print(text, flush=True) if text.startswith("===") else None
-            )
+            # One spawned process per comparison (benchmarks.report.run_isolated): one process that ran them in
+            # turn reached 16.4 GB after 8 trainings and was killed by the OOM killer.
+            table = run_isolated(compare_table, config)
             # The comparison's rows name the model's family ("family": unet-small, inversionnet...): kept as
             # "model_family", so that "family" stays the dataset's.
             finished = [
-                {**row, "model_family": row.get("family"), **key, "load": os.getloadavg()[0]}
-                for row in result.table
+                {**row, "model_family": row.get("family"), **key, "load": os.getloadavg()[0]} for row in table
             ]
             with open(results_path, "a") as handle:
                 handle.writelines(json.dumps(row, default=float) + "\n" for row in finished)
             rows += finished
     return finished_rows(args)
+
+
+def _echo_headings(text: str) -> None:
+    if text.startswith("==="):
+        print(text, flush=True)
+
+
+def compare_table(config) -> list[dict]:
+    """``pipeline.compare(config)``'s table (what a benchmark row keeps): picklable, for ``run_isolated``."""
+    from pipeline.compare import compare
+
+    return list(compare(config, echo=_echo_headings).table)
 
 
 def budget_s(args: argparse.Namespace) -> float | None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import machine_description, markdown_table, update_section
+from benchmarks.report import machine_description, markdown_table, run_isolated, update_section
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 GENERAL_CONFIG = REPOSITORY / "configs" / "train" / "general.yaml"
@@ -347,20 +347,6 @@ def trained_summary(*args, **kwargs) -> SimpleNamespace:
     return SimpleNamespace(
         bundle_dir=Path(result.bundle_dir), history=list(result.history), wall_time_s=result.wall_time_s
     )
-
-
-def run_isolated(function, *args, **kwargs):
-    """Runs ``function`` in a fresh spawned process and returns its (picklable) result.
-
-    One process per training run: a process that trained the rows one after another grew to 15.5 GB and was
-    killed by the kernel's OOM killer on the 24 GB machine (each run's in-memory data cache and graphs were
-    not all given back, ``keras.backend.clear_session`` notwithstanding); a spawned process gives back
-    everything when it ends.
-    """
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args, kwargs)
 
 
 def _load() -> str:

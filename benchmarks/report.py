@@ -99,3 +99,17 @@ def update_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> Path
     temporary.write_text(text)
     os.replace(temporary, path)
     return path
+
+
+def run_isolated(function, *args, **kwargs):
+    """Runs ``function`` in a fresh spawned process and returns its (picklable) result.
+
+    One process per training run: a process that trained the rows one after another grew to 15.5 GB and was
+    killed by the kernel's OOM killer on the 24 GB machine (each run's in-memory data cache and graphs were
+    not all given back, ``keras.backend.clear_session`` notwithstanding); a spawned process gives back
+    everything when it ends.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args, kwargs)

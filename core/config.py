@@ -104,7 +104,8 @@ def load_config(
     for file in files:
         merged = _deep_merge(merged, moved_keys(cls, _read_yaml(Path(file)), str(file)), source=str(file))
     if values:
-        merged = _deep_merge(merged, _drop_none(dict(values)), source="command-line flags")
+        layer = moved_keys(cls, _drop_none(dict(values)), "command-line flags")
+        merged = _deep_merge(merged, layer, source="command-line flags")
     for override in overrides:
         key, value = parse_override(override)
         layer = moved_keys(cls, _nest(key, value), f"--set {override}")
@@ -117,7 +118,12 @@ def moved_keys(cls: type, data: Mapping[str, Any], source: str = "") -> dict[str
 
     A configuration dataclass lists them as ``MOVED_KEYS = {"old": "new.dotted.key"}`` (a ``ClassVar``); a
     key that became a section of the same name (``tracking: false`` → ``tracking.enabled: false``) counts as
-    moved only when its value is not a mapping.
+    moved only when its value is not a mapping. A whole section moves the same way (inference's
+    ``"mlflow": "tracking"``: ``mlflow: {enabled: true}`` → ``tracking: {enabled: true}``).
+
+    ``load_config`` applies it to every layer (each file, the command-line flags, each ``--set``) before the
+    layers are merged, so an old key in a later layer still wins over the new key in an earlier one
+    (``--set mlflow.enabled=true`` over a file's ``tracking.enabled: false``).
     """
     result = dict(data)
     for old, new in getattr(cls, "MOVED_KEYS", {}).items():

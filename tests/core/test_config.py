@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -163,3 +164,54 @@ def test_parse_override_parses_yaml_scalars():
 
 def test_config_dir_points_at_repository_configs():
     assert CONFIG_DIR.name == "configs" and CONFIG_DIR.is_dir()
+
+
+# --- Moved keys (MOVED_KEYS): an old key or section is read at its new place, with a FutureWarning ---
+
+
+@dataclass(frozen=True)
+class Logging:
+    enabled: bool = False
+    experiment: str = "runs"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage whose ``report`` section became ``logging`` and whose flat ``experiment`` moved into it."""
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = {"report": "logging", "experiment": "logging.experiment"}
+
+    count: int = 1
+    logging: Logging = Logging()
+
+
+def test_a_moved_section_is_read_at_its_new_place_with_a_warning_naming_it(tmp_path: Path):
+    old = tmp_path / "old.yaml"
+    old.write_text("count: 2\nreport:\n  enabled: true\n  experiment: mine\n")
+    new = tmp_path / "new.yaml"
+    new.write_text("count: 2\nlogging:\n  enabled: true\n  experiment: mine\n")
+    with pytest.warns(FutureWarning, match=r"old.yaml: `report` is now `logging` in Stage \(write logging: "):
+        from_old = load_config(Stage, files=[old])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        from_new = load_config(Stage, files=[new])
+    assert from_old == from_new == Stage(count=2, logging=Logging(enabled=True, experiment="mine"))
+    with pytest.warns(FutureWarning, match=r"`report` is now `logging`"):
+        assert from_dict(Stage, {"report": {"enabled": True}}) == Stage(logging=Logging(enabled=True))
+
+
+def test_moved_keys_are_moved_in_each_layer_before_the_layers_merge(tmp_path: Path):
+    """Later layers win whatever shape each one uses: a file, the flags' values, then each --set in order."""
+    new = tmp_path / "new.yaml"
+    new.write_text("logging:\n  enabled: false\n  experiment: file\n")
+    with pytest.warns(FutureWarning, match=r"--set report.enabled=true: `report` is now `logging`"):
+        config = load_config(Stage, files=[new], overrides=["report.enabled=true"])
+    assert config.logging == Logging(enabled=True, experiment="file")
+    with pytest.warns(FutureWarning, match=r"command-line flags: `report` is now `logging`"):
+        config = load_config(
+            Stage, values={"report": {"experiment": "flag"}}, overrides=["logging.experiment=set"]
+        )
+    assert config.logging.experiment == "set", "a --set of the new key wins over the flags' old section"
+    with pytest.warns(FutureWarning, match=r"`experiment` is now `logging.experiment`"):
+        config = load_config(Stage, overrides=["logging.experiment=first", "experiment=second"])
+    assert config.logging.experiment == "second"

@@ -174,7 +174,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path or cls.__name__} must be a mapping of fields. Received: {data!r}")
-    data = moved_keys(cls, data, path)
+    data = _with_section_defaults(cls, moved_keys(cls, data, path))
     try:
         text = json.dumps(to_dict(dict(data)))
     except (TypeError, ValueError) as error:
@@ -281,6 +281,32 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any], source: str) ->
             result[key] = _deep_merge(dict(result[key]), value, source)
         else:
             result[key] = value
+    return result
+
+
+def _with_section_defaults(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with each section it gives (a mapping for a dataclass field) completed from that field's default.
+
+    A partial section overrides the keys it names and keeps the rest of the field's default, as the layers
+    promise, also where the default is not the section class's own (inference's
+    ``tracking: TrackingSettings = TrackingSettings(enabled=False, experiment="inference")``:
+    ``--set tracking.enabled=true`` keeps the experiment ``inference``); pydantic alone would fill the other keys
+    from the class.
+    """
+    result = dict(data)
+    hints = get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        value, hint = result.get(field.name), _without_none(hints.get(field.name))
+        if not (isinstance(value, Mapping) and isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+            continue
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        base = to_dict(default) if dataclasses.is_dataclass(default) else {}
+        result[field.name] = _with_section_defaults(hint, _deep_merge(base, value, source=field.name))
     return result
 
 

@@ -215,3 +215,29 @@ def test_moved_keys_are_moved_in_each_layer_before_the_layers_merge(tmp_path: Pa
     with pytest.warns(FutureWarning, match=r"`experiment` is now `logging.experiment`"):
         config = load_config(Stage, overrides=["logging.experiment=first", "experiment=second"])
     assert config.logging.experiment == "second"
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """A section whose field default is not its class's defaults (inference's ``tracking``)."""
+
+    logging: Logging = Logging(enabled=False, experiment="quiet")
+    nested: Outer = Outer(inner=Inner(rate=0.9))
+    maybe: Inner | None = None
+
+
+def test_a_partial_section_keeps_the_rest_of_the_field_s_default(tmp_path: Path):
+    assert load_config(Quiet, overrides=["logging.enabled=true"]).logging == Logging(True, "quiet"), (
+        "the experiment of the field's default, not the class's 'runs'"
+    )
+    config = load_config(Quiet, overrides=["nested.inner.mode=b", "nested.count=4"])
+    assert config.nested == Outer(count=4, inner=Inner(rate=0.9, mode="b")), "also one level further down"
+    assert load_config(Quiet, overrides=["maybe.mode=b"]).maybe == Inner(mode="b"), "no default: the class's"
+    file = tmp_path / "partial.yaml"
+    file.write_text("logging:\n  experiment: file\n")
+    assert from_dict(Quiet, {"logging": {"enabled": True}}).logging == Logging(True, "quiet")
+    assert load_config(Quiet, files=[file], overrides=["logging.enabled=true"]).logging == Logging(
+        True, "file"
+    )
+    with pytest.raises(ConfigError, match=r"Unknown configuration key\(s\) logging.enabeld"):
+        load_config(Quiet, overrides=["logging.enabeld=true"])

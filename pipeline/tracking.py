@@ -663,7 +663,7 @@ def log_inference_to_mlflow(result: InferenceOutcome, run: dict, config: Any) ->
         result: the finished run's ``pipeline.infer.InferResult`` (out_dir, num_windows, qc_summary,
             section_errors, timings_s, files).
         run: the run record (``run.json``: model, inputs, regridded, config_hash, configuration YAML).
-        config: the ``pipeline.infer.InferConfig`` (its ``mlflow`` section names the store and experiment).
+        config: the ``pipeline.infer.InferConfig`` (its ``tracking`` section names the store, experiment and run).
 
     Returns:
         The id of the new MLflow run (status FINISHED, or FAILED if logging raised).
@@ -672,13 +672,13 @@ def log_inference_to_mlflow(result: InferenceOutcome, run: dict, config: Any) ->
     from core.config import to_dict
 
     mlflow = _mlflow()
-    tracking_uri = resolve_tracking_uri(config.mlflow.tracking_uri)
-    experiment_id = ensure_experiment(tracking_uri, config.mlflow.experiment)
+    tracking_uri = resolve_tracking_uri(config.tracking.tracking_uri)
+    experiment_id = ensure_experiment(tracking_uri, config.tracking.experiment)
     client = mlflow.MlflowClient(tracking_uri)
     model = run["model"]
     active = client.create_run(
         experiment_id,
-        run_name=config.mlflow.run_name or f"infer-{result.out_dir.name}",
+        run_name=config.tracking.run_name or f"infer-{result.out_dir.name}",
         tags={
             f"{TAG_PREFIX}stage": "inference",
             f"{TAG_PREFIX}model_uri": str(model["uri"]),

@@ -72,7 +72,7 @@ def pipeline_run(tmp_path_factory, trained_flatvel):
                 str(section_dir),
                 "--mlflow",
                 "--set",
-                f"mlflow.tracking_uri={store}",
+                f"tracking.tracking_uri={store}",
                 "--quiet",
             ]
         )

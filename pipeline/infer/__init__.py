@@ -62,7 +62,7 @@ module                             holds
 =================================  ====================================================================
 """
 
-from pipeline.infer.config import InferConfig, InferResult, OutputConfig, TrackingConfig, load_infer_config
+from pipeline.infer.config import InferConfig, InferResult, OutputConfig, load_infer_config
 from pipeline.infer.stage import (
     build_parser,
     infer,
@@ -77,7 +77,6 @@ __all__ = [
     "InferConfig",
     "InferResult",
     "OutputConfig",
-    "TrackingConfig",
     "build_parser",
     "infer",
     "infer_lines",

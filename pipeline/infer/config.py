@@ -3,7 +3,8 @@
 ``InferConfig`` (YAML: ``configs/infer/*.yaml``; ``--set key=value``) gathers the settings of every step of
 an inference run (``pipeline.windows``, ``pipeline.input_correction``, ``pipeline.calibration``,
 ``pipeline.stitching``, ``pipeline.qc``, ``pipeline.refine``) with the outputs and the optional MLflow
-logging; ``InferResult`` is what ``pipeline.infer.infer`` and ``merge`` return.
+logging (``tracking:``, the ``pipeline.tracking.TrackingSettings`` of training and evaluation too);
+``InferResult`` is what ``pipeline.infer.infer`` and ``merge`` return.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from core.config import load_config
 from pipeline.calibration import CalibrationConfig
@@ -19,6 +20,7 @@ from pipeline.input_correction import InputCorrectionConfig
 from pipeline.qc import QCConfig
 from pipeline.refine import RefineConfig
 from pipeline.stitching import StitchingConfig
+from pipeline.tracking import TrackingSettings
 from pipeline.windows import LineConfig, RegridConfig, WindowConfig
 
 
@@ -40,23 +42,6 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
-    """Optional MLflow logging of the run (inputs, model, options, QC table and figures).
-
-    Attributes:
-        enabled: log to MLflow (``--mlflow``).
-        experiment: MLflow experiment name.
-        tracking_uri: None uses MLflow's default (``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
-        run_name: MLflow run name; None: ``infer-<output folder name>``.
-    """
-
-    enabled: bool = False
-    experiment: str = "inference"
-    tracking_uri: str | None = None
-    run_name: str | None = None
-
-
-@dataclass(frozen=True)
 class InferConfig:
     """Settings of ``python -m pipeline.infer`` (YAML: ``configs/infer/*.yaml``; ``--set key=value``).
 
@@ -68,8 +53,14 @@ class InferConfig:
         input_correction: polarity, delay and phase of the survey's wavelet estimated from the data and
             undone before prediction (``pipeline.input_correction``).
         refine: physics refinement of each window's prediction (``--refine N``; ``pipeline.refine``).
-        line, regrid, windows, calibration, stitching, qc, outputs, mlflow: see each dataclass.
+        tracking: the optional MLflow run of the inference (``pipeline.tracking.TrackingSettings``, as in
+            training and evaluation: ``enabled`` (``--mlflow``), ``tracking_uri``, ``experiment``,
+            ``run_name``; default off, experiment ``inference``, run ``infer-<output folder>``). The
+            ``mlflow:`` section of earlier versions is read with a warning.
+        line, regrid, windows, calibration, stitching, qc, outputs: see each dataclass.
     """
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = {"mlflow": "tracking"}
 
     batch_size: int = 8
     truth: Path | None = None
@@ -83,7 +74,8 @@ class InferConfig:
     qc: QCConfig = QCConfig()
     refine: RefineConfig = RefineConfig()
     outputs: OutputConfig = OutputConfig()
-    mlflow: TrackingConfig = TrackingConfig()
+    # Inference logs only when asked (--mlflow), to an experiment of its own.
+    tracking: TrackingSettings = TrackingSettings(enabled=False, experiment="inference")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -114,4 +106,4 @@ def load_infer_config(
     return load_config(InferConfig, files=files, overrides=overrides, values=values)
 
 
-__all__ = ["InferConfig", "InferResult", "OutputConfig", "TrackingConfig", "load_infer_config"]
+__all__ = ["InferConfig", "InferResult", "OutputConfig", "load_infer_config"]

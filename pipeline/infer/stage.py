@@ -245,7 +245,7 @@ def merge(
             lock.unlink()
     if not config.outputs.keep_window_files:
         shutil.rmtree(work, ignore_errors=True)
-    if config.mlflow.enabled:
+    if config.tracking.enabled:
         from pipeline.tracking import log_inference_to_mlflow
 
         result.mlflow_run_id = log_inference_to_mlflow(result, run, config)
@@ -417,7 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force-merge", action="store_true", help="With --merge: ignore another process's lock."
     )
-    parser.add_argument("--mlflow", action="store_true", help="Log the run to MLflow.")
+    parser.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="Log the run to MLflow (tracking.enabled=true; tracking.* options).",
+    )
     parser.add_argument(
         "--refine",
         type=int,
@@ -437,7 +441,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.truth:
         values["truth"] = args.truth
     if args.mlflow:
-        values["mlflow"] = {"enabled": True}
+        values["tracking"] = {"enabled": True}
     if args.refine is not None:
         values["refine"] = {"iterations": args.refine}
     config = load_infer_config(args.config, args.overrides, values)

@@ -405,7 +405,7 @@ def test_mlflow_logging(tmp_path, line, survey):
     oracle = F.OracleBundle(line.velocity_mps)
     config = quiet(
         qc={"enabled": False},
-        mlflow={"enabled": True, "tracking_uri": uri, "experiment": "infer-test"},
+        tracking={"enabled": True, "tracking_uri": uri, "experiment": "infer-test"},
         outputs={"png": False},
     )
     result = infer([survey["line"]], oracle, tmp_path / "run", config, progress=False)

@@ -445,10 +445,15 @@ def test_one_tracking_shape_and_the_old_flat_evaluation_keys():
     assert shared == ["enabled", "tracking_uri", "experiment", "run_name"]
     assert isinstance(TrainConfig().tracking, TrackingSettings)
     assert isinstance(EvaluateConfig().tracking, TrackingSettings)
-    with pytest.warns(FutureWarning, match=r"`tracking_uri` is now `tracking.tracking_uri`"):
+    with pytest.warns(FutureWarning, match=r"is now `tracking\.") as caught:
         old = load_config(
             EvaluateConfig, overrides=["tracking_uri=sqlite:///x.db", "tracking=false", "experiment=mine"]
         )
+    assert [str(w.message).split(" in ")[0] for w in caught] == [
+        "--set tracking_uri=sqlite:///x.db: `tracking_uri` is now `tracking.tracking_uri`",
+        "--set tracking=false: `tracking` is now `tracking.enabled`",
+        "--set experiment=mine: `experiment` is now `tracking.experiment`",
+    ], "one warning per old key, naming the new one"
     assert old.tracking == TrackingSettings(enabled=False, tracking_uri="sqlite:///x.db", experiment="mine")
     new = load_config(EvaluateConfig, overrides=["tracking.enabled=false", "tracking.experiment=mine"])
     assert new.tracking == TrackingSettings(enabled=False, experiment="mine")

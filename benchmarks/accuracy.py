@@ -349,9 +349,11 @@ def edge_head_verdict(means: dict, half_spreads: dict, budgeted: bool, dual_name
         if key in dual and key in single:
             figures.append(f"{name} {dual[key]:.1f} vs {single[key]:.1f} m/s")
     cost = 1 - dual["train_samples_per_s"] / single["train_samples_per_s"]
+    rates = f"{dual['train_samples_per_s']:.1f} vs {single['train_samples_per_s']:.1f} samples/s"
     speed = (
-        f"it costs {100 * cost:.0f} % of the training speed: {dual['train_samples_per_s']:.1f} vs "
-        f"{single['train_samples_per_s']:.1f} samples/s"
+        f"it costs {100 * cost:.0f} % of the training speed: {rates}"
+        if cost >= 0
+        else f"no measurable cost in training speed ({rates}: faster than without edges only by the machine's noise)"
     )
     if budgeted:
         speed += f", {dual['epochs']:.1f} vs {single['epochs']:.1f} epochs in the budget"

@@ -78,3 +78,13 @@ def test_the_smoothness_claims_and_the_shared_decoder_are_judged_too():
     shared = edge_head_verdict(means, spreads, budgeted=False, dual_name="unet-shared")
     assert shared.startswith("unet-shared's edge head ties on MAE")
     assert "it costs 9 % of the training speed: 32.0 vs 35.0 samples/s" in shared
+
+
+def test_an_edge_head_measured_faster_than_none_is_called_noise_not_a_negative_cost():
+    rows = _rows((0.10, 0.85), (0.10, 0.85))
+    rows["unet"]["train_samples_per_s"] = 40.0
+    text = edge_head_verdict(rows, _spreads(0.01, 0.02), budgeted=False)
+    assert (
+        "no measurable cost in training speed (40.0 vs 35.0 samples/s" in text
+        and "-" not in text.split("cost")[1][:4]
+    )

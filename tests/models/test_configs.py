@@ -76,3 +76,27 @@ def test_overrides_and_dataclass_inputs():
     assert config.cell == "gru" and config.recurrent_units == (8,)
     model = models.build("transformer", models.TransformerConfig(num_layers=1, hidden_dim=32, num_heads=2))
     assert model.num_layers == 1
+
+
+def test_every_constructor_default_is_its_dataclass_default():
+    """One source of truth per hyper-parameter (issue 23 item 5): a model's ``__init__`` takes exactly its
+    dataclass's fields, with the same defaults (lists and tuples compare by their items)."""
+    import dataclasses
+    import inspect
+
+    from models import registry
+
+    for name in models.available_models():
+        model_class, config_class = registry.MODELS[name]
+        parameters = inspect.signature(model_class.__init__).parameters
+        for field in dataclasses.fields(config_class):
+            if field.name == "family":
+                continue
+            assert field.name in parameters, f"{name}: {field.name} is not a constructor argument"
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            given = parameters[field.name].default
+            if isinstance(default, list | tuple):
+                default, given = tuple(default), tuple(given)
+            assert given == default, (
+                f"{name}.{field.name}: __init__ says {given!r}, the dataclass {default!r}"
+            )

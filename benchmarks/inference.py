@@ -359,10 +359,11 @@ def refinement_verdict(results: list[dict], runs: list[str]) -> str:
     refined_runs = [name for name in runs if "+ refine" in name]
     if not refined_runs:
         return ""
-    start = {r["line"]: r["mae_mps"] for r in results if r["run"] == "network + input correction"}
+    # Keyed by the line's index: with more lines than families x wavelets, two lines share a label.
+    start = {r["line_index"]: r["mae_mps"] for r in results if r["run"] == "network + input correction"}
     rows = [r for r in results if r["run"] == refined_runs[0]]
-    changes = {r["line"]: r["mae_mps"] / start[r["line"]] - 1 for r in rows}
-    worse = [f"{line} ({100 * change:+.1f} %)" for line, change in changes.items() if change > 0.05]
+    changes = {(r["line_index"], r["line"]): r["mae_mps"] / start[r["line_index"]] - 1 for r in rows}
+    worse = [f"{line} ({100 * change:+.1f} %)" for (_, line), change in changes.items() if change > 0.05]
     seconds = [r["refine_s_per_window"] for r in rows if r.get("refine_s_per_window") is not None]
     mean = float(np.mean(list(changes.values())))
     met = mean <= -0.10 and not worse
@@ -538,6 +539,7 @@ def foreign_main(args: argparse.Namespace) -> int:
                 seams = seam_statistics(out, section) if kind == "network" else {}
                 row = {
                     "line": label,
+                    "line_index": index,
                     "run": name,
                     "mae_mps": (
                         section["refine"]["summary"]["section_velocity_errors"]["velocity_mae_mps"]

@@ -11,11 +11,12 @@ START, REFINED = "network + input correction", "network + input correction + ref
 def _rows(pairs):
     rows = []
     for index, (before, after) in enumerate(pairs):
-        line = f"line {index}"
-        rows.append({"line": line, "run": START, "mae_mps": before})
+        line = f"line {index % 2}"  # labels repeat when lines outnumber families x wavelets
+        rows.append({"line": line, "line_index": index, "run": START, "mae_mps": before})
         rows.append(
             {
                 "line": line,
+                "line_index": index,
                 "run": REFINED,
                 "mae_mps": after,
                 "refine_s_per_window": 8.0 + index,
@@ -37,6 +38,12 @@ def test_one_line_more_than_five_percent_worse_fails_the_bar_even_with_a_good_av
     text = refinement_verdict(_rows([(300.0, 150.0), (200.0, 220.0)]), [START, REFINED])
     # -50 % and +10 %: -20 % on average, but line 1 is 10 % worse.
     assert "-20.0 % on average" in text and "line 1 (+10.0 %)" in text and "**not met**" in text
+
+
+def test_lines_that_share_a_label_are_judged_each_against_its_own_start():
+    # Lines 0 and 2 are both labelled "line 0": line 2 is 20 % worse than its own start.
+    text = refinement_verdict(_rows([(300.0, 240.0), (200.0, 180.0), (100.0, 120.0)]), [START, REFINED])
+    assert "over 3 line(s)" in text and "line 0 (+20.0 %)" in text and "**not met**" in text
 
 
 def test_without_a_refined_run_there_is_no_verdict():

@@ -144,8 +144,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             config = CompareConfig(
                 train=train, models=tuple(entries), run_name=f"accuracy {family} seed {seed}"
             )
-            # One spawned process per comparison (benchmarks.report.run_isolated): one process that ran them in
-            # turn reached 16.4 GB after 8 trainings and was killed by the OOM killer.
+            # One spawned process per comparison: see benchmarks.report.run_isolated.
             table = run_isolated(compare_table, config)
             # The comparison's rows name the model's family ("family": unet-small, inversionnet...): kept as
             # "model_family", so that "family" stays the dataset's.

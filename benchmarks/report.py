@@ -104,10 +104,10 @@ def update_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> Path
 def run_isolated(function, *args, **kwargs):
     """Runs ``function`` in a fresh spawned process and returns its (picklable) result.
 
-    One process per training run: a process that trained the rows one after another grew to 15.5 GB and was
-    killed by the kernel's OOM killer on the 24 GB machine (each run's in-memory data cache and graphs were
-    not all given back, ``keras.backend.clear_session`` notwithstanding); a spawned process gives back
-    everything when it ends.
+    One process per training run (or comparison): a benchmark process that trained one model after another
+    was killed by the kernel's OOM killer on the 24 GB machine, at 15.5 GB (generalisation) and 16.4 GB
+    (accuracy): each run's in-memory data cache and graphs were not all given back,
+    ``keras.backend.clear_session`` notwithstanding. A spawned process gives back everything when it ends.
     """
     import multiprocessing
 

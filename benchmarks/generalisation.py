@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks.generalisation                          # the general recipe's data, 900 s per model
     python -m benchmarks.generalisation --budget-s 600 --finetune-budget-s 240 --held-out structural
     python -m benchmarks.generalisation --epochs 20 --finetune-epochs 15   # load-independent: fixed epochs
+    python -m benchmarks.generalisation --epochs 20 --finetune-epochs 5 10 20 --finetune-samples 500
     python -m benchmarks.generalisation --report                 # the table from the rows already measured
 
 What it measures, on the general recipe's dataset (``configs/train/general.yaml``: every family, each sample
@@ -18,8 +19,10 @@ with its own source; synthesized and cached under ``--work-dir`` the first time)
   (0 = no better than the baseline, 1 = perfect);
 * a **FlatVel-A model** (trained on FlatVel-A alone, as the default run is) and the **general model** (every
   family, K included: an in-distribution reference, not a held-out score);
-* **fine-tuning**: the model trained without K, fine-tuned (``--init-from``) on K's training samples for
-  ``--finetune-budget-s``, against a model trained from scratch on the same samples for the same time;
+* **fine-tuning**: the model trained without K, fine-tuned (``--init-from``) on K's training samples (the
+  first ``--finetune-samples`` of them) for ``--finetune-budget-s`` (or ``--finetune-epochs``), against a model
+  trained from scratch on the same samples for the same budget; several budgets give the curve of what
+  fine-tuning is worth against the time a user spends;
 * for every row, what the edge task is meant to improve: the MAE within two cells of the true interfaces
   and the total variation of the error map (m/s per cell; lower is smoother), next to MAE and SSIM.
 
@@ -216,10 +219,15 @@ def _append(path: Path, row: Mapping[str, Any]) -> None:
         handle.write(json.dumps(row, sort_keys=True) + "\n")
 
 
+#: The rows trained on K's own samples: their key holds how many.
+TUNING_ROWS = ("fine-tuned on K", "scratch on K")
+
+
 def _key(row: Mapping[str, Any]) -> tuple:
     # Rows written before epoch budgets existed carry only budget_s.
     budget = row.get("budget") or Budget(seconds=row["budget_s"]).label
-    return (row["row"], row["held_out"], row["seed"], budget)
+    samples = row.get("train_samples") if row["row"] in TUNING_ROWS else None
+    return (row["row"], row["held_out"], row["seed"], budget, samples)
 
 
 def _load_range(results: Sequence[Mapping[str, Any]]) -> str:
@@ -245,7 +253,7 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
         "the same samples within the same budget, and (when run) the general recipe with K seen, an "
         "in-distribution reference. Training budgets (whole-run wall clock on this machine, or epochs): "
         f"{settings['budget']} per model, {settings['finetune_budget']} for fine-tuning and its "
-        "from-scratch twin.",
+        "from-scratch twin (each on the same samples of K).",
         "",
     ]
     order = ["flatvel-a model", "general without K", "general (K seen)", "fine-tuned on K", "scratch on K"]
@@ -256,9 +264,10 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
         table = []
         for name in order:
             for row in (r for r in rows if r["row"] == name):
+                label = f"{name} ({row.get('train_samples', '?')} samples)" if name in TUNING_ROWS else name
                 table.append(
                     [
-                        name,
+                        label,
                         row["seed"],
                         f"{row['mae_mps']:.0f}",
                         f"{row['ssim']:.3f}",
@@ -279,21 +288,29 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
                 table,
             )
         )  # fmt: skip
-        tuned = {r["seed"]: r for r in rows if r["row"] == "fine-tuned on K"}
-        scratch = {r["seed"]: r for r in rows if r["row"] == "scratch on K"}
-        for seed in sorted(set(tuned) & set(scratch)):
-            gain = 1 - tuned[seed]["mae_mps"] / scratch[seed]["mae_mps"]
+        tuned = {_key(r)[2:]: r for r in rows if r["row"] == "fine-tuned on K"}
+        scratch = {_key(r)[2:]: r for r in rows if r["row"] == "scratch on K"}
+        for pair in sorted(set(tuned) & set(scratch), key=_pair_order):
+            seed, budget, samples = pair
+            gain = 1 - tuned[pair]["mae_mps"] / scratch[pair]["mae_mps"]
             verdict = "meets" if gain >= 0.2 else "does not meet"
             lines += [
                 "",
-                f"Fine-tuning vs from scratch on K's {tuned[seed].get('train_samples', '?')} training samples, same "
-                f"budget (seed {seed}): MAE {tuned[seed]['mae_mps']:.0f} vs {scratch[seed]['mae_mps']:.0f} m/s, "
-                f"{100 * gain:.0f} % lower: **{verdict}** the ≥ 20 % goal (an accuracy verdict at an equal budget, "
-                f"{settings['finetune_budget']}; 1/5/15-minute load {tuned[seed].get('load', '?')} fine-tuning, "
-                f"{scratch[seed].get('load', '?')} from scratch).",
+                f"Fine-tuning vs from scratch on K's {samples if samples is not None else '?'} training samples, "
+                f"{budget} each (seed {seed}): MAE {tuned[pair]['mae_mps']:.0f} vs {scratch[pair]['mae_mps']:.0f} "
+                f"m/s, {100 * gain:.0f} % lower: **{verdict}** the ≥ 20 % goal (an accuracy verdict at an equal "
+                f"budget; 1/5/15-minute load {tuned[pair].get('load', '?')} fine-tuning, "
+                f"{scratch[pair].get('load', '?')} from scratch).",
             ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _pair_order(pair: tuple) -> tuple:
+    """Fine-tuning verdicts by seed, samples, then budget (epochs or seconds, smallest first)."""
+    seed, budget, samples = pair
+    amount = float(budget.split()[0]) if budget.split()[0].replace(".", "", 1).isdigit() else 0.0
+    return (seed, samples or 0, budget.split()[-1], amount)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -311,14 +328,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--held-out", nargs="+", default=list(HELD_OUT_GROUPS), help=f"groups: {', '.join(HELD_OUT_GROUPS)}"
     )
     parser.add_argument("--budget-s", type=float, default=900.0, help="whole-run budget of each model, s")
-    parser.add_argument("--finetune-budget-s", type=float, default=300.0, help="fine-tuning budget, s")
+    parser.add_argument(
+        "--finetune-budget-s", type=float, nargs="+", default=[300.0], help="fine-tuning budget(s), s"
+    )
     parser.add_argument(
         "--epochs",
         type=int,
         help="train each model this many epochs instead of --budget-s (load-independent)",
     )
     parser.add_argument(
-        "--finetune-epochs", type=int, help="fine-tune (and train its from-scratch twin) this many epochs"
+        "--finetune-epochs",
+        type=int,
+        nargs="+",
+        help="fine-tune (and train its from-scratch twin) this many epochs (several: one pair per budget)",
+    )
+    parser.add_argument(
+        "--finetune-samples",
+        type=int,
+        help="fine-tune and train from scratch on the first N of K's training samples (default: all of them)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
@@ -358,19 +385,28 @@ class Runs:
     ``work_dir/results.jsonl`` as soon as it ends; rows already there are skipped (an interrupted call resumes).
     """
 
-    def __init__(self, dataset_path: Path, work_dir: Path, model_budget: Budget, tune_budget: Budget, rows):
+    def __init__(
+        self,
+        dataset_path: Path,
+        work_dir: Path,
+        model_budget: Budget,
+        tune_budgets: Sequence[Budget],
+        rows,
+        tune_samples: int | None = None,
+    ):
         from data_prep import schema
         from pipeline.feeding import read_sample_families
 
         self.dataset_path, self.work_dir = dataset_path, work_dir
-        self.model_budget, self.tune_budget, self.rows = model_budget, tune_budget, tuple(rows)
+        self.model_budget, self.tune_budgets, self.rows = model_budget, tuple(tune_budgets), tuple(rows)
+        self.tune_samples = tune_samples
         self.results_path = work_dir / "results.jsonl"
         with schema.open_dataset(dataset_path) as h5:
             self.all_families = sorted(set(read_sample_families(h5).tolist()))
         self.done = {_key(row) for row in _load_results(self.results_path)}
 
-    def wanted(self, name: str, group: str, seed: int, budget: Budget) -> bool:
-        return (name, group, seed, budget.label) not in self.done
+    def wanted(self, name: str, group: str, seed: int, budget: Budget, samples: int | None = None) -> bool:
+        return (name, group, seed, budget.label, samples) not in self.done
 
     def train(self, families, budget: Budget, seed: int, **options):
         return run_isolated(
@@ -417,49 +453,53 @@ class Runs:
 
     def held_out_rows(self, group: str, seed: int) -> None:
         """The general recipe without K; that model fine-tuned on K against a model trained from scratch on
-        K's training samples within the same budget."""
+        the same samples of K within the same budget, for each fine-tuning budget."""
         held = HELD_OUT_GROUPS[group]
         rest = [family for family in self.all_families if family not in held]
-        budget, tune = self.model_budget, self.tune_budget
+        budget = self.model_budget
+        available = len(family_indices(self.dataset_path, held, ("train",)))
+        samples = available if self.tune_samples is None else min(self.tune_samples, available)
         wanted_without = "general without K" in self.rows and self.wanted(
             "general without K", group, seed, budget
         )
-        wanted_tuning = "fine-tuning" in self.rows and (
-            self.wanted("fine-tuned on K", group, seed, tune)
-            or self.wanted("scratch on K", group, seed, tune)
-        )
+        tunes = [
+            tune
+            for tune in self.tune_budgets
+            if "fine-tuning" in self.rows
+            and any(self.wanted(name, group, seed, tune, samples) for name in TUNING_ROWS)
+        ]
         # A recorded model without K is reused as the parent when its bundle is still on disk.
         parent = next(
             (
                 row["bundle"]
                 for row in _load_results(self.results_path)
-                if _key(row) == ("general without K", group, seed, budget.label)
+                if _key(row) == ("general without K", group, seed, budget.label, None)
                 and Path(row.get("bundle", "/nonexistent")).is_dir()
             ),
             None,
         )
-        if wanted_without or (wanted_tuning and parent is None):
+        if wanted_without or (tunes and parent is None):
             print(f"training without {group} ({budget.label}) ...", flush=True)
             without = self.train(rest, budget, seed)
             parent = str(without.bundle_dir)
             if self.wanted("general without K", group, seed, budget):
                 self.record("general without K", group, seed, budget, without, rest)
-        if not wanted_tuning:
-            return
-        train_samples = len(family_indices(self.dataset_path, held, ("train",)))
-        extra = {"train_samples": train_samples}
-        if self.wanted("fine-tuned on K", group, seed, tune):
-            print(f"fine-tuning on {group}'s {train_samples} samples ({tune.label}) ...", flush=True)
-            # A short warm-up and a lower peak rate, so that the parent is adapted, not erased.
-            settings = ["optimizer.learning_rate=2.0e-4", "optimizer.warmup_epochs=0.5"]
-            tuned = self.train(held, tune, seed, init_from=parent, extra=settings)
-            self.record("fine-tuned on K", group, seed, tune, tuned, held, extra)
-        if self.wanted("scratch on K", group, seed, tune):
-            print(
-                f"training from scratch on {group}'s {train_samples} samples ({tune.label}) ...", flush=True
-            )
-            scratch = self.train(held, tune, seed)
-            self.record("scratch on K", group, seed, tune, scratch, held, extra)
+        extra = {"train_samples": samples, "available_samples": available}
+        # The first ``samples`` of K's training split (the split's order: by family, then sample).
+        limit = [] if samples == available else [f"data.max_train_samples={samples}"]
+        for tune in tunes:
+            if self.wanted("fine-tuned on K", group, seed, tune, samples):
+                print(f"fine-tuning on {samples} of {group}'s samples ({tune.label}) ...", flush=True)
+                # A short warm-up and a lower peak rate, so that the parent is adapted, not erased.
+                settings = ["optimizer.learning_rate=2.0e-4", "optimizer.warmup_epochs=0.5", *limit]
+                tuned = self.train(held, tune, seed, init_from=parent, extra=settings)
+                self.record("fine-tuned on K", group, seed, tune, tuned, held, extra)
+            if self.wanted("scratch on K", group, seed, tune, samples):
+                print(
+                    f"training from scratch on {samples} of {group}'s samples ({tune.label}) ...", flush=True
+                )
+                scratch = self.train(held, tune, seed, extra=limit)
+                self.record("scratch on K", group, seed, tune, scratch, held, extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -472,8 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"Unknown held-out group(s) {unknown}: choose from {', '.join(HELD_OUT_GROUPS)}.")
     model_budget = Budget(seconds=None if args.epochs else args.budget_s, epochs=args.epochs)
-    tune_budget = Budget(
-        seconds=None if args.finetune_epochs else args.finetune_budget_s, epochs=args.finetune_epochs
+    tune_budgets = (
+        [Budget(seconds=None, epochs=epochs) for epochs in args.finetune_epochs]
+        if args.finetune_epochs
+        else [Budget(seconds=seconds) for seconds in args.finetune_budget_s]
     )
     settings = {
         # The command that measures these rows (a --report call rewrites the table of that command).
@@ -484,26 +526,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_description(),
         "load": _load(),
         "budget": model_budget.label,
-        "finetune_budget": tune_budget.label,
+        "finetune_budget": ", ".join(tune.label for tune in tune_budgets),
         "held_out": args.held_out,
     }
     if not args.report:
-        runs = Runs(_dataset(args, work_dir), work_dir, model_budget, tune_budget, args.rows)
+        runs = Runs(
+            _dataset(args, work_dir), work_dir, model_budget, tune_budgets, args.rows, args.finetune_samples
+        )
         for seed in args.seeds:
             shared: dict[str, Any] = {}  # the FlatVel-A and the general model serve every group of a seed
             for group in args.held_out:
                 runs.reference_rows(group, seed, shared)
                 runs.held_out_rows(group, seed)
-    results = [
-        row
-        for row in _load_results(results_path)
-        if _key(row)[3] in (model_budget.label, tune_budget.label) and row["seed"] in args.seeds
-    ]
+    results = [row for row in _load_results(results_path) if _reported(row, args, model_budget, tune_budgets)]
     markdown = report(results, settings)
     print(markdown)
     if not args.no_write:
         print(f"wrote {update_section(SECTION, markdown)}")
     return 0
+
+
+def _reported(row: Mapping[str, Any], args, model_budget: Budget, tune_budgets: Sequence[Budget]) -> bool:
+    """Whether ``row`` is one of this command's rows: its seed, budgets and (tuning rows) sample count."""
+    name, _, seed, budget, samples = _key(row)
+    if seed not in args.seeds:
+        return False
+    if name not in TUNING_ROWS:
+        return budget == model_budget.label
+    available = row.get("available_samples", samples)  # rows before --finetune-samples used all of K's
+    wanted = available if args.finetune_samples is None else min(args.finetune_samples, available)
+    return budget in {tune.label for tune in tune_budgets} and samples == wanted
 
 
 def _release_memory() -> None:

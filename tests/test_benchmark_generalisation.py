@@ -85,3 +85,35 @@ def test_the_report_gives_the_fine_tuning_verdict_from_the_rows(tmp_path, fake_t
     # 200 vs 300 m/s: 33 % lower, which meets the 20 % goal.
     assert "MAE 200 vs 300 m/s, 33 % lower: **meets** the ≥ 20 % goal" in table
     assert "4 epochs per model, 2 epochs for fine-tuning" in table
+
+
+def test_fine_tuning_on_fewer_samples_at_several_budgets_is_a_row_per_budget(tmp_path, fake_training, capsys):
+    dataset = write_dataset(tmp_path / "mix.h5", num_samples=32, families=FAMILIES)
+    work = tmp_path / "work"
+    common = ["--data", str(dataset), "--work-dir", str(work), "--held-out", "curvefault-b", "--epochs", "4",
+              "--rows", "fine-tuning", "--no-write"]  # fmt: skip
+    generalisation.main([*common, "--finetune-epochs", "2"])  # all of K's samples
+    capsys.readouterr()
+    assert len(fake_training) == 3  # the parent, then the pair
+    available = len(generalisation.family_indices(dataset, ("curvefault-b",), ("train",)))
+    assert available > 2
+
+    generalisation.main([*common, "--finetune-epochs", "1", "2", "--finetune-samples", "2"])
+    table = capsys.readouterr().out
+    # The parent is reused; a pair per budget, both limited to the first 2 samples of K's training split.
+    new = fake_training[3:]
+    assert [(c["init_from"] is not None, c["budget"].epochs) for c in new] == [
+        (True, 1), (False, 1), (True, 2), (False, 2),
+    ]  # fmt: skip
+    assert all("data.max_train_samples=2" in c["extra"] for c in new)
+    assert "data.max_train_samples=2" not in fake_training[1]["extra"]
+    # This command's table holds the 2-sample rows only, one verdict per budget, smallest budget first.
+    assert table.count("fine-tuned on K (2 samples)") == 2 and f"({available} samples)" not in table
+    verdicts = [line for line in table.splitlines() if line.startswith("Fine-tuning vs from scratch")]
+    assert [v.split(", ")[1].split(" each")[0] for v in verdicts] == ["1 epochs", "2 epochs"]
+    assert all("K's 2 training samples" in v for v in verdicts)
+
+    # Asking for more samples than K has is all of them: the first call's rows, nothing retrained.
+    generalisation.main([*common, "--finetune-epochs", "2", "--finetune-samples", "100000"])
+    assert len(fake_training) == 7
+    assert f"fine-tuned on K ({available} samples)" in capsys.readouterr().out

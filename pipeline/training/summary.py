@@ -32,6 +32,7 @@ def run_summary(
     outcome: Mapping[str, Any],
     started: float,
     marks: Mapping[str, float],
+    test_per_family: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """What a run did, in seconds and metrics, for scripts (``benchmarks/default_run.py``) rather than eyes.
 
@@ -40,7 +41,8 @@ def run_summary(
     training split's first read happen in it), ``epochs`` (the whole epoch loop: steps, per-epoch metrics,
     checkpoints, images), ``evaluation`` (best weights restored, the test split evaluated), ``bundle_and_registry``
     (bundle saved, model logged and registered), ``total``. ``compilation_estimate`` is the first epoch's
-    duration less the median of the others (None with one epoch).
+    duration less the median of the others (None with one epoch). ``test_metrics_per_family``: the test
+    metrics of each family (datasets with several; empty otherwise).
     """
     epoch_times = [float(logs.get("epoch_time_s", float("nan"))) for logs in history]
     steady = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else None
@@ -79,6 +81,10 @@ def run_summary(
         },
         "epoch_times_s": epoch_times,
         "test_metrics": {key: float(value) for key, value in test_metrics.items()},
+        "test_metrics_per_family": {
+            family: {key: float(value) for key, value in metrics.items()}
+            for family, metrics in (test_per_family or {}).items()
+        },
         "registered_model": outcome.get("registered_model"),
         "model_version": outcome.get("version"),
         "champion": bool(outcome.get("champion")),

@@ -436,6 +436,7 @@ def _finish(session: Session, run, started: float, echo) -> TrainResult:
             outcome=outcome,
             started=started,
             marks={**run.marks, "finished": started + wall},
+            test_per_family=test.per_family if test is not None else {},
         )
         summary_path = Path(config.runtime.output_dir) / str(session.run_id) / RUN_SUMMARY_FILE
         summary_path.parent.mkdir(parents=True, exist_ok=True)

@@ -541,6 +541,10 @@ def test_the_run_summary_records_phases_epochs_and_test_metrics(trained, client)
     )
     assert parts == pytest.approx(phases["total"], abs=0.5), phases
     assert summary["test_metrics"] == pytest.approx(result.test_metrics)
+    per_family = summary["test_metrics_per_family"]
+    assert per_family.keys() == result.test_per_family.keys()
+    for family, metrics in result.test_per_family.items():
+        assert per_family[family] == pytest.approx(metrics)
     assert summary["registered_model"] == "seisinvert-unet" and summary["champion"] is True
     logged = client.download_artifacts(result.run_id, "run_summary.json", str(root / "downloaded"))
     assert json.loads(Path(logged).read_text()) == summary

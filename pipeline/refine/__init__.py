@@ -106,7 +106,12 @@ from pipeline.refine.line import LineSurvey, line_survey, refine_line, refine_wi
 from pipeline.refine.objective import PRIOR_SCALE_MPS
 from pipeline.refine.objective import _Objective as _Objective  # the tests check its gradient
 from pipeline.refine.report import plot_refinement, summarise, summary_line
-from pipeline.refine.structure import edge_preserving_smoothing, stage_smoothing_cells, structure_edges
+from pipeline.refine.structure import (
+    edge_preserving_smoothing,
+    stage_smoothing_cells,
+    structure_edges,
+    structure_regions,
+)
 
 __all__ = [
     "MIN_ITERATIONS_PER_STAGE",
@@ -134,6 +139,7 @@ __all__ = [
     "simulate_with_pullback",
     "stage_smoothing_cells",
     "structure_edges",
+    "structure_regions",
     "summarise",
     "summary_line",
 ]

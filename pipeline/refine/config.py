@@ -63,6 +63,10 @@ class RefineConfig:
             when given, else the start model's velocity contrasts); ``"none"``: isotropic Gaussian.
         prior_weight: weight of ``mean(((v - v_start) / 100 m/s)^2) / 2`` against the stage's data objective
             (1 at the stage's start); 0 = none.
+        region_iterations: of ``iterations``, this many go to a first stage (in the first band) that updates
+            one velocity per region of the structure (the start model split at its edges,
+            ``pipeline.refine.structure.structure_regions``): a layer's or a body's level moves as a whole
+            before any cell moves on its own. 0: off.
         mute_top_cells: no update in this many rows below the shallowest source/receiver row (and above it).
         source_correction: ``"estimate"`` (finite-length matching filter, default), ``"qc"`` (the physics
             QC's setting), ``"scale"``, ``"wavelet"`` (QC's frequency-domain filter) or ``"none"``.
@@ -90,6 +94,7 @@ class RefineConfig:
     smoothing_wavelengths: float = 0.25
     structure: Literal["edges", "none"] = "edges"
     prior_weight: float = 0.5
+    region_iterations: int = 0
     mute_top_cells: int = 0
     source_correction: Literal["estimate", "qc", "scale", "wavelet", "none"] = "estimate"
     wavelet_max_lag_s: float = 0.1
@@ -130,6 +135,15 @@ class RefineConfig:
             refuse("structure", "'edges' or 'none'")
         if not (math.isfinite(self.prior_weight) and self.prior_weight >= 0):
             refuse("prior_weight", ">= 0 (e.g. 0.5; 0: no penalty on the departure from the start)")
+        if (
+            isinstance(self.region_iterations, bool)
+            or not isinstance(self.region_iterations, int)
+            or not 0 <= self.region_iterations <= max(self.iterations - 1, 0)
+        ):
+            refuse(
+                "region_iterations",
+                f"an integer from 0 to iterations - 1 = {max(self.iterations - 1, 0)} (the rest go to the cells)",
+            )
         if self.mute_top_cells < 0:
             refuse("mute_top_cells", ">= 0")
         if self.source_correction not in SOURCE_CORRECTIONS:

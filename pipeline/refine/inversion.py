@@ -9,6 +9,7 @@ when the run should be looked at.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -21,7 +22,12 @@ from pipeline.refine.config import RefineConfig, RefineResult
 from pipeline.refine.engine import refinement_engine
 from pipeline.refine.objective import _BudgetExhausted, _GradientNotFinite, _Objective
 from pipeline.refine.optimizers import _adam, _lbfgs
-from pipeline.refine.structure import _update_filter, stage_smoothing_cells, structure_edges
+from pipeline.refine.structure import (
+    _update_filter,
+    stage_smoothing_cells,
+    structure_edges,
+    structure_regions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +97,7 @@ def refine(
         trace_mask=trace_mask,
         shots_per_call=config.shots_per_call,
     )
-    objective.start = start
+    objective.start = objective.anchor = start
     objective.prior_weight = config.prior_weight
     structure = None
     if config.structure == "edges":
@@ -196,21 +202,35 @@ def _run_schedule(
     """
     optimizer = _adam if config.optimizer == "adam" else _lbfgs
     velocity = start
-    stages = config.stages(geometry.peak_frequency_hz, geometry.num_samples * geometry.sample_interval_s)
+    duration = geometry.num_samples * geometry.sample_interval_s
+    regional = config.region_iterations
+    stages = dataclasses.replace(config, iterations=config.iterations - regional, region_iterations=0).stages(
+        geometry.peak_frequency_hz, duration
+    )
+    if regional:
+        # A first stage in the first band: one velocity per region of the structure.
+        stages = [(stages[0][0], regional, "regions"), *stages]
     stage_records: list[dict[str, Any]] = []
     if config.iterations == 0:  # no iterations: evaluate the start only
         objective.set_band(0, None)
         objective.evaluate(start, gradient=False)
     stopped = ""
     carried = 0
-    for stage, (cutoff, count) in enumerate(stages):
+    for stage, (cutoff, count, *kind) in enumerate(stages):
         count += carried
         if count <= 0:
             continue
         objective.set_band(stage, cutoff)
         sigma = stage_smoothing_cells(config, cutoff, start, geometry)
-        condition = _update_filter(start.shape, geometry, config, sigma, structure)
+        regions = None
+        if kind:
+            regions = structure_regions(start)
+            sigma = 0.0
+        condition = _update_filter(start.shape, geometry, config, sigma, structure, regions)
         used_before = objective.evaluations
+        # The region stage has few unknowns, each constrained by many traces: no prior holds it back; the
+        # stages after it are pulled towards its result instead of the start.
+        objective.prior_weight = 0.0 if regions is not None else config.prior_weight
         try:
             objective.budget = used_before + count
             velocity = optimizer(objective, velocity, count, config, condition)
@@ -219,9 +239,14 @@ def _run_schedule(
         except _GradientNotFinite as error:
             stopped = str(error)
             break
+        if regions is not None and objective.best is not None:
+            objective.anchor = objective.best[2]
         used = objective.evaluations - used_before
         carried = count - used
-        stage_records.append({"cutoff_hz": cutoff, "iterations": used, "smoothing_cells": sigma})
+        record = {"cutoff_hz": cutoff, "iterations": used, "smoothing_cells": sigma}
+        if regions is not None:
+            record["regions"] = int(regions.max()) + 1
+        stage_records.append(record)
     if config.iterations:
         # The last update has not been evaluated yet: one forward pass, full band.
         objective.set_band(len(stages) - 1, None)

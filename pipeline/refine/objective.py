@@ -67,6 +67,8 @@ class _Objective:
         self.band_observed = self.observed
         self.band_norm_squared = float(np.sum(self.observed**2))
         self.start: np.ndarray | None = None
+        #: The prior's centre: the start, or the region stage's result (``pipeline.refine.inversion``).
+        self.anchor: np.ndarray | None = None
         self.prior_weight = 0.0
         self.data_normaliser = 1.0
 
@@ -125,8 +127,8 @@ class _Objective:
         misfit, scale, polarity, lag = self.full_band(simulated)
         change = float(np.mean(np.abs(velocity - self.start))) if self.start is not None else 0.0
         prior_value = 0.0
-        if self.prior_weight > 0 and self.start is not None:
-            departure = (velocity - self.start) / PRIOR_SCALE_MPS
+        if self.prior_weight > 0 and self.anchor is not None:
+            departure = (velocity - self.anchor) / PRIOR_SCALE_MPS
             prior_value = 0.5 * self.prior_weight * float(np.mean(departure**2))
         entry = {
             "evaluation": len(self.history),
@@ -153,9 +155,9 @@ class _Objective:
         return value + prior_value, data_gradient
 
     def prior_gradient(self, velocity: np.ndarray) -> np.ndarray:
-        if not (self.prior_weight > 0 and self.start is not None):
+        if not (self.prior_weight > 0 and self.anchor is not None):
             return np.zeros_like(velocity)
-        return self.prior_weight * (velocity - self.start) / (PRIOR_SCALE_MPS**2 * velocity.size)
+        return self.prior_weight * (velocity - self.anchor) / (PRIOR_SCALE_MPS**2 * velocity.size)
 
 
 def _reference_wavelet(geometry: AcquisitionGeometry, engine: Any, wavelet: np.ndarray | None) -> np.ndarray:

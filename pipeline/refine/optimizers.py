@@ -48,8 +48,8 @@ def _lbfgs(objective: _Objective, velocity: np.ndarray, iterations: int, config:
     start = np.array(velocity, np.float64)
     value0, raw0 = objective.evaluate(start)
     data_value0 = value0 - (
-        0.5 * objective.prior_weight * float(np.mean(((start - objective.start) / PRIOR_SCALE_MPS) ** 2))
-        if objective.start is not None and objective.prior_weight > 0
+        0.5 * objective.prior_weight * float(np.mean(((start - objective.anchor) / PRIOR_SCALE_MPS) ** 2))
+        if objective.anchor is not None and objective.prior_weight > 0
         else 0.0
     )
     normaliser = data_value0 if data_value0 > 0 else 1.0

@@ -31,6 +31,7 @@ from pipeline.refine import (
     band_limit,
     lowpass_response,
     refine,
+    structure_regions,
     summarise,
 )
 
@@ -747,3 +748,40 @@ def test_refinement_engine_keeps_every_laplacian_when_a_call_fits_the_memory_bud
         ENGINE, GEOMETRY.num_samples, RefineConfig(iterations=1, checkpoint_segments=4)
     )
     assert explicit.checkpoint_segments == 4
+
+
+def test_structure_regions_split_a_model_into_its_layers_and_bodies():
+    velocity = np.full((30, 40), 2000.0)
+    velocity[10:20] = 3000.0
+    velocity[20:] = 3500.0
+    velocity[22:28, 10:20] = 4500.0  # a body inside the last layer
+    regions = structure_regions(velocity)
+    assert regions.max() + 1 == 4
+    for block in (velocity == 2000.0, velocity == 3000.0, velocity == 3500.0, velocity == 4500.0):
+        assert np.unique(regions[block]).size == 1, "one region per layer or body"
+    # A one-cell smooth transition between two layers joins one of them instead of making a region.
+    smooth = velocity.copy()
+    smooth[10] = 2500.0
+    assert structure_regions(smooth, min_cells=41).max() + 1 == 4
+    assert np.all(structure_regions(np.full((3, 3), 2000.0)) == 0)
+
+
+def test_the_region_stage_moves_each_layer_as_a_whole(case):
+    """A start with the true layers, the middle one 300 m/s too slow: the region stage (its iterations all
+    the budget allows here: the last stage's single evaluation takes no step) changes every region by one
+    value, without the prior, and fits the data better than the start."""
+    truth = case["truth"]
+    start = truth.astype(np.float64).copy()
+    start[5:9] -= 300.0
+    config = RefineConfig(iterations=6, region_iterations=5, source_correction="scale")
+    result = refine(
+        case["observed"], start, GEOMETRY, ENGINE, config, bounds_mps=BOUNDS, true_velocity_mps=truth
+    )
+    assert result.stages[0]["regions"] == 3 and result.stages[0]["iterations"] == 5, result.stages
+    change = result.velocity_mps - start
+    for layer in (slice(0, 5), slice(5, 9), slice(9, 12)):
+        assert np.ptp(change[layer]) < 1e-3, "a region moves as a whole"
+    assert np.max(np.abs(change)) > 1.0, "the region stage moved the model"
+    assert result.misfit_after < 0.9 * result.misfit_before, result.history
+    with pytest.raises(ValueError, match="region_iterations must be an integer from 0 to iterations - 1 = 5"):
+        RefineConfig(iterations=6, region_iterations=6)

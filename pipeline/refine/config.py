@@ -63,10 +63,11 @@ class RefineConfig:
             when given, else the start model's velocity contrasts); ``"none"``: isotropic Gaussian.
         prior_weight: weight of ``mean(((v - v_start) / 100 m/s)^2) / 2`` against the stage's data objective
             (1 at the stage's start); 0 = none.
-        region_iterations: of ``iterations``, this many go to a first stage (in the first band) that updates
-            one velocity per region of the structure (the start model split at its edges,
-            ``pipeline.refine.structure.structure_regions``): a layer's or a body's level moves as a whole
-            before any cell moves on its own. 0: off.
+        region_fraction: this fraction of ``iterations`` (rounded, at most all but one) goes to a first stage,
+            in the first band and without the prior, that updates one velocity per region of the start model
+            (its layers and bodies, ``pipeline.refine.structure.structure_regions``): a layer's or a body's
+            level moves as a whole before any cell moves on its own; the later stages' prior then pulls
+            towards that stage's result. 0: off.
         mute_top_cells: no update in this many rows below the shallowest source/receiver row (and above it).
         source_correction: ``"estimate"`` (finite-length matching filter, default), ``"qc"`` (the physics
             QC's setting), ``"scale"``, ``"wavelet"`` (QC's frequency-domain filter) or ``"none"``.
@@ -94,7 +95,7 @@ class RefineConfig:
     smoothing_wavelengths: float = 0.25
     structure: Literal["edges", "none"] = "edges"
     prior_weight: float = 0.5
-    region_iterations: int = 0
+    region_fraction: float = 0.5
     mute_top_cells: int = 0
     source_correction: Literal["estimate", "qc", "scale", "wavelet", "none"] = "estimate"
     wavelet_max_lag_s: float = 0.1
@@ -135,15 +136,8 @@ class RefineConfig:
             refuse("structure", "'edges' or 'none'")
         if not (math.isfinite(self.prior_weight) and self.prior_weight >= 0):
             refuse("prior_weight", ">= 0 (e.g. 0.5; 0: no penalty on the departure from the start)")
-        if (
-            isinstance(self.region_iterations, bool)
-            or not isinstance(self.region_iterations, int)
-            or not 0 <= self.region_iterations <= max(self.iterations - 1, 0)
-        ):
-            refuse(
-                "region_iterations",
-                f"an integer from 0 to iterations - 1 = {max(self.iterations - 1, 0)} (the rest go to the cells)",
-            )
+        if not (math.isfinite(self.region_fraction) and 0 <= self.region_fraction < 1):
+            refuse("region_fraction", "a fraction in [0, 1) of the iterations (e.g. 0.5; 0: no region stage)")
         if self.mute_top_cells < 0:
             refuse("mute_top_cells", ">= 0")
         if self.source_correction not in SOURCE_CORRECTIONS:
@@ -188,6 +182,11 @@ class RefineConfig:
                 f"Received: iterations={self.iterations}, frequency_schedule_hz={list(self.frequency_schedule_hz)}"
             )
 
+    @property
+    def region_iterations(self) -> int:
+        """The region stage's share of ``iterations``: ``region_fraction`` of them, rounded, at most all but one."""
+        return max(0, min(round(self.iterations * self.region_fraction), self.iterations - 1))
+
     def stages(
         self, peak_frequency_hz: float = 15.0, duration_s: float | None = None
     ) -> list[tuple[float | None, int]]:
@@ -226,6 +225,7 @@ class RefineConfig:
             "smoothing_wavelengths": 0.0,
             "structure": "none",
             "prior_weight": 0.0,
+            "region_fraction": 0.0,
             "checkpoint_segments": None,
         }
         return cls(iterations=iterations, **{**settings, **changes})

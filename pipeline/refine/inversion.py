@@ -204,12 +204,13 @@ def _run_schedule(
     velocity = start
     duration = geometry.num_samples * geometry.sample_interval_s
     regional = config.region_iterations
-    stages = dataclasses.replace(config, iterations=config.iterations - regional, region_iterations=0).stages(
+    stages = dataclasses.replace(config, iterations=config.iterations - regional, region_fraction=0.0).stages(
         geometry.peak_frequency_hz, duration
     )
     if regional:
-        # A first stage in the first band: one velocity per region of the structure.
-        stages = [(stages[0][0], regional, "regions"), *stages]
+        # A first stage in the schedule's first band (that of all the iterations): one velocity per region.
+        first = config.stages(geometry.peak_frequency_hz, duration)[0][0]
+        stages = [(first, regional, "regions"), *stages]
     stage_records: list[dict[str, Any]] = []
     if config.iterations == 0:  # no iterations: evaluate the start only
         objective.set_band(0, None)

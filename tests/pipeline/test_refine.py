@@ -517,11 +517,18 @@ def mismatch_case():
 def test_with_a_foreign_wavelet_the_new_refinement_lowers_the_velocity_error_and_the_old_one_raises_it(
     mismatch_case,
 ):
-    """The issue's failure in miniature. Measured (10 iterations each): new MAE 107.9 -> 92.5 m/s (-14 %),
-    old (``RefineConfig.legacy``: the QC's scalar source correction, full band) 107.9 -> 294.5 m/s: it lowers
-    its own misfit (0.94 -> 0.86) by moving the velocity away from the truth."""
+    """The issue's failure in miniature. Measured (10 iterations each): new MAE 107.9 -> 100.1 m/s (-7 %; its
+    cell-wise stages alone, ``region_fraction=0``, -> 92.5 m/s, -14 %: on a *smooth* start the region stage
+    has no layers to move, it is meant for a network's blocky one), old (``RefineConfig.legacy``: the QC's
+    scalar source correction, full band) 107.9 -> 294.5 m/s: it lowers its own misfit (0.94 -> 0.86) by moving
+    the velocity away from the truth."""
     runs = {}
-    for name, config in (("new", RefineConfig(iterations=10)), ("old", RefineConfig.legacy(10))):
+    configs = {
+        "new": RefineConfig(iterations=10),
+        "cells": RefineConfig(iterations=10, region_fraction=0.0),
+        "old": RefineConfig.legacy(10),
+    }
+    for name, config in configs.items():
         runs[name] = refine(
             mismatch_case["observed"],
             mismatch_case["start"],
@@ -531,13 +538,13 @@ def test_with_a_foreign_wavelet_the_new_refinement_lowers_the_velocity_error_and
             bounds_mps=(1500.0, 3500.0),
             true_velocity_mps=mismatch_case["truth"],
         )
-    new, old = runs["new"], runs["old"]
+    new, cells, old = runs["new"], runs["cells"], runs["old"]
     before = new.velocity_errors_before["velocity_mae_mps"]
     assert before == pytest.approx(old.velocity_errors_before["velocity_mae_mps"]), "same start"
-    assert new.velocity_errors_after["velocity_mae_mps"] < 0.92 * before, (
-        f"new refinement: velocity MAE {before:.1f} -> {new.velocity_errors_after['velocity_mae_mps']:.1f} m/s"
-    )
-    assert new.misfit_after < 0.8 * new.misfit_before, (new.misfit_before, new.misfit_after)
+    for run, factor in ((new, 0.95), (cells, 0.9)):
+        after = run.velocity_errors_after["velocity_mae_mps"]
+        assert after < factor * before, f"velocity MAE {before:.1f} -> {after:.1f} m/s"
+        assert run.misfit_after < 0.8 * run.misfit_before, (run.misfit_before, run.misfit_after)
     assert old.misfit_after < old.misfit_before, "the old refinement does lower its own misfit ..."
     assert old.velocity_errors_after["velocity_mae_mps"] > 1.2 * before, (
         "... by making the velocity worse (this is the issue's failure; if it stops failing, this test's case "
@@ -545,10 +552,16 @@ def test_with_a_foreign_wavelet_the_new_refinement_lowers_the_velocity_error_and
     )
     assert new.wavelet_polarity == -1.0, "the reversed polarity is seen by the estimated wavelet"
     assert new.wavelet_lag_s == pytest.approx(0.03, abs=0.006), "and the 30 ms delay"
-    assert [stage["cutoff_hz"] for stage in new.stages][-1] is None, "the last stage is the full band"
-    assert new.stages[0]["cutoff_hz"] == 10.0, "the first stage: 3 periods in the 0.3 s record"
-    assert new.stages[0]["smoothing_cells"] > new.stages[-1]["smoothing_cells"], "smoother at low frequencies"
-    assert sum(stage["iterations"] for stage in new.stages) == new.gradient_evaluations <= 10
+    assert new.stages[0]["regions"] >= 3 and new.stages[0]["iterations"] == 5, (
+        "half of them: the region stage"
+    )
+    for run in (new, cells):
+        assert [stage["cutoff_hz"] for stage in run.stages][-1] is None, "the last stage is the full band"
+        assert run.stages[0]["cutoff_hz"] == 10.0, "the first stage: 3 periods in the 0.3 s record"
+        assert sum(stage["iterations"] for stage in run.stages) == run.gradient_evaluations <= 10
+    assert cells.stages[0]["smoothing_cells"] > cells.stages[-1]["smoothing_cells"], (
+        "smoother at low frequencies"
+    )
 
 
 def test_matching_filter_recovers_polarity_delay_and_its_adjoint_is_exact():
@@ -680,7 +693,14 @@ def test_refine_line_refines_the_section_as_one_model(case):
             windows.append(np.asarray(simulate(truth, window_geometry, ENGINE))[0] * SURVEY_UNITS)
     setup = EngineSetup(GEOMETRY, ENGINE, None, [])
     result = refine_line(
-        windows, [0, 8], start, setup, RefineConfig(iterations=4, mode="line"), BOUNDS, true_section_mps=truth
+        windows,
+        [0, 8],
+        start,
+        setup,
+        # The cell-wise stages on a smooth start (the region stage is for a network's blocky start).
+        RefineConfig(iterations=4, mode="line", region_fraction=0.0),
+        BOUNDS,
+        true_section_mps=truth,
     )
     assert result.velocity_mps.shape == (12, 24)
     assert result.misfit_after < 0.7 * result.misfit_before, (result.misfit_before, result.misfit_after)
@@ -773,7 +793,7 @@ def test_the_region_stage_moves_each_layer_as_a_whole(case):
     truth = case["truth"]
     start = truth.astype(np.float64).copy()
     start[5:9] -= 300.0
-    config = RefineConfig(iterations=6, region_iterations=5, source_correction="scale")
+    config = RefineConfig(iterations=6, region_fraction=0.9, source_correction="scale")
     result = refine(
         case["observed"], start, GEOMETRY, ENGINE, config, bounds_mps=BOUNDS, true_velocity_mps=truth
     )
@@ -783,5 +803,10 @@ def test_the_region_stage_moves_each_layer_as_a_whole(case):
         assert np.ptp(change[layer]) < 1e-3, "a region moves as a whole"
     assert np.max(np.abs(change)) > 1.0, "the region stage moved the model"
     assert result.misfit_after < 0.9 * result.misfit_before, result.history
-    with pytest.raises(ValueError, match="region_iterations must be an integer from 0 to iterations - 1 = 5"):
-        RefineConfig(iterations=6, region_iterations=6)
+    # Half of the iterations by default, never all of them; 0 switches the stage off.
+    assert [RefineConfig(iterations=n).region_iterations for n in (0, 1, 2, 5, 20)] == [0, 0, 1, 2, 10]
+    assert RefineConfig(iterations=20, region_fraction=0.0).region_iterations == 0
+    assert RefineConfig.legacy(20).region_iterations == 0
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="region_fraction must be a fraction in"):
+            RefineConfig(iterations=6, region_fraction=bad)

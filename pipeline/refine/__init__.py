@@ -15,6 +15,10 @@ while the misfit falls (issue 22). The default refinement therefore
   ``pipeline.wavelet_estimation``): the finite-length least-squares filter that maps the current
   synthetics onto the data, one per window (or per shot), so delay, polarity and wavelet shape are the
   filter's, not the velocity's;
+* **first moves whole layers and bodies** (``region_fraction``, half of the iterations): the start is split
+  into regions of similar velocity (``structure_regions``) and one velocity per region is updated, in the
+  first band and without the prior. A network's errors on unfamiliar geology are mostly a layer or a body at
+  the wrong level, which cell-by-cell updates held near the start do not fix in a few iterations;
 * **starts at low frequencies** (``start_frequency_hz``, 4 Hz): stages low-pass data and synthetics alike,
   cut-offs rising geometrically to the full band, where a wrong model is less than half a period off; a
   stage ends when its misfit stops falling and hands its remaining iterations to the next;
@@ -76,7 +80,8 @@ module                              holds
 ``pipeline.refine.objective``       the objective: misfit after the source correction (the estimated
                                     wavelet), the prior, the adjoint source, the best model seen
 ``pipeline.refine.structure``       preconditioning that keeps the structure: ``structure_edges``,
-                                    ``edge_preserving_smoothing``, ``stage_smoothing_cells``
+                                    ``edge_preserving_smoothing``, ``stage_smoothing_cells``, the region
+                                    stage's ``structure_regions``
 ``pipeline.refine.optimizers``      the updates of a stage: L-BFGS-B and projected Adam
 ``pipeline.refine.inversion``       the pure function ``refine``: the stages, the best iterate, warnings
 ``pipeline.refine.line``            the windows of a line: ``refine_windows``, ``line_survey``,

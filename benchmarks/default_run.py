@@ -145,6 +145,22 @@ def run_training(arguments: Sequence[str], workdir: Path) -> tuple[int, str, flo
     return code, "".join(lines), time.monotonic() - started
 
 
+def measure_training(
+    arguments: Sequence[str], workdir: Path
+) -> tuple[dict[str, Any], str, float, dict, dict] | None:
+    """Runs the training command in ``workdir`` between two load snapshots: ``(run_summary.json's content,
+    output, wall s, load before, load after)``, or None (after saying so) when the command failed."""
+    print(f"running `{' '.join(arguments)}` in {workdir}", flush=True)
+    load_before = load_snapshot()
+    code, output, wall_s = run_training(arguments, workdir)
+    load_after = load_snapshot()
+    if code != 0:
+        print(f"error: the training command exited with {code}", file=sys.stderr)
+        return None
+    summary = json.loads(find_summary(workdir, output).read_text())
+    return summary, output, wall_s, load_before, load_after
+
+
 def dashboard_line(output: str) -> str | None:
     for line in output.splitlines():
         if line.startswith("dashboard: "):
@@ -378,14 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cleanup = tempfile.TemporaryDirectory(prefix="seisinvert-default-run-")
         workdir = Path(cleanup.name)
     try:
-        print(f"running `{' '.join(arguments)}` in {workdir}", flush=True)
-        load_before = load_snapshot()
-        code, output, wall_s = run_training(arguments, workdir)
-        load_after = load_snapshot()
-        if code != 0:
-            print(f"error: the training command exited with {code}", file=sys.stderr)
+        measured = measure_training(arguments, workdir)
+        if measured is None:
             return 1
-        summary = json.loads(find_summary(workdir, output).read_text())
+        summary, output, wall_s, load_before, load_after = measured
         record = make_record(command, arguments, summary, output, wall_s, load_before, load_after)
         print(json.dumps(record, indent=2))
         if args.no_write:

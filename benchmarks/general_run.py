@@ -31,12 +31,10 @@ from typing import Any
 from benchmarks.default_run import (
     README,
     REPO_ROOT,
-    find_summary,
-    load_snapshot,
     make_record,
+    measure_training,
     readme_train_command,
     replace_block,
-    run_training,
 )
 from benchmarks.default_run import _minutes as minutes
 from benchmarks.default_run import _range as value_range
@@ -128,15 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for config in (GENERAL_CONFIG, *args.config):
         arguments += ["--config", str((REPO_ROOT / config).resolve())]
     with tempfile.TemporaryDirectory(prefix="seisinvert-general-run-") as folder:
-        workdir = Path(folder)
-        print(f"running `{' '.join(arguments)}` in {workdir}", flush=True)
-        load_before = load_snapshot()
-        code, output, wall_s = run_training(arguments, workdir)
-        load_after = load_snapshot()
-        if code != 0:
-            print(f"error: the training command exited with {code}", file=sys.stderr)
-            return 1
-        summary = json.loads(find_summary(workdir, output).read_text())
+        measured = measure_training(arguments, Path(folder))
+    if measured is None:
+        return 1
+    summary, output, wall_s, load_before, load_after = measured
     record = general_record(summary, arguments, output, wall_s, load_before, load_after)
     text = block(record)
     print(json.dumps(record, indent=2), text, sep="\n\n")

@@ -228,6 +228,13 @@ def run_line(family: str, index: int, args, geometry, engine, bundle) -> dict:
     return row
 
 
+def _load_note(highest: float) -> str:
+    cores = os.cpu_count() or 1
+    if highest <= cores:
+        return f"at most the {cores} cores: the benchmark's own processes"
+    return f"above the {cores} cores: other jobs ran beside it, so times are inflated"
+
+
 def _key(args) -> str:
     from pipeline.refine import RefineConfig
 
@@ -355,7 +362,7 @@ mean over windows of `||d - F s|| / ||d||` with the matching wavelet `F` estimat
 every row); seconds of refinement per window, wall clock and CPU time of the process (both cores; on a
 machine of its own the wall time lies between half the CPU time and the CPU time); warnings: windows whose `RefineResult.warning` is set. Each value
 is the mean over the lines. {machine_description()}; 1-minute load average {min(loads):.1f}-{max(loads):.1f}
-while it ran ({"2 or less: the benchmark's own processes" if max(loads) <= 2.0 else "above the 2 cores: other jobs ran beside it, so times are inflated"}).
+while it ran ({_load_note(max(loads))}).
 
 {markdown_table(["family", "row", "lines", "MAE m/s", "SSIM", "data misfit", "s per window", "CPU s per window", "warnings"], table)}
 

@@ -24,9 +24,9 @@ Setup:
    the estimated polarity is *not* applied: the row shows what the network gives as recorded).
 4. **Rows**: the start; ``+ refinement (old)``: ``RefineConfig.legacy`` (the refinement before issue 22: the
    QC's scalar source correction, full band, 1-cell Gaussian smoothing, no prior); ``+ refinement (new)``:
-   today's defaults (a region stage, wavelet estimated per window, 4 Hz-to-full-band continuation,
-   structure-keeping smoothing, prior); ``+ refinement (new, no region stage)``: the same with
-   ``region_fraction=0``; optionally (``--line-mode``) ``+ refinement (new, whole line)``: ``refine_line``.
+   today's defaults (wavelet estimated per window, 4 Hz-to-full-band continuation, structure-keeping
+   smoothing, prior); ``+ refinement (new, region stage as in pipeline.infer)``: the same with
+   ``region_fraction=0.5``, which ``pipeline.infer`` uses; optionally (``--line-mode``) ``+ refinement (new, whole line)``: ``refine_line``.
    Windows are stitched by ``pipeline.stitching`` (Tukey taper) into a section, scored against the truth:
    MAE (m/s), SSIM (OpenFWI's, on [0, 1] over 1500-4500 m/s); data misfit: mean over windows of
    ``||d - F s|| / ||d||`` with ``F`` the matching wavelet (``pipeline.wavelet_estimation``) estimated for
@@ -56,12 +56,12 @@ BOUNDS_MPS = (1500.0, 4500.0)
 WINDOW_STARTS = (0, 24, 48)
 LINE_COLUMNS = 96
 FOREIGN = {"peak_frequency_hz": 10.0, "extra_delay_s": 0.03, "polarity": -1.0, "amplitude": 1000.0}
-METHODS = ("start", "old", "new", "cells", "line")
+METHODS = ("start", "old", "new", "regions", "line")
 METHOD_LABELS = {
     "start": "start",
     "old": "+ refinement (old)",
     "new": "+ refinement (new)",
-    "cells": "+ refinement (new, no region stage)",
+    "regions": "+ refinement (new, region stage as in pipeline.infer)",
     "line": "+ refinement (new, whole line)",
 }
 
@@ -146,6 +146,7 @@ def run_line(family: str, index: int, args, geometry, engine, bundle) -> dict:
     from data_prep.velocity_models import generate_model
     from pipeline.qc import EngineSetup
     from pipeline.refine import RefineConfig, refine, refine_line
+    from pipeline.refine.config import INFER_REGION_FRACTION
 
     truth = np.clip(generate_model(family, args.seed, index, (32, LINE_COLUMNS)).velocity_mps, *BOUNDS_MPS)
     observed = simulate_line(truth, geometry, engine)
@@ -162,8 +163,8 @@ def run_line(family: str, index: int, args, geometry, engine, bundle) -> dict:
     configs = {
         "old": RefineConfig.legacy(args.iterations),
         "new": RefineConfig(iterations=args.iterations),
-        # Today's refinement without its first stage (one velocity per layer or body): what that stage adds.
-        "cells": RefineConfig(iterations=args.iterations, region_fraction=0.0),
+        # With the first stage pipeline.infer adds (one velocity per layer or body): what it does from this start.
+        "regions": RefineConfig(iterations=args.iterations, region_fraction=INFER_REGION_FRACTION),
     }
     for method in ("start", *configs):
         windows, misfits, seconds, cpu_seconds, notes, polarities = [], [], [], [], [], []
@@ -355,9 +356,9 @@ windows each (columns {", ".join(map(str, WINDOW_STARTS))}), every window's shot
 **foreign source**: {FOREIGN["peak_frequency_hz"]:g} Hz Ricker (training: 15 Hz), {1e3 * FOREIGN["extra_delay_s"]:.0f} ms later,
 polarity {FOREIGN["polarity"]:+.0f}, amplitude x {FOREIGN["amplitude"]:g}. Start: {start_label}. {args.iterations} engine
 gradients per window for each refinement; old = `RefineConfig.legacy` (the QC's scalar source correction, full
-band, 1-cell smoothing, no prior), new = today's defaults (half of the iterations one velocity per layer or body,
-then matching wavelet estimated per window, 4 Hz to full band, structure-keeping smoothing, prior), new without
-its region stage (`region_fraction=0`). MAE and SSIM of the stitched section against the truth; data misfit:
+band, 1-cell smoothing, no prior), new = today's defaults (matching wavelet estimated per window, 4 Hz to full
+band, structure-keeping smoothing, prior), new with the region stage `pipeline.infer` adds for a network's start
+(half of the iterations first move each layer or body as a whole: `region_fraction=0.5`). MAE and SSIM of the stitched section against the truth; data misfit:
 mean over windows of `||d - F s|| / ||d||` with the matching wavelet `F` estimated for the model (one measure for
 every row); seconds of refinement per window, wall clock and CPU time of the process (both cores; on a
 machine of its own the wall time lies between half the CPU time and the CPU time); warnings: windows whose `RefineResult.warning` is set. Each value

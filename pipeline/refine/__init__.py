@@ -15,7 +15,8 @@ while the misfit falls (issue 22). The default refinement therefore
   ``pipeline.wavelet_estimation``): the finite-length least-squares filter that maps the current
   synthetics onto the data, one per window (or per shot), so delay, polarity and wavelet shape are the
   filter's, not the velocity's;
-* **first moves whole layers and bodies** (``region_fraction``, half of the iterations): the start is split
+* **first moves whole layers and bodies** (``region_fraction``; half of the iterations in ``pipeline.infer``,
+  off by default here, as from a smooth start it does harm): the start is split
   into regions of similar velocity (``structure_regions``) and one velocity per region is updated, in the
   first band and without the prior. A network's errors on unfamiliar geology are mostly a layer or a body at
   the wrong level, which cell-by-cell updates held near the start do not fix in a few iterations;

@@ -517,15 +517,15 @@ def mismatch_case():
 def test_with_a_foreign_wavelet_the_new_refinement_lowers_the_velocity_error_and_the_old_one_raises_it(
     mismatch_case,
 ):
-    """The issue's failure in miniature. Measured (10 iterations each): new MAE 107.9 -> 100.1 m/s (-7 %; its
-    cell-wise stages alone, ``region_fraction=0``, -> 92.5 m/s, -14 %: on a *smooth* start the region stage
-    has no layers to move, it is meant for a network's blocky one), old (``RefineConfig.legacy``: the QC's
-    scalar source correction, full band) 107.9 -> 294.5 m/s: it lowers its own misfit (0.94 -> 0.86) by moving
-    the velocity away from the truth."""
+    """The issue's failure in miniature. Measured (10 iterations each): new MAE 107.9 -> 92.5 m/s (-14 %),
+    old (``RefineConfig.legacy``: the QC's scalar source correction, full band) 107.9 -> 294.5 m/s: it lowers
+    its own misfit (0.94 -> 0.86) by moving the velocity away from the truth. With ``pipeline.infer``'s region
+    stage (``region_fraction=0.5``) -> 100.1 m/s (-7 %): from a *smooth* start that stage has no layers to
+    move; it is meant for a network's blocky one."""
     runs = {}
     configs = {
         "new": RefineConfig(iterations=10),
-        "cells": RefineConfig(iterations=10, region_fraction=0.0),
+        "regions": RefineConfig(iterations=10, region_fraction=0.5),
         "old": RefineConfig.legacy(10),
     }
     for name, config in configs.items():
@@ -538,10 +538,10 @@ def test_with_a_foreign_wavelet_the_new_refinement_lowers_the_velocity_error_and
             bounds_mps=(1500.0, 3500.0),
             true_velocity_mps=mismatch_case["truth"],
         )
-    new, cells, old = runs["new"], runs["cells"], runs["old"]
+    new, regions, old = runs["new"], runs["regions"], runs["old"]
     before = new.velocity_errors_before["velocity_mae_mps"]
     assert before == pytest.approx(old.velocity_errors_before["velocity_mae_mps"]), "same start"
-    for run, factor in ((new, 0.95), (cells, 0.9)):
+    for run, factor in ((new, 0.9), (regions, 0.95)):
         after = run.velocity_errors_after["velocity_mae_mps"]
         assert after < factor * before, f"velocity MAE {before:.1f} -> {after:.1f} m/s"
         assert run.misfit_after < 0.8 * run.misfit_before, (run.misfit_before, run.misfit_after)
@@ -552,16 +552,15 @@ def test_with_a_foreign_wavelet_the_new_refinement_lowers_the_velocity_error_and
     )
     assert new.wavelet_polarity == -1.0, "the reversed polarity is seen by the estimated wavelet"
     assert new.wavelet_lag_s == pytest.approx(0.03, abs=0.006), "and the 30 ms delay"
-    assert new.stages[0]["regions"] >= 3 and new.stages[0]["iterations"] == 5, (
-        "half of them: the region stage"
+    assert "regions" not in new.stages[0], "no region stage by default"
+    assert regions.stages[0]["regions"] >= 3 and regions.stages[0]["iterations"] == 5, (
+        "half: the region stage"
     )
-    for run in (new, cells):
+    for run in (new, regions):
         assert [stage["cutoff_hz"] for stage in run.stages][-1] is None, "the last stage is the full band"
         assert run.stages[0]["cutoff_hz"] == 10.0, "the first stage: 3 periods in the 0.3 s record"
         assert sum(stage["iterations"] for stage in run.stages) == run.gradient_evaluations <= 10
-    assert cells.stages[0]["smoothing_cells"] > cells.stages[-1]["smoothing_cells"], (
-        "smoother at low frequencies"
-    )
+    assert new.stages[0]["smoothing_cells"] > new.stages[-1]["smoothing_cells"], "smoother at low frequencies"
 
 
 def test_matching_filter_recovers_polarity_delay_and_its_adjoint_is_exact():
@@ -803,9 +802,13 @@ def test_the_region_stage_moves_each_layer_as_a_whole(case):
         assert np.ptp(change[layer]) < 1e-3, "a region moves as a whole"
     assert np.max(np.abs(change)) > 1.0, "the region stage moved the model"
     assert result.misfit_after < 0.9 * result.misfit_before, result.history
-    # Half of the iterations by default, never all of them; 0 switches the stage off.
-    assert [RefineConfig(iterations=n).region_iterations for n in (0, 1, 2, 5, 20)] == [0, 0, 1, 2, 10]
-    assert RefineConfig(iterations=20, region_fraction=0.0).region_iterations == 0
+    # The fraction of the iterations, rounded, never all of them; off by default, on in pipeline.infer.
+    halves = [RefineConfig(iterations=n, region_fraction=0.5).region_iterations for n in (0, 1, 2, 5, 20)]
+    assert halves == [0, 0, 1, 2, 10]
+    assert RefineConfig(iterations=20).region_iterations == 0
+    from pipeline.infer import InferConfig
+
+    assert InferConfig().refine.region_iterations == 0 and InferConfig().refine.region_fraction == 0.5
     assert RefineConfig.legacy(20).region_iterations == 0
     for bad in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="region_fraction must be a fraction in"):

@@ -60,7 +60,7 @@ def edge_preserving_smoothing(values: np.ndarray, sigma_cells: float, edges: np.
     return smoothed
 
 
-def structure_regions(velocity_mps: np.ndarray, bin_mps: float = 250.0, min_cells: int = 20) -> np.ndarray:
+def structure_regions(velocity_mps: np.ndarray, bin_mps: float = 150.0, min_cells: int = 20) -> np.ndarray:
     """``(depth, x)`` int region labels 0..n-1 of a model's layers and bodies: the cells in the same
     ``bin_mps`` band of velocity joined where they touch (4-connected); regions under ``min_cells`` (the
     smooth transitions between two layers) are given to the nearest larger region. Banding the velocity

@@ -73,7 +73,7 @@ class RefineConfig:
             (its layers and bodies, ``pipeline.refine.structure.structure_regions``): a layer's or a body's
             level moves as a whole before any cell moves on its own; the later stages' prior then pulls
             towards that stage's result. 0 (the default here): off. ``pipeline.infer``, whose start is always a
-            network's prediction, uses 0.5 (``INFER_REFINE``): it lowered the section MAE from a network's
+            network's prediction, uses 0.5 (``INFER_REGION_FRACTION``): it lowered the section MAE from a network's
             start and raised it from a smooth one (docs/refinement.md).
         mute_top_cells: no update in this many rows below the shallowest source/receiver row (and above it).
         source_correction: ``"estimate"`` (finite-length matching filter, default), ``"qc"`` (the physics

@@ -7,6 +7,8 @@ evaluations (line-search trials included), and returns its last iterate.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from pipeline.refine.config import RefineConfig
@@ -59,9 +61,10 @@ def _lbfgs(objective: _Objective, velocity: np.ndarray, iterations: int, config:
     largest = float(np.max(np.abs(gradient0)))
     if not largest > 0 or iterations < 2:
         return start
-    # x = (v - v0) / scale: L-BFGS-B's first step has unit norm in x, so it changes the largest cell by about
-    # step_mps.
-    scale = config.step_mps * float(np.linalg.norm(gradient0)) / largest
+    # x = (v - v0) / scale. With bounds on every variable, L-BFGS-B's first step is the negative gradient
+    # itself (the unit-norm first step is for unbounded problems only), -scale * g in x and so -scale^2 * g
+    # in v: this scale makes it change the largest cell by step_mps, whatever the gradient's magnitude.
+    scale = math.sqrt(config.step_mps / largest)
     low, high = objective.bounds
     last = {"x": np.zeros(start.size)}
 

@@ -236,6 +236,21 @@ def _load_note(highest: float) -> str:
     return f"above the {cores} cores: other jobs ran beside it, so times are inflated"
 
 
+def _refine_code_digest(folder: Path | None = None) -> str:
+    """A digest of the source files of ``pipeline.refine`` (or of ``folder``): cached rows of other code are
+    measured again."""
+    import hashlib
+
+    if folder is None:
+        import pipeline.refine
+
+        folder = Path(pipeline.refine.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _key(args) -> str:
     from pipeline.refine import RefineConfig
 
@@ -247,8 +262,9 @@ def _key(args) -> str:
             "seed": args.seed,
             "bundle": args.bundle,
             "foreign": FOREIGN,
-            # Rows measured with other defaults are not today's: a change of a default measures again.
+            # Rows measured with other defaults or other code are not today's: either change measures again.
             "new_settings": dataclasses.asdict(RefineConfig(iterations=args.iterations)),
+            "refine_code": _refine_code_digest(),
         },
         sort_keys=True,
     )

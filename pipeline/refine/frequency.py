@@ -9,6 +9,9 @@ the band-limited misfit is the band-limited residual.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
+
+from pipeline.wavelet_estimation import FFT_WORKERS
 
 
 def lowpass_response(
@@ -32,5 +35,5 @@ def band_limit(gathers: np.ndarray, response: np.ndarray | None) -> np.ndarray:
         return gathers
     num_samples = gathers.shape[1]
     length = 2 * num_samples  # zero padding: no wrap-around of late energy onto early samples
-    spectrum = np.fft.rfft(gathers, n=length, axis=1) * response[None, :, None]
-    return np.fft.irfft(spectrum, n=length, axis=1)[:, :num_samples]
+    spectrum = scipy.fft.rfft(gathers, n=length, axis=1, workers=FFT_WORKERS) * response[None, :, None]
+    return scipy.fft.irfft(spectrum, n=length, axis=1, workers=FFT_WORKERS)[:, :num_samples]

@@ -26,7 +26,7 @@ Setup:
    QC's scalar source correction, full band, 1-cell Gaussian smoothing, no prior); ``+ refinement (new)``:
    today's defaults (wavelet estimated per window, 4 Hz-to-full-band continuation, structure-keeping
    smoothing, prior); ``+ refinement (new, region stage as in pipeline.infer)``: the same with
-   ``region_fraction=0.5``, which ``pipeline.infer`` uses; optionally (``--line-mode``) ``+ refinement (new, whole line)``: ``refine_line``.
+   ``pipeline.infer``'s ``region_fraction=0.7, prior_weight=2``; optionally (``--line-mode``) ``+ refinement (new, whole line)``: ``refine_line``.
    Windows are stitched by ``pipeline.stitching`` (Tukey taper) into a section, scored against the truth:
    MAE (m/s), SSIM (OpenFWI's, on [0, 1] over 1500-4500 m/s); data misfit: mean over windows of
    ``||d - F s|| / ||d||`` with ``F`` the matching wavelet (``pipeline.wavelet_estimation``) estimated for
@@ -146,7 +146,7 @@ def run_line(family: str, index: int, args, geometry, engine, bundle) -> dict:
     from data_prep.velocity_models import generate_model
     from pipeline.qc import EngineSetup
     from pipeline.refine import RefineConfig, refine, refine_line
-    from pipeline.refine.config import INFER_REGION_FRACTION
+    from pipeline.refine.config import INFER_PRIOR_WEIGHT, INFER_REGION_FRACTION
 
     truth = np.clip(generate_model(family, args.seed, index, (32, LINE_COLUMNS)).velocity_mps, *BOUNDS_MPS)
     observed = simulate_line(truth, geometry, engine)
@@ -163,8 +163,11 @@ def run_line(family: str, index: int, args, geometry, engine, bundle) -> dict:
     configs = {
         "old": RefineConfig.legacy(args.iterations),
         "new": RefineConfig(iterations=args.iterations),
-        # With the first stage pipeline.infer adds (one velocity per layer or body): what it does from this start.
-        "regions": RefineConfig(iterations=args.iterations, region_fraction=INFER_REGION_FRACTION),
+        # With pipeline.infer's settings (a first stage of one velocity per layer or body, a stronger prior
+        # after it): what they do from this start.
+        "regions": RefineConfig(
+            iterations=args.iterations, region_fraction=INFER_REGION_FRACTION, prior_weight=INFER_PRIOR_WEIGHT
+        ),
     }
     for method in ("start", *configs):
         windows, misfits, seconds, cpu_seconds, notes, polarities = [], [], [], [], [], []
@@ -316,6 +319,8 @@ def run(args) -> list[dict]:
 
 
 def summarize(rows: list[dict], args) -> str:
+    from pipeline.refine.config import INFER_PRIOR_WEIGHT, INFER_REGION_FRACTION
+
     methods = [m for m in METHODS if all(m in row["methods"] for row in rows)]
     table = []
     for family in args.families:
@@ -374,7 +379,8 @@ polarity {FOREIGN["polarity"]:+.0f}, amplitude x {FOREIGN["amplitude"]:g}. Start
 gradients per window for each refinement; old = `RefineConfig.legacy` (the QC's scalar source correction, full
 band, 1-cell smoothing, no prior), new = today's defaults (matching wavelet estimated per window, 4 Hz to full
 band, structure-keeping smoothing, prior), new with the region stage `pipeline.infer` adds for a network's start
-(half of the iterations first move each layer or body as a whole: `region_fraction=0.5`). MAE and SSIM of the stitched section against the truth; data misfit:
+(`pipeline.infer`'s settings: {100 * INFER_REGION_FRACTION:.0f} % of the iterations first move each layer or body as a whole,
+then a prior of weight {INFER_PRIOR_WEIGHT:g} towards that result). MAE and SSIM of the stitched section against the truth; data misfit:
 mean over windows of `||d - F s|| / ||d||` with the matching wavelet `F` estimated for the model (one measure for
 every row); seconds of refinement per window, wall clock and CPU time of the process (both cores; on a
 machine of its own the wall time lies between half the CPU time and the CPU time); warnings: windows whose `RefineResult.warning` is set. Each value

@@ -239,18 +239,28 @@ def _load_note(highest: float) -> str:
     return f"above the {cores} cores: other jobs ran beside it, so times are inflated"
 
 
-def _refine_code_digest(folder: Path | None = None) -> str:
-    """A digest of the source files of ``pipeline.refine`` (or of ``folder``): cached rows of other code are
+def _refine_code_digest(paths: list[Path] | None = None) -> str:
+    """A digest of the source files a refinement runs (or of ``paths``: files, or folders of ``.py`` files):
+    ``pipeline.refine``, the matching filter, the QC's misfit and the engine. Cached rows of other code are
     measured again."""
     import hashlib
 
-    if folder is None:
+    if paths is None:
+        import data_prep.forward
+        import pipeline.qc
         import pipeline.refine
+        import pipeline.wavelet_estimation
 
-        folder = Path(pipeline.refine.__file__).parent
+        paths = [
+            Path(pipeline.refine.__file__).parent,
+            Path(data_prep.forward.__file__).parent,
+            Path(pipeline.wavelet_estimation.__file__),
+            Path(pipeline.qc.__file__),
+        ]
     digest = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.py")):
-        digest.update(path.read_bytes())
+    for path in paths:
+        for source in sorted(Path(path).glob("*.py")) if Path(path).is_dir() else [Path(path)]:
+            digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
 

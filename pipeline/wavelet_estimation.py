@@ -125,8 +125,8 @@ def estimate_matching_filter(
     else:
         auto = np.sum(np.abs(spectrum_s) ** 2, axis=2)
         cross = np.sum(spectrum_d * np.conj(spectrum_s), axis=2)
-    autocorrelation = np.fft.irfft(auto, n=length, axis=1)  # lag k at index k (negative lags at the end)
-    crosscorrelation = np.fft.irfft(cross, n=length, axis=1)
+    autocorrelation = scipy.fft.irfft(auto, n=length, axis=1)  # lag k at index k (negative lags at the end)
+    crosscorrelation = scipy.fft.irfft(cross, n=length, axis=1)
     lags = np.arange(-max_lag, max_lag + 1)
     taps = np.zeros((auto.shape[0], lags.size))
     for index in range(auto.shape[0]):
@@ -135,7 +135,7 @@ def estimate_matching_filter(
             continue  # a silent simulation: no filter maps it onto anything
         column[0] *= 1.0 + damping
         taps[index] = _solve_symmetric_toeplitz(column, crosscorrelation[index, lags % length])
-    spectrum = np.fft.rfft(_wrapped(taps, lags, length), n=length, axis=1)
+    spectrum = scipy.fft.rfft(_wrapped(taps, lags, length), n=length, axis=1)
     match = MatchingFilter(taps, spectrum, 0.0, 1.0, 0.0)
     energy = float(np.sum(simulated * simulated))
     gain = (

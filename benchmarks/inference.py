@@ -356,19 +356,20 @@ def refinement_verdict(results: list[dict], runs: list[str]) -> str:
     """Issue 22's bar for ``--refine``, read from the rows: the refined section's MAE against the input-corrected
     network's, per line (>= 10 % lower on average, no line more than 5 % worse: stricter than the issue, which
     excuses a line with a warning), with the refinement's own seconds per window (wall clock, as recorded)."""
-    refined_runs = [name for name in runs if "+ refine" in name]
-    if not refined_runs:
-        return ""
+    return "".join(_refinement_verdict(results, name) for name in runs if "+ refine" in name)
+
+
+def _refinement_verdict(results: list[dict], run: str) -> str:
     # Keyed by the line's index: with more lines than families x wavelets, two lines share a label.
     start = {r["line_index"]: r["mae_mps"] for r in results if r["run"] == "network + input correction"}
-    rows = [r for r in results if r["run"] == refined_runs[0]]
+    rows = [r for r in results if r["run"] == run]
     changes = {(r["line_index"], r["line"]): r["mae_mps"] / start[r["line_index"]] - 1 for r in rows}
     worse = [f"{line} ({100 * change:+.1f} %)" for (_, line), change in changes.items() if change > 0.05]
     seconds = [r["refine_s_per_window"] for r in rows if r.get("refine_s_per_window") is not None]
     mean = float(np.mean(list(changes.values())))
     met = mean <= -0.10 and not worse
     return (
-        f"\n- {refined_runs[0]} against the network + input correction: section MAE {100 * mean:+.1f} % on "
+        f"\n- {run} against the network + input correction: section MAE {100 * mean:+.1f} % on "
         f"average over {len(rows)} line(s) (best {100 * min(changes.values()):+.1f} %, worst "
         f"{100 * max(changes.values()):+.1f} %); lines more than 5 % worse: {', '.join(worse) or 'none'}; "
         f"refinement {np.median(seconds):.1f} s per window (median of the lines' means, wall clock). "
@@ -441,6 +442,7 @@ def foreign_report(args, results: list[dict], runs: list[str], bundle, bounds, l
     options = (
         (f" --foreign-families {families}" if tuple(args.foreign_families) != FOREIGN_FAMILIES else "")
         + (f" --refine {args.refine}" if args.refine else "")
+        + (" --refine-line" if args.refine and args.refine_line else "")
         + (f" --section {args.section}" if args.section != "inference-foreign" else "")
     )
     markdown = f"""## Inference on lines from elsewhere (`benchmarks/inference.py --foreign`)
@@ -491,6 +493,16 @@ def foreign_main(args: argparse.Namespace) -> int:
                 )
             }
             if args.refine
+            else {}
+        ),
+        **(
+            {
+                f"network + input correction + refine {args.refine}, whole line": (
+                    "network",
+                    {"refine": {"iterations": args.refine, "mode": "line"}},
+                )
+            }
+            if args.refine and args.refine_line
             else {}
         ),
         "true model, QC wavelet": ("truth", {"qc": {"source_correction": "wavelet"}}),
@@ -620,6 +632,11 @@ def main(argv=None) -> int:
         default=0,
         metavar="N",
         help="--foreign: also run the input-corrected inference with --refine N and score the refined section.",
+    )
+    parser.add_argument(
+        "--refine-line",
+        action="store_true",
+        help="--foreign with --refine: also refine each line as one model (refine.mode=line).",
     )
     args = parser.parse_args(argv)
     if args.foreign:

@@ -48,3 +48,19 @@ def test_lines_that_share_a_label_are_judged_each_against_its_own_start():
 
 def test_without_a_refined_run_there_is_no_verdict():
     assert refinement_verdict(_rows([(300.0, 240.0)]), [START]) == ""
+
+
+def test_a_whole_line_run_gets_its_own_verdict_against_the_same_start():
+    rows = _rows([(300.0, 240.0), (200.0, 180.0)])
+    line_run = REFINED + ", whole line"
+    start = {row["line_index"]: row["mae_mps"] for row in rows if row["run"] == START}
+    rows += [
+        {**row, "run": line_run, "mae_mps": start[row["line_index"]] * 1.1}
+        for row in rows
+        if row["run"] == REFINED
+    ]
+    text = refinement_verdict(rows, [START, REFINED, line_run])
+    window_verdict, line_verdict = text.strip().split("\n")
+    assert window_verdict.startswith(f"- {REFINED} against") and "**met**" in window_verdict
+    assert line_verdict.startswith(f"- {line_run} against") and "+10.0 % on average" in line_verdict
+    assert "**not met**" in line_verdict

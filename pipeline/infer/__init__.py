@@ -38,7 +38,10 @@ files are removed after a successful merge unless ``outputs.keep_window_files`` 
 ``--refine N`` (``pipeline.refine``) also runs N iterations of full-waveform inversion per window, starting
 from the network's velocity, and writes the refined section beside the network's: ``refined_velocity_mps``
 in ``section.h5`` (with the data misfit before/after and, with ``--truth``, the velocity error before/after
-per window), ``section_refined_velocity.segy`` and ``refinement.png``.
+per window), ``section_refined_velocity.segy`` and ``refinement.png``. With ``--set refine.mode=line`` the
+windows keep their recorded gathers instead, and once every window is done the stitched network section is
+refined as one model against all of them (``pipeline.infer.line_refinement``): no seams, one misfit for
+the line.
 
 With ``--scheduler ADDRESS|local:N`` (``client=`` from Python) step 4 runs on a Dask cluster
 (``pipeline.infer.cluster``): the model is loaded once per worker, batches of windows are submitted with at
@@ -56,6 +59,7 @@ module                             holds
                                    ``predict_batch``), in this process (``process_windows``)
 ``pipeline.infer.cluster``         the same on Dask workers (``--scheduler``): model once per worker,
                                    bounded in-flight batches, results as they complete
+``pipeline.infer.line_refinement`` ``refine.mode: line``: the stitched section refined as one model
 ``pipeline.infer.work_dir``        ``OUT/.work``: run record, window files, shards, the merge lock
 ``pipeline.infer.outputs``         stitching the window files into ``section.h5`` and the other outputs
 ``pipeline.infer.stage``           ``infer``, ``infer_lines``, ``merge`` and the command line (``main``)

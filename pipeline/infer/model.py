@@ -23,12 +23,6 @@ from pipeline.windows import ModelLayout
 def check_refinement(bundle: Any, layout: ModelLayout, config: InferConfig) -> None:
     """Refuses ``--refine`` up front when it cannot run: no velocity bounds, or an engine-less geometry."""
     stats = bundle.stats
-    if config.refine.mode == "line":
-        raise UserError(
-            "refine.mode=line (the whole line as one model) is available from Python "
-            "(pipeline.refine.refine_line, docs/refinement.md), not yet in pipeline.infer, which refines window "
-            f"by window. Received: refine.mode={config.refine.mode!r}; use --set refine.mode=window."
-        )
     if config.refine.bounds_mps is None and getattr(stats, "velocity_min_mps", None) is None:
         raise UserError(
             "--refine needs velocity bounds and the model records no training velocity range: set "

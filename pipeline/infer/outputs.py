@@ -23,6 +23,7 @@ import numpy as np
 from core.atomic import atomic_output, write_text_atomic
 from core.config import from_dict, json_ready, to_dict, to_yaml
 from pipeline.infer.config import InferConfig, InferResult
+from pipeline.infer.line_refinement import LINE_NOTE, line_refined_maps, line_summary, load_line_refinement
 from pipeline.infer.work_dir import SECTION_FILE, load_window
 from pipeline.input_correction import CORRECTION_FIELDS, InputCorrection, InputCorrectionConfig
 from pipeline.input_correction import summary as correction_summary
@@ -58,7 +59,10 @@ def write_outputs(
     timings["stitch"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    files = [section_path, *_write_side_files(out, section_path, run, stitched.rows, config, qc_config)]
+    files = [
+        section_path,
+        *_write_side_files(out, section_path, run, stitched.rows, config, qc_config, stitched.refine_summary),
+    ]
     timings["outputs"] = time.perf_counter() - tick
     summary_path = out / "summary.json"
     refined = bool(run.get("refine"))
@@ -119,6 +123,9 @@ def _stitch_section(
     x_m = plan.column_x_m()
     map_x, map_y = frame.to_xy(x_m)
     corrected = "line" in (run.get("input_correction") or {})
+    line_refined, line_record = None, None
+    if refined and run["refine"].get("mode") == "line":
+        line_refined, line_record = load_line_refinement(work)
     rows: list[dict[str, Any]] = []
     with atomic_output(section_path) as temporary:
         writer = SectionWriter(
@@ -128,6 +135,15 @@ def _stitch_section(
             stitcher = StreamingStitcher(plan.num_columns, depth, plan.width, names, writer, config.stitching)
             for window in np.argsort(plan.column_start, kind="stable"):
                 maps, record = load_window(work, int(window))
+                if line_refined is not None:
+                    maps["refined_velocity_mps"] = line_refined_maps(
+                        line_refined, int(plan.column_start[window]), plan.width
+                    )
+                    record = {
+                        **record,
+                        **{name: math.nan for name in REFINE_FIELDS},
+                        "refine_note": LINE_NOTE,
+                    }
                 stitcher.add(int(plan.column_start[window]), maps)
                 start = float(plan.window_origin_m()[window])
                 rows.append({**record, "x_start_m": start, "x_end_m": start + (plan.width - 1) * spacing})
@@ -158,7 +174,7 @@ def _stitch_section(
             if refined:
                 from pipeline.refine import summarise
 
-                refine_summary = summarise(rows)
+                refine_summary = summarise(rows) if line_record is None else line_summary(line_record)
                 if run.get("truth"):
                     refine_summary["section_velocity_errors"] = _section_errors(
                         writer.h5, run, frame, depth, spacing, x_m, name="refined_velocity_mps"
@@ -204,6 +220,7 @@ def _write_side_files(
     rows: list[dict[str, Any]],
     config: InferConfig,
     qc_config: QCConfig,
+    refine_summary: dict[str, Any] | None = None,
 ) -> list[Path]:
     """The SEG-Y sections, ``qc.csv`` and the PNG previews (as ``config.outputs`` asks), from ``section.h5``."""
     spacing = float(run["layout"]["grid_spacing_m"])
@@ -233,7 +250,9 @@ def _write_side_files(
 
             refine_png = out / "refinement.png"
             with atomic_output(refine_png) as temporary:
-                plot_refinement(section_path, temporary, rows, config.outputs.preview_max_columns)
+                plot_refinement(
+                    section_path, temporary, rows, config.outputs.preview_max_columns, refine_summary
+                )
             files.append(refine_png)
     return files
 

@@ -144,7 +144,8 @@ class WindowOutput:
         velocity: ``(depth, x)`` float32 m/s, the network's velocity.
         edges: ``(depth, x)`` float32 edge probabilities, or None (a model without an edge head).
         record: the per-window values (calibration, input correction, QC, refinement, flags).
-        extra: further maps (``refined_velocity_mps``).
+        extra: further arrays: ``refined_velocity_mps``; with ``refine.mode: line`` the recorded gathers
+            ``observed`` instead (refined with the whole line later).
     """
 
     window: int
@@ -309,7 +310,8 @@ def predict_batch(
     _add(timings, "qc", tick)
 
     refined = None
-    if config.refine.iterations and job.setup is not None:
+    whole_line = config.refine.iterations and config.refine.mode == "line"
+    if config.refine.iterations and job.setup is not None and not whole_line:
         from pipeline.refine import refine_windows
 
         tick = time.perf_counter()
@@ -336,6 +338,9 @@ def predict_batch(
         if refined is not None:
             extra["refined_velocity_mps"] = refined[row][0]
             record.update(refined[row][1])
+        elif whole_line and not record.get("no_signal"):
+            # Kept for the whole line's refinement once every window is done (pipeline.infer.line_refinement).
+            extra["observed"] = np.asarray(observed[row], np.float32)
         results.append(
             WindowOutput(int(window), velocity[row], None if edges is None else edges[row], record, extra)
         )

@@ -197,6 +197,12 @@ def infer(
             remaining,
         )
         return result
+    if config.refine.iterations and config.refine.mode == "line":
+        from pipeline.infer.line_refinement import refine_run_line
+
+        tick = time.perf_counter()
+        refine_run_line(work, bundle, layout, plan, config, correction.qc.source_correction, truth)
+        timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - tick
     merged = merge(out, config, timings=timings)
     merged.processed, merged.skipped = len(todo), skipped
     merged.timings_s = {**timings, **merged.timings_s}

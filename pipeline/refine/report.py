@@ -54,6 +54,18 @@ def summary_line(summary: Mapping[str, float]) -> str:
     """One line for the terminal: what was measured (the data misfit), and the velocity only with a truth."""
     if not summary.get("num_refined"):
         return "Refinement: no window refined."
+    if summary.get("mode") == "line":
+        text = (
+            "Refinement (whole line, the shots of {num_refined:.0f} windows): data misfit "
+            "{misfit_before_median:.3g} -> {misfit_after_median:.3g} in {time_s:.0f} s"
+        ).format(**summary)
+        if summary.get("warning"):
+            text += f" (warning: {summary['warning']})"
+        if np.isfinite(summary.get("wavelet_polarity_median", np.nan)):
+            text += "; estimated wavelet polarity {:+.0f}, lag {:.0f} ms".format(
+                summary["wavelet_polarity_median"], 1e3 * summary["wavelet_lag_median_s"]
+            )
+        return text
     text = (
         "Refinement: data misfit median {misfit_before_median:.3g} -> {misfit_after_median:.3g}, lower in "
         "{num_misfit_reduced:.0f} of {num_refined:.0f} windows"
@@ -67,8 +79,15 @@ def summary_line(summary: Mapping[str, float]) -> str:
     return text
 
 
-def plot_refinement(section_path, path, rows: Sequence[Mapping[str, Any]], max_columns: int = 2000) -> None:
-    """Network section, refined section, their difference, and the data misfit per window before/after."""
+def plot_refinement(
+    section_path,
+    path,
+    rows: Sequence[Mapping[str, Any]],
+    max_columns: int = 2000,
+    summary: Mapping[str, Any] | None = None,
+) -> None:
+    """Network section, refined section, their difference, and the data misfit per window before/after (the
+    line's, from ``summary``, when the line was refined as one model)."""
     import h5py
 
     # A Figure of its own, not pyplot: switching pyplot's backend would turn off a notebook's inline plots.
@@ -105,6 +124,12 @@ def plot_refinement(section_path, path, rows: Sequence[Mapping[str, Any]], max_c
         ("refine_misfit_after", "refined", "s-"),
     ):
         axes[3].plot(centre, [row.get(key, np.nan) for row in rows], style, markersize=3, label=label)
+    if summary is not None and summary.get("mode") == "line":
+        for key, label, style in (
+            ("misfit_before_median", "network, whole line", "--"),
+            ("misfit_after_median", "refined, whole line", "-"),
+        ):
+            axes[3].axhline(summary[key], linestyle=style, color="k" if "net" in label else "C1", label=label)
     axes[3].set_ylabel("data misfit")
     axes[3].set_xlabel("along-line position (m)")
     axes[3].legend(loc="upper right", fontsize=8)

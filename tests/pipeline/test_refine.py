@@ -769,20 +769,50 @@ def test_summary_line_reports_the_misfit_not_an_improvement():
     assert "improved" not in line
 
 
-def test_infer_refuses_line_mode_and_says_what_to_do(tmp_path, short_line):
+def test_infer_refines_the_whole_line_as_one_model_without_seams(tmp_path, short_line):
+    """``refine.mode: line``: the two windows' traces fit one model of the whole section, whose columns are
+    the refined section exactly (no blend of separate window results), reported as the line's misfit."""
     from core.config import from_dict
-    from core.errors import UserError
     from pipeline.infer import InferConfig, infer
+    from pipeline.infer.line_refinement import LINE_NOTE, load_line_refinement
+    from pipeline.section import read_section
     from tests.pipeline import line_fixtures as F
 
-    oracle = F.OracleBundle(short_line["line"].velocity_mps, edges=False)
+    oracle = F.OracleBundle(short_line["line"].velocity_mps, edges=False, bias_mps=lambda origin: 150.0)
     config = from_dict(
-        InferConfig, {"outputs": {"png": False, "segy": False}, "refine": {"iterations": 2, "mode": "line"}}
+        InferConfig,
+        {
+            "truth": str(short_line["truth"]),
+            "outputs": {"png": False, "segy": False, "keep_window_files": True},
+            "refine": {"iterations": 4, "mode": "line"},
+        },
     )
-    with pytest.raises(
-        UserError, match=r"refine_line.*Received: refine.mode='line'; use --set refine.mode=window"
-    ):
-        infer([short_line["sgy"]], oracle, tmp_path / "run", config, progress=False)
+    out = tmp_path / "run"
+    result = infer([short_line["sgy"]], oracle, out, config, progress=False)
+    assert result.merged and result.num_windows == 2
+    section = read_section(out / "section.h5")
+    refined, record = load_line_refinement(out / ".work")
+    np.testing.assert_allclose(section["refined_velocity_mps"], refined, atol=0.01)
+    assert refined.shape == section["velocity_mps"].shape == (16, 36)
+    assert refined.min() >= F.VELOCITY_RANGE_MPS[0] and refined.max() <= F.VELOCITY_RANGE_MPS[1]
+    summary = section["refine"]["summary"]
+    assert summary["mode"] == "line" and summary["num_refined"] == 2
+    assert summary["misfit_after_median"] < 0.8 * summary["misfit_before_median"], summary
+    assert record["windows_used"] == 2 and record["refine_misfit_after"] == summary["misfit_after_median"]
+    network_mae = section["qc"]["section_velocity_errors"]["velocity_mae_mps"]
+    refined_mae = summary["section_velocity_errors"]["velocity_mae_mps"]
+    assert refined_mae < network_mae - 10.0, (network_mae, refined_mae)
+    windows = section["windows"]
+    assert list(windows["refine_note"]) == [LINE_NOTE] * 2
+    assert np.all(np.isnan(windows["refine_misfit_after"])), "no per-window misfit in line mode"
+
+
+def test_merge_alone_cannot_refine_the_line_and_says_what_to_run(tmp_path):
+    from core.errors import UserError
+    from pipeline.infer.line_refinement import load_line_refinement
+
+    with pytest.raises(UserError, match=r"line_refinement.npz is missing.*again with --resume"):
+        load_line_refinement(tmp_path)
 
 
 def test_refinement_engine_keeps_every_laplacian_when_a_call_fits_the_memory_budget():

@@ -54,7 +54,7 @@ class InferConfig:
         input_correction: polarity, delay and phase of the survey's wavelet estimated from the data and
             undone before prediction (``pipeline.input_correction``).
         refine: physics refinement of each window's prediction (``--refine N``; ``pipeline.refine``), with
-            its region stage on (``region_fraction`` 0.7, ``prior_weight`` 2: the start is the network's
+            its region stage on (``region_fraction`` 0.95, ``prior_weight`` 2: the start is the network's
             prediction).
         tracking: the optional MLflow run of the inference (``pipeline.tracking.TrackingSettings``, as in
             training and evaluation: ``enabled`` (``--mlflow``), ``tracking_uri``, ``experiment``,

@@ -15,7 +15,7 @@ while the misfit falls (issue 22). The default refinement therefore
   ``pipeline.wavelet_estimation``): the finite-length least-squares filter that maps the current
   synthetics onto the data, one per window (or per shot), so delay, polarity and wavelet shape are the
   filter's, not the velocity's;
-* **first moves whole layers and bodies** (``region_fraction``; 70 % of the iterations in ``pipeline.infer``,
+* **first moves whole layers and bodies** (``region_fraction``; 95 % of the iterations in ``pipeline.infer``,
   off by default here, as from a smooth start it does harm): the start is split
   into regions of similar velocity (``structure_regions``) and one velocity per region is updated, in the
   first band and without the prior. A network's errors on unfamiliar geology are mostly a layer or a body at

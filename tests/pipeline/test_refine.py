@@ -873,7 +873,7 @@ def test_the_region_stage_moves_each_layer_as_a_whole(case):
     assert RefineConfig(iterations=20).region_iterations == 0
     from pipeline.infer import InferConfig
 
-    assert InferConfig().refine.region_iterations == 0 and InferConfig().refine.region_fraction == 0.7
+    assert InferConfig().refine.region_iterations == 0 and InferConfig().refine.region_fraction == 0.95
     assert InferConfig().refine.prior_weight == 2.0 and RefineConfig().prior_weight == 0.5
     assert RefineConfig.legacy(20).region_iterations == 0
     for bad in (1.0, -0.1, float("nan")):

@@ -40,7 +40,7 @@ class MatchingFilter:
     """A matching filter as a linear operator on ``(shots, time, receivers)`` gathers.
 
     Attributes:
-        taps: ``(filters, 2 max_lag + 1)`` filter samples at lags ``-max_lag .. max_lag``; ``filters`` is 1
+        taps: ``(filters, 2 max_lag + 1)`` filter samples at lags ``centre - max_lag .. centre + max_lag``; ``filters`` is 1
             (shared by all shots) or the number of shots.
         spectrum: ``(filters, bins)`` the taps on the ``rfft`` bins of ``2 x num_samples`` (zero padding: a
             linear, not circular, convolution), negative lags wrapped to the end.
@@ -85,12 +85,14 @@ def estimate_matching_filter(
     scope: str = "window",
     sample_interval_s: float = 1.0,
     reference_wavelet: np.ndarray | None = None,
+    centre_lag_samples: int = 0,
 ) -> MatchingFilter:
     """The least-squares filter of ``2 max_lag_samples + 1`` taps mapping ``simulated`` onto ``observed``.
 
     Args:
         observed, simulated: ``(shots, time, receivers)`` gathers (any units).
-        max_lag_samples: the filter spans lags ``-max_lag .. +max_lag`` samples (>= 0; 0 = a scalar).
+        max_lag_samples: the filter spans lags ``centre - max_lag .. centre + max_lag`` samples (>= 0; 0 = a
+            scalar times a shift by ``centre``).
         damping: Tikhonov stabilisation relative to the simulated gathers' zero-lag autocorrelation.
         scope: ``"window"`` (one filter) or ``"shot"`` (one per shot).
         sample_interval_s: for ``lag_s`` only.
@@ -98,6 +100,9 @@ def estimate_matching_filter(
             describe the estimated source wavelet ``f * reference`` against the reference (largest sample's
             sign and time): robust where the filter itself is noisy outside the wavelet's band. Without it,
             the filter's largest tap.
+        centre_lag_samples: the delay the filter's lags are centred on (samples; positive: the data arrive
+            later), e.g. the delay ``pipeline.input_correction`` estimated from the direct wave: a short
+            filter then absorbs the source's delay without the room to absorb a velocity's time shifts too.
 
     Raises:
         ValueError: shapes that differ, a negative lag, an unknown scope.
@@ -127,7 +132,8 @@ def estimate_matching_filter(
         cross = np.sum(spectrum_d * np.conj(spectrum_s), axis=2)
     autocorrelation = scipy.fft.irfft(auto, n=length, axis=1)  # lag k at index k (negative lags at the end)
     crosscorrelation = scipy.fft.irfft(cross, n=length, axis=1)
-    lags = np.arange(-max_lag, max_lag + 1)
+    limit = num_samples - 1 - max_lag  # every lag within the zero padding: a linear convolution
+    lags = int(np.clip(centre_lag_samples, -limit, limit)) + np.arange(-max_lag, max_lag + 1)
     taps = np.zeros((auto.shape[0], lags.size))
     for index in range(auto.shape[0]):
         column = autocorrelation[index, : 2 * max_lag + 1].copy()

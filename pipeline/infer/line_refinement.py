@@ -50,6 +50,7 @@ def refine_run_line(
     config: InferConfig,
     source_correction: str,
     truth: Any = None,
+    wavelet_delay_s: float = 0.0,
 ) -> dict[str, Any]:
     """Refines the stitched network section of a finished run as one model; saves and returns its record.
 
@@ -60,6 +61,7 @@ def refine_run_line(
         config: the run's settings (``refine``, ``stitching``).
         source_correction: the QC's source correction (for ``refine.source_correction: qc``).
         truth: the true section (``pipeline.section.open_truth``) or None: velocity errors per iteration.
+        wavelet_delay_s: the line's estimated delay (the refinement's wavelet estimate is centred on it).
 
     Returns:
         The record saved with the section: the ``RefineResult``'s numbers, the windows used, the warning.
@@ -115,6 +117,7 @@ def refine_run_line(
         source_correction,
         true_section_mps=true_section,
         edges=edges,
+        wavelet_delay_s=wavelet_delay_s,
     )
     record = {
         "mode": "line",

@@ -94,6 +94,13 @@ class LineCorrection:
         differs = estimate.differs_from_training(layout.sample_interval_s)
         return cls(settings, reference, estimate, config.qc.resolved(differs), layout.sample_interval_s)
 
+    @property
+    def delay_s(self) -> float:
+        """The line's estimated delay relative to the training wavelet when the estimate is applied, else 0
+        (what the refinement centres its wavelet estimate on)."""
+        estimate = self.line_estimate
+        return float(estimate.delay_s) if estimate is not None and estimate.applied else 0.0
+
     def window(
         self, gathers: np.ndarray, window: int, plan: WindowPlan, layout: ModelLayout
     ) -> tuple[np.ndarray, dict[str, float]]:
@@ -326,6 +333,7 @@ def predict_batch(
             truth_windows,
             skip,
             edges=edges,
+            wavelet_delay_s=job.correction.delay_s,
         )
         _add(timings, "refine", tick)
 

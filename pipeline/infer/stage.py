@@ -201,7 +201,9 @@ def infer(
         from pipeline.infer.line_refinement import refine_run_line
 
         tick = time.perf_counter()
-        refine_run_line(work, bundle, layout, plan, config, correction.qc.source_correction, truth)
+        refine_run_line(
+            work, bundle, layout, plan, config, correction.qc.source_correction, truth, correction.delay_s
+        )
         timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - tick
     merged = merge(out, config, timings=timings)
     merged.processed, merged.skipped = len(todo), skipped

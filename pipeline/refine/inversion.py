@@ -45,6 +45,7 @@ def refine(
     source_correction: str = "scale",
     edges: np.ndarray | None = None,
     trace_mask: np.ndarray | None = None,
+    wavelet_delay_s: float = 0.0,
 ) -> RefineResult:
     """Full-waveform inversion of one window (or line) from a starting model (see ``pipeline.refine``).
 
@@ -65,6 +66,9 @@ def refine(
         edges: ``(depth, x)`` edge map in [0, 1] (the network's edge head) for ``structure="edges"``; None:
             the start model's own contrasts.
         trace_mask: ``(shots, receivers)`` 1 where a trace was recorded (``refine_line``); None: all.
+        wavelet_delay_s: the data's delay relative to the engine's wavelet, when known (``pipeline.infer``:
+            the input correction's estimate from the direct wave): the estimated wavelet's lags are centred
+            on it (``config.wavelet_max_lag_s`` either side).
 
     Returns:
         A ``RefineResult``; ``velocity_mps`` never fits the data worse than the bounded start.
@@ -80,8 +84,6 @@ def refine(
     method = source_correction if config.source_correction == "qc" else config.source_correction
     truth = None if true_velocity_mps is None else np.asarray(true_velocity_mps, np.float64)
 
-    start = np.clip(initial, *bounds)
-    clipped = int(np.sum(start != initial))
     objective = _Objective(
         observed,
         geometry,
@@ -93,10 +95,28 @@ def refine(
         truth,
         config.iterations,
         max_lag_s=config.wavelet_max_lag_s,
+        centre_lag_s=wavelet_delay_s,
         scope=config.wavelet_scope,
         trace_mask=trace_mask,
         shots_per_call=config.shots_per_call,
     )
+    return _solve(objective, initial, geometry, config, edges, truth, started)
+
+
+def _solve(
+    objective: Any,
+    initial: np.ndarray,
+    geometry: AcquisitionGeometry,
+    config: RefineConfig,
+    edges: np.ndarray | None,
+    truth: np.ndarray | None,
+    started: float,
+) -> RefineResult:
+    """Runs the schedule on ``objective`` (an ``_Objective``, or a ``_LineObjective`` for ``refine_line``) from
+    ``initial`` moved into the bounds, and returns the best iterate with its warning (``refine``'s result)."""
+    bounds = objective.bounds
+    start = np.clip(initial, *bounds)
+    clipped = int(np.sum(start != initial))
     objective.start = objective.anchor = start
     objective.prior_weight = config.prior_weight
     structure = None
@@ -185,7 +205,7 @@ def _checked_inputs(
 
 
 def _run_schedule(
-    objective: _Objective,
+    objective: Any,
     start: np.ndarray,
     geometry: AcquisitionGeometry,
     config: RefineConfig,

@@ -9,6 +9,7 @@ skipped or the engine refuses. ``line_survey`` places every window's gathers at 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ def refine_windows(
     truth_mps: Sequence[np.ndarray | None] | None = None,
     skip: Sequence[str] | None = None,
     edges: np.ndarray | None = None,
+    wavelet_delay_s: float = 0.0,
 ) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """Refines a batch of windows one at a time (memory: one window's gradient).
 
@@ -43,6 +45,7 @@ def refine_windows(
         truth_mps: per window the true velocity or None.
         skip: per window a reason not to refine it (empty string: refine), e.g. the window has no signal.
         edges: ``(windows, depth, x)`` the network's edge maps (the structural prior), or None.
+        wavelet_delay_s: the data's estimated delay (``refine``'s), or 0.
 
     Returns:
         Per window ``(refined velocity (depth, x) float32, record)``; the record holds ``REFINE_FIELDS``,
@@ -69,6 +72,7 @@ def refine_windows(
                 true_velocity_mps=truth,
                 source_correction=source_correction,
                 edges=None if edges is None else edges[index],
+                wavelet_delay_s=wavelet_delay_s,
             )
         except ValueError as error:  # the engine refused (e.g. CFL): keep the network's model, say why
             record["refine_note"] = f"not refined: {error}"
@@ -96,6 +100,35 @@ class LineSurvey:
     trace_mask: np.ndarray
 
 
+def line_geometry(
+    window_geometry: AcquisitionGeometry, column_starts: Sequence[int], num_columns: int, num_windows: int
+) -> AcquisitionGeometry:
+    """The section's geometry: its grid ``(depth, num_columns)`` with every distinct shot and receiver of the
+    windows (each window's cells moved by its first column), in order along the line.
+
+    Raises:
+        ValueError: a count of windows and starts that differ, a window outside the section.
+    """
+    if num_windows != len(column_starts):
+        raise ValueError(
+            f"Give one column start per window. Received: {num_windows} windows, {len(column_starts)} starts"
+        )
+    width = window_geometry.grid_shape[1]
+    starts = [int(c) for c in column_starts]
+    if starts and (min(starts) < 0 or max(starts) + width > num_columns):
+        raise ValueError(
+            f"Every window must lie inside the section's {num_columns} columns (window width {width}). "
+            f"Received: starts {min(starts)}..{max(starts)}"
+        )
+    shots = {(d, x + start) for start in starts for d, x in window_geometry.source_cells}
+    receivers = {(d, x + start) for start in starts for d, x in window_geometry.receiver_cells}
+    return window_geometry.replace(
+        grid_shape=(window_geometry.grid_shape[0], int(num_columns)),
+        source_cells=tuple(sorted(shots, key=lambda cell: (cell[1], cell[0]))),
+        receiver_cells=tuple(sorted(receivers, key=lambda cell: (cell[1], cell[0]))),
+    )
+
+
 def line_survey(
     observed_windows: Sequence[np.ndarray],
     column_starts: Sequence[int],
@@ -107,32 +140,13 @@ def line_survey(
     Raises:
         ValueError: a count of windows and starts that differ, a window outside the section.
     """
-    if len(observed_windows) != len(column_starts):
-        raise ValueError(
-            f"Give one column start per window. Received: {len(observed_windows)} windows, "
-            f"{len(column_starts)} starts"
-        )
-    width = window_geometry.grid_shape[1]
+    geometry = line_geometry(window_geometry, column_starts, num_columns, len(observed_windows))
+    shot_index = {cell: i for i, cell in enumerate(geometry.source_cells)}
+    receiver_index = {cell: i for i, cell in enumerate(geometry.receiver_cells)}
     starts = [int(c) for c in column_starts]
-    if starts and (min(starts) < 0 or max(starts) + width > num_columns):
-        raise ValueError(
-            f"Every window must lie inside the section's {num_columns} columns (window width {width}). "
-            f"Received: starts {min(starts)}..{max(starts)}"
-        )
-    shots: dict[tuple[int, int], int] = {}
-    receivers: dict[tuple[int, int], int] = {}
-    for start in starts:
-        for depth, x in window_geometry.source_cells:
-            shots.setdefault((depth, x + start), len(shots))
-        for depth, x in window_geometry.receiver_cells:
-            receivers.setdefault((depth, x + start), len(receivers))
-    shot_order = sorted(shots, key=lambda cell: (cell[1], cell[0]))
-    receiver_order = sorted(receivers, key=lambda cell: (cell[1], cell[0]))
-    shot_index = {cell: i for i, cell in enumerate(shot_order)}
-    receiver_index = {cell: i for i, cell in enumerate(receiver_order)}
     num_samples = window_geometry.num_samples
-    total = np.zeros((len(shot_order), num_samples, len(receiver_order)))
-    count = np.zeros((len(shot_order), len(receiver_order)))
+    total = np.zeros((geometry.num_sources, num_samples, geometry.num_receivers))
+    count = np.zeros((geometry.num_sources, geometry.num_receivers))
     for gathers, start in zip(observed_windows, starts, strict=True):
         gathers = np.asarray(gathers, np.float64)
         rows = [shot_index[(d, x + start)] for d, x in window_geometry.source_cells]
@@ -140,11 +154,6 @@ def line_survey(
         total[np.ix_(rows, range(num_samples), columns)] += gathers
         count[np.ix_(rows, columns)] += 1.0
     observed = total / np.maximum(count, 1.0)[:, None, :]
-    geometry = window_geometry.replace(
-        grid_shape=(window_geometry.grid_shape[0], int(num_columns)),
-        source_cells=tuple(shot_order),
-        receiver_cells=tuple(receiver_order),
-    )
     return LineSurvey(geometry, observed, (count > 0).astype(np.float64))
 
 
@@ -159,35 +168,86 @@ def refine_line(
     *,
     true_section_mps: np.ndarray | None = None,
     edges: np.ndarray | None = None,
+    wavelet_delay_s: float = 0.0,
 ) -> RefineResult:
-    """Refines the whole section at once (``mode="line"``): no windows, so no seams.
+    """Refines the whole section at once (``mode="line"``): one model, so no seams.
+
+    Each window's shots are simulated over the window's own columns of the line's model (as in window
+    mode, so an evaluation costs what the windows cost), their residuals summed over the line
+    (``pipeline.refine.objective._LineObjective``), the gradient scattered back onto the one model; each
+    window keeps its own source correction.
 
     Args:
         observed_windows: per window ``(shots, time, receivers)`` gathers on the model's window geometry.
         column_starts: per window its first column in the section.
         initial_section_mps: ``(depth, columns)`` the network's stitched section (no NaN: fill gaps first).
         setup: ``pipeline.qc.EngineSetup`` of the model's window (geometry, engine settings, wavelet).
-        config, bounds_mps, source_correction: as for ``refine``.
+        config, bounds_mps, source_correction, wavelet_delay_s: as for ``refine``.
         true_section_mps, edges: ``(depth, columns)`` truth and the network's edge section, or None.
 
     Returns:
-        The ``RefineResult`` of the line (its misfits are over every recorded trace of every window).
+        The ``RefineResult`` of the line (its misfits are over every trace of every window).
+
+    Raises:
+        ValueError: windows outside the section or of another shape, a NaN start, missing bounds.
     """
+    from pipeline.refine.engine import refinement_engine
+    from pipeline.refine.inversion import _checked_inputs, _solve
+    from pipeline.refine.objective import _LineObjective, _Objective
+
+    started = time.perf_counter()
     section = np.asarray(initial_section_mps, np.float64)
-    survey = line_survey(observed_windows, column_starts, setup.geometry, section.shape[1])
-    wavelet = setup.wavelet
-    if wavelet is not None and np.ndim(wavelet) == 2:
+    window_geometry = setup.geometry
+    if section.ndim != 2 or section.shape[0] != window_geometry.grid_shape[0]:
+        raise ValueError(
+            f"initial_section_mps must be (depth, columns) with the model's {window_geometry.grid_shape[0]} "
+            f"depth cells. Received: {section.shape}"
+        )
+    if not np.all(np.isfinite(section)):
+        raise ValueError(
+            "initial_section_mps holds NaN or infinite values: fill the uncovered columns first."
+        )
+    if edges is not None and np.shape(edges) != section.shape:
+        raise ValueError(
+            f"edges must be (depth, columns) = {section.shape}, or None. Received: {np.shape(edges)}"
+        )
+    geometry = line_geometry(window_geometry, column_starts, section.shape[1], len(observed_windows))
+    if setup.wavelet is not None and np.ndim(setup.wavelet) == 2:
         raise ValueError("refine_line needs one wavelet for every shot (a (num_samples,) array) or None.")
-    return refine(
-        survey.observed,
-        section,
-        survey.geometry,
-        setup.config,
-        config,
-        wavelet=wavelet,
-        bounds_mps=bounds_mps,
-        true_velocity_mps=true_section_mps,
-        source_correction=source_correction,
-        edges=edges,
-        trace_mask=survey.trace_mask,
-    )
+    width = window_geometry.grid_shape[1]
+    checked = []
+    for gathers, first in zip(observed_windows, column_starts, strict=True):
+        window_edges = None if edges is None else np.asarray(edges)[:, int(first) : int(first) + width]
+        observed, _, bounds = _checked_inputs(
+            gathers,
+            section[:, int(first) : int(first) + width],
+            window_geometry,
+            config,
+            bounds_mps,
+            window_edges,
+            None,
+        )
+        checked.append(observed)
+    engine = refinement_engine(setup.config, window_geometry.num_samples, config, window_geometry)
+    method = source_correction if config.source_correction == "qc" else config.source_correction
+    parts = [
+        _Objective(
+            observed,
+            window_geometry,
+            engine,
+            setup.wavelet,
+            bounds,
+            method,
+            config.wavelet_damping,
+            None,
+            config.iterations,
+            max_lag_s=config.wavelet_max_lag_s,
+            centre_lag_s=wavelet_delay_s,
+            scope=config.wavelet_scope,
+            shots_per_call=config.shots_per_call,
+        )
+        for observed in checked
+    ]
+    truth = None if true_section_mps is None else np.asarray(true_section_mps, np.float64)
+    objective = _LineObjective(parts, column_starts, section.shape, bounds, truth, config.iterations)
+    return _solve(objective, section, geometry, config, edges, truth, started)

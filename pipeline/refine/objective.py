@@ -42,6 +42,7 @@ class _Objective:
         budget,
         *,
         max_lag_s: float = 0.1,
+        centre_lag_s: float = 0.0,
         scope: str = "window",
         trace_mask: np.ndarray | None = None,
         shots_per_call: int | None = None,
@@ -52,6 +53,7 @@ class _Objective:
         self.bounds = bounds
         self.method, self.damping = method, damping
         self.max_lag = int(round(max_lag_s / geometry.sample_interval_s))
+        self.centre_lag = int(round(centre_lag_s / geometry.sample_interval_s))
         self.scope = scope
         self.shots_per_call = shots_per_call
         self.reference_wavelet = _reference_wavelet(geometry, engine, wavelet)
@@ -95,6 +97,7 @@ class _Objective:
                 self.scope,
                 self.geometry.sample_interval_s,
                 self.reference_wavelet,
+                self.centre_lag,
             )
         return match_source(observed, simulated, self.method, self.damping)
 
@@ -137,6 +140,8 @@ class _Objective:
             "band_misfit": math.sqrt(2 * value * self.data_normaliser),
             "misfit": misfit,
             "source_scale": scale,
+            "polarity": polarity,
+            "lag_s": lag,
             "change_mps": change,
         }
         if self.truth is not None:
@@ -158,6 +163,101 @@ class _Objective:
         if not (self.prior_weight > 0 and self.anchor is not None):
             return np.zeros_like(velocity)
         return self.prior_weight * (velocity - self.anchor) / (PRIOR_SCALE_MPS**2 * velocity.size)
+
+
+class _LineObjective:
+    """The objective of one model of a whole line whose windows are each simulated over their own columns
+    (``refine_line``): the windows' band-limited squared residuals summed over their summed data, one gradient
+    scattered back onto the line, the best line model by the line's full-band misfit. The cost of an
+    evaluation is that of the windows (each shot over its window, not over the line), the model has no seams.
+
+    Has ``_Objective``'s interface for the schedule and the optimisers; each window's ``_Objective`` (``parts``)
+    keeps its own source correction and has no prior or budget of its own.
+    """
+
+    def __init__(self, parts, column_starts, shape, bounds, truth, budget) -> None:
+        self.parts = list(parts)
+        self.starts = [int(c) for c in column_starts]
+        self.width = int(self.parts[0].geometry.grid_shape[1])
+        self.shape = tuple(shape)
+        self.bounds, self.truth, self.budget = bounds, truth, budget
+        for part in self.parts:
+            part.budget = math.inf  # the line counts its evaluations
+            part.prior_weight, part.anchor, part.start = 0.0, None, None
+        self.full_norms = np.asarray([float(np.sum(part.observed**2)) for part in self.parts])
+        self.band_norms = self.full_norms
+        self.evaluations = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: tuple[float, int, np.ndarray, float, float, float] | None = None
+        self.stage = 0
+        self.cutoff_hz: float | None = None
+        self.start: np.ndarray | None = None
+        self.anchor: np.ndarray | None = None
+        self.prior_weight = 0.0
+        self.data_normaliser = 1.0
+
+    def set_band(self, stage: int, cutoff_hz: float | None) -> None:
+        self.stage, self.cutoff_hz = stage, cutoff_hz
+        for part in self.parts:
+            part.set_band(stage, cutoff_hz)
+        self.band_norms = np.asarray([part.band_norm_squared for part in self.parts])
+        self.data_normaliser = 1.0
+
+    def evaluate(self, velocity: np.ndarray, gradient: bool = True) -> tuple[float, np.ndarray | None]:
+        """``(J, dJ/dv)`` of the line in the current band; records the line's full-band misfit."""
+        if gradient and self.evaluations >= self.budget:
+            raise _BudgetExhausted
+        total, squared_misfit = 0.0, 0.0
+        line_gradient = np.zeros(self.shape) if gradient else None
+        entries = []
+        for part, first, norm, full in zip(
+            self.parts, self.starts, self.band_norms, self.full_norms, strict=True
+        ):
+            columns = slice(first, first + self.width)
+            # A part's value is 1/2 ||r||^2 / ||d||^2 in its band (no prior, normaliser 1): weighted by its
+            # ||d||^2, the windows add up to the line's 1/2 sum ||r||^2.
+            value, part_gradient = part.evaluate(velocity[:, columns], gradient)
+            total += value * norm
+            if gradient:
+                line_gradient[:, columns] += part_gradient * norm
+            entries.append(part.history[-1])
+            squared_misfit += entries[-1]["misfit"] ** 2 * full
+        if gradient:
+            self.evaluations += 1
+        normaliser = max(float(np.sum(self.band_norms)), 1e-300) * self.data_normaliser
+        value = total / normaliser
+        misfit = math.sqrt(squared_misfit / max(float(np.sum(self.full_norms)), 1e-300))
+        scale, polarity, lag = (
+            float(np.median([entry[key] for entry in entries]))
+            for key in ("source_scale", "polarity", "lag_s")
+        )
+        prior_value = 0.0
+        if self.prior_weight > 0 and self.anchor is not None:
+            prior_value = (
+                0.5 * self.prior_weight * float(np.mean(((velocity - self.anchor) / PRIOR_SCALE_MPS) ** 2))
+            )
+        entry = {
+            "evaluation": len(self.history),
+            "stage": self.stage,
+            "cutoff_hz": self.cutoff_hz,
+            "band_misfit": math.sqrt(2 * value * self.data_normaliser),
+            "misfit": misfit,
+            "source_scale": scale,
+            "polarity": polarity,
+            "lag_s": lag,
+            "change_mps": float(np.mean(np.abs(velocity - self.start))) if self.start is not None else 0.0,
+        }
+        if self.truth is not None:
+            entry["velocity_mae_mps"] = velocity_errors(velocity, self.truth)["velocity_mae_mps"]
+        self.history.append(entry)
+        if self.best is None or misfit < self.best[0]:
+            self.best = (misfit, entry["evaluation"], np.array(velocity, np.float64), scale, polarity, lag)
+        if not gradient:
+            return value + prior_value, None
+        return value + prior_value, line_gradient / normaliser
+
+    def prior_gradient(self, velocity: np.ndarray) -> np.ndarray:
+        return _Objective.prior_gradient(self, velocity)
 
 
 def _reference_wavelet(geometry: AcquisitionGeometry, engine: Any, wavelet: np.ndarray | None) -> np.ndarray:

@@ -628,6 +628,32 @@ def test_matching_filter_recovers_polarity_delay_and_its_adjoint_is_exact():
         estimate_matching_filter(observed[:, :100], simulated, 5)
 
 
+def test_a_short_matching_filter_centred_on_the_known_delay_matches_a_late_copy():
+    """A copy 40 samples late: 5 taps either side of lag 0 cannot reach it, the same 11 taps centred on the
+    delay (what pipeline.infer knows from the direct wave) match it, and stay an exact adjoint pair."""
+    from pipeline.wavelet_estimation import estimate_matching_filter
+
+    rng = np.random.default_rng(4)
+    simulated = gaussian_filter(rng.standard_normal((2, 300, 6)), (0, 3, 0))
+    observed = np.zeros_like(simulated)
+    observed[:, 40:] = 1.5 * simulated[:, :-40]
+
+    def residual(match):
+        return np.linalg.norm(observed - match.apply(simulated)) / np.linalg.norm(observed)
+
+    around_zero = estimate_matching_filter(observed, simulated, 5, 1e-6, sample_interval_s=0.001)
+    centred = estimate_matching_filter(
+        observed, simulated, 5, 1e-6, sample_interval_s=0.001, centre_lag_samples=40
+    )
+    # Not 0: the estimate also fits the copy's last 40 samples, shifted past the record, to zeros.
+    assert residual(around_zero) > 0.9 and residual(centred) < 0.2, (residual(around_zero), residual(centred))
+    assert centred.lag_s == pytest.approx(0.040) and centred.taps.shape == (1, 11)
+    x, y = rng.standard_normal((2, *simulated.shape))
+    assert np.sum(centred.apply(x) * y) == pytest.approx(np.sum(x * centred.adjoint(y)), rel=1e-10)
+    beyond = estimate_matching_filter(observed, simulated, 5, 1e-6, centre_lag_samples=10_000)
+    assert beyond.taps.shape == (1, 11), "a centre past the record is clipped to the zero padding"
+
+
 def test_edge_preserving_smoothing_keeps_a_change_on_its_side_of_an_edge():
     from pipeline.refine import edge_preserving_smoothing, structure_edges
 
@@ -741,6 +767,48 @@ def test_refine_line_refines_the_section_as_one_model(case):
     assert (
         result.velocity_errors_after["velocity_mae_mps"] < result.velocity_errors_before["velocity_mae_mps"]
     )
+
+
+def test_the_line_objective_adds_up_its_windows_and_its_gradient_is_the_line_s(case):
+    """``refine_line``'s objective: two windows of a 24-column line, each simulated over its own 16 columns;
+    its value is the windows' squared residuals over their data, its gradient matches a finite difference of
+    the line model, also where the windows overlap."""
+    from pipeline.refine import refinement_engine
+    from pipeline.refine.objective import _LineObjective
+
+    truth = np.concatenate([case["truth"], case["truth"][:, :8]], axis=1)
+    start = gaussian_filter(truth, 2.0, mode="nearest")
+    engine = refinement_engine(ENGINE, GEOMETRY.num_samples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        observed = [
+            np.asarray(simulate(truth[:, first : first + 16], GEOMETRY, ENGINE))[0] for first in (0, 8)
+        ]
+    parts = [_Objective(o, GEOMETRY, engine, None, BOUNDS, "scale", 1e-3, None, budget=1) for o in observed]
+    line = _LineObjective(parts, [0, 8], truth.shape, BOUNDS, truth, budget=3)
+    line.set_band(0, None)
+    value, gradient = line.evaluate(start)
+    alone = [
+        _Objective(o, GEOMETRY, engine, None, BOUNDS, "scale", 1e-3, None, budget=1).evaluate(
+            start[:, first : first + 16], gradient=False
+        )[0]
+        for o, first in zip(observed, (0, 8), strict=True)
+    ]
+    norms = [float(np.sum(o**2)) for o in observed]
+    assert value == pytest.approx(np.dot(alone, norms) / sum(norms), rel=1e-9)
+    assert gradient.shape == (12, 24) and np.abs(gradient[:, 8:16]).max() > 0
+    rows, columns = np.mgrid[:12, :24]
+    direction = np.exp(-((rows - 6.0) ** 2 + (columns - 12.0) ** 2) / 8.0)  # across the overlap
+    step = 15.0
+    plus, _ = line.evaluate(start + step * direction, gradient=False)
+    minus, _ = line.evaluate(start - step * direction, gradient=False)
+    assert float(np.sum(gradient * direction)) == pytest.approx((plus - minus) / (2 * step), rel=0.03)
+    assert (
+        line.evaluations == 1
+        and len(line.history) == 3
+        and line.best[0] == min(entry["misfit"] for entry in line.history)
+    )
+    assert "velocity_mae_mps" in line.history[0], "errors against the line's truth per evaluation"
 
 
 def test_summary_line_reports_the_misfit_not_an_improvement():

@@ -54,10 +54,10 @@ better velocity (only a benchmark with the true model can say that). ``RefineRes
 whose last iterate fits worse than the start, that changed nothing, or that moved the model a lot for
 little gain in fit (weakly constrained by the data).
 
-Whole line (``mode="line"``, ``refine_line``): one model for the whole section, every shot of every window
-simulated over it, each trace compared where it was recorded (a mask of shot/receiver pairs): no seams. The
-engine's memory grows with the line, so shots run in groups (``shots_per_call``), each group's gradient
-checkpointed.
+Whole line (``mode="line"``, ``refine_line``): one model for the whole section; each window's shots are
+simulated over the window's own columns of it, as in window mode, and the windows' residuals add up to one
+objective whose gradient lands on the one model (``_LineObjective``): no seams, and an evaluation costs
+what the windows cost, whatever the line's length.
 
 Speed: the engine is compiled once per shape. All stages use the same compiled functions (the low-pass is
 applied to the engine's output in NumPy, outside them); shots are split into equal groups (the last one
@@ -79,14 +79,15 @@ module                              holds
 ``pipeline.refine.engine``          the engine with its gradient: ``refinement_engine``,
                                     ``shot_groups``, ``simulate_with_pullback``, ``simulate_once``
 ``pipeline.refine.objective``       the objective: misfit after the source correction (the estimated
-                                    wavelet), the prior, the adjoint source, the best model seen
+                                    wavelet), the prior, the adjoint source, the best model seen; a
+                                    line's windows as one objective (``_LineObjective``)
 ``pipeline.refine.structure``       preconditioning that keeps the structure: ``structure_edges``,
                                     ``edge_preserving_smoothing``, ``stage_smoothing_cells``, the region
                                     stage's ``structure_regions``
 ``pipeline.refine.optimizers``      the updates of a stage: L-BFGS-B and projected Adam
 ``pipeline.refine.inversion``       the pure function ``refine``: the stages, the best iterate, warnings
-``pipeline.refine.line``            the windows of a line: ``refine_windows``, ``line_survey``,
-                                    ``LineSurvey``, ``refine_line``
+``pipeline.refine.line``            the windows of a line: ``refine_windows``, ``line_geometry``,
+                                    ``line_survey``, ``LineSurvey``, ``refine_line``
 ``pipeline.refine.report``          ``summarise``, ``summary_line``, ``plot_refinement``
 ==================================  ===================================================================
 """
@@ -108,7 +109,7 @@ from pipeline.refine.engine import (
 )
 from pipeline.refine.frequency import band_limit, lowpass_response
 from pipeline.refine.inversion import WEAK_FIT_CHANGE_MPS, WEAK_FIT_RELATIVE_DECREASE, refine
-from pipeline.refine.line import LineSurvey, line_survey, refine_line, refine_windows
+from pipeline.refine.line import LineSurvey, line_geometry, line_survey, refine_line, refine_windows
 from pipeline.refine.objective import PRIOR_SCALE_MPS
 from pipeline.refine.objective import _Objective as _Objective  # the tests check its gradient
 from pipeline.refine.report import plot_refinement, summarise, summary_line
@@ -135,6 +136,7 @@ __all__ = [
     "edge_preserving_smoothing",
     "lowpass_response",
     "plot_refinement",
+    "line_geometry",
     "line_survey",
     "refine",
     "refine_line",

@@ -84,8 +84,9 @@ class RefineConfig:
         mute_top_cells: no update in this many rows below the shallowest source/receiver row (and above it).
         source_correction: ``"estimate"`` (finite-length matching filter, default), ``"qc"`` (the physics
             QC's setting), ``"scale"``, ``"wavelet"`` (QC's frequency-domain filter) or ``"none"``.
-        wavelet_max_lag_s: ``"estimate"``: the filter spans lags ``-max_lag .. +max_lag`` (largest delay it
-            can absorb).
+        wavelet_max_lag_s: ``"estimate"``: the filter spans lags ``-max_lag .. +max_lag`` around the data's
+            delay when the caller knows it (``refine(wavelet_delay_s=...)``; ``pipeline.infer``: the input
+            correction's estimate), else around 0: the largest delay it absorbs beyond that.
         wavelet_scope: ``"estimate"``: ``"window"`` (one filter per window or line) or ``"shot"``.
         wavelet_damping: stabilisation of the wavelet estimates (relative to the zero-lag/peak power).
         shots_per_call: shots per engine call (memory of one gradient ~ this many shots); None: the shots

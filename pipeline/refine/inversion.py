@@ -84,7 +84,26 @@ def refine(
     method = source_correction if config.source_correction == "qc" else config.source_correction
     truth = None if true_velocity_mps is None else np.asarray(true_velocity_mps, np.float64)
 
-    objective = _Objective(
+    objective = _window_objective(
+        observed, geometry, engine, wavelet, bounds, method, config, truth, wavelet_delay_s, trace_mask
+    )
+    return _solve(objective, initial, geometry, config, edges, truth, started)
+
+
+def _window_objective(
+    observed: np.ndarray,
+    geometry: AcquisitionGeometry,
+    engine: Any,
+    wavelet: np.ndarray | None,
+    bounds: tuple[float, float],
+    method: str,
+    config: RefineConfig,
+    truth: np.ndarray | None = None,
+    wavelet_delay_s: float = 0.0,
+    trace_mask: np.ndarray | None = None,
+) -> _Objective:
+    """The ``_Objective`` of one window's (or line's) gathers with ``config``'s source correction settings."""
+    return _Objective(
         observed,
         geometry,
         engine,
@@ -100,7 +119,6 @@ def refine(
         trace_mask=trace_mask,
         shots_per_call=config.shots_per_call,
     )
-    return _solve(objective, initial, geometry, config, edges, truth, started)
 
 
 def _solve(

@@ -2,9 +2,10 @@
 
 Part of ``pipeline.refine``. ``refine_windows`` is what ``pipeline.infer --refine N`` runs for a batch of
 windows (one at a time: memory of one window's gradient), keeping the network's model where a window is
-skipped or the engine refuses. ``line_survey`` places every window's gathers at their place on the section
-(a mask of the recorded shot/receiver pairs) and ``refine_line`` refines the whole section at once
-(``mode="line"``): no seams.
+skipped or the engine refuses. ``refine_line`` refines the whole section at once (``mode="line"``): one
+model, each window's shots simulated over its own columns of it, no seams. ``line_geometry`` is the
+section's acquisition (every distinct shot and receiver of the windows) and ``line_survey`` places every
+window's gathers on it (a mask of the recorded shot/receiver pairs), e.g. to simulate a line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import numpy as np
 
 from data_prep.geometry import AcquisitionGeometry
 from pipeline.refine.config import REFINE_FIELDS, RefineConfig, RefineResult
-from pipeline.refine.inversion import refine
+from pipeline.refine.engine import refinement_engine
+from pipeline.refine.inversion import _checked_inputs, _solve, _window_objective, refine
+from pipeline.refine.objective import _LineObjective
 
 
 def refine_windows(
@@ -191,10 +194,6 @@ def refine_line(
     Raises:
         ValueError: windows outside the section or of another shape, a NaN start, missing bounds.
     """
-    from pipeline.refine.engine import refinement_engine
-    from pipeline.refine.inversion import _checked_inputs, _solve
-    from pipeline.refine.objective import _LineObjective, _Objective
-
     started = time.perf_counter()
     section = np.asarray(initial_section_mps, np.float64)
     window_geometry = setup.geometry
@@ -231,20 +230,8 @@ def refine_line(
     engine = refinement_engine(setup.config, window_geometry.num_samples, config, window_geometry)
     method = source_correction if config.source_correction == "qc" else config.source_correction
     parts = [
-        _Objective(
-            observed,
-            window_geometry,
-            engine,
-            setup.wavelet,
-            bounds,
-            method,
-            config.wavelet_damping,
-            None,
-            config.iterations,
-            max_lag_s=config.wavelet_max_lag_s,
-            centre_lag_s=wavelet_delay_s,
-            scope=config.wavelet_scope,
-            shots_per_call=config.shots_per_call,
+        _window_objective(
+            observed, window_geometry, engine, setup.wavelet, bounds, method, config, None, wavelet_delay_s
         )
         for observed in checked
     ]

@@ -127,28 +127,7 @@ class _Objective:
         residual = self._masked(match.apply(band_simulated)) - self.band_observed
         norm = (self.band_norm_squared if self.band_norm_squared > 0 else 1.0) * self.data_normaliser
         value = 0.5 * float(np.sum(residual**2)) / norm
-        misfit, scale, polarity, lag = self.full_band(simulated)
-        change = float(np.mean(np.abs(velocity - self.start))) if self.start is not None else 0.0
-        prior_value = 0.0
-        if self.prior_weight > 0 and self.anchor is not None:
-            departure = (velocity - self.anchor) / PRIOR_SCALE_MPS
-            prior_value = 0.5 * self.prior_weight * float(np.mean(departure**2))
-        entry = {
-            "evaluation": len(self.history),
-            "stage": self.stage,
-            "cutoff_hz": self.cutoff_hz,
-            "band_misfit": math.sqrt(2 * value * self.data_normaliser),
-            "misfit": misfit,
-            "source_scale": scale,
-            "polarity": polarity,
-            "lag_s": lag,
-            "change_mps": change,
-        }
-        if self.truth is not None:
-            entry["velocity_mae_mps"] = velocity_errors(velocity, self.truth)["velocity_mae_mps"]
-        self.history.append(entry)
-        if self.best is None or misfit < self.best[0]:
-            self.best = (misfit, entry["evaluation"], np.array(velocity, np.float64), scale, polarity, lag)
+        prior_value = _record(self, velocity, value, *self.full_band(simulated))
         if not gradient:
             return value + prior_value, None
         adjoint_source = band_limit(self._masked(match.adjoint(residual)), self.response) / norm
@@ -231,33 +210,41 @@ class _LineObjective:
             float(np.median([entry[key] for entry in entries]))
             for key in ("source_scale", "polarity", "lag_s")
         )
-        prior_value = 0.0
-        if self.prior_weight > 0 and self.anchor is not None:
-            prior_value = (
-                0.5 * self.prior_weight * float(np.mean(((velocity - self.anchor) / PRIOR_SCALE_MPS) ** 2))
-            )
-        entry = {
-            "evaluation": len(self.history),
-            "stage": self.stage,
-            "cutoff_hz": self.cutoff_hz,
-            "band_misfit": math.sqrt(2 * value * self.data_normaliser),
-            "misfit": misfit,
-            "source_scale": scale,
-            "polarity": polarity,
-            "lag_s": lag,
-            "change_mps": float(np.mean(np.abs(velocity - self.start))) if self.start is not None else 0.0,
-        }
-        if self.truth is not None:
-            entry["velocity_mae_mps"] = velocity_errors(velocity, self.truth)["velocity_mae_mps"]
-        self.history.append(entry)
-        if self.best is None or misfit < self.best[0]:
-            self.best = (misfit, entry["evaluation"], np.array(velocity, np.float64), scale, polarity, lag)
+        prior_value = _record(self, velocity, value, misfit, scale, polarity, lag)
         if not gradient:
             return value + prior_value, None
         return value + prior_value, line_gradient / normaliser
 
     def prior_gradient(self, velocity: np.ndarray) -> np.ndarray:
         return _Objective.prior_gradient(self, velocity)
+
+
+def _record(objective, velocity, value, misfit, scale, polarity, lag) -> float:
+    """Appends an evaluated model's entry to ``objective.history`` (band and full-band misfit, source
+    correction, change from the start, velocity error with a truth), keeps it as ``objective.best`` when it
+    fits best, and returns the prior's value at ``velocity``."""
+    prior_value = 0.0
+    if objective.prior_weight > 0 and objective.anchor is not None:
+        departure = (velocity - objective.anchor) / PRIOR_SCALE_MPS
+        prior_value = 0.5 * objective.prior_weight * float(np.mean(departure**2))
+    start = objective.start
+    entry = {
+        "evaluation": len(objective.history),
+        "stage": objective.stage,
+        "cutoff_hz": objective.cutoff_hz,
+        "band_misfit": math.sqrt(2 * value * objective.data_normaliser),
+        "misfit": misfit,
+        "source_scale": scale,
+        "polarity": polarity,
+        "lag_s": lag,
+        "change_mps": float(np.mean(np.abs(velocity - start))) if start is not None else 0.0,
+    }
+    if objective.truth is not None:
+        entry["velocity_mae_mps"] = velocity_errors(velocity, objective.truth)["velocity_mae_mps"]
+    objective.history.append(entry)
+    if objective.best is None or misfit < objective.best[0]:
+        objective.best = (misfit, entry["evaluation"], np.array(velocity, np.float64), scale, polarity, lag)
+    return prior_value
 
 
 def _reference_wavelet(geometry: AcquisitionGeometry, engine: Any, wavelet: np.ndarray | None) -> np.ndarray:

@@ -48,9 +48,8 @@ def refine_run_line(
     layout: ModelLayout,
     plan: WindowPlan,
     config: InferConfig,
-    source_correction: str,
+    correction: Any,
     truth: Any = None,
-    wavelet_delay_s: float = 0.0,
 ) -> dict[str, Any]:
     """Refines the stitched network section of a finished run as one model; saves and returns its record.
 
@@ -59,9 +58,10 @@ def refine_run_line(
         bundle: the model (its engine settings and training velocity range).
         layout, plan: the model's window layout and the line's window plan.
         config: the run's settings (``refine``, ``stitching``).
-        source_correction: the QC's source correction (for ``refine.source_correction: qc``).
+        correction: the run's ``pipeline.infer.processing.LineCorrection``: the QC's source correction (for
+            ``refine.source_correction: qc``) and the line's estimated delay (the refinement's wavelet
+            estimate is centred on it).
         truth: the true section (``pipeline.section.open_truth``) or None: velocity errors per iteration.
-        wavelet_delay_s: the line's estimated delay (the refinement's wavelet estimate is centred on it).
 
     Returns:
         The record saved with the section: the ``RefineResult``'s numbers, the windows used, the warning.
@@ -114,10 +114,10 @@ def refine_run_line(
         setup,
         config.refine,
         velocity_bounds(bundle),
-        source_correction,
+        correction.qc.source_correction,
         true_section_mps=true_section,
         edges=edges,
-        wavelet_delay_s=wavelet_delay_s,
+        wavelet_delay_s=correction.delay_s,
     )
     record = {
         "mode": "line",

@@ -27,6 +27,7 @@ from core.config import add_config_arguments, to_dict
 from core.distributed import add_scheduler_argument, connect
 from core.errors import EXPECTED_ERRORS, UserError
 from pipeline.infer.config import InferConfig, InferResult, load_infer_config
+from pipeline.infer.line_refinement import refine_run_line
 from pipeline.infer.model import check_refinement, model_identity, resolve_model
 from pipeline.infer.outputs import finished_result, write_outputs
 from pipeline.infer.processing import LineCorrection, prepare_line, process_windows
@@ -124,17 +125,7 @@ def infer(
     if config.truth is not None:
         truth = open_truth(config.truth, line.frame, layout.grid_shape[0], layout.grid_spacing_m)
 
-    fingerprint_inputs = {
-        "model": model_identity(bundle, model_uri),
-        "inputs": [{"name": f.path.name, "sha256": f.sha256} for f in line.files],
-        "truth_sha256": truth.sha256 if truth else None,
-        "options": {
-            k: to_dict(getattr(config, k))
-            for k in ("line", "regrid", "windows", "input_correction", "calibration", "qc")
-            + (("refine",) if config.refine.iterations else ())
-        },
-    }
-    fingerprint = hashlib.sha256(json.dumps(fingerprint_inputs, sort_keys=True).encode()).hexdigest()[:20]
+    fingerprint = _fingerprint(bundle, model_uri, line, truth, config)
     run = prepare_work(work, fingerprint, plan, resume=resume, sharded=count > 1)
     correction = LineCorrection.estimate(bundle, line, layout, plan, config)
     if run is None:
@@ -198,17 +189,29 @@ def infer(
         )
         return result
     if config.refine.iterations and config.refine.mode == "line":
-        from pipeline.infer.line_refinement import refine_run_line
-
         tick = time.perf_counter()
-        refine_run_line(
-            work, bundle, layout, plan, config, correction.qc.source_correction, truth, correction.delay_s
-        )
+        refine_run_line(work, bundle, layout, plan, config, correction, truth)
         timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - tick
     merged = merge(out, config, timings=timings)
     merged.processed, merged.skipped = len(todo), skipped
     merged.timings_s = {**timings, **merged.timings_s}
     return merged
+
+
+def _fingerprint(bundle: Any, model_uri: str, line: Any, truth: Any, config: InferConfig) -> str:
+    """What a run's windows depend on (model, input files, truth, the options that change a window), digested:
+    a resumed run or another shard must have the same."""
+    inputs = {
+        "model": model_identity(bundle, model_uri),
+        "inputs": [{"name": f.path.name, "sha256": f.sha256} for f in line.files],
+        "truth_sha256": truth.sha256 if truth else None,
+        "options": {
+            k: to_dict(getattr(config, k))
+            for k in ("line", "regrid", "windows", "input_correction", "calibration", "qc")
+            + (("refine",) if config.refine.iterations else ())
+        },
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def merge(

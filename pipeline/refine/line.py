@@ -216,14 +216,14 @@ def refine_line(
     width = window_geometry.grid_shape[1]
     checked = []
     for gathers, first in zip(observed_windows, column_starts, strict=True):
-        window_edges = None if edges is None else np.asarray(edges)[:, int(first) : int(first) + width]
+        # Each window's gathers against the window's geometry (the section and its edges are checked above).
         observed, _, bounds = _checked_inputs(
             gathers,
             section[:, int(first) : int(first) + width],
             window_geometry,
             config,
             bounds_mps,
-            window_edges,
+            None,
             None,
         )
         checked.append(observed)

@@ -19,6 +19,7 @@ samples of 1 ms and a 15 Hz Ricker source.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,25 @@ class AcquisitionGeometry:
     def replace(self, **changes) -> AcquisitionGeometry:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    def shift_sources(self, shift_cells: Sequence[int]) -> AcquisitionGeometry:
+        """A copy with each source moved by ``shift_cells`` cells along x (kept inside the grid): where a
+        survey's shots were fired when they lie off the positions of the geometry (``--regrid``).
+
+        Raises:
+            ValueError: not one shift per source.
+        """
+        shifts = np.asarray(shift_cells, np.int64).reshape(-1)
+        if shifts.size != self.num_sources:
+            raise ValueError(
+                f"Give one shift per source ({self.num_sources}). Received: {shifts.size} shift(s)"
+            )
+        width = self.grid_shape[1]
+        cells = tuple(
+            (int(depth), int(np.clip(x + shift, 0, width - 1)))
+            for (depth, x), shift in zip(self.source_cells, shifts.tolist(), strict=True)
+        )
+        return self if cells == tuple(self.source_cells) else self.replace(source_cells=cells)
 
     # --- Derived quantities -------------------------------------------------------------------------------
 

@@ -384,14 +384,8 @@ def window_flags(values: Mapping[str, float], config: QCConfig) -> list[str]:
 
 def shifted_setup(setup: EngineSetup, shift_cells: Sequence[int]) -> EngineSetup:
     """``setup`` with each source moved by ``shift_cells`` along x (clipped to the grid)."""
-    width = setup.geometry.grid_shape[1]
-    cells = tuple(
-        (int(depth), int(np.clip(x + int(shift), 0, width - 1)))
-        for (depth, x), shift in zip(setup.geometry.source_cells, shift_cells, strict=True)
-    )
-    if cells == tuple(setup.geometry.source_cells):
-        return setup
-    return dataclasses.replace(setup, geometry=setup.geometry.replace(source_cells=cells))
+    geometry = setup.geometry.shift_sources(shift_cells)
+    return setup if geometry is setup.geometry else dataclasses.replace(setup, geometry=geometry)
 
 
 def _simulate_at_shot_positions(predicted_mps, setup, bounds_mps, pad_to, source_shift_cells):

@@ -28,6 +28,7 @@ from core.config import json_ready
 from core.errors import UserError
 from pipeline.infer.config import InferConfig
 from pipeline.infer.model import velocity_bounds
+from pipeline.infer.processing import whole_cell_shifts
 from pipeline.infer.work_dir import window_path
 from pipeline.qc import engine_setup
 from pipeline.stitching import stitch_in_memory
@@ -118,6 +119,7 @@ def refine_run_line(
         true_section_mps=true_section,
         edges=edges,
         wavelet_delay_s=correction.delay_s,
+        source_shift_cells=[whole_cell_shifts(plan, layout, window) for window in used],
     )
     record = {
         "mode": "line",

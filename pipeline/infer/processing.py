@@ -334,6 +334,7 @@ def predict_batch(
             skip,
             edges=edges,
             wavelet_delay_s=job.correction.delay_s,
+            source_shift_cells=[whole_cell_shifts(plan, layout, w) for w in batch],
         )
         _add(timings, "refine", tick)
 

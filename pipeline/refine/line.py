@@ -35,6 +35,7 @@ def refine_windows(
     skip: Sequence[str] | None = None,
     edges: np.ndarray | None = None,
     wavelet_delay_s: float = 0.0,
+    source_shift_cells: Sequence[Sequence[int]] | None = None,
 ) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """Refines a batch of windows one at a time (memory: one window's gradient).
 
@@ -49,6 +50,9 @@ def refine_windows(
         skip: per window a reason not to refine it (empty string: refine), e.g. the window has no signal.
         edges: ``(windows, depth, x)`` the network's edge maps (the structural prior), or None.
         wavelet_delay_s: the data's estimated delay (``refine``'s), or 0.
+        source_shift_cells: per window, per shot, the whole cells by which the shot was fired off the
+            model's position (``--regrid`` takes the nearest survey shot): simulated where it was fired, so
+            the velocity does not have to explain the move. None: every shot at the model's position.
 
     Returns:
         Per window ``(refined velocity (depth, x) float32, record)``; the record holds ``REFINE_FIELDS``,
@@ -67,7 +71,7 @@ def refine_windows(
             result = refine(
                 observed[index],
                 prediction,
-                setup.geometry,
+                _fired(setup.geometry, source_shift_cells, index),
                 setup.config,
                 config,
                 wavelet=setup.wavelet,
@@ -85,6 +89,13 @@ def refine_windows(
         record["refine_note"] = result.warning
         results.append((result.velocity_mps, record))
     return results
+
+
+def _fired(
+    geometry: AcquisitionGeometry, source_shift_cells: Sequence[Sequence[int]] | None, window: int
+) -> AcquisitionGeometry:
+    """The window's geometry with its shots where they were fired (``source_shift_cells[window]``)."""
+    return geometry if source_shift_cells is None else geometry.shift_sources(source_shift_cells[window])
 
 
 @dataclass
@@ -172,6 +183,7 @@ def refine_line(
     true_section_mps: np.ndarray | None = None,
     edges: np.ndarray | None = None,
     wavelet_delay_s: float = 0.0,
+    source_shift_cells: Sequence[Sequence[int]] | None = None,
 ) -> RefineResult:
     """Refines the whole section at once (``mode="line"``): one model, so no seams.
 
@@ -186,6 +198,7 @@ def refine_line(
         initial_section_mps: ``(depth, columns)`` the network's stitched section (no NaN: fill gaps first).
         setup: ``pipeline.qc.EngineSetup`` of the model's window (geometry, engine settings, wavelet).
         config, bounds_mps, source_correction, wavelet_delay_s: as for ``refine``.
+        source_shift_cells: as for ``refine_windows`` (per window, per shot).
         true_section_mps, edges: ``(depth, columns)`` truth and the network's edge section, or None.
 
     Returns:
@@ -231,9 +244,17 @@ def refine_line(
     method = source_correction if config.source_correction == "qc" else config.source_correction
     parts = [
         _window_objective(
-            observed, window_geometry, engine, setup.wavelet, bounds, method, config, None, wavelet_delay_s
+            observed,
+            _fired(window_geometry, source_shift_cells, index),
+            engine,
+            setup.wavelet,
+            bounds,
+            method,
+            config,
+            None,
+            wavelet_delay_s,
         )
-        for observed in checked
+        for index, observed in enumerate(checked)
     ]
     truth = None if true_section_mps is None else np.asarray(true_section_mps, np.float64)
     objective = _LineObjective(parts, column_starts, section.shape, bounds, truth, config.iterations)

@@ -64,3 +64,13 @@ def test_surface_line_matches_default_and_scales_to_other_grids():
 def test_invalid_geometry_is_refused_with_a_message(changes, message):
     with pytest.raises(ValueError, match=message):
         AcquisitionGeometry().replace(**changes)
+
+
+def test_shift_sources_moves_each_shot_along_x_and_keeps_it_in_the_grid():
+    geometry = AcquisitionGeometry()  # OpenFWI: shots at columns 0, 17, 34, 52, 69 of 70
+    moved = geometry.shift_sources([0, 1, 0, -1, 3])
+    assert moved.source_cells == ((1, 0), (1, 18), (1, 34), (1, 51), (1, 69)), "the last one clipped to 69"
+    assert moved.receiver_cells == geometry.receiver_cells
+    assert geometry.shift_sources([0] * 5) is geometry
+    with pytest.raises(ValueError, match=r"one shift per source \(5\). Received: 2"):
+        geometry.shift_sources([1, 2])

@@ -769,6 +769,32 @@ def test_refine_line_refines_the_section_as_one_model(case):
     )
 
 
+def test_shots_fired_off_the_model_s_positions_are_simulated_where_they_were_fired(case):
+    """--regrid may take a survey shot a cell from the model's position. The refinement simulates it where it
+    was fired (as the QC does): from the true model the data then fit exactly; simulated at the model's
+    positions they do not, and that move is what the velocity would otherwise be bent to explain."""
+    from pipeline.refine import refine_line, refine_windows
+
+    shifts = [[1, -1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        observed = np.asarray(simulate(case["truth"], GEOMETRY.shift_sources(shifts[0]), ENGINE))[0]
+    setup = EngineSetup(GEOMETRY, ENGINE, None, [])
+    config = RefineConfig(iterations=1, source_correction="scale")
+    at_shots, at_model = (
+        refine_windows([observed], case["truth"][None], setup, config, BOUNDS, "scale", source_shift_cells=s)[
+            0
+        ][1]
+        for s in (shifts, None)
+    )
+    assert at_shots["refine_misfit_before"] < 1e-3, at_shots
+    assert at_model["refine_misfit_before"] > 0.1, at_model
+    line = refine_line(
+        [observed], [0], case["truth"], setup, config, BOUNDS, "scale", source_shift_cells=shifts
+    )
+    assert line.misfit_before < 1e-3, line.misfit_before
+
+
 def test_the_line_objective_adds_up_its_windows_and_its_gradient_is_the_line_s(case):
     """``refine_line``'s objective: two windows of a 24-column line, each simulated over its own 16 columns;
     its value is the windows' squared residuals over their data, its gradient matches a finite difference of

@@ -87,7 +87,17 @@ def plot_refinement(
     summary: Mapping[str, Any] | None = None,
 ) -> None:
     """Network section, refined section, their difference, and the data misfit per window before/after (the
-    line's, from ``summary``, when the line was refined as one model)."""
+    line's, from ``summary``, when the line was refined as one model), saved as PNG at ``path``."""
+    refinement_figure(section_path, rows, max_columns, summary).savefig(path, dpi=100, format="png")
+
+
+def refinement_figure(
+    section_path,
+    rows: Sequence[Mapping[str, Any]],
+    max_columns: int = 2000,
+    summary: Mapping[str, Any] | None = None,
+):
+    """The ``matplotlib.figure.Figure`` that ``plot_refinement`` saves: four panels over one x axis."""
     import h5py
 
     # A Figure of its own, not pyplot: switching pyplot's backend would turn off a notebook's inline plots.
@@ -100,24 +110,32 @@ def plot_refinement(
         refined = h5["refined_velocity_mps"][:, ::step]
     spacing = float(depth_m[1] - depth_m[0]) if len(depth_m) > 1 else 1.0
     extent = (x_m[0], x_m[-1], depth_m[-1] + spacing / 2, depth_m[0] - spacing / 2)
-    figure = Figure(figsize=(10, 10))
-    axes = figure.subplots(4, 1, sharex=True)
+    figure = Figure(figsize=(10, 10), layout="constrained")
+    # One column of panels sharing x and one narrow column for their colour bars (the misfit panel's slot
+    # stays empty), so every panel has the same width and the x axes line up.
+    grid = figure.add_gridspec(4, 2, width_ratios=(40, 1))
+    axes = [figure.add_subplot(grid[0, 0])]
+    axes += [figure.add_subplot(grid[row, 0], sharex=axes[0]) for row in (1, 2, 3)]
+    bars = [figure.add_subplot(grid[row, 1]) for row in (0, 1, 2)]
     low = float(np.nanmin([np.nanmin(network), np.nanmin(refined)]))
     high = float(np.nanmax([np.nanmax(network), np.nanmax(refined)]))
-    for axis, image, title in (
-        (axes[0], network, "network"),
-        (axes[1], refined, "refined (FWI from the network)"),
+    for axis, bar, image, title in (
+        (axes[0], bars[0], network, "network"),
+        (axes[1], bars[1], refined, "refined (FWI from the network)"),
     ):
         shown = axis.imshow(image, aspect="auto", cmap="viridis", extent=extent, vmin=low, vmax=high)
-        figure.colorbar(shown, ax=axis, label="velocity (m/s)")
+        figure.colorbar(shown, cax=bar, label="velocity (m/s)")
         axis.set_title(title)
         axis.set_ylabel("depth (m)")
     change = refined - network
     limit = float(np.nanmax(np.abs(change))) if np.isfinite(change).any() else 1.0
+    limit = limit if limit > 0 else 1.0
     shown = axes[2].imshow(change, aspect="auto", cmap="RdBu_r", extent=extent, vmin=-limit, vmax=limit)
-    figure.colorbar(shown, ax=axes[2], label="m/s")
+    figure.colorbar(shown, cax=bars[2], label="m/s")
     axes[2].set_title("refined - network")
     axes[2].set_ylabel("depth (m)")
+    for axis in axes[:3]:
+        axis.tick_params(labelbottom=False)
     centre = np.asarray([(row["x_start_m"] + row["x_end_m"]) / 2 for row in rows])
     for key, label, style in (
         ("refine_misfit_before", "network", "o-"),
@@ -133,6 +151,4 @@ def plot_refinement(
     axes[3].set_ylabel("data misfit")
     axes[3].set_xlabel("along-line position (m)")
     axes[3].legend(loc="upper right", fontsize=8)
-    figure.colorbar(shown, ax=axes[3]).remove()  # keep the x axes of all panels aligned
-    figure.tight_layout()
-    figure.savefig(path, dpi=100, format="png")
+    return figure

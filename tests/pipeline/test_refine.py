@@ -483,6 +483,38 @@ def test_infer_cli_refine_writes_the_refined_section(tmp_path, short_line):
     assert summary["refine"]["num_refined"] == 2
 
 
+def test_refinement_figure_lines_up_its_four_panels_over_one_x_axis(tmp_path):
+    """The figure once drew the difference panel squeezed into a colour bar's slot beside the misfit panel."""
+    from pipeline.refine.report import refinement_figure
+
+    path = tmp_path / "section.h5"
+    network = np.full((8, 30), 2000.0, np.float32)
+    refined = network + np.linspace(-100.0, 100.0, 30, dtype=np.float32)
+    with h5py.File(path, "w") as h5:
+        h5["x_m"], h5["depth_m"] = 10.0 * np.arange(30), 10.0 * np.arange(8)
+        h5["velocity_mps"], h5["refined_velocity_mps"] = network, refined
+    rows = [
+        {"x_start_m": 0.0, "x_end_m": 150.0, "refine_misfit_before": 0.4, "refine_misfit_after": 0.3},
+        {"x_start_m": 140.0, "x_end_m": 290.0, "refine_misfit_before": 0.5, "refine_misfit_after": 0.2},
+    ]
+    figure = refinement_figure(path, rows)
+    figure.draw_without_rendering()
+    panels = [axis for axis in figure.axes if axis.get_label() != "<colorbar>"][:4]
+    boxes = [axis.get_position() for axis in panels]
+    assert [axis.get_title() for axis in panels[:3]] == [
+        "network",
+        "refined (FWI from the network)",
+        "refined - network",
+    ]
+    for box in boxes:
+        assert box.x0 == pytest.approx(boxes[0].x0) and box.x1 == pytest.approx(boxes[0].x1), boxes
+        assert box.width > 0.7, f"each panel spans the figure's width: {box}"
+    assert [box.y0 for box in boxes] == sorted((box.y0 for box in boxes), reverse=True), (
+        "stacked top to bottom"
+    )
+    assert panels[3].get_ylabel() == "data misfit" and len(panels[3].get_lines()) == 2
+
+
 def test_infer_refine_refuses_a_model_without_velocity_bounds(tmp_path, short_line):
     import dataclasses
 

@@ -19,7 +19,11 @@ from pipeline.calibration import CalibrationConfig
 from pipeline.input_correction import InputCorrectionConfig
 from pipeline.qc import QCConfig
 from pipeline.refine import RefineConfig
-from pipeline.refine.config import INFER_PRIOR_WEIGHT, INFER_REGION_FRACTION
+from pipeline.refine.config import (
+    INFER_PRIOR_WEIGHT,
+    INFER_REGION_FRACTION,
+    INFER_REGION_PRIOR_WEIGHT,
+)
 from pipeline.stitching import StitchingConfig
 from pipeline.tracking import TrackingSettings
 from pipeline.windows import LineConfig, RegridConfig, WindowConfig
@@ -54,8 +58,8 @@ class InferConfig:
         input_correction: polarity, delay and phase of the survey's wavelet estimated from the data and
             undone before prediction (``pipeline.input_correction``).
         refine: physics refinement of each window's prediction (``--refine N``; ``pipeline.refine``), with
-            its region stage on (``region_fraction`` 0.95, ``prior_weight`` 2: the start is the network's
-            prediction).
+            its region stage on (``region_fraction`` 0.95, ``prior_weight`` 2, ``region_prior_weight`` 0.05:
+            the start is the network's prediction).
         tracking: the optional MLflow run of the inference (``pipeline.tracking.TrackingSettings``, as in
             training and evaluation: ``enabled`` (``--mlflow``), ``tracking_uri``, ``experiment``,
             ``run_name``; default off, experiment ``inference``, run ``infer-<output folder>``). The
@@ -76,7 +80,9 @@ class InferConfig:
     stitching: StitchingConfig = StitchingConfig()
     qc: QCConfig = QCConfig()
     refine: RefineConfig = RefineConfig(
-        region_fraction=INFER_REGION_FRACTION, prior_weight=INFER_PRIOR_WEIGHT
+        region_fraction=INFER_REGION_FRACTION,
+        prior_weight=INFER_PRIOR_WEIGHT,
+        region_prior_weight=INFER_REGION_PRIOR_WEIGHT,
     )
     outputs: OutputConfig = OutputConfig()
     # Inference logs only when asked (--mlflow), to an experiment of its own.

@@ -36,6 +36,12 @@ INFER_REGION_FRACTION = 0.95
 #: (chosen on tuning lines with a region fraction of 0.7: section MAE -14.5 % against -12.5 % with 0.5 and
 #: 0.5; docs/refinement.md).
 INFER_PRIOR_WEIGHT = 2.0
+#: ... and holds the region stage itself near the network's levels, weakly: a body moved by 1,000 m/s for a
+#: small gain in fit (a weakly lit region at a window's edge) costs more than the data give back, a layer
+#: moved by 200 m/s hardly anything (chosen on tuning lines once the shots were simulated where they were
+#: fired: section MAE -14.0 % and -6.1 % against -13.9 % and -3.9 % without, one structural-salt line +0.3 %
+#: against +19.4 %; 0.02 and 0.2 gave -15.1 / -5.1 % (five lines) and -11.9 / -5.6 %; docs/refinement.md).
+INFER_REGION_PRIOR_WEIGHT = 0.05
 
 #: The automatic schedule gives every stage at least this many iterations (fewer stages for a small budget).
 MIN_ITERATIONS_PER_STAGE = 3
@@ -81,6 +87,7 @@ class RefineConfig:
             network's prediction, uses 0.95 (``INFER_REGION_FRACTION``, with ``prior_weight``
             ``INFER_PRIOR_WEIGHT``): it lowered the section MAE from a network's start and raised it from a smooth
             one (docs/refinement.md).
+        region_prior_weight: ``prior_weight`` of the region stage (the departure from the start); 0: none.
         mute_top_cells: no update in this many rows below the shallowest source/receiver row (and above it).
         source_correction: ``"estimate"`` (finite-length matching filter, default), ``"qc"`` (the physics
             QC's setting), ``"scale"``, ``"wavelet"`` (QC's frequency-domain filter) or ``"none"``.
@@ -110,6 +117,7 @@ class RefineConfig:
     structure: Literal["edges", "none"] = "edges"
     prior_weight: float = 0.5
     region_fraction: float = 0.0
+    region_prior_weight: float = 0.0
     mute_top_cells: int = 0
     source_correction: Literal["estimate", "qc", "scale", "wavelet", "none"] = "estimate"
     wavelet_max_lag_s: float = 0.1
@@ -152,6 +160,8 @@ class RefineConfig:
             refuse("prior_weight", ">= 0 (e.g. 0.5; 0: no penalty on the departure from the start)")
         if not (math.isfinite(self.region_fraction) and 0 <= self.region_fraction < 1):
             refuse("region_fraction", "a fraction in [0, 1) of the iterations (e.g. 0.5; 0: no region stage)")
+        if not (math.isfinite(self.region_prior_weight) and self.region_prior_weight >= 0):
+            refuse("region_prior_weight", ">= 0 (e.g. 0.1; 0: the region stage moves freely)")
         if self.mute_top_cells < 0:
             refuse("mute_top_cells", ">= 0")
         if self.source_correction not in SOURCE_CORRECTIONS:

@@ -267,9 +267,9 @@ def _run_schedule(
             sigma = 0.0
         condition = _update_filter(start.shape, geometry, config, sigma, structure, regions)
         used_before = objective.evaluations
-        # The region stage has few unknowns, each constrained by many traces: no prior holds it back; the
-        # stages after it are pulled towards its result instead of the start.
-        objective.prior_weight = 0.0 if regions is not None else config.prior_weight
+        # The region stage has few unknowns, each constrained by many traces: its own prior (none by default)
+        # holds it back; the stages after it are pulled towards its result instead of the start.
+        objective.prior_weight = config.region_prior_weight if regions is not None else config.prior_weight
         try:
             objective.budget = used_before + count
             velocity = optimizer(objective, velocity, count, config, condition)

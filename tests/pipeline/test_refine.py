@@ -1001,7 +1001,28 @@ def test_the_region_stage_moves_each_layer_as_a_whole(case):
 
     assert InferConfig().refine.region_iterations == 0 and InferConfig().refine.region_fraction == 0.95
     assert InferConfig().refine.prior_weight == 2.0 and RefineConfig().prior_weight == 0.5
+    assert InferConfig().refine.region_prior_weight == 0.05 and RefineConfig().region_prior_weight == 0.0
     assert RefineConfig.legacy(20).region_iterations == 0
     for bad in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="region_fraction must be a fraction in"):
             RefineConfig(iterations=6, region_fraction=bad)
+
+
+def test_the_region_stage_s_own_prior_holds_its_levels_near_the_start(case):
+    """``region_prior_weight`` penalises the region stage's departure from the start: with a strong one the
+    layers still move as wholes, by less; a bad weight is refused with the key."""
+    start = case["truth"].astype(np.float64).copy()
+    start[5:9] -= 300.0
+    changes = {}
+    for weight in (0.0, 20.0):
+        config = RefineConfig(
+            iterations=6, region_fraction=0.9, region_prior_weight=weight, source_correction="scale"
+        )
+        result = refine(case["observed"], start, GEOMETRY, ENGINE, config, bounds_mps=BOUNDS)
+        change = result.velocity_mps - start
+        assert np.ptp(change[5:9]) < 1e-3, "a region moves as a whole"
+        changes[weight] = float(np.mean(np.abs(change)))
+    assert changes[20.0] < 0.5 * changes[0.0], changes
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="region_prior_weight must be >= 0"):
+            RefineConfig(region_prior_weight=bad)

@@ -145,7 +145,11 @@ def run_line(family: str, index: int, args, geometry, engine, bundle) -> dict:
     from data_prep.velocity_models import generate_model
     from pipeline.qc import EngineSetup
     from pipeline.refine import RefineConfig, refine, refine_line
-    from pipeline.refine.config import INFER_PRIOR_WEIGHT, INFER_REGION_FRACTION
+    from pipeline.refine.config import (
+        INFER_PRIOR_WEIGHT,
+        INFER_REGION_FRACTION,
+        INFER_REGION_PRIOR_WEIGHT,
+    )
 
     truth = np.clip(generate_model(family, args.seed, index, (32, LINE_COLUMNS)).velocity_mps, *BOUNDS_MPS)
     observed = simulate_line(truth, geometry, engine)
@@ -165,7 +169,10 @@ def run_line(family: str, index: int, args, geometry, engine, bundle) -> dict:
         # With pipeline.infer's settings (a first stage of one velocity per layer or body, a stronger prior
         # after it): what they do from this start.
         "regions": RefineConfig(
-            iterations=args.iterations, region_fraction=INFER_REGION_FRACTION, prior_weight=INFER_PRIOR_WEIGHT
+            iterations=args.iterations,
+            region_fraction=INFER_REGION_FRACTION,
+            prior_weight=INFER_PRIOR_WEIGHT,
+            region_prior_weight=INFER_REGION_PRIOR_WEIGHT,
         ),
     }
     for method in ("start", *configs):
@@ -326,7 +333,11 @@ def run(args) -> list[dict]:
 
 
 def summarize(rows: list[dict], args) -> str:
-    from pipeline.refine.config import INFER_PRIOR_WEIGHT, INFER_REGION_FRACTION
+    from pipeline.refine.config import (
+        INFER_PRIOR_WEIGHT,
+        INFER_REGION_FRACTION,
+        INFER_REGION_PRIOR_WEIGHT,
+    )
 
     methods = [m for m in METHODS if all(m in row["methods"] for row in rows)]
     table = []
@@ -387,7 +398,7 @@ gradients per window for each refinement; old = `RefineConfig.legacy` (the QC's 
 band, 1-cell smoothing, no prior), new = today's defaults (matching wavelet estimated per window, 4 Hz to full
 band, structure-keeping smoothing, prior), new with the region stage `pipeline.infer` adds for a network's start
 (`pipeline.infer`'s settings: {100 * INFER_REGION_FRACTION:.0f} % of the iterations first move each layer or body as a whole,
-then a prior of weight {INFER_PRIOR_WEIGHT:g} towards that result). MAE and SSIM of the stitched section against the truth; data misfit:
+held by a prior of weight {INFER_REGION_PRIOR_WEIGHT:g}, then a prior of weight {INFER_PRIOR_WEIGHT:g} towards that result). MAE and SSIM of the stitched section against the truth; data misfit:
 mean over windows of `||d - F s|| / ||d||` with the matching wavelet `F` estimated for the model (one measure for
 every row); seconds of refinement per window, wall clock and CPU time of the process (both cores; on a
 machine of its own the wall time lies between half the CPU time and the CPU time); warnings: windows whose `RefineResult.warning` is set. Each value

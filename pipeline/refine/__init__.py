@@ -18,8 +18,9 @@ while the misfit falls (issue 22). The default refinement therefore
 * **first moves whole layers and bodies** (``region_fraction``; 95 % of the iterations in ``pipeline.infer``,
   off by default here, as from a smooth start it does harm): the start is split
   into regions of similar velocity (``structure_regions``) and one velocity per region is updated, in the
-  first band and without the prior. A network's errors on unfamiliar geology are mostly a layer or a body at
-  the wrong level, which cell-by-cell updates held near the start do not fix in a few iterations;
+  first band, with its own weak prior (``region_prior_weight``). A network's errors on unfamiliar geology
+  are mostly a layer or a body at the wrong level, which cell-by-cell updates held near the start do not
+  fix in a few iterations;
 * **starts at low frequencies** (``start_frequency_hz``, 4 Hz): stages low-pass data and synthetics alike,
   cut-offs rising geometrically to the full band, where a wrong model is less than half a period off; a
   stage ends when its misfit stops falling and hands its remaining iterations to the next;

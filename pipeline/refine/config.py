@@ -81,8 +81,8 @@ class RefineConfig:
             (1 at the stage's start); 0 = none.
         region_fraction: this fraction of ``iterations`` (rounded, at most all but one) goes to a first stage,
             in the first band with its own prior (``region_prior_weight``), that updates one velocity per
-            region of the start model (its layers and bodies, ``pipeline.refine.structure.structure_regions``): a layer's or a body's
-            level moves as a whole before any cell moves on its own; the later stages' prior then pulls
+            region of the start model (its layers and bodies, ``pipeline.refine.structure.structure_regions``):
+            a layer's or a body's level moves as a whole before any cell moves on its own; the later stages' prior then pulls
             towards that stage's result. 0 (the default here): off. ``pipeline.infer``, whose start is always a
             network's prediction, uses 0.95 (``INFER_REGION_FRACTION``, with ``prior_weight``
             ``INFER_PRIOR_WEIGHT``): it lowered the section MAE from a network's start and raised it from a smooth
@@ -161,7 +161,7 @@ class RefineConfig:
         if not (math.isfinite(self.region_fraction) and 0 <= self.region_fraction < 1):
             refuse("region_fraction", "a fraction in [0, 1) of the iterations (e.g. 0.5; 0: no region stage)")
         if not (math.isfinite(self.region_prior_weight) and self.region_prior_weight >= 0):
-            refuse("region_prior_weight", ">= 0 (e.g. 0.1; 0: the region stage moves freely)")
+            refuse("region_prior_weight", ">= 0 (e.g. 0.05; 0: the region stage moves freely)")
         if self.mute_top_cells < 0:
             refuse("mute_top_cells", ">= 0")
         if self.source_correction not in SOURCE_CORRECTIONS:

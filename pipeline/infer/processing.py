@@ -302,6 +302,8 @@ def predict_batch(
                 )
                 for w in batch
             ]
+    # Survey shots --regrid took up to a cell from the model's positions: QC and refinement simulate them there.
+    shifts = [whole_cell_shifts(plan, layout, w) for w in batch]
     qc_rows = []
     for first in range(0, len(batch), qc_config.batch_windows):
         part = slice(first, first + qc_config.batch_windows)
@@ -312,7 +314,7 @@ def predict_batch(
             qc_config,
             job.bounds,
             truth_windows[part] if truth_windows is not None else None,
-            source_shift_cells=[whole_cell_shifts(plan, layout, w) for w in batch[part]],
+            source_shift_cells=shifts[part],
         )
     _add(timings, "qc", tick)
 
@@ -334,7 +336,7 @@ def predict_batch(
             skip,
             edges=edges,
             wavelet_delay_s=job.correction.delay_s,
-            source_shift_cells=[whole_cell_shifts(plan, layout, w) for w in batch],
+            source_shift_cells=shifts,
         )
         _add(timings, "refine", tick)
 

@@ -82,8 +82,8 @@ class RefineConfig:
         region_fraction: this fraction of ``iterations`` (rounded, at most all but one) goes to a first stage,
             in the first band with its own prior (``region_prior_weight``), that updates one velocity per
             region of the start model (its layers and bodies, ``pipeline.refine.structure.structure_regions``):
-            a layer's or a body's level moves as a whole before any cell moves on its own; the later stages' prior then pulls
-            towards that stage's result. 0 (the default here): off. ``pipeline.infer``, whose start is always a
+            a layer's or a body's level moves as a whole before any cell moves on its own; the later stages'
+            prior then pulls towards that stage's result. 0 (the default here): off. ``pipeline.infer``, whose start is always a
             network's prediction, uses 0.95 (``INFER_REGION_FRACTION``, with ``prior_weight``
             ``INFER_PRIOR_WEIGHT``): it lowered the section MAE from a network's start and raised it from a smooth
             one (docs/refinement.md).

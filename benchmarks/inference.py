@@ -23,6 +23,7 @@ with the input correction (``pipeline.input_correction``), and the misfit floor 
     python -m benchmarks.inference --foreign outputs/<run>/bundle           # 3 lines of 3 windows, ~5 min
     python -m benchmarks.inference --foreign BUNDLE --lines 1 --no-write    # a quick look
     python -m benchmarks.inference --foreign BUNDLE --refine 20             # + a refined row and the bar of issue 22
+    python -m benchmarks.inference --foreign BUNDLE --refine 20 --refine-padding 35   # + longer offsets
     python -m benchmarks.inference --foreign BUNDLE --foreign-families salt structural-salt --section NAME
 
 Each line (one per family in ``--foreign-families``, default ``FOREIGN_FAMILIES``; one wavelet each from ``FOREIGN_WAVELETS``): a model of
@@ -443,6 +444,7 @@ def foreign_report(args, results: list[dict], runs: list[str], bundle, bounds, l
         (f" --foreign-families {families}" if tuple(args.foreign_families) != FOREIGN_FAMILIES else "")
         + (f" --refine {args.refine}" if args.refine else "")
         + (" --refine-line" if args.refine and args.refine_line else "")
+        + (f" --refine-padding {args.refine_padding}" if args.refine and args.refine_padding else "")
         + (f" --section {args.section}" if args.section != "inference-foreign" else "")
     )
     markdown = f"""## Inference on lines from elsewhere (`benchmarks/inference.py --foreign`)
@@ -503,6 +505,16 @@ def foreign_main(args: argparse.Namespace) -> int:
                 )
             }
             if args.refine and args.refine_line
+            else {}
+        ),
+        **(
+            {
+                f"network + input correction + refine {args.refine}, padding {args.refine_padding}": (
+                    "network",
+                    {"refine": {"iterations": args.refine, "padding_cells": args.refine_padding}},
+                )
+            }
+            if args.refine and args.refine_padding
             else {}
         ),
         "true model, QC wavelet": ("truth", {"qc": {"source_correction": "wavelet"}}),
@@ -637,6 +649,14 @@ def main(argv=None) -> int:
         "--refine-line",
         action="store_true",
         help="--foreign with --refine: also refine each line as one model (refine.mode=line).",
+    )
+    parser.add_argument(
+        "--refine-padding",
+        type=int,
+        default=0,
+        metavar="CELLS",
+        help="--foreign with --refine: also refine each window over CELLS more columns each side "
+        "(refine.padding_cells: the longer offsets its shots recorded).",
     )
     args = parser.parse_args(argv)
     if args.foreign:

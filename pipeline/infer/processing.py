@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +254,15 @@ def predict_batch(
     qc_setup = job.setup if config.qc.enabled else None
     reader = job.reader()
     tick = time.perf_counter()
+    padding = (
+        config.refine.padding_cells if config.refine.iterations and config.refine.mode == "window" else 0
+    )
+    spans = None
     with job.file_lock:
         observed = [reader.read(w) for w in batch]
+        if padding and job.setup is not None:
+            # The refinement also fits what the window's shots recorded beyond its edges (longer offsets).
+            spans = [reader.read_span(w, padding) for w in batch]
         line.close()  # unmap: pages of mapped files would count towards memory as the run moves on
     meta = []
     calibrated = np.empty((len(batch), *observed[0].shape), dtype=np.float32)
@@ -337,6 +344,7 @@ def predict_batch(
             edges=edges,
             wavelet_delay_s=job.correction.delay_s,
             source_shift_cells=shifts,
+            spans=None if spans is None else [_finite(span) for span in spans],
         )
         _add(timings, "refine", tick)
 
@@ -393,6 +401,16 @@ def process_windows(
         _add(timings, "write", tick)
         reporter.update(len(batch))
     reporter.close()
+
+
+def _finite(span: Any) -> Any:
+    """``span`` with non-finite samples zeroed and their traces masked out (the window's own traces are
+    zeroed the same way before refinement)."""
+    bad = ~np.isfinite(span.gathers)
+    if not bad.any():
+        return span
+    mask = span.trace_mask * ~bad.any(axis=1)
+    return replace(span, gathers=np.where(bad, 0.0, span.gathers).astype(np.float32), trace_mask=mask)
 
 
 def _add(timings: dict[str, float], name: str, tick: float) -> None:

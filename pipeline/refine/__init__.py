@@ -88,7 +88,8 @@ module                              holds
 ``pipeline.refine.optimizers``      the updates of a stage: L-BFGS-B and projected Adam
 ``pipeline.refine.inversion``       the pure function ``refine``: the stages, the best iterate, warnings
 ``pipeline.refine.line``            the windows of a line: ``refine_windows``, ``line_geometry``,
-                                    ``line_survey``, ``LineSurvey``, ``refine_line``
+                                    ``line_survey``, ``LineSurvey``, ``refine_line``, ``span_geometry`` (a
+                                    window widened for longer offsets)
 ``pipeline.refine.report``          ``summarise``, ``summary_line``, ``plot_refinement``
 ==================================  ===================================================================
 """
@@ -110,7 +111,14 @@ from pipeline.refine.engine import (
 )
 from pipeline.refine.frequency import band_limit, lowpass_response
 from pipeline.refine.inversion import WEAK_FIT_CHANGE_MPS, WEAK_FIT_RELATIVE_DECREASE, refine
-from pipeline.refine.line import LineSurvey, line_geometry, line_survey, refine_line, refine_windows
+from pipeline.refine.line import (
+    LineSurvey,
+    line_geometry,
+    line_survey,
+    refine_line,
+    refine_windows,
+    span_geometry,
+)
 from pipeline.refine.objective import PRIOR_SCALE_MPS
 from pipeline.refine.objective import _Objective as _Objective  # the tests check its gradient
 from pipeline.refine.report import plot_refinement, summarise, summary_line
@@ -142,6 +150,7 @@ __all__ = [
     "refine",
     "refine_line",
     "refine_windows",
+    "span_geometry",
     "refinement_engine",
     "shot_groups",
     "simulate_once",

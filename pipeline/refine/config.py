@@ -88,6 +88,12 @@ class RefineConfig:
             ``INFER_PRIOR_WEIGHT``): it lowered the section MAE from a network's start and raised it from a smooth
             one (docs/refinement.md).
         region_prior_weight: ``prior_weight`` of the region stage (the departure from the start); 0: none.
+        padding_cells: ``mode: "window"``: up to this many columns added on each side of a window (the
+            network's edge columns continued into them), so the refinement also fits every trace the window's
+            shots recorded there: offsets longer than the window's own, which see deeper. Only the window's
+            columns are kept. The time per window grows with the modelled width. 0 (the default here): the
+            window's own receivers; ``pipeline.infer`` uses ``INFER_PADDING_CELLS``. Not used with
+            ``mode: "line"``.
         mute_top_cells: no update in this many rows below the shallowest source/receiver row (and above it).
         source_correction: ``"estimate"`` (finite-length matching filter, default), ``"qc"`` (the physics
             QC's setting), ``"scale"``, ``"wavelet"`` (QC's frequency-domain filter) or ``"none"``.
@@ -118,6 +124,7 @@ class RefineConfig:
     prior_weight: float = 0.5
     region_fraction: float = 0.0
     region_prior_weight: float = 0.0
+    padding_cells: int = 0
     mute_top_cells: int = 0
     source_correction: Literal["estimate", "qc", "scale", "wavelet", "none"] = "estimate"
     wavelet_max_lag_s: float = 0.1
@@ -162,6 +169,14 @@ class RefineConfig:
             refuse("region_fraction", "a fraction in [0, 1) of the iterations (e.g. 0.5; 0: no region stage)")
         if not (math.isfinite(self.region_prior_weight) and self.region_prior_weight >= 0):
             refuse("region_prior_weight", ">= 0 (e.g. 0.05; 0: the region stage moves freely)")
+        if (
+            isinstance(self.padding_cells, bool)
+            or not isinstance(self.padding_cells, int)
+            or self.padding_cells < 0
+        ):
+            refuse(
+                "padding_cells", "a non-negative integer of columns (e.g. 35; 0: the window's own receivers)"
+            )
         if self.mute_top_cells < 0:
             refuse("mute_top_cells", ">= 0")
         if self.source_correction not in SOURCE_CORRECTIONS:

@@ -36,8 +36,13 @@ def refine_windows(
     edges: np.ndarray | None = None,
     wavelet_delay_s: float = 0.0,
     source_shift_cells: Sequence[Sequence[int]] | None = None,
+    spans: Sequence[Any | None] | None = None,
 ) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """Refines a batch of windows one at a time (memory: one window's gradient).
+
+    A window with a span (``spans``) is refined over the span: the network's model with its edge columns
+    continued into the added ones, every trace the window's shots recorded there fitted too (offsets longer
+    than the window's), and only the window's own columns kept.
 
     Args:
         observed: per window ``(shots, time, receivers)`` gathers on the model's geometry (survey units).
@@ -53,6 +58,9 @@ def refine_windows(
         source_shift_cells: per window, per shot, the whole cells by which the shot was fired off the
             model's position (``--regrid`` takes the nearest survey shot): simulated where it was fired, so
             the velocity does not have to explain the move. None: every shot at the model's position.
+        spans: per window its shots over a wider span (``pipeline.windows.SpanGathers``: ``left_cells``,
+            ``right_cells``, ``gathers``, ``trace_mask``, ``receiver_x_m``), used instead of ``observed``,
+            or None (the window's own receivers). ``truth_mps`` stays the window's.
 
     Returns:
         Per window ``(refined velocity (depth, x) float32, record)``; the record holds ``REFINE_FIELDS``,
@@ -67,18 +75,37 @@ def refine_windows(
             results.append((prediction, record))
             continue
         truth = truth_mps[index] if truth_mps is not None else None
+        edge_map = None if edges is None else edges[index]
+        span = spans[index] if spans is not None else None
+        geometry, gathers, mask, keep = setup.geometry, observed[index], None, slice(None)
+        if span is not None and span.left_cells + span.right_cells > 0:
+            geometry = span_geometry(geometry, span.left_cells, span.right_cells, span.receiver_x_m)
+            gathers, mask = span.gathers, span.trace_mask
+            keep = slice(span.left_cells, span.left_cells + prediction.shape[1])
+            sides = ((0, 0), (span.left_cells, span.right_cells))
+            prediction_span = np.pad(prediction, sides, mode="edge")
+            edge_map = None if edge_map is None else np.pad(edge_map, sides, mode="edge")
+            truth = (
+                None
+                if truth is None
+                else np.pad(np.asarray(truth, np.float64), sides, constant_values=np.nan)
+            )
+        else:
+            prediction_span = prediction
+        shifts = None if source_shift_cells is None else source_shift_cells[index]
         try:
             result = refine(
-                observed[index],
-                prediction,
-                _fired(setup.geometry, source_shift_cells, index),
+                gathers,
+                prediction_span,
+                geometry if shifts is None else geometry.shift_sources(shifts),
                 setup.config,
                 config,
                 wavelet=setup.wavelet,
                 bounds_mps=bounds_mps,
                 true_velocity_mps=truth,
                 source_correction=source_correction,
-                edges=None if edges is None else edges[index],
+                edges=edge_map,
+                trace_mask=mask,
                 wavelet_delay_s=wavelet_delay_s,
             )
         except ValueError as error:  # the engine refused (e.g. CFL): keep the network's model, say why
@@ -87,8 +114,33 @@ def refine_windows(
             continue
         record.update(result.record())
         record["refine_note"] = result.warning
-        results.append((result.velocity_mps, record))
+        results.append((np.ascontiguousarray(result.velocity_mps[:, keep]), record))
     return results
+
+
+def span_geometry(
+    geometry: AcquisitionGeometry, left_cells: int, right_cells: int, receiver_x_m: np.ndarray
+) -> AcquisitionGeometry:
+    """``geometry`` (a window's) widened by ``left_cells`` / ``right_cells`` columns, its shots moved with its
+    columns and its receivers at ``receiver_x_m`` (metres from the window's left edge), each at the depth of
+    the window's receiver nearest along x.
+
+    Raises:
+        ValueError: negative padding, a receiver that falls outside the widened grid.
+    """
+    if left_cells < 0 or right_cells < 0:
+        raise ValueError(f"Padding must be >= 0 cells. Received: left {left_cells}, right {right_cells}")
+    depth, width = geometry.grid_shape
+    cells = np.rint(np.asarray(receiver_x_m, np.float64) / geometry.grid_spacing_m).astype(np.int64)
+    window_receivers = np.asarray(geometry.receiver_cells, np.int64)
+    nearest = np.abs(cells[:, None] - window_receivers[None, :, 1]).argmin(axis=1)
+    return geometry.replace(
+        grid_shape=(depth, width + left_cells + right_cells),
+        source_cells=tuple((int(d), int(x) + left_cells) for d, x in geometry.source_cells),
+        receiver_cells=tuple(
+            (int(window_receivers[n, 0]), int(x) + left_cells) for n, x in zip(nearest, cells, strict=True)
+        ),
+    )
 
 
 def _fired(

@@ -34,7 +34,7 @@ module                             holds
 ``pipeline.windows.survey_line``   step 1: ``read_survey_line``, ``SurveyLine``, ``SurveyFile``, ``LineFrame``
 ``pipeline.windows.plan``          step 2: ``WindowPlan``, ``grid_origin_m``, candidate window starts and the choice
 ``pipeline.windows.check``         step 3: ``check_geometry``, ``GeometryCheck``, ``Mismatch``
-``pipeline.windows.reader``        step 4: ``WindowReader``
+``pipeline.windows.reader``        step 4: ``WindowReader``, ``SpanGathers`` (a window's shots over a wider span)
 =================================  ===================================================================================
 """
 
@@ -42,7 +42,7 @@ from pipeline.windows.check import GeometryCheck, Mismatch, check_geometry
 from pipeline.windows.config import LineConfig, RegridConfig, WindowConfig
 from pipeline.windows.layout import ModelLayout
 from pipeline.windows.plan import WindowPlan, grid_origin_m
-from pipeline.windows.reader import WindowReader
+from pipeline.windows.reader import SpanGathers, WindowReader
 from pipeline.windows.survey_line import LineFrame, SurveyFile, SurveyLine, read_survey_line
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "Mismatch",
     "ModelLayout",
     "RegridConfig",
+    "SpanGathers",
     "SurveyFile",
     "SurveyLine",
     "WindowConfig",

@@ -363,6 +363,13 @@ def test_refine_refuses_bad_input(case):
         refine(case["observed"], case["start"], GEOMETRY, ENGINE, bounds_mps=BOUNDS, edges=np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r"trace_mask must be \(shots, receivers\)"):
         refine(case["observed"], case["start"], GEOMETRY, ENGINE, bounds_mps=BOUNDS, trace_mask=np.ones(3))
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="refine.padding_cells must be a non-negative integer"):
+            RefineConfig(padding_cells=bad)
+    from pipeline.refine import span_geometry
+
+    with pytest.raises(ValueError, match="Padding must be >= 0 cells"):
+        span_geometry(GEOMETRY, -1, 0, np.arange(16) * 10.0)
 
 
 def test_summary_of_window_records():
@@ -481,6 +488,49 @@ def test_infer_cli_refine_writes_the_refined_section(tmp_path, short_line):
     assert "refine_misfit_before" in header and "refine_misfit_after" in header
     summary = json.loads((out / "summary.json").read_text())
     assert summary["refine"]["num_refined"] == 2
+
+
+def test_infer_with_refine_padding_fits_what_each_window_s_shots_recorded_beyond_it(
+    tmp_path, short_line, monkeypatch
+):
+    """``refine.padding_cells``: pipeline.infer hands each window's refinement the span the line allows (the
+    36-column line: 8 columns right of the first window, 8 left of the second), the recorded traces there
+    and the network's model with its edge columns continued; the window's own columns come back."""
+    from core.config import from_dict
+    from pipeline.infer import InferConfig, infer
+    from pipeline.refine import line as line_module
+    from pipeline.section import read_section
+    from tests.pipeline import line_fixtures as F
+
+    calls = []
+
+    def recording_refine(observed, start, geometry, engine, config, **options):
+        calls.append((np.asarray(observed), np.asarray(start), geometry, options["trace_mask"]))
+        raise ValueError("recorded, not run")  # refine_windows keeps the network's model and says why
+
+    monkeypatch.setattr(line_module, "refine", recording_refine)
+    line = short_line["line"]
+    oracle = F.OracleBundle(line.velocity_mps, edges=False)
+    config = from_dict(
+        InferConfig,
+        {"outputs": {"png": False, "segy": False}, "refine": {"iterations": 2, "padding_cells": 8}},
+    )
+    infer([short_line["sgy"]], oracle, tmp_path / "run", config, progress=False)
+    assert len(calls) == 2
+    for (observed, start, geometry, mask), first, (left, right) in zip(
+        calls, (0, 12), ((0, 8), (8, 0)), strict=True
+    ):
+        columns = np.arange(first - left, first + F.WINDOW_CELLS + right)
+        assert geometry.grid_shape == (F.DEPTH_CELLS, F.WINDOW_CELLS + 8)
+        assert [x for _, x in geometry.receiver_cells] == list(range(F.WINDOW_CELLS + 8))
+        assert [x - left for _, x in geometry.source_cells] == list(F.MODEL_SOURCE_X_CELLS)
+        shots = [list(line.shot_columns).index(first + x) for x in F.MODEL_SOURCE_X_CELLS]
+        np.testing.assert_allclose(observed, 2.0 * line.gathers[shots][:, :, columns], rtol=1e-6)
+        assert mask is None or np.all(mask == 1.0)
+        window = line.velocity_mps[:, first : first + F.WINDOW_CELLS]
+        np.testing.assert_allclose(start, np.pad(window, ((0, 0), (left, right)), mode="edge"), atol=1e-3)
+    section = read_section(tmp_path / "run" / "section.h5")
+    assert all("recorded, not run" in note for note in section["windows"]["refine_note"])
 
 
 def test_refinement_figure_lines_up_its_four_panels_over_one_x_axis(tmp_path):
@@ -825,6 +875,55 @@ def test_shots_fired_off_the_model_s_positions_are_simulated_where_they_were_fir
         [observed], [0], case["truth"], setup, config, BOUNDS, "scale", source_shift_cells=shifts
     )
     assert line.misfit_before < 1e-3, line.misfit_before
+
+
+def test_a_window_refined_over_a_span_fits_its_shots_longer_offsets_and_keeps_its_own_columns(case):
+    """``refine_windows(spans=...)``: the window's model widened by its edge columns, its shots (moved where
+    they were fired) recorded over the span and fitted there too, unrecorded traces masked out; only the
+    window's columns come back, and the velocity errors are the window's. Receivers placed in the wrong
+    order do not fit: the span's geometry is what the data were recorded on."""
+    from pipeline.refine import refine_windows, span_geometry
+    from pipeline.windows import SpanGathers
+
+    left, right, shifts = 6, 4, [-1, 1]
+    receiver_x_m = np.arange(-left, 16 + right) * GEOMETRY.grid_spacing_m
+    geometry = span_geometry(GEOMETRY, left, right, receiver_x_m)
+    assert geometry.grid_shape == (12, 26)
+    assert geometry.source_cells == ((0, 8), (0, 19))
+    assert geometry.receiver_cells == tuple((0, x) for x in range(26))
+    wide = np.pad(case["truth"], ((0, 0), (left, right)), mode="edge")  # layered: the same earth, wider
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        recorded = np.asarray(simulate(wide, geometry.shift_sources(shifts), ENGINE))[0] * SURVEY_UNITS
+    mask = np.ones((2, 26))
+    mask[0, -5:] = 0.0  # the first shot's spread did not reach the last five receivers
+    recorded[0, :, -5:] = np.random.default_rng(3).normal(0.0, 1e3, (GEOMETRY.num_samples, 5))
+    setup = EngineSetup(GEOMETRY, ENGINE, None, [])
+
+    def refined(start, receivers_m, iterations=1):
+        span = SpanGathers(left, right, recorded, mask, receivers_m)
+        [(velocity, record)] = refine_windows(
+            [recorded[:, :, left : left + 16]],
+            start[None],
+            setup,
+            RefineConfig(iterations=iterations, source_correction="scale"),
+            BOUNDS,
+            "scale",
+            truth_mps=[case["truth"]],
+            source_shift_cells=[shifts],
+            spans=[span],
+        )
+        return velocity, record
+
+    velocity, record = refined(case["truth"], receiver_x_m)
+    assert record["refine_misfit_before"] < 1e-3, record
+    assert velocity.shape == (12, 16) and record["refine_velocity_mae_before_mps"] == 0.0
+    _, off = refined(case["truth"], receiver_x_m[::-1])
+    assert off["refine_misfit_before"] > 0.05, off
+    velocity, biased = refined(case["truth"] + 100.0, receiver_x_m, iterations=3)
+    assert biased["refine_velocity_mae_before_mps"] == pytest.approx(100.0), "the window's columns only"
+    assert biased["refine_misfit_after"] < biased["refine_misfit_before"]
+    assert velocity.shape == (12, 16)
 
 
 def test_the_line_objective_adds_up_its_windows_and_its_gradient_is_the_line_s(case):

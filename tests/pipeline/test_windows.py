@@ -128,6 +128,44 @@ def test_moving_split_spread_works_and_end_on_spread_is_refused(tmp_path, line, 
         check.raise_if_refused()
 
 
+@pytest.mark.parametrize("spread_m", [None, 240.0], ids=["fixed spread", "moving split spread"])
+def test_read_span_adds_the_receivers_each_shot_recorded_beyond_the_window(tmp_path, line, layout, spread_m):
+    """``read_span`` (the refinement's longer offsets): the window's own gathers, then the receiver spacing
+    continued up to ``padding_cells`` columns each side, stopping at the outermost recorded receiver; each
+    trace is the shot's recorded one, and a receiver a shot did not record (a moving spread) is masked out."""
+    path = F.write_line(tmp_path / "line.sgy", line, spread_m=spread_m)
+    survey, check, regrid = plan_for([path], layout)
+    plan = check.raise_if_refused()
+    reader = WindowReader(survey, layout, plan, regrid)
+    padding, width = 10, F.WINDOW_CELLS
+    for window in (0, plan.num_windows // 2, plan.num_windows - 1):
+        start = int(plan.column_start[window])
+        shot_columns = line.shot_columns[plan.shot_index[window]]
+        reach = np.inf if spread_m is None else spread_m / F.GRID_SPACING_M
+        first = int(max(0, shot_columns.min() - reach))
+        last = int(min(line.num_columns - 1, shot_columns.max() + reach))
+        span = reader.read_span(window, padding)
+        assert (span.left_cells, span.right_cells) == (
+            min(padding, start - first),
+            min(padding, last - (start + width - 1)),
+        )
+        columns = np.arange(start - span.left_cells, start + width + span.right_cells)
+        np.testing.assert_allclose(span.receiver_x_m, (columns - start) * F.GRID_SPACING_M)
+        recorded = (np.abs(columns[None, :] - shot_columns[:, None]) <= reach).astype(float)
+        np.testing.assert_array_equal(span.trace_mask, recorded)
+        expected = line.gathers[plan.shot_index[window]][:, :, columns] * recorded[:, None, :]
+        np.testing.assert_array_equal(span.gathers, expected.astype(np.float32))
+        inside = slice(span.left_cells, span.left_cells + width)
+        np.testing.assert_array_equal(span.gathers[:, :, inside], reader.read(window))
+    middle = reader.read_span(plan.num_windows // 2, padding)
+    assert middle.left_cells == middle.right_cells == padding, "the middle window gets the full padding"
+    if spread_m is not None:
+        assert middle.trace_mask.min() == 0.0, "a moving spread leaves some receivers unrecorded"
+    assert reader.read_span(0, 0).gathers.shape == (3, F.NUM_SAMPLES, width)
+    with pytest.raises(ValueError, match="padding_cells must be >= 0"):
+        reader.read_span(0, -1)
+
+
 def test_line_shorter_than_one_window_is_refused(tmp_path, line, layout):
     path = F.write_line(tmp_path / "short.sgy", line, shots=slice(0, 8))
     _, check, _ = plan_for([path], layout, regrid=True)

@@ -7,6 +7,8 @@ Usage (from the repository root)::
     python -m benchmarks.generalisation --epochs 20 --finetune-epochs 15   # load-independent: fixed epochs
     python -m benchmarks.generalisation --epochs 20 --finetune-epochs 5 10 20 --finetune-samples 500
     python -m benchmarks.generalisation --report                 # the table from the rows already measured
+    python -m benchmarks.generalisation --count 1000 --work-dir W --epochs 8 --held-out structural \
+        --rows "general without K" --no-write                    # 2.5x the samples, the same sample-passes
 
 What it measures, on the general recipe's dataset (``configs/train/general.yaml``: every family, each sample
 with its own source; synthesized and cached under ``--work-dir`` the first time):
@@ -325,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, help="a general-recipe dataset (default: built in --work-dir)")
     parser.add_argument("--work-dir", type=Path, default=Path("data/benchmarks/generalisation"))
     parser.add_argument(
+        "--count",
+        type=int,
+        help="samples per family of the dataset built in --work-dir without --data (default: the general "
+        "recipe's); give each count its own --work-dir",
+    )
+    parser.add_argument(
         "--held-out", nargs="+", default=list(HELD_OUT_GROUPS), help=f"groups: {', '.join(HELD_OUT_GROUPS)}"
     )
     parser.add_argument("--budget-s", type=float, default=900.0, help="whole-run budget of each model, s")
@@ -364,7 +372,10 @@ def _dataset(args, work_dir: Path) -> Path:
         return args.data
     from pipeline.training.default_dataset import ensure_default_dataset
 
-    config = general_config([f"data.default.directory={work_dir}"])
+    overrides = [f"data.default.directory={work_dir}"]
+    if args.count is not None:
+        overrides.append(f"data.default.count={args.count}")
+    config = general_config(overrides)
     return ensure_default_dataset(config.data.default, echo=lambda text: print(text, flush=True))
 
 

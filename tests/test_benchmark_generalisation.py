@@ -117,3 +117,22 @@ def test_fine_tuning_on_fewer_samples_at_several_budgets_is_a_row_per_budget(tmp
     generalisation.main([*common, "--finetune-epochs", "2", "--finetune-samples", "100000"])
     assert len(fake_training) == 7
     assert f"fine-tuned on K ({available} samples)" in capsys.readouterr().out
+
+
+def test_count_sizes_the_dataset_it_builds_and_data_wins(tmp_path, monkeypatch):
+    """``--count N``: the dataset built in --work-dir (no --data) has N samples per family; --data is used as is."""
+    built = []
+
+    def ensure_default_dataset(config, echo=print):
+        built.append(config)
+        return tmp_path / "built.h5"
+
+    monkeypatch.setattr("pipeline.training.default_dataset.ensure_default_dataset", ensure_default_dataset)
+    parser = generalisation.build_parser()
+    recipe = generalisation._dataset(parser.parse_args([]), tmp_path)
+    larger = generalisation._dataset(parser.parse_args(["--count", "1000"]), tmp_path)
+    assert recipe == larger == tmp_path / "built.h5"
+    assert built[0].count == generalisation.general_config().data.default.count == 400
+    assert built[1].count == 1000 and built[1].directory == str(tmp_path)
+    given = generalisation._dataset(parser.parse_args(["--data", "mix.h5", "--count", "7"]), tmp_path)
+    assert str(given) == "mix.h5" and len(built) == 2

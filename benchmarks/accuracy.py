@@ -11,6 +11,11 @@ Usage (from the repository root)::
 For each family a dataset is synthesized (``data_prep.synthesize``, OpenFWI's recipe and geometry: 5 sources,
 70 receivers, 1000 samples of 1 ms, 70 × 70 cells of 10 m) and ingested (``data_prep.ingest``) with splits
 of exactly ``--train-samples`` / 5 % validation / ``--test-samples``; datasets are cached in ``--data-dir``.
+``--families general`` is the general recipe instead (``configs/train/general.yaml``: its mixed dataset of
+every family, its batch size, optimiser, loss and augmentation; ``--train-samples``/``--test-samples`` do not
+apply), for the edge-head question on varied geology::
+
+    python -m benchmarks.accuracy --families general --models unet unet-no-edges --epochs 5 --seeds 0 1
 Each seed then runs ``pipeline.compare`` (the dual U-Net, the same U-Net with one decoder for both tasks
 (``unet-shared``: the lighter edge head), the U-Net without its edge head, InversionNet, the LSTM and the
 Transformer, each for ``--budget-s`` seconds of training with the cosine schedule fitted to the
@@ -44,6 +49,9 @@ from benchmarks.report import machine_description, markdown_table, run_isolated,
 #: ``unet-shared``: the dual U-Net with one decoder for both tasks (``decoder_mode: shared``), the lighter edge head.
 MODELS = ("unet", "unet-shared", "unet-no-edges", "inversionnet", "lstm", "transformer")
 FAMILIES = ("flatvel-a", "curvevel-a")
+#: Not a family: the general recipe's mix of every family (``configs/train/general.yaml``: its dataset, batch
+#: size, optimiser, loss and augmentation), for the edge-head question on varied geology.
+GENERAL = "general"
 #: InversionNet's published test metrics (MAE, RMSE, SSIM), OpenFWI benchmark.
 PUBLISHED = {"flatvel-a": (0.0131, 0.0211, 0.9895), "curvevel-a": (0.0685, 0.1273, 0.8074)}
 METRICS = (
@@ -58,9 +66,17 @@ METRICS = (
 
 
 def build_dataset(family: str, train: int, test: int, seed: int, directory: Path) -> Path:
-    """Synthesizes and ingests ``train`` + 5 % + ``test`` samples of ``family`` (cached)."""
+    """Synthesizes and ingests ``train`` + 5 % + ``test`` samples of ``family`` (cached); ``GENERAL``: the
+    general recipe's own mixed dataset in ``directory`` (its sizes, not ``train`` / ``test``)."""
     from data_prep.ingest import IngestConfig, SplitConfig, ingest
     from data_prep.synthesize import SynthesizeConfig, synthesize
+
+    if family == GENERAL:
+        from benchmarks.generalisation import general_config
+        from pipeline.training.default_dataset import ensure_default_dataset
+
+        config = general_config([f"data.default.directory={directory}", f"data.default.seed={seed}"])
+        return ensure_default_dataset(config.data.default, echo=lambda text: print(text, flush=True))
 
     val = max(1, round(0.05 * train))
     total = train + val + test
@@ -78,7 +94,7 @@ def build_dataset(family: str, train: int, test: int, seed: int, directory: Path
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    from core.config import from_dict
+    from core.config import from_dict, load_config
     from pipeline.compare import CompareConfig, CompareModel
     from pipeline.train import TrainConfig
 
@@ -94,6 +110,34 @@ def run(args: argparse.Namespace) -> list[dict]:
     for family in args.families:
         path = build_dataset(family, args.train_samples, args.test_samples, 0, directory)
         for seed in args.seeds:
+            settings = {
+                "batch_size": args.batch_size,
+                "loss": {"velocity_ssim_weight": args.ssim_weight},
+                "epochs": args.epochs or args.max_epochs,
+                "max_train_time_s": budget_s(args),
+                "data": {"path": str(path)},
+                "tracking": {
+                    "tracking_uri": store,
+                    "experiment": "accuracy",
+                    "register": False,
+                    "image_every_epochs": 10,
+                },
+                "runtime": {
+                    "seed": seed,
+                    "checkpoint_dir": str(directory / "checkpoints"),
+                    "output_dir": str(directory / "outputs"),
+                    "progress_interval_s": 300.0,
+                },
+            }
+            if family == GENERAL:  # the recipe's batch size, loss and time budget stay its own
+                from benchmarks.generalisation import GENERAL_CONFIG
+
+                del settings["batch_size"], settings["loss"]
+                train = load_config(
+                    TrainConfig, [GENERAL_CONFIG], values=settings, overrides=["max_total_time_s=null"]
+                )
+            else:
+                train = from_dict(TrainConfig, settings)
             key = {
                 "family": family,
                 "seed": seed,
@@ -101,36 +145,14 @@ def run(args: argparse.Namespace) -> list[dict]:
                 "max_epochs": args.epochs,
                 "dataset": path.name,
                 "unet": args.unet,
-                "batch_size": args.batch_size,
-                "velocity_ssim_weight": args.ssim_weight,
+                "batch_size": train.batch_size,
+                "velocity_ssim_weight": train.loss.velocity_ssim_weight,
             }
             cached = [r for r in done if all(r.get(k) == v for k, v in key.items())]
             if {r["model"] for r in cached} >= set(args.models):
                 print(f"=== {family} seed {seed}: cached in {results_path}", flush=True)
                 rows += [r for r in cached if r["model"] in args.models]
                 continue
-            train = from_dict(
-                TrainConfig,
-                {
-                    "batch_size": args.batch_size,
-                    "loss": {"velocity_ssim_weight": args.ssim_weight},
-                    "epochs": args.epochs or args.max_epochs,
-                    "max_train_time_s": budget_s(args),
-                    "data": {"path": str(path)},
-                    "tracking": {
-                        "tracking_uri": store,
-                        "experiment": "accuracy",
-                        "register": False,
-                        "image_every_epochs": 10,
-                    },
-                    "runtime": {
-                        "seed": seed,
-                        "checkpoint_dir": str(directory / "checkpoints"),
-                        "output_dir": str(directory / "outputs"),
-                        "progress_interval_s": 300.0,
-                    },
-                },
-            )
             entries = []
             for name in args.models:
                 if name == "unet":
@@ -181,17 +203,34 @@ def finished_rows(args: argparse.Namespace) -> list[dict]:
     if not results_path.is_file():
         return []
     done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
-    settings = {
-        "budget_s": budget_s(args),
-        "max_epochs": args.epochs,
-        "unet": args.unet,
+    settings = {"budget_s": budget_s(args), "max_epochs": args.epochs, "unet": args.unet}
+    expected = [_family_key(family, args) for family in args.families]
+    return [
+        r
+        for r in done
+        if all(r.get(k) == v for k, v in settings.items())
+        and any(all(r.get(k) == v for k, v in key.items()) for key in expected)
+    ]
+
+
+def _family_key(family: str, args: argparse.Namespace) -> dict:
+    """What a finished row of ``family`` was trained with besides the budget: its dataset, batch size and
+    SSIM weight (the general recipe's own for ``GENERAL``)."""
+    if family == GENERAL:
+        from benchmarks.generalisation import general_config
+        from pipeline.training.default_dataset import default_dataset_path
+
+        config = general_config([f"data.default.directory={args.data_dir}"])
+        return {
+            "dataset": default_dataset_path(config.data.default).name,
+            "batch_size": config.batch_size,
+            "velocity_ssim_weight": config.loss.velocity_ssim_weight,
+        }
+    return {
+        "dataset": f"{family}-{args.train_samples}-{args.test_samples}-seed0.h5",
         "batch_size": args.batch_size,
         "velocity_ssim_weight": args.ssim_weight,
     }
-    datasets = {f"{family}-{args.train_samples}-{args.test_samples}-seed0.h5" for family in args.families}
-    return [
-        r for r in done if r.get("dataset") in datasets and all(r.get(k) == v for k, v in settings.items())
-    ]
 
 
 def mean_and_half_spread(values: list[float]) -> tuple[float, float]:

@@ -1,6 +1,11 @@
 """The accuracy benchmark's edge-head verdict: a difference within the seed spread is a tie; what the edge
 task claims (MAE near interfaces, a smoother error map) is judged with MAE and SSIM."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
 from benchmarks.accuracy import edge_head_verdict
 
 
@@ -88,3 +93,65 @@ def test_an_edge_head_measured_faster_than_none_is_called_noise_not_a_negative_c
         "no measurable cost in training speed (40.0 vs 35.0 samples/s" in text
         and "-" not in text.split("cost")[1][:4]
     )
+
+
+def test_the_general_mix_trains_with_the_recipe_s_own_settings_and_its_rows_are_reported(
+    tmp_path, monkeypatch
+):
+    """``--families general``: the general recipe's dataset and settings (batch size, learning rate,
+    augmentation, no total-time budget), the benchmark's epochs and seed; ``--report`` finds its rows again."""
+    from benchmarks import accuracy
+
+    configs = []
+
+    def compare_table(config):
+        configs.append(config)
+        return [
+            {
+                "model": entry.name,
+                "velocity_mae": 0.2,
+                "velocity_ssim": 0.7,
+                "epochs": 3,
+                "training_s": 60.0,
+                "train_samples_per_s": 50.0,
+            }
+            for entry in config.models
+        ]
+
+    def ensure_default_dataset(config, echo=print):
+        return Path(config.directory) / "default-mix12-abc-400-seed0.h5"
+
+    monkeypatch.setattr(accuracy, "run_isolated", lambda function, *a: compare_table(*a))
+    monkeypatch.setattr("pipeline.training.default_dataset.ensure_default_dataset", ensure_default_dataset)
+    monkeypatch.setattr(
+        "pipeline.training.default_dataset.default_dataset_path",
+        lambda config: Path(config.directory) / "default-mix12-abc-400-seed0.h5",
+    )
+    argv = [
+        "--families",
+        "general",
+        "--models",
+        "unet",
+        "unet-no-edges",
+        "--epochs",
+        "3",
+        "--seeds",
+        "0",
+        "1",
+    ]
+    argv += ["--data-dir", str(tmp_path), "--no-write"]
+    assert accuracy.main(argv) == 0
+    assert len(configs) == 2
+    train = configs[1].train
+    assert train.batch_size == 8 and train.optimizer.learning_rate == 5e-4 and train.epochs == 3
+    assert train.max_total_time_s is None and train.max_train_time_s is None
+    assert train.data.augmentation.polarity_probability == 0.5 and train.runtime.seed == 1
+    assert train.data.path.endswith("default-mix12-abc-400-seed0.h5")
+    assert [entry.name for entry in configs[0].models] == ["unet", "unet-no-edges"]
+    monkeypatch.setattr(accuracy, "run_isolated", lambda *a: pytest.fail("--report trains nothing"))
+    args = SimpleNamespace(
+        families=["general"], epochs=3, budget_s=600.0, unet="unet-small", data_dir=str(tmp_path),
+        train_samples=2000, test_samples=200, batch_size=16, ssim_weight=0.5,
+    )  # fmt: skip
+    assert len(accuracy.finished_rows(args)) == 4, "two models x two seeds"
+    assert accuracy.finished_rows(SimpleNamespace(**{**vars(args), "families": ["flatvel-a"]})) == []

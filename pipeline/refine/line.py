@@ -78,25 +78,24 @@ def refine_windows(
         edge_map = None if edges is None else edges[index]
         span = spans[index] if spans is not None else None
         geometry, gathers, mask, keep = setup.geometry, observed[index], None, slice(None)
+        start = prediction
         if span is not None and span.left_cells + span.right_cells > 0:
             geometry = span_geometry(geometry, span.left_cells, span.right_cells, span.receiver_x_m)
             gathers, mask = span.gathers, span.trace_mask
             keep = slice(span.left_cells, span.left_cells + prediction.shape[1])
             sides = ((0, 0), (span.left_cells, span.right_cells))
-            prediction_span = np.pad(prediction, sides, mode="edge")
+            start = np.pad(prediction, sides, mode="edge")
             edge_map = None if edge_map is None else np.pad(edge_map, sides, mode="edge")
             truth = (
                 None
                 if truth is None
                 else np.pad(np.asarray(truth, np.float64), sides, constant_values=np.nan)
             )
-        else:
-            prediction_span = prediction
         shifts = None if source_shift_cells is None else source_shift_cells[index]
         try:
             result = refine(
                 gathers,
-                prediction_span,
+                start,
                 geometry if shifts is None else geometry.shift_sources(shifts),
                 setup.config,
                 config,

@@ -326,6 +326,27 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
             "can exceed\nit): the table ranks what each model learns in the first minutes on this machine, not "
             "converged accuracy."
         )
+    if args.families == [GENERAL]:
+        from benchmarks.generalisation import general_config
+
+        recipe = general_config().data.default
+        return f"""## Accuracy: the general mix (`benchmarks/accuracy.py`)
+
+`python -m benchmarks.accuracy --families general {flags} --unet {args.unet} --seeds ...` — the general
+recipe (`configs/train/general.yaml`): its mixed dataset ({recipe.count} samples of each of its
+{len(recipe.family_list)} families, OpenFWI geometry, each sample its own source, split per family), its batch
+size, learning rate, loss and augmentation; every model trained for {budget} ({schedule}, the weights of the best
+validation epoch kept). The dual U-Net and the U-Net without edges are `{args.unet}`. Each row is the mean over
+the seeds in its `seeds` column (± half the spread when there are several). MAE/RMSE on OpenFWI's [-1, 1] scale,
+SSIM on [0, 1], over the test samples of every family. Machine: {machine_description()}; 1-minute load average
+after each comparison {load} (shared {load_effect}).
+
+{markdown_table(header, table)}
+
+{chr(10).join(verdicts)}
+
+{closing}
+"""
     return f"""## Accuracy: {families} (`benchmarks/accuracy.py`)
 
 `python -m benchmarks.accuracy --families {" ".join(args.families)} --train-samples {args.train_samples} --test-samples

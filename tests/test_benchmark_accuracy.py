@@ -96,7 +96,7 @@ def test_an_edge_head_measured_faster_than_none_is_called_noise_not_a_negative_c
 
 
 def test_the_general_mix_trains_with_the_recipe_s_own_settings_and_its_rows_are_reported(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, capsys
 ):
     """``--families general``: the general recipe's dataset and settings (batch size, learning rate,
     augmentation, no total-time budget), the benchmark's epochs and seed; ``--report`` finds its rows again."""
@@ -148,6 +148,9 @@ def test_the_general_mix_trains_with_the_recipe_s_own_settings_and_its_rows_are_
     assert train.data.augmentation.polarity_probability == 0.5 and train.runtime.seed == 1
     assert train.data.path.endswith("default-mix12-abc-400-seed0.h5")
     assert [entry.name for entry in configs[0].models] == ["unet", "unet-no-edges"]
+    page = capsys.readouterr().out
+    assert "## Accuracy: the general mix" in page and "400 samples of each of its\n12 families" in page
+    assert "--train-samples" not in page, "the recipe's own sizes, not the per-family options"
     monkeypatch.setattr(accuracy, "run_isolated", lambda *a: pytest.fail("--report trains nothing"))
     args = SimpleNamespace(
         families=["general"], epochs=3, budget_s=600.0, unet="unet-small", data_dir=str(tmp_path),

@@ -262,7 +262,9 @@ def predict_batch(
         observed = [reader.read(w) for w in batch]
         if padding and job.setup is not None:
             # The refinement also fits what the window's shots recorded beyond its edges (longer offsets).
-            spans = [reader.read_span(w, padding) for w in batch]
+            spans = [
+                reader.read_span(w, padding, gathers) for w, gathers in zip(batch, observed, strict=True)
+            ]
         line.close()  # unmap: pages of mapped files would count towards memory as the run moves on
     meta = []
     calibrated = np.empty((len(batch), *observed[0].shape), dtype=np.float32)

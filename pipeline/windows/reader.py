@@ -60,30 +60,18 @@ class WindowReader:
 
     def read(self, window: int) -> np.ndarray:
         """``(shots, time, receivers)`` float32 gathers of window ``window`` in the survey's amplitude units."""
-        layout, line = self.layout, self.line
-        origin = self.plan.window_origin_m()[window]
-        targets = origin + layout.receiver_x_m
+        layout = self.layout
+        targets = self.plan.window_origin_m()[window] + layout.receiver_x_m
         gathers = np.empty((layout.num_shots, layout.num_samples, layout.num_receivers), dtype=np.float32)
         for i, shot in enumerate(self.plan.shot_index[window]):
-            shot = int(shot)
-            recorded = line.receivers(shot)
-            weights_rows, columns = self._receiver_weights(recorded, targets)
-            first = line.trace_start[shot]
-            survey_file = line.files[int(line.shot_file[shot])]
-            traces = survey_file.scan.read_traces(line.trace_index[first + columns])  # (used, samples)
-            traces = resample_time(
-                traces, survey_file.sample_interval_s, layout.sample_interval_s, layout.num_samples, axis=-1
-            )
-            if np.all(np.count_nonzero(weights_rows, axis=1) == 1) and np.all(
-                weights_rows.max(axis=1) == 1.0
-            ):
-                gathers[i] = traces[np.argmax(weights_rows, axis=1)].T  # recorded receivers: a selection
-            else:
-                gathers[i] = (weights_rows @ traces.astype(np.float64)).T.astype(np.float32)
+            gathers[i] = self._traces_at(int(shot), targets).T
         return gathers
 
-    def read_span(self, window: int, padding_cells: int) -> SpanGathers:
-        """Window ``window``'s shots over up to ``padding_cells`` more columns on each side.
+    def read_span(
+        self, window: int, padding_cells: int, window_gathers: np.ndarray | None = None
+    ) -> SpanGathers:
+        """Window ``window``'s shots over up to ``padding_cells`` more columns on each side
+        (``window_gathers``: what ``read(window)`` returned, when the caller has it: not read again).
 
         The model's receivers are read as ``read`` reads them; beyond the window's edges the model's receiver
         spacing is continued, and a receiver there counts as recorded by a shot when that shot has a trace
@@ -112,7 +100,7 @@ class WindowReader:
         above = np.arange(model.max() + step, right_edge + right * dx + 1e-6, step)
         receiver_x = np.concatenate([below, model, above])
         inside = np.arange(len(below), len(below) + len(model))
-        window_gathers = self.read(window)
+        window_gathers = self.read(window) if window_gathers is None else window_gathers
         gathers = np.zeros((layout.num_shots, layout.num_samples, len(receiver_x)), dtype=np.float32)
         mask = np.zeros((layout.num_shots, len(receiver_x)))
         gathers[:, :, inside] = window_gathers
@@ -124,16 +112,24 @@ class WindowReader:
             covered = self._covered(recorded, targets)
             if not covered.any():
                 continue
-            weights_rows, columns = self._receiver_weights(recorded, targets[covered])
-            first = line.trace_start[shot]
-            survey_file = line.files[int(line.shot_file[shot])]
-            traces = survey_file.scan.read_traces(line.trace_index[first + columns])
-            traces = resample_time(
-                traces, survey_file.sample_interval_s, layout.sample_interval_s, layout.num_samples, axis=-1
-            )
-            gathers[i][:, outside[covered]] = (weights_rows @ traces.astype(np.float64)).T.astype(np.float32)
+            gathers[i][:, outside[covered]] = self._traces_at(shot, targets[covered]).T
             mask[i, outside[covered]] = 1.0
         return SpanGathers(left, right, gathers, mask, receiver_x)
+
+    def _traces_at(self, shot: int, targets: np.ndarray) -> np.ndarray:
+        """``(targets, time)`` float32: survey shot ``shot``'s traces at the along-line positions ``targets``,
+        on the model's time axis (recorded receivers selected, others interpolated per ``regrid``)."""
+        line, layout = self.line, self.layout
+        weights_rows, columns = self._receiver_weights(line.receivers(shot), targets)
+        first = line.trace_start[shot]
+        survey_file = line.files[int(line.shot_file[shot])]
+        traces = survey_file.scan.read_traces(line.trace_index[first + columns])  # (used, samples)
+        traces = resample_time(
+            traces, survey_file.sample_interval_s, layout.sample_interval_s, layout.num_samples, axis=-1
+        )
+        if np.all(np.count_nonzero(weights_rows, axis=1) == 1) and np.all(weights_rows.max(axis=1) == 1.0):
+            return traces[np.argmax(weights_rows, axis=1)]  # recorded receivers: a selection
+        return (weights_rows @ traces.astype(np.float64)).astype(np.float32)
 
     def _covered(self, recorded: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """``(targets,)`` True where the shot's receivers ``recorded`` (sorted) give a trace at the target."""

@@ -19,8 +19,11 @@ Design (facts about Keras 3 and HDF5 that shaped it):
 * Normalisation uses the dataset's training-split statistics (``data_prep.normalization``): seismic
   ``sign(x)·log1p(|x|)`` then min-max to [-1, 1] (OpenFWI), velocity to [-1, 1]; edges stay 0/1.
 * Augmentation (training only, on raw amplitudes before normalisation): additive noise relative to the
-  sample's RMS, amplitude scaling, dropped (zeroed) traces and polarity reversal. Each batch's random
-  numbers come from ``(seed, epoch, batch)``, so results do not depend on which worker made the batch.
+  sample's RMS, amplitude scaling, dropped (zeroed) traces and polarity reversal; and a scaling of the whole
+  velocity model with the traces' time axis compressed to match (``scale_velocity``: exact for the acoustic
+  wave equation, so a family's velocity level stops being something the network can learn by heart). Each
+  batch's random numbers come from ``(seed, epoch, batch)``, so results do not depend on which worker made
+  the batch.
 * Curriculum helpers: restrict the samples to some families, or keep only some shots (the others zeroed),
   when the dataset is made or between epochs (``set_stage``: the number of batches stays the same).
 * ``cache=True`` reads the split once into memory (normalised, unless augmentation needs the raw amplitudes)
@@ -45,7 +48,12 @@ import numpy as np
 
 from core.errors import UserError
 from data_prep import schema
-from data_prep.normalization import NormalizationStats, normalize_seismic, normalize_velocity
+from data_prep.normalization import (
+    NormalizationStats,
+    denormalize_velocity,
+    normalize_seismic,
+    normalize_velocity,
+)
 
 VELOCITY = "velocity"
 EDGES = "edges"
@@ -63,6 +71,10 @@ class AugmentationConfig:
         drop_trace_probability: chance that a sample loses some traces (set to zero, as dead channels).
         drop_trace_fraction: fraction of the sample's traces (shot × receiver) zeroed when it does.
         polarity_probability: chance that a sample's polarity is reversed.
+        velocity_scale_probability: chance that a sample's velocity model is multiplied by a factor ``s``
+            and its traces resampled to ``d(s·t)`` (``scale_velocity``).
+        velocity_scale_range: ``(low, high)`` range of ``s``, drawn uniformly within what keeps the sample
+            inside the dataset's velocity range (the network's output is bounded to it).
     """
 
     noise_probability: float = 0.0
@@ -72,6 +84,8 @@ class AugmentationConfig:
     drop_trace_probability: float = 0.0
     drop_trace_fraction: float = 0.05
     polarity_probability: float = 0.0
+    velocity_scale_probability: float = 0.0
+    velocity_scale_range: tuple[float, float] = (0.85, 1.15)
 
     def __post_init__(self) -> None:
         for name in (
@@ -80,6 +94,7 @@ class AugmentationConfig:
             "drop_trace_probability",
             "polarity_probability",
             "drop_trace_fraction",
+            "velocity_scale_probability",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augmentation.{name} must be in [0, 1]. Received: {getattr(self, name)}")
@@ -91,6 +106,12 @@ class AugmentationConfig:
                 f"augmentation.amplitude_scale_range must be (low, high) with 0 < low <= high. "
                 f"Received: {self.amplitude_scale_range}"
             )
+        low, high = self.velocity_scale_range
+        if not 0.5 <= low <= high <= 2.0:
+            raise ValueError(
+                "augmentation.velocity_scale_range must be (low, high) with 0.5 <= low <= high <= 2 "
+                f"(a factor on the whole velocity model). Received: {self.velocity_scale_range}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -101,6 +122,7 @@ class AugmentationConfig:
                 self.amplitude_probability,
                 self.drop_trace_probability,
                 self.polarity_probability,
+                self.velocity_scale_probability,
             )
         )
 
@@ -125,6 +147,71 @@ def augment(seismic: np.ndarray, config: AugmentationConfig, rng: np.random.Gene
             shot_index, receiver_index = np.divmod(dropped, receivers)
             seismic[sample, shot_index, :, receiver_index] = 0.0
     return seismic
+
+
+#: Samples over which ``scale_velocity`` tapers a compressed record to zero where its data ran out.
+_STRETCH_TAPER_SAMPLES = 40
+
+
+def scale_velocity(
+    seismic: np.ndarray,
+    velocity_mps: np.ndarray,
+    config: AugmentationConfig,
+    rng: np.random.Generator,
+    bounds_mps: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scales whole velocity models by ``s`` and their raw seismic to match (new arrays).
+
+    For the constant-density acoustic wave equation, ``p(x, s·t)`` is the field of the model ``s·v(x)``
+    fired with the wavelet ``f(s·t)`` (a peak frequency ``s`` times higher, the delay ``s`` times shorter),
+    in the same geometry; the finite-difference recurrence maps the same way (time step ``dt/s``). So each
+    chosen sample's traces become ``d(s·t)`` on the original time axis (linear interpolation; the data at
+    OpenFWI's 1 ms sampling are about eight times oversampled) and its velocity ``s·v``. For ``s > 1`` the
+    last ``(1 - 1/s)`` of the record has no data: it is set to zero after a short cosine taper, as in a
+    shorter recording. Amplitudes change with ``s`` too; the amplitude augmentation covers that.
+
+    ``s`` is drawn uniformly from ``config.velocity_scale_range`` narrowed so that the scaled model stays
+    within ``bounds_mps`` (the range the network's bounded output can represent): a sample that already
+    spans the whole range is left as it is.
+
+    Args:
+        seismic: raw ``(batch, shots, time, receivers)``.
+        velocity_mps: ``(batch, depth, x)`` in m/s.
+        config: its ``velocity_scale_probability`` and ``velocity_scale_range`` are used.
+        rng: the batch's generator.
+        bounds_mps: ``(lowest, highest)`` velocity the scaled models may reach, m/s.
+
+    Returns:
+        ``(seismic, velocity_mps)``: float32 copies, the chosen samples scaled.
+    """
+    seismic = np.array(seismic, dtype=np.float32, copy=True)
+    velocity_mps = np.array(velocity_mps, dtype=np.float32, copy=True)
+    steps = seismic.shape[2]
+    low, high = config.velocity_scale_range
+    for sample in range(seismic.shape[0]):
+        if not rng.random() < config.velocity_scale_probability:
+            continue
+        slowest, fastest = float(velocity_mps[sample].min()), float(velocity_mps[sample].max())
+        factor_low = max(low, bounds_mps[0] / slowest)
+        factor_high = min(high, bounds_mps[1] / fastest)
+        if factor_low > factor_high:
+            continue
+        factor = rng.uniform(factor_low, factor_high)
+        source = factor * np.arange(steps, dtype=np.float64)
+        valid = int(np.searchsorted(source, steps - 1, side="right"))  # samples with data on both sides
+        base = np.floor(source[:valid]).astype(np.int64)
+        weight = (source[:valid] - base).astype(np.float32)[None, :, None]
+        upper = np.minimum(base + 1, steps - 1)
+        traces = seismic[sample]
+        stretched = np.zeros_like(traces)
+        stretched[:, :valid] = traces[:, base] * (1 - weight) + traces[:, upper] * weight
+        if valid < steps:
+            taper = min(_STRETCH_TAPER_SAMPLES, valid)
+            ramp = 0.5 * (1 + np.cos(np.linspace(0.0, np.pi, taper, dtype=np.float32)))
+            stretched[:, valid - taper : valid] *= ramp[None, :, None]
+        seismic[sample] = stretched
+        velocity_mps[sample] *= np.float32(factor)
+    return seismic, velocity_mps
 
 
 def normalize_seismic_inplace(seismic: np.ndarray, stats: NormalizationStats) -> np.ndarray:
@@ -349,6 +436,8 @@ class SeismicDataset(keras.utils.PyDataset):
             targets = self._targets(velocity, edges)
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index, 17])
+            if self.augmentation.velocity_scale_probability > 0:
+                seismic, targets = self._scale_velocity(seismic, targets, index)
             seismic = augment(seismic, self.augmentation, rng)
         return normalize_seismic_inplace(seismic, self.stats), targets
 
@@ -482,6 +571,19 @@ class SeismicDataset(keras.utils.PyDataset):
                 self._cached = (seismic, targets)
             return self._cached
 
+    def _scale_velocity(self, seismic, targets, index: int):
+        """``scale_velocity`` on a batch whose velocity targets are normalised (its own random stream)."""
+        rng = np.random.default_rng([self.seed, self.epoch, index, 29])
+        # min-max targets are bounded to [-1, 1] by the network's tanh; standardised ones are not bounded
+        bounds = (
+            tuple(denormalize_velocity(np.array([-1.0, 1.0]), self.stats).tolist())
+            if self.stats.method == "minmax"
+            else (0.0, np.inf)
+        )
+        velocity_mps = denormalize_velocity(targets[VELOCITY], self.stats)
+        seismic, velocity_mps = scale_velocity(seismic, velocity_mps, self.augmentation, rng, bounds)
+        return seismic, {**targets, VELOCITY: normalize_velocity(velocity_mps, self.stats)}
+
     def _targets(self, velocity: np.ndarray, edges: np.ndarray) -> dict[str, np.ndarray]:
         targets = {VELOCITY: normalize_velocity(velocity, self.stats)}
         if EDGES in self.outputs:
@@ -532,6 +634,7 @@ __all__ = [
     "AugmentationConfig",
     "SeismicDataset",
     "augment",
+    "scale_velocity",
     "read_sample_families",
     "shot_mask",
 ]

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import UserError
 from data_prep import schema
-from pipeline.feeding import AugmentationConfig, SeismicDataset, augment, shot_mask
+from pipeline.feeding import AugmentationConfig, SeismicDataset, augment, scale_velocity, shot_mask
 from tests.pipeline.datasets import GRID_SHAPE, SEISMIC_SHAPE, write_dataset
 
 
@@ -198,6 +198,111 @@ def test_augmentations_do_what_they_say():
     assert not AugmentationConfig().enabled
     with pytest.raises(ValueError, match="amplitude_scale_range"):
         AugmentationConfig(amplitude_scale_range=(2.0, 1.0))
+
+
+def _scaled_by(factor: float) -> AugmentationConfig:
+    return AugmentationConfig(velocity_scale_probability=1.0, velocity_scale_range=(factor, factor))
+
+
+def test_a_scaled_velocity_model_s_traces_are_the_simulation_of_that_model():
+    """``scale_velocity`` turns the traces of ``v`` into those of ``s·v`` (fired with the wavelet ``s`` times
+    higher in frequency): compared with the engine's own simulation of the scaled model, for ``s`` above and
+    below 1; the traces of another factor are far from it (what the test would see if the time axis were
+    stretched the wrong way or by the wrong amount)."""
+    import warnings
+
+    from data_prep.forward import simulate
+    from data_prep.geometry import AcquisitionGeometry
+    from data_prep.wavelets import ricker
+
+    steps = 600
+    geometry = AcquisitionGeometry(
+        grid_shape=(36, 44), num_samples=steps, peak_frequency_hz=12.0, source_cells=((1, 10),),
+        receiver_cells=tuple((1, x) for x in range(44)),
+    )  # fmt: skip
+    velocity = np.full((36, 44), 2000.0, np.float32)
+    velocity[16:] = 2800.0
+    velocity[27:, 20:] = 3300.0  # a step, so that reflections and diffractions come back within the record
+
+    def simulated(model, peak_hz, delay_s):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the coarse test grid's dispersion warning
+            wavelet = ricker(peak_hz, steps, geometry.sample_interval_s, delay_s)
+            return keras.ops.convert_to_numpy(simulate(model, geometry, wavelet=wavelet))
+
+    traces = simulated(velocity, 12.0, 0.1)
+    for factor in (1.12, 0.9):
+        scaled, scaled_velocity = scale_velocity(
+            traces, velocity[None], _scaled_by(factor), np.random.default_rng(0), (1000.0, 5000.0)
+        )
+        np.testing.assert_allclose(scaled_velocity[0], factor * velocity, rtol=1e-6)
+        expected = simulated(scaled_velocity[0], 12.0 * factor, 0.1 / factor)
+        recorded = int(steps / max(factor, 1.0)) - 45  # before the taper where a compressed record runs out
+        error = np.linalg.norm(scaled[..., :recorded, :] - expected[..., :recorded, :])
+        assert error / np.linalg.norm(expected[..., :recorded, :]) < 0.01, factor
+        wrong, _ = scale_velocity(
+            traces,
+            velocity[None],
+            _scaled_by(1 + (factor - 1) / 2),
+            np.random.default_rng(0),
+            (1000.0, 5000.0),
+        )
+        assert np.linalg.norm(wrong[..., :recorded, :] - expected[..., :recorded, :]) > 20 * error
+        if factor > 1:  # no data after s·t passes the end of the record: zero, not the last sample repeated
+            assert np.all(scaled[..., int(steps / factor) :, :] == 0)
+
+
+def test_velocity_scaling_keeps_each_model_within_the_range_the_network_can_output():
+    rng = np.random.default_rng(3)
+    seismic = rng.normal(0, 1, (40, 2, 50, 6)).astype(np.float32)
+    velocity = np.repeat(np.linspace(2000.0, 4000.0, 40, dtype=np.float32)[:, None, None], 8, axis=1)
+    velocity = np.repeat(velocity, 6, axis=2)  # sample k is a constant model of 2000 + 51.3 k m/s
+    config = AugmentationConfig(velocity_scale_probability=1.0, velocity_scale_range=(0.8, 1.2))
+    scaled_seismic, scaled = scale_velocity(
+        seismic, velocity, config, np.random.default_rng(0), (1500.0, 4500.0)
+    )
+    factors = scaled[:, 0, 0] / velocity[:, 0, 0]
+    assert np.all((factors >= 0.8) & (factors <= 1.2)) and np.ptp(factors) > 0.2, "drawn over the range"
+    assert np.all((scaled >= 1500.0 - 1e-3) & (scaled <= 4500.0 + 1e-3)), "never outside the bounds"
+    # A model that already spans the bounds has nowhere to go: left as it is, traces too.
+    full = np.full((1, 8, 6), 1500.0, np.float32)
+    full[0, 4:] = 4500.0
+    same_seismic, same = scale_velocity(seismic[:1], full, config, np.random.default_rng(0), (1500.0, 4500.0))
+    np.testing.assert_array_equal(same, full)
+    np.testing.assert_array_equal(same_seismic, seismic[:1])
+    # Probability 0: nothing changes; the inputs are never modified in place.
+    before = seismic.copy()
+    kept, _ = scale_velocity(
+        seismic, velocity, AugmentationConfig(), np.random.default_rng(0), (1500.0, 4500.0)
+    )
+    np.testing.assert_array_equal(kept, before)
+    np.testing.assert_array_equal(seismic, before)
+    assert scaled_seismic.shape == seismic.shape
+    with pytest.raises(ValueError, match="velocity_scale_range"):
+        AugmentationConfig(velocity_scale_range=(1.2, 0.9))
+    with pytest.raises(ValueError, match="velocity_scale_range"):
+        AugmentationConfig(velocity_scale_range=(0.1, 1.0))
+    assert AugmentationConfig(velocity_scale_probability=0.5).enabled
+
+
+def test_velocity_scaled_batches_scale_the_targets_with_the_traces(dataset_path: Path):
+    """Through the PyDataset: each sample's velocity target (normalised) is its model times the factor its
+    traces were compressed by; edges (interfaces do not move) stay; the same seed gives the same batch."""
+    config = AugmentationConfig(velocity_scale_probability=1.0, velocity_scale_range=(0.9, 1.1))
+    one = SeismicDataset(dataset_path, "train", batch_size=4, seed=2, augmentation=config)
+    two = SeismicDataset(dataset_path, "train", batch_size=4, seed=2, augmentation=config)
+    plain = SeismicDataset(dataset_path, "train", batch_size=4, seed=2)
+    stats = schema.read_normalization(dataset_path)
+    (x, y), (x_plain, y_plain) = one[1], plain[1]
+    to_mps = 1500.0 * (np.asarray(y["velocity"], np.float64) + 1) + 1500.0
+    plain_mps = 1500.0 * (np.asarray(y_plain["velocity"], np.float64) + 1) + 1500.0
+    factors = to_mps.mean(axis=(1, 2)) / plain_mps.mean(axis=(1, 2))
+    np.testing.assert_allclose(to_mps, factors[:, None, None] * plain_mps, rtol=1e-4)
+    assert np.all((factors >= 0.9 - 1e-6) & (factors <= 1.1 + 1e-6)) and np.ptp(factors) > 0.01
+    np.testing.assert_array_equal(y["edges"], y_plain["edges"])
+    assert stats.method == "minmax" and not np.allclose(x, x_plain)
+    np.testing.assert_array_equal(x, two[1][0])
+    np.testing.assert_array_equal(y["velocity"], two[1][1]["velocity"])
 
 
 def test_augmented_batches_are_reproducible(dataset_path: Path):

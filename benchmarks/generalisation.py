@@ -226,10 +226,10 @@ TUNING_ROWS = ("fine-tuned on K", "scratch on K")
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
-    # Rows written before epoch budgets existed carry only budget_s.
+    # Rows written before epoch budgets existed carry only budget_s; rows before --set, no settings.
     budget = row.get("budget") or Budget(seconds=row["budget_s"]).label
     samples = row.get("train_samples") if row["row"] in TUNING_ROWS else None
-    return (row["row"], row["held_out"], row["seed"], budget, samples)
+    return (row["row"], row["held_out"], row["seed"], budget, samples, tuple(row.get("settings") or ()))
 
 
 def _load_range(results: Sequence[Mapping[str, Any]]) -> str:
@@ -290,8 +290,8 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
                 table,
             )
         )  # fmt: skip
-        tuned = {_key(r)[2:]: r for r in rows if r["row"] == "fine-tuned on K"}
-        scratch = {_key(r)[2:]: r for r in rows if r["row"] == "scratch on K"}
+        tuned = {_key(r)[2:5]: r for r in rows if r["row"] == "fine-tuned on K"}
+        scratch = {_key(r)[2:5]: r for r in rows if r["row"] == "scratch on K"}
         for pair in sorted(set(tuned) & set(scratch), key=_pair_order):
             seed, budget, samples = pair
             gain = 1 - tuned[pair]["mae_mps"] / scratch[pair]["mae_mps"]
@@ -362,6 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=["flatvel-a model", "general without K", "general (K seen)", "fine-tuning"],
         help="which rows to train (fine-tuning = the fine-tuned and from-scratch pair)",
     )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a change to the general recipe for every model of this call (repeatable), e.g. "
+        "data.augmentation.velocity_scale_probability=0.5: rows are recorded and reported per setting",
+    )
     parser.add_argument("--report", action="store_true", help="only write the table from results.jsonl")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")
     return parser
@@ -404,24 +413,26 @@ class Runs:
         tune_budgets: Sequence[Budget],
         rows,
         tune_samples: int | None = None,
+        settings: Sequence[str] = (),
     ):
         from data_prep import schema
         from pipeline.feeding import read_sample_families
 
         self.dataset_path, self.work_dir = dataset_path, work_dir
         self.model_budget, self.tune_budgets, self.rows = model_budget, tuple(tune_budgets), tuple(rows)
-        self.tune_samples = tune_samples
+        self.tune_samples, self.settings = tune_samples, tuple(settings)
         self.results_path = work_dir / "results.jsonl"
         with schema.open_dataset(dataset_path) as h5:
             self.all_families = sorted(set(read_sample_families(h5).tolist()))
         self.done = {_key(row) for row in _load_results(self.results_path)}
 
     def wanted(self, name: str, group: str, seed: int, budget: Budget, samples: int | None = None) -> bool:
-        return (name, group, seed, budget.label, samples) not in self.done
+        return (name, group, seed, budget.label, samples, self.settings) not in self.done
 
-    def train(self, families, budget: Budget, seed: int, **options):
+    def train(self, families, budget: Budget, seed: int, extra: Sequence[str] = (), **options):
+        extra = [*self.settings, *extra]  # a row's own settings (fine-tuning's learning rate) come last
         return run_isolated(
-            trained_summary, self.dataset_path, self.work_dir, families, budget, seed, **options
+            trained_summary, self.dataset_path, self.work_dir, families, budget, seed, extra=extra, **options
         )
 
     def record(self, name, group, seed, budget: Budget, result, families_trained, extra=None) -> dict:
@@ -438,7 +449,8 @@ class Runs:
         row = {
             "row": name, "held_out": group, "seed": seed, "budget": budget.label, **scores,
             "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
-            "load": _load(), "dataset": str(self.dataset_path), "bundle": str(result.bundle_dir), **(extra or {}),
+            "load": _load(), "dataset": str(self.dataset_path), "bundle": str(result.bundle_dir),
+            "settings": list(self.settings), **(extra or {}),
         }  # fmt: skip
         _append(self.results_path, row)
         self.done.add(_key(row))
@@ -484,7 +496,7 @@ class Runs:
             (
                 row["bundle"]
                 for row in _load_results(self.results_path)
-                if _key(row) == ("general without K", group, seed, budget.label, None)
+                if _key(row) == ("general without K", group, seed, budget.label, None, self.settings)
                 and Path(row.get("bundle", "/nonexistent")).is_dir()
             ),
             None,
@@ -542,7 +554,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if not args.report:
         runs = Runs(
-            _dataset(args, work_dir), work_dir, model_budget, tune_budgets, args.rows, args.finetune_samples
+            _dataset(args, work_dir),
+            work_dir,
+            model_budget,
+            tune_budgets,
+            args.rows,
+            args.finetune_samples,
+            args.settings,
         )
         for seed in args.seeds:
             shared: dict[str, Any] = {}  # the FlatVel-A and the general model serve every group of a seed
@@ -559,8 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _reported(row: Mapping[str, Any], args, model_budget: Budget, tune_budgets: Sequence[Budget]) -> bool:
     """Whether ``row`` is one of this command's rows: its seed, budgets and (tuning rows) sample count."""
-    name, _, seed, budget, samples = _key(row)
-    if seed not in args.seeds:
+    name, _, seed, budget, samples, settings = _key(row)
+    if seed not in args.seeds or settings != tuple(args.settings):
         return False
     if name not in TUNING_ROWS:
         return budget == model_budget.label

@@ -136,3 +136,33 @@ def test_count_sizes_the_dataset_it_builds_and_data_wins(tmp_path, monkeypatch):
     assert built[1].count == 1000 and built[1].directory == str(tmp_path)
     given = generalisation._dataset(parser.parse_args(["--data", "mix.h5", "--count", "7"]), tmp_path)
     assert str(given) == "mix.h5" and len(built) == 2
+
+
+def test_set_changes_every_model_of_the_call_and_its_rows_are_kept_apart(tmp_path, fake_training, capsys):
+    """``--set KEY=VALUE``: a recipe change (what the recipe's settings are chosen by) reaches every training
+    run, fine-tuning's own settings after it; its rows neither resume nor replace the plain recipe's."""
+    dataset = write_dataset(tmp_path / "mix.h5", num_samples=32, families=FAMILIES)
+    common = ["--data", str(dataset), "--work-dir", str(tmp_path / "work"), "--held-out", "curvefault-b",
+              "--epochs", "4", "--finetune-epochs", "2", "--rows", "general without K", "fine-tuning"]  # fmt: skip
+    generalisation.main([*common, "--no-write"])
+    assert len(fake_training) == 3 and all(
+        "optimizer.learning_rate=1e-3" not in c["extra"] for c in fake_training
+    )
+    change = ["--set", "optimizer.learning_rate=1e-3", "--set", "data.augmentation.polarity_probability=0"]
+    generalisation.main([*common, *change, "--no-write"])
+    changed = fake_training[3:]
+    assert len(changed) == 3, "the plain recipe's rows are not this setting's: all three trained again"
+    assert changed[1]["init_from"] == str(tmp_path / "bundle3"), "fine-tuned from the parent of this setting"
+    for call in changed:
+        assert call["extra"][:2] == [
+            "optimizer.learning_rate=1e-3",
+            "data.augmentation.polarity_probability=0",
+        ]
+    assert changed[1]["extra"][2] == "optimizer.learning_rate=2.0e-4", "fine-tuning's own rate comes last"
+    table = capsys.readouterr().out.split("## Out-of-distribution skill")[-1]
+    assert "--set optimizer.learning_rate=1e-3" in table, "the command in the header names the setting"
+    assert table.count("| general without K |") == 1, "only this setting's rows"
+    rows = [json.loads(line) for line in (tmp_path / "work" / "results.jsonl").read_text().splitlines()]
+    assert [r["settings"] for r in rows] == [[]] * 3 + [change[1::2]] * 3
+    generalisation.main([*common, *change, "--no-write"])
+    assert len(fake_training) == 6, "resumed: nothing trained again"

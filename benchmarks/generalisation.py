@@ -7,6 +7,7 @@ Usage (from the repository root)::
     python -m benchmarks.generalisation --epochs 20 --finetune-epochs 15   # load-independent: fixed epochs
     python -m benchmarks.generalisation --epochs 20 --finetune-epochs 5 10 20 --finetune-samples 500
     python -m benchmarks.generalisation --report                 # the table from the rows already measured
+    python -m benchmarks.generalisation --rescore                # ... their saved models scored again first
     python -m benchmarks.generalisation --count 1000 --work-dir W --epochs 8 --held-out structural \
         --rows "general without K" --no-write                    # 2.5x the samples, the same sample-passes
 
@@ -26,7 +27,9 @@ with its own source; synthesized and cached under ``--work-dir`` the first time)
   trained from scratch on the same samples for the same budget; several budgets give the curve of what
   fine-tuning is worth against the time a user spends;
 * for every row, what the edge task is meant to improve: the MAE within two cells of the true interfaces
-  and the total variation of the error map (m/s per cell; lower is smoother), next to MAE and SSIM.
+  and the total variation of the error map (m/s per cell; lower is smoother), next to MAE and SSIM;
+* and where the error lies (``error_split``): the bias, and the MAE left once the model's depth trend is
+  corrected, against the truth's own lateral variation (a model with no lateral structure scores that).
 
 Each training run appends its scores to ``--work-dir/results.jsonl`` as soon as it ends, and a later call with
 the same settings skips the rows already there, so an interrupted benchmark resumes. The table goes to the
@@ -99,8 +102,9 @@ def velocity_scores(
 
     Returns:
         ``mae_mps``, ``ssim`` (OpenFWI's, on 1500-4500 m/s), ``baseline_mae_mps``, ``baseline_ssim``, ``skill``
-        (1 - MAE / baseline MAE), ``interface_mae_mps`` (MAE over cells within two cells of a true edge) and
-        ``error_tv_mps`` (mean absolute difference of the error map between neighbouring cells, m/s per cell).
+        (1 - MAE / baseline MAE), ``interface_mae_mps`` (MAE over cells within two cells of a true edge),
+        ``error_tv_mps`` (mean absolute difference of the error map between neighbouring cells, m/s per cell)
+        and the error's split (``error_split``): ``bias_mps``, ``lateral_mae_mps``, ``truth_lateral_mps``.
     """
     from models.metrics import error_total_variation, interface_mae, ssim_per_sample
 
@@ -121,6 +125,27 @@ def velocity_scores(
         "skill": 1.0 - mae / baseline_mae if baseline_mae > 0 else float("nan"),
         "interface_mae_mps": interface_mae(true_mps, predicted_mps, edges),
         "error_tv_mps": error_total_variation(true_mps, predicted_mps),
+        **error_split(true_mps, predicted_mps),
+    }
+
+
+def error_split(true_mps: np.ndarray, predicted_mps: np.ndarray) -> dict[str, float]:
+    """Where a model's error lies: in its depth trend or in the lateral structure.
+
+    Returns:
+        ``bias_mps``: the mean of ``predicted - true`` (a velocity level too high or too low).
+        ``lateral_mae_mps``: the MAE left when each sample's error is made zero on average along every depth
+        row, i.e. with the model's depth trend corrected; what remains is its lateral structure's error.
+        ``truth_lateral_mps``: the same for a model of no lateral structure at all (each row of the truth
+        replaced by its mean): the size of the truth's lateral variation. ``lateral_mae_mps`` near it says
+        that the model gets no lateral structure right; well below it, that it does.
+    """
+    true_mps = np.asarray(true_mps, np.float64)
+    error = np.asarray(predicted_mps, np.float64) - true_mps
+    return {
+        "bias_mps": float(error.mean()),
+        "lateral_mae_mps": float(np.abs(error - error.mean(axis=-1, keepdims=True)).mean()),
+        "truth_lateral_mps": float(np.abs(true_mps - true_mps.mean(axis=-1, keepdims=True)).mean()),
     }
 
 
@@ -250,7 +275,11 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
         "Each held-out group K is left out of training and scored on its validation and test samples. The 1-D "
         "baseline is the per-depth mean velocity of each row's own training samples; skill = 1 − MAE / baseline "
         'MAE. "near interfaces" is the MAE within two cells of a true edge, "error TV" the mean jump of the '
-        "error map between neighbouring cells (lower is smoother). Rows: a model trained on FlatVel-A alone, the "
+        'error map between neighbouring cells (lower is smoother). "bias" is the mean of predicted − true; '
+        '"depth trend corrected" the MAE left when each sample\'s error is made zero on average along every '
+        "depth row: the error of the lateral structure alone, to compare with the truth's own lateral "
+        "variation (the MAE of a model with exact depth trends and no lateral structure, given under each "
+        "heading; `error_split`). Rows: a model trained on FlatVel-A alone, the "
         "general recipe without K, that model fine-tuned on K's training samples, a model trained from scratch on "
         "the same samples within the same budget, and (when run) the general recipe with K seen, an "
         "in-distribution reference. Training budgets (whole-run wall clock on this machine, or epochs): "
@@ -277,16 +306,20 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
                         f"{row['skill']:+.2f}",
                         f"{row['interface_mae_mps']:.0f}",
                         f"{row['error_tv_mps']:.1f}",
+                        _scored(row, "bias_mps", "{:+.0f}"),
+                        _scored(row, "lateral_mae_mps", "{:.0f}"),
                         row.get("epochs", ""),
                         f"{row.get('train_s', float('nan')):.0f}",
                     ]
                 )
         families = ", ".join(HELD_OUT_GROUPS.get(group, (group,)))
-        lines += [f"### K = {group} ({families}; {rows[0]['samples']} samples scored)", ""]
+        lateral = next((r["truth_lateral_mps"] for r in rows if "truth_lateral_mps" in r), None)
+        variation = "" if lateral is None else f"; the truth's lateral variation {lateral:.0f} m/s"
+        lines += [f"### K = {group} ({families}; {rows[0]['samples']} samples scored{variation})", ""]
         lines.append(
             markdown_table(
                 ["model", "seed", "MAE m/s", "SSIM", "1-D MAE m/s", "skill", "near interfaces m/s",
-                 "error TV m/s", "epochs", "train s"],
+                 "error TV m/s", "bias m/s", "depth trend corrected m/s", "epochs", "train s"],
                 table,
             )
         )  # fmt: skip
@@ -306,6 +339,11 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
             ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _scored(row: Mapping[str, Any], key: str, form: str) -> str:
+    """A score of ``row``, or "–" for rows scored before it existed (``--rescore`` adds it)."""
+    return form.format(row[key]) if key in row else "–"
 
 
 def _pair_order(pair: tuple) -> tuple:
@@ -371,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a change to the general recipe for every model of this call (repeatable), e.g. "
         "data.augmentation.velocity_scale_probability=0.5: rows are recorded and reported per setting",
     )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the saved models of this command's recorded rows again (scores added since they were "
+        "measured), train nothing, then write the table",
+    )
     parser.add_argument("--report", action="store_true", help="only write the table from results.jsonl")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")
     return parser
@@ -386,6 +430,47 @@ def _dataset(args, work_dir: Path) -> Path:
         overrides.append(f"data.default.count={args.count}")
     config = general_config(overrides)
     return ensure_default_dataset(config.data.default, echo=lambda text: print(text, flush=True))
+
+
+def score_bundle(
+    bundle_dir: Path, dataset_path: Path, group: str, families_trained: Sequence[str]
+) -> dict[str, float]:
+    """``score_model`` of a saved bundle on the held-out ``group``, against the 1-D baseline of
+    ``families_trained``."""
+    from pipeline.bundle import load_bundle
+
+    baseline = depth_baseline_mps(dataset_path, families_trained)
+    # Scored from the saved bundle (what inference would load), then everything of the run is let go: one
+    # process trains a dozen models, and keeping each one's graphs and caches ran it out of memory.
+    bundle = load_bundle(bundle_dir)
+    scores = score_model(bundle.model, bundle.stats, dataset_path, HELD_OUT_GROUPS[group], baseline)
+    del bundle
+    _release_memory()
+    return scores
+
+
+def rescore(results_path: Path, wanted) -> int:
+    """Scores the saved bundles of the recorded rows that ``wanted(row)`` selects again, so that a row
+    gains the scores added since it was measured; rewrites ``results_path`` (atomically). Rows whose bundle
+    is gone keep their scores. Returns the number of rows scored again."""
+    from core.atomic import write_text_atomic
+
+    rows, count = _load_results(results_path), 0
+    for row in rows:
+        if not wanted(row):
+            continue
+        if not Path(row.get("bundle", "/nonexistent")).is_dir():
+            print(
+                f"  {row['held_out']:>13} | {row['row']:<18}: bundle {row.get('bundle')} is gone, kept as is"
+            )
+            continue
+        row.update(
+            score_bundle(Path(row["bundle"]), Path(row["dataset"]), row["held_out"], row["trained_on"])
+        )
+        count += 1
+        print(f"  {row['held_out']:>13} | {row['row']:<18} seed {row['seed']}: scored again", flush=True)
+    write_text_atomic(results_path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+    return count
 
 
 def trained_summary(*args, **kwargs) -> SimpleNamespace:
@@ -437,15 +522,7 @@ class Runs:
 
     def record(self, name, group, seed, budget: Budget, result, families_trained, extra=None) -> dict:
         """Scores ``result``'s model on the held-out group and appends the row."""
-        from pipeline.bundle import load_bundle
-
-        baseline = depth_baseline_mps(self.dataset_path, families_trained)
-        # Scored from the saved bundle (what inference would load), then everything of the run is let go: one
-        # process trains a dozen models, and keeping each one's graphs and caches ran it out of memory.
-        bundle = load_bundle(result.bundle_dir)
-        scores = score_model(bundle.model, bundle.stats, self.dataset_path, HELD_OUT_GROUPS[group], baseline)
-        del bundle
-        _release_memory()
+        scores = score_bundle(result.bundle_dir, self.dataset_path, group, families_trained)
         row = {
             "row": name, "held_out": group, "seed": seed, "budget": budget.label, **scores,
             "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
@@ -544,7 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The command that measures these rows (a --report call rewrites the table of that command).
         "command": "python -m benchmarks.generalisation "
         + shlex.join(
-            a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--report", "--no-write")
+            a
+            for a in (argv if argv is not None else sys.argv[1:])
+            if a not in ("--report", "--rescore", "--no-write")
         ),
         "machine": machine_description(),
         "load": _load(),
@@ -552,7 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finetune_budget": ", ".join(tune.label for tune in tune_budgets),
         "held_out": args.held_out,
     }
-    if not args.report:
+    if args.rescore:
+        rescore(results_path, lambda row: _reported(row, args, model_budget, tune_budgets))
+    elif not args.report:
         runs = Runs(
             _dataset(args, work_dir),
             work_dir,

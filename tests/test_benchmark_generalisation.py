@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from benchmarks import generalisation
@@ -33,7 +34,8 @@ def fake_training(tmp_path, monkeypatch):
     def score_model(model, stats, dataset_path, families, baseline):
         mae = {None: 300.0}.get(model, 200.0)
         return {"mae_mps": mae, "ssim": 0.7, "baseline_mae_mps": 400.0, "baseline_ssim": 0.6,
-                "skill": 1 - mae / 400.0, "interface_mae_mps": 350.0, "error_tv_mps": 20.0, "samples": 4}  # fmt: skip
+                "skill": 1 - mae / 400.0, "interface_mae_mps": 350.0, "error_tv_mps": 20.0, "samples": 4,
+                "bias_mps": -5.0, "lateral_mae_mps": 150.0, "truth_lateral_mps": 160.0}  # fmt: skip
 
     def load_bundle(path):  # fine-tuned models (bundles made from a parent) score 200, the others 300
         tuned = any(c["init_from"] for c in calls if str(path).endswith(f"bundle{calls.index(c)}"))
@@ -166,3 +168,39 @@ def test_set_changes_every_model_of_the_call_and_its_rows_are_kept_apart(tmp_pat
     assert [r["settings"] for r in rows] == [[]] * 3 + [change[1::2]] * 3
     generalisation.main([*common, *change, "--no-write"])
     assert len(fake_training) == 6, "resumed: nothing trained again"
+
+
+def test_the_error_split_separates_a_wrong_depth_trend_from_missing_lateral_structure():
+    true = np.tile(np.linspace(2000.0, 4000.0, 6)[:, None], (2, 1, 5))  # (2 samples, 6 depths, 5 columns)
+    true[:, 3:, 2] += 600.0  # a lateral anomaly in every sample
+    # A model with the lateral structure right but every depth row 100-300 m/s too slow ...
+    trend = true - np.linspace(100.0, 300.0, 6)[None, :, None]
+    split = generalisation.error_split(true, trend)
+    assert split["bias_mps"] == pytest.approx(-200.0) and split["lateral_mae_mps"] == pytest.approx(0.0)
+    # ... and one with each row's mean right but no lateral structure: its lateral error is the truth's own.
+    flat = np.broadcast_to(true.mean(axis=-1, keepdims=True), true.shape)
+    split = generalisation.error_split(true, flat)
+    assert split["bias_mps"] == pytest.approx(0.0, abs=1e-9)
+    assert split["lateral_mae_mps"] == pytest.approx(split["truth_lateral_mps"])
+    # Half the rows hold the anomaly: their mean is 120 m/s above four cells and 480 below the fifth.
+    assert split["truth_lateral_mps"] == pytest.approx(0.5 * (4 * 120 + 480) / 5)
+
+
+def test_rescore_adds_new_scores_to_the_recorded_rows_without_training(tmp_path, fake_training, capsys):
+    dataset = write_dataset(tmp_path / "mix.h5", num_samples=32, families=FAMILIES)
+    work = tmp_path / "work"
+    argv = ["--data", str(dataset), "--work-dir", str(work), "--held-out", "curvefault-b", "--epochs", "4",
+            "--rows", "general without K", "--no-write"]  # fmt: skip
+    generalisation.main(argv)
+    results = work / "results.jsonl"
+    row = json.loads(results.read_text())
+    assert "bias m/s" in capsys.readouterr().out
+    old = {key: value for key, value in row.items() if key not in ("bias_mps", "mae_mps")}  # before the split
+    results.write_text(json.dumps({**old, "mae_mps": 1.0}) + "\n")
+    generalisation.main([*argv, "--report"])
+    assert "| 1 | 0.700 | 400 | +0.25 | 350 | 20.0 | – |" in capsys.readouterr().out, "not scored: a dash"
+    generalisation.main([*argv, "--rescore"])
+    assert len(fake_training) == 1, "nothing trained"
+    again = json.loads(results.read_text())
+    assert again["mae_mps"] == 300.0 and again["bias_mps"] == -5.0 and again["row"] == "general without K"
+    assert "| 300 | 0.700 | 400 |" in capsys.readouterr().out

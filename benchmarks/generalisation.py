@@ -267,8 +267,12 @@ def _load_range(results: Sequence[Mapping[str, Any]]) -> str:
 
 def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:
     """The markdown section: one table per held-out group, then the fine-tuning verdicts."""
+    change = settings.get("settings") or ()
+    title = "## Out-of-distribution skill (leave-family-out)"
+    if change:
+        title += ", the recipe changed by " + ", ".join(f"`{item}`" for item in change)
     lines = [
-        "## Out-of-distribution skill (leave-family-out)",
+        title,
         "",
         f"`{settings['command']}` — {settings['machine']}; {_load_range(results)}.",
         "",
@@ -408,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a change to the general recipe for every model of this call (repeatable), e.g. "
         "data.augmentation.velocity_scale_probability=0.5: rows are recorded and reported per setting",
+    )
+    parser.add_argument(
+        "--section",
+        default=SECTION,
+        help="the docs/benchmarks.md section the table replaces (give a --set call its own)",
     )
     parser.add_argument(
         "--rescore",
@@ -630,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "budget": model_budget.label,
         "finetune_budget": ", ".join(tune.label for tune in tune_budgets),
         "held_out": args.held_out,
+        "settings": args.settings,
     }
     if args.rescore:
         rescore(results_path, lambda row: _reported(row, args, model_budget, tune_budgets))
@@ -652,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = report(results, settings)
     print(markdown)
     if not args.no_write:
-        print(f"wrote {update_section(SECTION, markdown)}")
+        print(f"wrote {update_section(args.section, markdown)}")
     return 0
 
 

@@ -140,7 +140,9 @@ def test_count_sizes_the_dataset_it_builds_and_data_wins(tmp_path, monkeypatch):
     assert str(given) == "mix.h5" and len(built) == 2
 
 
-def test_set_changes_every_model_of_the_call_and_its_rows_are_kept_apart(tmp_path, fake_training, capsys):
+def test_set_changes_every_model_of_the_call_and_its_rows_are_kept_apart(
+    tmp_path, fake_training, capsys, monkeypatch
+):
     """``--set KEY=VALUE``: a recipe change (what the recipe's settings are chosen by) reaches every training
     run, fine-tuning's own settings after it; its rows neither resume nor replace the plain recipe's."""
     dataset = write_dataset(tmp_path / "mix.h5", num_samples=32, families=FAMILIES)
@@ -163,11 +165,15 @@ def test_set_changes_every_model_of_the_call_and_its_rows_are_kept_apart(tmp_pat
     assert changed[1]["extra"][2] == "optimizer.learning_rate=2.0e-4", "fine-tuning's own rate comes last"
     table = capsys.readouterr().out.split("## Out-of-distribution skill")[-1]
     assert "--set optimizer.learning_rate=1e-3" in table, "the command in the header names the setting"
+    assert "the recipe changed by `optimizer.learning_rate=1e-3`, `data.augmentation" in table
     assert table.count("| general without K |") == 1, "only this setting's rows"
     rows = [json.loads(line) for line in (tmp_path / "work" / "results.jsonl").read_text().splitlines()]
     assert [r["settings"] for r in rows] == [[]] * 3 + [change[1::2]] * 3
-    generalisation.main([*common, *change, "--no-write"])
+    written = []
+    monkeypatch.setattr(generalisation, "update_section", lambda name, text: written.append((name, text)))
+    generalisation.main([*common, *change, "--section", "generalisation_lr"])
     assert len(fake_training) == 6, "resumed: nothing trained again"
+    assert [name for name, _ in written] == ["generalisation_lr"], "its own section, not the recipe's table"
 
 
 def test_the_error_split_separates_a_wrong_depth_trend_from_missing_lateral_structure():

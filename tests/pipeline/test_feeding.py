@@ -238,6 +238,10 @@ def test_a_scaled_velocity_model_s_traces_are_the_simulation_of_that_model():
         np.testing.assert_allclose(scaled_velocity[0], factor * velocity, rtol=1e-6)
         expected = simulated(scaled_velocity[0], 12.0 * factor, 0.1 / factor)
         recorded = int(steps / max(factor, 1.0)) - 45  # before the taper where a compressed record runs out
+        gain = np.vdot(scaled[..., :recorded, :], expected[..., :recorded, :]) / np.vdot(
+            scaled[..., :recorded, :], scaled[..., :recorded, :]
+        )
+        assert gain == pytest.approx(1.0, abs=0.01), "the amplitudes too: no gain to correct"
         error = np.linalg.norm(scaled[..., :recorded, :] - expected[..., :recorded, :])
         assert error / np.linalg.norm(expected[..., :recorded, :]) < 0.01, factor
         wrong, _ = scale_velocity(

@@ -642,7 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": args.settings,
     }
     if args.rescore:
-        rescore(results_path, lambda row: _reported(row, args, model_budget, tune_budgets))
+        count = rescore(results_path, lambda row: _reported(row, args, model_budget, tune_budgets))
+        print(f"{count} recorded row(s) scored again", flush=True)
     elif not args.report:
         runs = Runs(
             _dataset(args, work_dir),

@@ -50,6 +50,7 @@ from core.errors import UserError
 from data_prep import schema
 from data_prep.normalization import (
     NormalizationStats,
+    VelocityNormalization,
     denormalize_velocity,
     normalize_seismic,
     normalize_velocity,
@@ -576,12 +577,9 @@ class SeismicDataset(keras.utils.PyDataset):
     def _scale_velocity(self, seismic, targets, index: int):
         """``scale_velocity`` on a batch whose velocity targets are normalised (its own random stream)."""
         rng = np.random.default_rng([self.seed, self.epoch, index, 29])
-        # min-max targets are bounded to [-1, 1] by the network's tanh; standardised ones are not bounded
-        bounds = (
-            tuple(denormalize_velocity(np.array([-1.0, 1.0]), self.stats).tolist())
-            if self.stats.method == "minmax"
-            else (0.0, np.inf)
-        )
+        # min-max targets are bounded to the dataset's range by the network's tanh; standardised ones are not
+        velocity = VelocityNormalization.from_stats(self.stats)
+        bounds = (velocity.min_mps, velocity.max_mps) if velocity.method == "minmax" else (0.0, np.inf)
         velocity_mps = denormalize_velocity(targets[VELOCITY], self.stats)
         seismic, velocity_mps = scale_velocity(seismic, velocity_mps, self.augmentation, rng, bounds)
         return seismic, {**targets, VELOCITY: normalize_velocity(velocity_mps, self.stats)}

@@ -431,8 +431,12 @@ def foreign_report(args, results: list[dict], runs: list[str], bundle, bounds, l
         means[name] = {
             k: float(np.mean([r[k] for r in chosen])) for k in ("mae_mps", "ssim", "misfit", "misfit_max")
         }
-    floor_wavelet = max(r["misfit_max"] for r in results if r["run"] == "true model, QC wavelet")
-    floor_scale = max(r["misfit_max"] for r in results if r["run"] == "true model, QC scale")
+    floors = {
+        correction: max(
+            (r["misfit_max"] for r in results if r["run"] == f"true model, QC {correction}"), default=None
+        )
+        for correction in ("wavelet", "scale")
+    }
     load_end = os.getloadavg()[0]
     summary = "\n".join(
         f"- {name}: MAE {m['mae_mps']:.1f} m/s, SSIM {m['ssim']:.3f}, QC misfit median {m['misfit']:.3f}"
@@ -445,6 +449,9 @@ def foreign_report(args, results: list[dict], runs: list[str], bundle, bounds, l
         + (f" --refine {args.refine}" if args.refine else "")
         + (" --refine-line" if args.refine and args.refine_line else "")
         + (f" --refine-padding {args.refine_padding}" if args.refine and args.refine_padding else "")
+        + "".join(f" --refine-set {pair}" for pair in (args.refine_set if args.refine else []))
+        + (f" --first-seed {args.first_seed}" if args.first_seed != 100 else "")
+        + (" --skip-references" if args.skip_references else "")
         + (f" --section {args.section}" if args.section != "inference-foreign" else "")
     )
     markdown = f"""## Inference on lines from elsewhere (`benchmarks/inference.py --foreign`)
@@ -465,13 +472,35 @@ Means over the lines:
 Seconds per window: the run until the merge divided by its windows, so one-off costs are in it (XLA
 compilations, paid by the first run in the process that meets a shape; the input correction's reference
 simulation and line estimate): with 3 windows per line they dominate, compare rows only roughly.
-Misfit floor (the largest per-window misfit of the true model): {floor_wavelet:.3f} under the `wavelet`
-source correction, {floor_scale:.3f} under `scale` (`pipeline.qc.MISFIT_FLOOR` holds the values used by
-default; a window is flagged above floor + `qc.misfit_margin`).
+{_floor_note(floors)}
 Machine: {machine_description()}; 1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the
 end (other jobs shared the 2 cores: times are upper bounds).
 """
     return markdown
+
+
+def _floor_note(floors: dict[str, float | None]) -> str:
+    """The misfit floor's sentence of the report (none without the true-model runs, ``--skip-references``)."""
+    if floors["wavelet"] is None:
+        return "Misfit floor: not measured (`--skip-references`: no true-model runs)."
+    return (
+        f"Misfit floor (the largest per-window misfit of the true model): {floors['wavelet']:.3f} under the "
+        f"`wavelet`\nsource correction, {floors['scale']:.3f} under `scale` (`pipeline.qc.MISFIT_FLOOR` holds "
+        "the values used by\ndefault; a window is flagged above floor + `qc.misfit_margin`)."
+    )
+
+
+def _refine_settings(pairs: list[str]) -> dict:
+    """``["key=value", ...]`` (``--refine-set``) as refine settings, each value parsed as YAML."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.strip():
+            raise SystemExit(f"--refine-set takes KEY=VALUE (a refine setting, e.g. prior_weight=1). Received: {pair!r}")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
 
 
 def foreign_main(args: argparse.Namespace) -> int:
@@ -517,9 +546,22 @@ def foreign_main(args: argparse.Namespace) -> int:
             if args.refine and args.refine_padding
             else {}
         ),
+        **(
+            {
+                f"network + input correction + refine {args.refine}, {' '.join(args.refine_set)}": (
+                    "network",
+                    {"refine": {"iterations": args.refine, **_refine_settings(args.refine_set)}},
+                )
+            }
+            if args.refine and args.refine_set
+            else {}
+        ),
         "true model, QC wavelet": ("truth", {"qc": {"source_correction": "wavelet"}}),
         "true model, QC scale": ("truth", {"qc": {"source_correction": "scale"}}),
     }
+    if args.skip_references:
+        # Tuning: the input-corrected network (what refinement changes is measured against) and the refined runs.
+        runs = {name: run for name, run in runs.items() if name.startswith("network + input correction")}
     results = []
     with tempfile.TemporaryDirectory(prefix="infer-foreign-", dir=args.workdir) as folder:
         folder = Path(folder)
@@ -527,7 +569,9 @@ def foreign_main(args: argparse.Namespace) -> int:
             family = args.foreign_families[index % len(args.foreign_families)]
             wavelet = FOREIGN_WAVELETS[index % len(FOREIGN_WAVELETS)]
             started = time.perf_counter()
-            line = simulate_foreign_line(bundle, family, wavelet, args.foreign_windows, seed=100 + index)
+            line = simulate_foreign_line(
+                bundle, family, wavelet, args.foreign_windows, seed=args.first_seed + index
+            )
             survey = write_foreign_line(folder / f"line{index}.sgy", line)
             truth = folder / f"truth{index}.npy"
             np.save(truth, line["velocity_mps"])
@@ -657,6 +701,26 @@ def main(argv=None) -> int:
         metavar="CELLS",
         help="--foreign with --refine: also refine each window over CELLS more columns each side "
         "(refine.padding_cells: the longer offsets its shots recorded).",
+    )
+    parser.add_argument(
+        "--refine-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--foreign with --refine: also run the refinement with these refine settings (repeatable; "
+        "together one more row per line).",
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=100,
+        help="--foreign: the first line's model seed (the benchmark's lines: 100; tune on others, e.g. 500).",
+    )
+    parser.add_argument(
+        "--skip-references",
+        action="store_true",
+        help="--foreign: run only the input-corrected network and its refinements (no as-recorded or true-model "
+        "rows): for tuning.",
     )
     args = parser.parse_args(argv)
     if args.foreign:

@@ -368,6 +368,7 @@ def _refinement_verdict(results: list[dict], run: str) -> str:
     worse = [f"{line} ({100 * change:+.1f} %)" for (_, line), change in changes.items() if change > 0.05]
     seconds = [r["refine_s_per_window"] for r in rows if r.get("refine_s_per_window") is not None]
     mean = float(np.mean(list(changes.values())))
+
     met = mean <= -0.10 and not worse
     return (
         f"\n- {run} against the network + input correction: section MAE {100 * mean:+.1f} % on "
@@ -376,7 +377,27 @@ def _refinement_verdict(results: list[dict], run: str) -> str:
         f"refinement {np.median(seconds):.1f} s per window (median of the lines' means, wall clock). "
         f"Bar (>= 10 % lower on average, none > 5 % worse): **{'met' if met else 'not met'}**; the refinement's "
         f"data misfit went {np.median([r['refine_misfit_before'] for r in rows]):.3f} -> "
-        f"{np.median([r['refine_misfit_after'] for r in rows]):.3f} (median over lines)."
+        f"{np.median([r['refine_misfit_after'] for r in rows]):.3f} (median over lines).{_by_depth(results, rows)}"
+    )
+
+
+def _by_depth(results: list[dict], rows: list[dict]) -> str:
+    """The refined run's MAE change in the section's top, middle and bottom thirds (mean over lines), with
+    the network's MAE there; "" for rows recorded without ``mae_by_depth_third_mps``."""
+    start = {
+        r["line_index"]: np.asarray(r["mae_by_depth_third_mps"])
+        for r in results
+        if r["run"] == "network + input correction" and "mae_by_depth_third_mps" in r
+    }
+    rows = [r for r in rows if "mae_by_depth_third_mps" in r and r["line_index"] in start]
+    if not rows:
+        return ""
+    change = np.mean([np.asarray(r["mae_by_depth_third_mps"]) / start[r["line_index"]] - 1 for r in rows], axis=0)
+    network = np.mean([start[r["line_index"]] for r in rows], axis=0)
+    return (
+        " MAE change by depth, top / middle / bottom third of the section: "
+        f"{' / '.join(f'{100 * c:+.1f} %' for c in change)} (mean over lines; the network's MAE there "
+        f"{' / '.join(f'{m:.0f}' for m in network)} m/s)."
     )
 
 
@@ -617,6 +638,14 @@ def foreign_main(args: argparse.Namespace) -> int:
                     # A surface artefact (issue 22: a one-row band at the top) shows as a top row much worse
                     # than the rows below it.
                     "top_row_mae_mps": float(np.mean(np.abs(predicted[0] - true[0]))),
+                    # Where the error lies: the section's top, middle and bottom thirds (refinement mends the
+                    # shallow part the data illuminate; docs/refinement.md, "Where the refined error lies").
+                    "mae_by_depth_third_mps": [
+                        float(np.mean(np.abs(p - t)))
+                        for p, t in zip(
+                            np.array_split(predicted, 3, axis=0), np.array_split(true, 3, axis=0), strict=True
+                        )
+                    ],
                     "second_row_mae_mps": float(np.mean(np.abs(predicted[1] - true[1]))),
                     "ssim": ssim,
                     "misfit": result.qc_summary.get("data_misfit_median", float("nan")),

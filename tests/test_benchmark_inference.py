@@ -8,17 +8,22 @@ from benchmarks.inference import refinement_verdict
 START, REFINED = "network + input correction", "network + input correction + refine 20"
 
 
-def _rows(pairs):
+def _rows(pairs, thirds=None):
+    """Rows of a start and a refined run per line; ``thirds``: per line, the (start, refined) MAE of the
+    section's depth thirds."""
     rows = []
     for index, (before, after) in enumerate(pairs):
         line = f"line {index % 2}"  # labels repeat when lines outnumber families x wavelets
-        rows.append({"line": line, "line_index": index, "run": START, "mae_mps": before})
+        depth = {} if thirds is None else {"mae_by_depth_third_mps": thirds[index][0]}
+        rows.append({"line": line, "line_index": index, "run": START, "mae_mps": before, **depth})
+        depth = {} if thirds is None else {"mae_by_depth_third_mps": thirds[index][1]}
         rows.append(
             {
                 "line": line,
                 "line_index": index,
                 "run": REFINED,
                 "mae_mps": after,
+                **depth,
                 "refine_s_per_window": 8.0 + index,
                 "refine_misfit_before": 0.4,
                 "refine_misfit_after": 0.2,
@@ -64,3 +69,13 @@ def test_a_whole_line_run_gets_its_own_verdict_against_the_same_start():
     assert window_verdict.startswith(f"- {REFINED} against") and "**met**" in window_verdict
     assert line_verdict.startswith(f"- {line_run} against") and "+10.0 % on average" in line_verdict
     assert "**not met**" in line_verdict
+
+
+def test_the_change_by_depth_is_each_third_s_mean_over_lines():
+    """Top third -50 % and -30 % (mean -40 %), middle -10 % and 0 %, bottom +10 % and -10 % (0 %); without
+    the per-third figures (rows recorded before them) the sentence is left out."""
+    thirds = [([100.0, 200.0, 400.0], [50.0, 180.0, 440.0]), ([200.0, 300.0, 600.0], [140.0, 300.0, 540.0])]
+    text = refinement_verdict(_rows([(300.0, 240.0), (200.0, 180.0)], thirds), [START, REFINED])
+    assert "top / middle / bottom third of the section: -40.0 % / -5.0 % / +0.0 %" in text
+    assert "the network's MAE there 150 / 250 / 500 m/s" in text
+    assert "by depth" not in refinement_verdict(_rows([(300.0, 240.0), (200.0, 180.0)]), [START, REFINED])

@@ -88,10 +88,6 @@ class RefineConfig:
             ``INFER_PRIOR_WEIGHT``): it lowered the section MAE from a network's start and raised it from a smooth
             one (docs/refinement.md).
         region_prior_weight: ``prior_weight`` of the region stage (the departure from the start); 0: none.
-        region_misfit: what the region stage fits: ``"waveform"`` (the least-squares misfit of the other
-            stages) or ``"traveltime"`` (the cross-correlation time shifts between data and synthetics in
-            windows along each trace, ``pipeline.refine.traveltime``: the kinematic error of a layer or body
-            at the wrong level, blind to amplitudes).
         padding_cells: ``mode: "window"``: up to this many columns added on each side of a window (the
             network's edge columns continued into them), so the refinement also fits every trace the window's
             shots recorded there: offsets longer than the window's own, which see deeper. Only the window's
@@ -128,7 +124,6 @@ class RefineConfig:
     prior_weight: float = 0.5
     region_fraction: float = 0.0
     region_prior_weight: float = 0.0
-    region_misfit: Literal["waveform", "traveltime"] = "waveform"
     padding_cells: int = 0
     mute_top_cells: int = 0
     source_correction: Literal["estimate", "qc", "scale", "wavelet", "none"] = "estimate"
@@ -174,8 +169,6 @@ class RefineConfig:
             refuse("region_fraction", "a fraction in [0, 1) of the iterations (e.g. 0.5; 0: no region stage)")
         if not (math.isfinite(self.region_prior_weight) and self.region_prior_weight >= 0):
             refuse("region_prior_weight", ">= 0 (e.g. 0.05; 0: the region stage moves freely)")
-        if self.region_misfit not in ("waveform", "traveltime"):
-            refuse("region_misfit", "'waveform' or 'traveltime'")
         if (
             isinstance(self.padding_cells, bool)
             or not isinstance(self.padding_cells, int)

@@ -259,7 +259,7 @@ def _run_schedule(
         count += carried
         if count <= 0:
             continue
-        objective.set_band(stage, cutoff, config.region_misfit if kind else "waveform")
+        objective.set_band(stage, cutoff)
         sigma = stage_smoothing_cells(config, cutoff, start, geometry)
         regions = None
         if kind:

@@ -20,17 +20,10 @@ from data_prep.geometry import AcquisitionGeometry
 from pipeline.qc import data_misfit, match_source, velocity_errors
 from pipeline.refine.engine import simulate_once, simulate_with_pullback
 from pipeline.refine.frequency import band_limit, lowpass_response
-from pipeline.refine.traveltime import traveltime_misfit
 from pipeline.wavelet_estimation import estimate_matching_filter
 
 #: The prior's velocity scale: a uniform departure of this size from the start costs ``prior_weight / 2``.
 PRIOR_SCALE_MPS = 100.0
-
-#: The traveltime misfit's lag range and time windows, in periods of the stage's cut-off frequency (the
-#: training wavelet's peak frequency in the full band): lags under half a period are not cycle-skipped, and
-#: a window holds an event and its neighbourhood.
-TRAVELTIME_MAX_LAG_PERIODS = 0.4
-TRAVELTIME_WINDOW_PERIODS = 1.5
 
 
 class _Objective:
@@ -80,14 +73,12 @@ class _Objective:
         self.anchor: np.ndarray | None = None
         self.prior_weight = 0.0
         self.data_normaliser = 1.0
-        #: ``"waveform"`` (least squares) or ``"traveltime"`` (``pipeline.refine.traveltime``), per stage.
-        self.misfit = "waveform"
 
     def _masked(self, gathers: np.ndarray) -> np.ndarray:
         return gathers if self.mask is None else gathers * self.mask
 
-    def set_band(self, stage: int, cutoff_hz: float | None, misfit: str = "waveform") -> None:
-        self.stage, self.cutoff_hz, self.misfit = stage, cutoff_hz, misfit
+    def set_band(self, stage: int, cutoff_hz: float | None) -> None:
+        self.stage, self.cutoff_hz = stage, cutoff_hz
         self.response = lowpass_response(
             self.geometry.num_samples, self.geometry.sample_interval_s, cutoff_hz
         )
@@ -133,15 +124,9 @@ class _Objective:
         simulated = self._masked(simulated)
         band_simulated = band_limit(simulated, self.response)
         match = self.match(self.band_observed, band_simulated)
-        matched = self._masked(match.apply(band_simulated))
-        if self.misfit == "traveltime":
-            value, residual, _ = self.traveltime(matched, gradient)
-            norm = self.data_normaliser
-        else:
-            residual = matched - self.band_observed
-            norm = (self.band_norm_squared if self.band_norm_squared > 0 else 1.0) * self.data_normaliser
-            value = 0.5 * float(np.sum(residual**2))
-        value /= norm
+        residual = self._masked(match.apply(band_simulated)) - self.band_observed
+        norm = (self.band_norm_squared if self.band_norm_squared > 0 else 1.0) * self.data_normaliser
+        value = 0.5 * float(np.sum(residual**2)) / norm
         prior_value = _record(self, velocity, value, *self.full_band(simulated))
         if not gradient:
             return value + prior_value, None
@@ -152,18 +137,6 @@ class _Objective:
                 "the engine's gradient holds NaN or infinite values (an unstable simulation?): refinement stopped"
             )
         return value + prior_value, data_gradient
-
-    def traveltime(self, matched: np.ndarray, gradient: bool = True):
-        """``(J, dJ/d matched, TimeShifts)`` of the traveltime misfit in the current band."""
-        frequency = self.cutoff_hz or self.geometry.peak_frequency_hz
-        return traveltime_misfit(
-            self.band_observed,
-            matched,
-            self.geometry.sample_interval_s,
-            TRAVELTIME_MAX_LAG_PERIODS / frequency,
-            TRAVELTIME_WINDOW_PERIODS / frequency,
-            gradient,
-        )
 
     def prior_gradient(self, velocity: np.ndarray) -> np.ndarray:
         if not (self.prior_weight > 0 and self.anchor is not None):
@@ -201,17 +174,12 @@ class _LineObjective:
         self.anchor: np.ndarray | None = None
         self.prior_weight = 0.0
         self.data_normaliser = 1.0
-        self.misfit = "waveform"
 
-    def set_band(self, stage: int, cutoff_hz: float | None, misfit: str = "waveform") -> None:
-        self.stage, self.cutoff_hz, self.misfit = stage, cutoff_hz, misfit
+    def set_band(self, stage: int, cutoff_hz: float | None) -> None:
+        self.stage, self.cutoff_hz = stage, cutoff_hz
         for part in self.parts:
-            part.set_band(stage, cutoff_hz, misfit)
-        # Waveform: each window's 1/2 ||r||^2 / ||d||^2 weighted back by its ||d||^2; traveltime: each window's
-        # mean squared time shift counts alike.
-        self.band_norms = np.asarray(
-            [1.0 if misfit == "traveltime" else part.band_norm_squared for part in self.parts]
-        )
+            part.set_band(stage, cutoff_hz)
+        self.band_norms = np.asarray([part.band_norm_squared for part in self.parts])
         self.data_normaliser = 1.0
 
     def evaluate(self, velocity: np.ndarray, gradient: bool = True) -> tuple[float, np.ndarray | None]:

@@ -255,18 +255,17 @@ def test_a_diverging_run_returns_the_best_iterate_and_says_so(case, caplog):
 
 
 @pytest.mark.parametrize(
-    ("method", "cutoff_hz", "misfit"),
+    ("method", "cutoff_hz"),
     [
-        ("scale", None, "waveform"),
-        ("wavelet", None, "waveform"),
-        ("scale", 10.0, "waveform"),
-        ("none", 10.0, "waveform"),
-        ("estimate", None, "waveform"),
-        ("estimate", 10.0, "waveform"),
-        ("none", 10.0, "traveltime"),
+        ("scale", None),
+        ("wavelet", None),
+        ("scale", 10.0),
+        ("none", 10.0),
+        ("estimate", None),
+        ("estimate", 10.0),
     ],
 )
-def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz, misfit):
+def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz):
     """The adjoint source (source correction by variable projection, low-pass) is the objective's gradient.
 
     Tolerance: 3 % for ``scale`` and ``none`` (float32 engine, 15 m/s steps: ~1e-3 round-off and truncation;
@@ -274,14 +273,13 @@ def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz,
     filter fixed, which is exact only at the minimiser of the misfit, and the filter is the damped
     frequency-domain least-squares estimate on zero-padded traces, not the exact minimiser of the truncated
     time-domain misfit (measured: 7 %). 15 % for ``estimate`` as well: the matching filter is the exact
-    least-squares filter of its lags but of the untruncated correlations, and damped. The traveltime misfit
-    (the region stage's ``region_misfit="traveltime"``) through the engine: 3 % too.
+    least-squares filter of its lags but of the untruncated correlations, and damped.
     """
     from pipeline.refine import refinement_engine
 
     engine = refinement_engine(ENGINE, GEOMETRY.num_samples)  # the compiled gradient the other tests use
     objective = _Objective(case["observed"], GEOMETRY, engine, None, BOUNDS, method, 1e-3, None, budget=10)
-    objective.set_band(0, cutoff_hz, misfit)
+    objective.set_band(0, cutoff_hz)
     base = case["start"].astype(np.float64)
     rows, columns = np.mgrid[:12, :16]
     direction = np.exp(-((rows - 6.0) ** 2 + (columns - 8.0) ** 2) / 8.0)  # a smooth 1-m/s-peak bump
@@ -291,10 +289,9 @@ def test_objective_gradient_matches_a_finite_difference(case, method, cutoff_hz,
     minus, _ = objective.evaluate(base - step * direction, gradient=False)
     finite_difference = (plus - minus) / (2 * step)
     analytic = float(np.sum(gradient * direction))
-    assert abs(finite_difference) > 1e-9, "the bump changes the objective"
     assert analytic == pytest.approx(
         finite_difference, rel=0.15 if method in ("wavelet", "estimate") else 0.03
-    ), f"{method}, {misfit}, cut-off {cutoff_hz}: adjoint {analytic:.6g} vs finite difference {finite_difference:.6g}"
+    ), f"{method}, cut-off {cutoff_hz}: adjoint {analytic:.6g} vs finite difference {finite_difference:.6g}"
 
 
 def test_band_limit_is_a_symmetric_low_pass():

@@ -271,6 +271,8 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
     title = "## Out-of-distribution skill (leave-family-out)"
     if change:
         title += ", the recipe changed by " + ", ".join(f"`{item}`" for item in change)
+    if settings.get("title"):
+        title += f", {settings['title']}"
     lines = [
         title,
         "",
@@ -423,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score the saved models of this command's recorded rows again (scores added since they were "
         "measured), train nothing, then write the table",
+    )
+    parser.add_argument(
+        "--title", help="words added to the section's heading (what sets this call's rows apart, e.g. a rerun)"
     )
     parser.add_argument("--report", action="store_true", help="only write the table from results.jsonl")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")
@@ -640,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finetune_budget": ", ".join(tune.label for tune in tune_budgets),
         "held_out": args.held_out,
         "settings": args.settings,
+        "title": args.title,
     }
     if args.rescore:
         count = rescore(results_path, lambda row: _reported(row, args, model_budget, tune_budgets))

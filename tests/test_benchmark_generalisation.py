@@ -171,9 +171,10 @@ def test_set_changes_every_model_of_the_call_and_its_rows_are_kept_apart(
     assert [r["settings"] for r in rows] == [[]] * 3 + [change[1::2]] * 3
     written = []
     monkeypatch.setattr(generalisation, "update_section", lambda name, text: written.append((name, text)))
-    generalisation.main([*common, *change, "--section", "generalisation_lr"])
+    generalisation.main([*common, *change, "--section", "generalisation_lr", "--title", "a rerun"])
     assert len(fake_training) == 6, "resumed: nothing trained again"
     assert [name for name, _ in written] == ["generalisation_lr"], "its own section, not the recipe's table"
+    assert written[0][1].splitlines()[0].endswith("`data.augmentation.polarity_probability=0`, a rerun")
 
 
 def test_the_error_split_separates_a_wrong_depth_trend_from_missing_lateral_structure():

@@ -368,7 +368,6 @@ def _refinement_verdict(results: list[dict], run: str) -> str:
     worse = [f"{line} ({100 * change:+.1f} %)" for (_, line), change in changes.items() if change > 0.05]
     seconds = [r["refine_s_per_window"] for r in rows if r.get("refine_s_per_window") is not None]
     mean = float(np.mean(list(changes.values())))
-
     met = mean <= -0.10 and not worse
     return (
         f"\n- {run} against the network + input correction: section MAE {100 * mean:+.1f} % on "
@@ -519,7 +518,9 @@ def _refine_settings(pairs: list[str]) -> dict:
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key.strip():
-            raise SystemExit(f"--refine-set takes KEY=VALUE (a refine setting, e.g. prior_weight=1). Received: {pair!r}")
+            raise SystemExit(
+                f"--refine-set takes KEY=VALUE (a refine setting, e.g. prior_weight=1). Received: {pair!r}"
+            )
         settings[key.strip()] = yaml.safe_load(value)
     return settings
 
@@ -531,6 +532,7 @@ def foreign_main(args: argparse.Namespace) -> int:
     from pipeline.infer import InferConfig, infer
     from pipeline.section import read_section
 
+    refine_settings = _refine_settings(args.refine_set)  # a malformed pair is refused before any work
     load_start = os.getloadavg()[0]
     bundle = load_bundle(args.foreign)
     bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
@@ -571,7 +573,7 @@ def foreign_main(args: argparse.Namespace) -> int:
             {
                 f"network + input correction + refine {args.refine}, {' '.join(args.refine_set)}": (
                     "network",
-                    {"refine": {"iterations": args.refine, **_refine_settings(args.refine_set)}},
+                    {"refine": {"iterations": args.refine, **refine_settings}},
                 )
             }
             if args.refine and args.refine_set

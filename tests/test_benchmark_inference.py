@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.inference import refinement_verdict
 
 START, REFINED = "network + input correction", "network + input correction + refine 20"
@@ -79,3 +81,16 @@ def test_the_change_by_depth_is_each_third_s_mean_over_lines():
     assert "top / middle / bottom third of the section: -40.0 % / -5.0 % / +0.0 %" in text
     assert "the network's MAE there 150 / 250 / 500 m/s" in text
     assert "by depth" not in refinement_verdict(_rows([(300.0, 240.0), (200.0, 180.0)]), [START, REFINED])
+
+
+def test_refine_set_pairs_are_parsed_as_yaml_and_a_malformed_one_is_refused():
+    from benchmarks.inference import _refine_settings
+
+    assert _refine_settings(["prior_weight=1", "bounds_mps=[1500, 4000]", "mode=line"]) == {
+        "prior_weight": 1,
+        "bounds_mps": [1500, 4000],
+        "mode": "line",
+    }
+    for bad in ("prior_weight", "=1"):
+        with pytest.raises(SystemExit, match="--refine-set takes KEY=VALUE"):
+            _refine_settings([bad])

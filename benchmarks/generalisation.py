@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
         "measured), train nothing, then write the table",
     )
     parser.add_argument(
-        "--title", help="words added to the section's heading (what sets this call's rows apart, e.g. a rerun)"
+        "--title",
+        help="words added to the section's heading (what sets this call's rows apart, e.g. a rerun)",
     )
     parser.add_argument("--report", action="store_true", help="only write the table from results.jsonl")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")

@@ -391,7 +391,9 @@ def _by_depth(results: list[dict], rows: list[dict]) -> str:
     rows = [r for r in rows if "mae_by_depth_third_mps" in r and r["line_index"] in start]
     if not rows:
         return ""
-    change = np.mean([np.asarray(r["mae_by_depth_third_mps"]) / start[r["line_index"]] - 1 for r in rows], axis=0)
+    change = np.mean(
+        [np.asarray(r["mae_by_depth_third_mps"]) / start[r["line_index"]] - 1 for r in rows], axis=0
+    )
     network = np.mean([start[r["line_index"]] for r in rows], axis=0)
     return (
         " MAE change by depth, top / middle / bottom third of the section: "
@@ -525,17 +527,8 @@ def _refine_settings(pairs: list[str]) -> dict:
     return settings
 
 
-def foreign_main(args: argparse.Namespace) -> int:
-    from core.config import from_dict
-    from models.metrics import ssim_per_sample
-    from pipeline.bundle import load_bundle
-    from pipeline.infer import InferConfig, infer
-    from pipeline.section import read_section
-
-    refine_settings = _refine_settings(args.refine_set)  # a malformed pair is refused before any work
-    load_start = os.getloadavg()[0]
-    bundle = load_bundle(args.foreign)
-    bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
+def foreign_runs(args: argparse.Namespace, refine_settings: dict) -> dict[str, tuple[str, dict]]:
+    """The runs of each line, by name: which model (``network`` or ``truth``) and the ``InferConfig`` changes."""
     runs = {
         "network as recorded": ("network", {"input_correction": {"enabled": False}}),
         "network + input correction": ("network", {}),
@@ -585,6 +578,21 @@ def foreign_main(args: argparse.Namespace) -> int:
     if args.skip_references:
         # Tuning: the input-corrected network (what refinement changes is measured against) and the refined runs.
         runs = {name: run for name, run in runs.items() if name.startswith("network + input correction")}
+    return runs
+
+
+def foreign_main(args: argparse.Namespace) -> int:
+    from core.config import from_dict
+    from models.metrics import ssim_per_sample
+    from pipeline.bundle import load_bundle
+    from pipeline.infer import InferConfig, infer
+    from pipeline.section import read_section
+
+    refine_settings = _refine_settings(args.refine_set)  # a malformed pair is refused before any work
+    load_start = os.getloadavg()[0]
+    bundle = load_bundle(args.foreign)
+    bounds = (float(bundle.stats.velocity_min_mps), float(bundle.stats.velocity_max_mps))
+    runs = foreign_runs(args, refine_settings)
     results = []
     with tempfile.TemporaryDirectory(prefix="infer-foreign-", dir=args.workdir) as folder:
         folder = Path(folder)
@@ -680,7 +688,7 @@ def foreign_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -753,7 +761,11 @@ def main(argv=None) -> int:
         help="--foreign: run only the input-corrected network and its refinements (no as-recorded or true-model "
         "rows): for tuning.",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.foreign:
         return foreign_main(args)
 

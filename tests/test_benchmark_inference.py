@@ -94,3 +94,26 @@ def test_refine_set_pairs_are_parsed_as_yaml_and_a_malformed_one_is_refused():
     for bad in ("prior_weight", "=1"):
         with pytest.raises(SystemExit, match="--refine-set takes KEY=VALUE"):
             _refine_settings([bad])
+
+
+def test_skip_references_keeps_the_start_and_every_refined_run_with_its_settings():
+    """``--skip-references`` (tuning) drops the as-recorded and true-model runs, keeps the input-corrected
+    network every refined row is measured against, and a ``--refine-set`` row carries its settings."""
+    from benchmarks.inference import _refine_settings, build_parser, foreign_runs
+
+    arguments = ["--foreign", "B", "--refine", "20", "--refine-line", "--refine-set", "prior_weight=1"]
+    full = foreign_runs(build_parser().parse_args(arguments), _refine_settings(["prior_weight=1"]))
+    assert "network as recorded" in full and "true model, QC wavelet" in full
+    args = build_parser().parse_args([*arguments, "--skip-references"])
+    runs = foreign_runs(args, _refine_settings(args.refine_set))
+    assert list(runs) == [
+        START,
+        REFINED,
+        REFINED + ", whole line",
+        REFINED + ", prior_weight=1",
+    ]
+    assert runs[REFINED + ", prior_weight=1"] == (
+        "network",
+        {"refine": {"iterations": 20, "prior_weight": 1}},
+    )
+    assert runs[REFINED + ", whole line"][1] == {"refine": {"iterations": 20, "mode": "line"}}

@@ -76,6 +76,11 @@ class AugmentationConfig:
             and its traces resampled to ``d(s·t)`` (``scale_velocity``).
         velocity_scale_range: ``(low, high)`` range of ``s``, drawn uniformly within what keeps the sample
             inside the dataset's velocity range (the network's output is bounded to it).
+        mirror_probability: chance that a sample is mirrored left to right (``mirror``): the velocity model
+            and edges reversed along x, the receivers reversed, the shots reordered.
+        mirror_max_shift_cells: how far (cells) a mirrored source may land from the nearest source of the
+            geometry; a layout that is not symmetric within it is refused. OpenFWI's (sources at x cells 0,
+            17, 34, 52, 69) needs 1: its middle shot mirrors to cell 35.
     """
 
     noise_probability: float = 0.0
@@ -87,6 +92,8 @@ class AugmentationConfig:
     polarity_probability: float = 0.0
     velocity_scale_probability: float = 0.0
     velocity_scale_range: tuple[float, float] = (0.85, 1.15)
+    mirror_probability: float = 0.0
+    mirror_max_shift_cells: int = 1
 
     def __post_init__(self) -> None:
         for name in (
@@ -96,9 +103,15 @@ class AugmentationConfig:
             "polarity_probability",
             "drop_trace_fraction",
             "velocity_scale_probability",
+            "mirror_probability",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augmentation.{name} must be in [0, 1]. Received: {getattr(self, name)}")
+        if not (isinstance(self.mirror_max_shift_cells, int) and self.mirror_max_shift_cells >= 0):
+            raise ValueError(
+                "augmentation.mirror_max_shift_cells must be a whole number of cells >= 0. "
+                f"Received: {self.mirror_max_shift_cells!r}"
+            )
         if self.noise_level < 0:
             raise ValueError(f"augmentation.noise_level must be >= 0. Received: {self.noise_level}")
         low, high = self.amplitude_scale_range
@@ -124,6 +137,7 @@ class AugmentationConfig:
                 self.drop_trace_probability,
                 self.polarity_probability,
                 self.velocity_scale_probability,
+                self.mirror_probability,
             )
         )
 
@@ -148,6 +162,78 @@ def augment(seismic: np.ndarray, config: AugmentationConfig, rng: np.random.Gene
             shot_index, receiver_index = np.divmod(dropped, receivers)
             seismic[sample, shot_index, :, receiver_index] = 0.0
     return seismic
+
+
+def mirror_shot_order(geometry: schema.DatasetGeometry, max_shift_cells: int = 1) -> np.ndarray:
+    """The shot order of a left-right mirrored sample: entry ``i`` is the recorded shot that plays shot ``i``.
+
+    Mirroring about the grid's centre sends a source at ``x`` to ``width - x`` (``width`` = (x cells − 1) ×
+    cell size) and reverses the receivers. That is a sample of the same geometry when every mirrored source
+    lands on a source of the geometry at its depth (within ``max_shift_cells``; OpenFWI's middle shot, at
+    340 m of 0..690 m, lands 10 m from it) and the receivers mirror onto themselves.
+
+    Raises:
+        UserError: the layout is not symmetric within the tolerance (says which shot or receiver is not).
+    """
+    spacing = float(geometry.grid_spacing_m)
+    width = (geometry.grid_shape[1] - 1) * spacing
+    receivers = np.asarray(geometry.receiver_positions_m, dtype=np.float64)
+    mirrored = np.stack([receivers[:, 0], width - receivers[:, 1]], axis=1)
+
+    def rows(points):  # the points sorted by (x, depth), to compare as sets
+        return points[np.lexsort((points[:, 0], np.round(points[:, 1], 6)))]
+
+    if not np.allclose(rows(receivers), rows(mirrored)):
+        raise UserError(
+            "augmentation.mirror_probability needs receivers placed symmetrically about the grid's centre; "
+            f"this geometry's {len(receivers)} receivers span x {receivers[:, 1].min():g}..{receivers[:, 1].max():g} m "
+            f"of 0..{width:g} m. Set augmentation.mirror_probability=0 for this dataset."
+        )
+    sources = np.asarray(geometry.source_positions_m, dtype=np.float64)
+    order = []
+    for depth, x in sources:
+        same_depth = np.isclose(sources[:, 0], depth)
+        distance = np.where(same_depth, np.abs(sources[:, 1] - (width - x)), np.inf)
+        nearest = int(np.argmin(distance))
+        if distance[nearest] > max_shift_cells * spacing + 1e-6:
+            raise UserError(
+                f"augmentation.mirror_probability: the source at x {x:g} m mirrors to {width - x:g} m, "
+                f"{distance[nearest]:g} m from the nearest source at its depth (at most "
+                f"augmentation.mirror_max_shift_cells={max_shift_cells} cells of {spacing:g} m). Raise that "
+                "setting to accept the shift (the mirrored shot is then labelled as fired where it was not) or "
+                "set augmentation.mirror_probability=0."
+            )
+        order.append(nearest)
+    if len(set(order)) != len(order):
+        raise UserError(
+            "augmentation.mirror_probability: two sources mirror onto the same one within "
+            f"augmentation.mirror_max_shift_cells={max_shift_cells}; lower it or set mirror_probability=0."
+        )
+    playing = np.empty(len(order), dtype=np.int64)
+    playing[np.asarray(order)] = np.arange(len(order))  # shot order[i] of the mirror is recorded shot i
+    return playing
+
+
+def mirror(
+    seismic: np.ndarray,
+    targets: dict[str, np.ndarray],
+    shot_order: np.ndarray,
+    probability: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Mirrors each sample left to right with ``probability`` (new arrays).
+
+    ``seismic`` ``(batch, shots, time, receivers)`` gets its receivers reversed and its shots reordered by
+    ``shot_order`` (``mirror_shot_order``); every target ``(batch, depth, x)`` is reversed along x.
+    """
+    seismic = np.array(seismic, dtype=np.float32, copy=True)
+    targets = {name: np.array(values, copy=True) for name, values in targets.items()}
+    for sample in range(seismic.shape[0]):
+        if rng.random() < probability:
+            seismic[sample] = seismic[sample][shot_order][..., ::-1]
+            for values in targets.values():
+                values[sample] = values[sample][..., ::-1]
+    return seismic, targets
 
 
 #: Samples over which ``scale_velocity`` tapers a compressed record to zero where its data ran out.
@@ -407,6 +493,11 @@ class SeismicDataset(keras.utils.PyDataset):
                 f"{self.batch_size}: lower batch_size or use a larger dataset."
             )
         self.indices = selected
+        self._mirror_order = (
+            mirror_shot_order(self.geometry, self.augmentation.mirror_max_shift_cells)
+            if self.augmentation is not None and self.augmentation.mirror_probability > 0
+            else None
+        )
         self._all_families = all_families
         self.families = all_families[selected]
         self.shot_mask = shot_mask(self.seismic_shape[0], active_shots)
@@ -441,6 +532,14 @@ class SeismicDataset(keras.utils.PyDataset):
             rng = np.random.default_rng([self.seed, self.epoch, index, 17])
             if self.augmentation.velocity_scale_probability > 0:
                 seismic, targets = self._scale_velocity(seismic, targets, index)
+            if self.augmentation.mirror_probability > 0:
+                seismic, targets = mirror(
+                    seismic,
+                    targets,
+                    self._mirror_order,
+                    self.augmentation.mirror_probability,
+                    np.random.default_rng([self.seed, self.epoch, index, 31]),
+                )
             seismic = augment(seismic, self.augmentation, rng)
         return normalize_seismic_inplace(seismic, self.stats), targets
 
@@ -634,6 +733,8 @@ __all__ = [
     "AugmentationConfig",
     "SeismicDataset",
     "augment",
+    "mirror",
+    "mirror_shot_order",
     "scale_velocity",
     "read_sample_families",
     "shot_mask",

@@ -12,7 +12,15 @@ import pytest
 
 from core.errors import UserError
 from data_prep import schema
-from pipeline.feeding import AugmentationConfig, SeismicDataset, augment, scale_velocity, shot_mask
+from pipeline.feeding import (
+    AugmentationConfig,
+    SeismicDataset,
+    augment,
+    mirror,
+    mirror_shot_order,
+    scale_velocity,
+    shot_mask,
+)
 from tests.pipeline.datasets import GRID_SHAPE, SEISMIC_SHAPE, write_dataset
 
 
@@ -198,6 +206,84 @@ def test_augmentations_do_what_they_say():
     assert not AugmentationConfig().enabled
     with pytest.raises(ValueError, match="amplitude_scale_range"):
         AugmentationConfig(amplitude_scale_range=(2.0, 1.0))
+
+
+def test_a_mirrored_sample_is_the_simulation_of_the_mirrored_model():
+    """On a symmetric layout (sources at x cells 2, 14, 26 of 0..28) the mirrored traces of ``v`` are the
+    engine's traces of ``v`` reversed along x, to rounding; a model that is not mirrored is far from them."""
+    import warnings
+
+    from data_prep.forward import simulate
+    from data_prep.geometry import AcquisitionGeometry
+
+    geometry = AcquisitionGeometry(
+        grid_shape=(24, 29), num_samples=400, peak_frequency_hz=15.0, source_cells=((1, 2), (1, 14), (1, 26)),
+        receiver_cells=tuple((1, x) for x in range(29)),
+    )  # fmt: skip
+    velocity = np.full((24, 29), 2000.0, np.float32)
+    velocity[10:, :12] = 2600.0  # a step: nothing here is symmetric
+    velocity[16:] = 3200.0
+
+    def simulated(model):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the coarse test grid's dispersion warning
+            return keras.ops.convert_to_numpy(simulate(model, geometry))
+
+    order = mirror_shot_order(schema.DatasetGeometry.from_acquisition(geometry))
+    np.testing.assert_array_equal(order, [2, 1, 0])
+    traces = simulated(velocity)  # (1, shots, time, receivers)
+    mirrored, targets = mirror(traces, {"velocity": velocity[None]}, order, 1.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(targets["velocity"][0], velocity[:, ::-1])
+    expected = simulated(velocity[:, ::-1].copy())[0]
+    error = np.linalg.norm(mirrored[0] - expected) / np.linalg.norm(expected)
+    assert error < 1e-4
+    assert np.linalg.norm(traces[0] - expected) / np.linalg.norm(expected) > 1000 * error
+
+
+def test_mirroring_openfwi_s_layout_moves_the_middle_shot_by_one_cell_and_an_asymmetric_one_is_refused():
+    from data_prep.geometry import AcquisitionGeometry
+
+    def order(geometry, **kwargs):
+        return mirror_shot_order(schema.DatasetGeometry.from_acquisition(geometry), **kwargs)
+
+    np.testing.assert_array_equal(order(AcquisitionGeometry.openfwi()), [4, 3, 2, 1, 0])
+    with pytest.raises(UserError, match=r"x 340 m mirrors to 350 m, 10 m from.*mirror_max_shift_cells=0"):
+        order(AcquisitionGeometry.openfwi(), max_shift_cells=0)
+    lopsided = AcquisitionGeometry(
+        grid_shape=(20, 30), source_cells=((1, 0), (1, 8)), receiver_cells=tuple((1, x) for x in range(30))
+    )
+    with pytest.raises(UserError, match=r"source at x 0 m mirrors to 290 m.*mirror_probability=0"):
+        order(lopsided)
+    one_sided = AcquisitionGeometry(
+        grid_shape=(20, 30), source_cells=((1, 0), (1, 29)), receiver_cells=tuple((1, x) for x in range(20))
+    )
+    with pytest.raises(UserError, match="receivers placed symmetrically"):
+        order(one_sided)
+    with pytest.raises(ValueError, match="mirror_probability"):
+        AugmentationConfig(mirror_probability=1.5)
+    with pytest.raises(ValueError, match="mirror_max_shift_cells"):
+        AugmentationConfig(mirror_max_shift_cells=-1)
+
+
+def test_mirrored_batches_reverse_traces_and_targets_together(dataset_path: Path):
+    """Through the PyDataset: a mirrored sample is the plain one with shots and receivers reversed and its
+    velocity and edges reversed along x; about half are mirrored at probability 0.5; same seed, same batch."""
+    config = AugmentationConfig(mirror_probability=0.5)
+    one = SeismicDataset(dataset_path, "train", batch_size=8, seed=4, augmentation=config)
+    again = SeismicDataset(dataset_path, "train", batch_size=8, seed=4, augmentation=config)
+    plain = SeismicDataset(dataset_path, "train", batch_size=8, seed=4)
+    (x, y), (x_again, _), (x_plain, y_plain) = one[0], again[0], plain[0]
+    np.testing.assert_array_equal(x, x_again)
+    flipped = 0
+    for sample in range(x.shape[0]):
+        if np.array_equal(x[sample], x_plain[sample]):
+            np.testing.assert_array_equal(y["velocity"][sample], y_plain["velocity"][sample])
+            continue
+        flipped += 1
+        np.testing.assert_allclose(x[sample], x_plain[sample][::-1, :, ::-1], rtol=1e-6)
+        for name in ("velocity", "edges"):
+            np.testing.assert_array_equal(y[name][sample], y_plain[name][sample][:, ::-1])
+    assert 1 <= flipped <= 7
 
 
 def _scaled_by(factor: float) -> AugmentationConfig:

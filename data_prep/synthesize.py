@@ -72,6 +72,7 @@ from data_prep.forward import EngineConfig, engine_settings, resolved_concurrent
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
 from data_prep.velocity_models import FAMILY_NAMES, PRIOR_FAMILY, family_parameters, generate_model
+from data_prep.velocity_models.trend_variation import TrendVariationConfig, tilt_trend
 from data_prep.wavelets import openfwi_ricker_delay_s, reshape_source
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class SynthesizeConfig:
         engine: forward-modelling settings.
         family_overrides: field overrides of the family recipe, e.g. ``{"num_layers": [3, 5]}``.
         source: per-model source variety (off by default: every model gets the geometry's Ricker).
+        trend: per-model tilt of the depth trend (``data_prep.velocity_models.trend_variation``; off by
+            default).
     """
 
     family: str = "flatvel-a"
@@ -171,6 +174,7 @@ class SynthesizeConfig:
     engine: EngineConfig = EngineConfig()
     family_overrides: dict[str, Any] = field(default_factory=dict)
     source: SourceVariationConfig = SourceVariationConfig()
+    trend: TrendVariationConfig = TrendVariationConfig()
 
     def __post_init__(self) -> None:
         if self.family not in (*FAMILY_NAMES, PRIOR_FAMILY):
@@ -261,6 +265,7 @@ def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[st
         "engine": to_dict(config.engine),
         "engine_settings": engine_settings(geometry, config.engine),
         **({"source_variation": to_dict(config.source)} if config.source.enabled else {}),
+        **({"trend_variation": to_dict(config.trend)} if config.trend.enabled else {}),
         **_prior_record(config),
         "segy": {
             "sample_format": "IEEE float32 (format 5), big-endian",
@@ -450,7 +455,7 @@ def simulate_chunk(
     parameters = family_parameters(config.family, **config.family_overrides)
     velocity = np.stack(
         [
-            generate_model(parameters, config.seed, index, config.geometry.grid_shape).velocity_mps
+            _model(parameters, config, index)
             for index in range(chunk.first_model, chunk.first_model + chunk.num_models)
         ]
     ).astype(np.float32)
@@ -490,6 +495,14 @@ def simulate_chunk(
             "the engine settings are unstable for these velocities. Reduce engine.time_step_s."
         )
     return velocity, seismic, sources
+
+
+def _model(parameters, config: SynthesizeConfig, index: int) -> np.ndarray:
+    """Model ``index`` of the family, its depth trend tilted when ``config.trend`` chooses it."""
+    velocity = generate_model(parameters, config.seed, index, config.geometry.grid_shape).velocity_mps
+    if not config.trend.enabled:
+        return velocity
+    return tilt_trend(velocity, config.trend.draw(velocity, config.seed, index))
 
 
 def _threads(max_threads: int | None) -> dict[str, int]:
@@ -624,6 +637,7 @@ def _describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list
         "engine_settings",
         "family_parameters",
         "source_variation",
+        "trend_variation",
         "prior",
     )
     differences: list[str] = []

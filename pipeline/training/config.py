@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_prep.synthesize import SourceVariationConfig
+from data_prep.velocity_models.trend_variation import TrendVariationConfig
 from models.losses import LossConfig
 from pipeline.feeding import AugmentationConfig
 from pipeline.tracking import TrackingSettings
@@ -34,6 +35,8 @@ class DefaultDatasetConfig:
         keep_segy: keep the intermediate SEG-Y files (deleted after ingest by default).
         source: per-sample source variety of the synthesis (``data_prep.synthesize.SourceVariationConfig``:
             peak frequency, delay, phase, free surface); off by default.
+        trend: per-sample tilt of the depth trend in the synthesis
+            (``data_prep.velocity_models.trend_variation.TrendVariationConfig``); off by default.
     """
 
     family: str = "flatvel-a"
@@ -43,6 +46,7 @@ class DefaultDatasetConfig:
     directory: str = "data"
     keep_segy: bool = False
     source: SourceVariationConfig = SourceVariationConfig()
+    trend: TrendVariationConfig = TrendVariationConfig()
 
     @property
     def family_list(self) -> tuple[str, ...]:

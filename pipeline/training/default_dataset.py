@@ -19,13 +19,14 @@ from pipeline.training.config import DefaultDatasetConfig
 
 
 def default_dataset_path(config: DefaultDatasetConfig) -> Path:
-    if not config.families and not config.source.enabled:
+    if not config.families and not config.source.enabled and not config.trend.enabled:
         return Path(config.directory) / f"default-{config.family}-{config.count}-seed{config.seed}.h5"
     import hashlib
 
-    recipe = json.dumps(
-        {"families": list(config.family_list), "source": to_dict(config.source)}, sort_keys=True
-    )
+    recipe = {"families": list(config.family_list), "source": to_dict(config.source)}
+    if config.trend.enabled:  # the key only when on: the names of datasets made without it stay the same
+        recipe["trend"] = to_dict(config.trend)
+    recipe = json.dumps(recipe, sort_keys=True)
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     name = f"mix{len(config.family_list)}" if len(config.family_list) > 1 else config.family_list[0]
     return Path(config.directory) / f"default-{name}-{digest}-{config.count}-seed{config.seed}.h5"
@@ -60,7 +61,12 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
         for family, folder in zip(families, folders, strict=True):
             synthesize(
                 SynthesizeConfig(
-                    family=family, count=config.count, seed=config.seed, batch_size=50, source=config.source
+                    family=family,
+                    count=config.count,
+                    seed=config.seed,
+                    batch_size=50,
+                    source=config.source,
+                    trend=config.trend,
                 ),
                 folder,
                 progress=interactive,

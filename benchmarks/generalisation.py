@@ -139,13 +139,17 @@ def error_split(true_mps: np.ndarray, predicted_mps: np.ndarray) -> dict[str, fl
         ``truth_lateral_mps``: the same for a model of no lateral structure at all (each row of the truth
         replaced by its mean): the size of the truth's lateral variation. ``lateral_mae_mps`` near it says
         that the model gets no lateral structure right; well below it, that it does.
+        ``predicted_lateral_mps``: the same measure of the prediction itself: how much lateral structure
+        the model puts in its sections at all (near 0: 1-D sections, whatever the data).
     """
     true_mps = np.asarray(true_mps, np.float64)
-    error = np.asarray(predicted_mps, np.float64) - true_mps
+    predicted = np.asarray(predicted_mps, np.float64)
+    error = predicted - true_mps
     return {
         "bias_mps": float(error.mean()),
         "lateral_mae_mps": float(np.abs(error - error.mean(axis=-1, keepdims=True)).mean()),
         "truth_lateral_mps": float(np.abs(true_mps - true_mps.mean(axis=-1, keepdims=True)).mean()),
+        "predicted_lateral_mps": float(np.abs(predicted - predicted.mean(axis=-1, keepdims=True)).mean()),
     }
 
 
@@ -285,7 +289,8 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
         '"depth trend corrected" the MAE left when each sample\'s error is made zero on average along every '
         "depth row: the error of the lateral structure alone, to compare with the truth's own lateral "
         "variation (the MAE of a model with exact depth trends and no lateral structure, given under each "
-        "heading; `error_split`). Rows: a model trained on FlatVel-A alone, the "
+        'heading; `error_split`); "predicted lateral" the same measure of the predicted sections themselves '
+        "(how much lateral structure the model draws at all; near 0 for 1-D sections). Rows: a model trained on FlatVel-A alone, the "
         "general recipe without K, that model fine-tuned on K's training samples, a model trained from scratch on "
         "the same samples within the same budget, and (when run) the general recipe with K seen, an "
         "in-distribution reference. Training budgets (whole-run wall clock on this machine, or epochs): "
@@ -314,6 +319,7 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
                         f"{row['error_tv_mps']:.1f}",
                         _scored(row, "bias_mps", "{:+.0f}"),
                         _scored(row, "lateral_mae_mps", "{:.0f}"),
+                        _scored(row, "predicted_lateral_mps", "{:.0f}"),
                         row.get("epochs", ""),
                         f"{row.get('train_s', float('nan')):.0f}",
                     ]
@@ -325,7 +331,8 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
         lines.append(
             markdown_table(
                 ["model", "seed", "MAE m/s", "SSIM", "1-D MAE m/s", "skill", "near interfaces m/s",
-                 "error TV m/s", "bias m/s", "depth trend corrected m/s", "epochs", "train s"],
+                 "error TV m/s", "bias m/s", "depth trend corrected m/s", "predicted lateral m/s", "epochs",
+                 "train s"],
                 table,
             )
         )  # fmt: skip

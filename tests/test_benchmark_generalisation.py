@@ -184,11 +184,13 @@ def test_the_error_split_separates_a_wrong_depth_trend_from_missing_lateral_stru
     trend = true - np.linspace(100.0, 300.0, 6)[None, :, None]
     split = generalisation.error_split(true, trend)
     assert split["bias_mps"] == pytest.approx(-200.0) and split["lateral_mae_mps"] == pytest.approx(0.0)
+    assert split["predicted_lateral_mps"] == pytest.approx(split["truth_lateral_mps"])
     # ... and one with each row's mean right but no lateral structure: its lateral error is the truth's own.
     flat = np.broadcast_to(true.mean(axis=-1, keepdims=True), true.shape)
     split = generalisation.error_split(true, flat)
     assert split["bias_mps"] == pytest.approx(0.0, abs=1e-9)
     assert split["lateral_mae_mps"] == pytest.approx(split["truth_lateral_mps"])
+    assert split["predicted_lateral_mps"] == pytest.approx(0.0, abs=1e-9), "1-D sections have none"
     # Half the rows hold the anomaly: their mean is 120 m/s above four cells and 480 below the fifth.
     assert split["truth_lateral_mps"] == pytest.approx(0.5 * (4 * 120 + 480) / 5)
 

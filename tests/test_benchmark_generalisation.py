@@ -195,6 +195,19 @@ def test_the_error_split_separates_a_wrong_depth_trend_from_missing_lateral_stru
     assert split["truth_lateral_mps"] == pytest.approx(0.5 * (4 * 120 + 480) / 5)
 
 
+def test_the_skill_by_depth_third_is_measured_against_the_baseline_on_those_rows_only():
+    """A model exact in the top third, as wrong as the baseline in the middle and twice as wrong at the bottom
+    scores +1, 0 and -1 there; the whole-section skill is in between."""
+    true = np.tile(np.linspace(2000.0, 4000.0, 9)[:, None], (3, 1, 4))  # (3 samples, 9 rows, 4 columns)
+    baseline = true[0, :, 0] + 200.0
+    predicted = true.copy()
+    predicted[:, 3:6] += 200.0
+    predicted[:, 6:] -= 400.0
+    scores = generalisation.velocity_scores(true, predicted, baseline, np.zeros_like(true))
+    assert scores["skill_by_depth_third"] == pytest.approx([1.0, 0.0, -1.0])
+    assert scores["skill"] == pytest.approx(0.0)
+
+
 def test_rescore_adds_new_scores_to_the_recorded_rows_without_training(tmp_path, fake_training, capsys):
     dataset = write_dataset(tmp_path / "mix.h5", num_samples=32, families=FAMILIES)
     work = tmp_path / "work"

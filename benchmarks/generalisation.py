@@ -451,6 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--title",
         help="words added to the section's heading (what sets this call's rows apart, e.g. a rerun)",
     )
+    parser.add_argument(
+        "--score-data",
+        type=Path,
+        help="score the held-out groups on this dataset's validation and test samples instead of --data's "
+        "(e.g. the mix made without a synthesis change such as data.default.trend, so that rows stay "
+        "comparable, or your own models ingested with the same geometry); the 1-D baseline stays that of the "
+        "training samples",
+    )
     parser.add_argument("--report", action="store_true", help="only write the table from results.jsonl")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")
     return parser
@@ -469,25 +477,32 @@ def _dataset(args, work_dir: Path) -> Path:
 
 
 def score_bundle(
-    bundle_dir: Path, dataset_path: Path, group: str, families_trained: Sequence[str]
+    bundle_dir: Path,
+    dataset_path: Path,
+    group: str,
+    families_trained: Sequence[str],
+    score_path: Path | None = None,
 ) -> dict[str, float]:
     """``score_model`` of a saved bundle on the held-out ``group``, against the 1-D baseline of
-    ``families_trained``."""
+    ``families_trained`` (in ``dataset_path``, the training data); the group's samples come from
+    ``score_path`` when given (``--score-data``), else from ``dataset_path``."""
     from pipeline.bundle import load_bundle
 
     baseline = depth_baseline_mps(dataset_path, families_trained)
+    scored_on = dataset_path if score_path is None else score_path
     # Scored from the saved bundle (what inference would load), then everything of the run is let go: one
     # process trains a dozen models, and keeping each one's graphs and caches ran it out of memory.
     bundle = load_bundle(bundle_dir)
-    scores = score_model(bundle.model, bundle.stats, dataset_path, HELD_OUT_GROUPS[group], baseline)
+    scores = score_model(bundle.model, bundle.stats, scored_on, HELD_OUT_GROUPS[group], baseline)
     del bundle
     _release_memory()
     return scores
 
 
-def rescore(results_path: Path, wanted) -> int:
+def rescore(results_path: Path, wanted, score_path: Path | None = None) -> int:
     """Scores the saved bundles of the recorded rows that ``wanted(row)`` selects again, so that a row
-    gains the scores added since it was measured; rewrites ``results_path`` (atomically). Rows whose bundle
+    gains the scores added since it was measured (on ``score_path``'s samples when given, which the row then
+    records, else on those it was scored on); rewrites ``results_path`` (atomically). Rows whose bundle
     is gone keep their scores. Returns the number of rows scored again."""
     from core.atomic import write_text_atomic
 
@@ -500,8 +515,17 @@ def rescore(results_path: Path, wanted) -> int:
                 f"  {row['held_out']:>13} | {row['row']:<18}: bundle {row.get('bundle')} is gone, kept as is"
             )
             continue
+        if score_path is not None:
+            row["score_dataset"] = str(score_path)
+        scored_on = row.get("score_dataset")
         row.update(
-            score_bundle(Path(row["bundle"]), Path(row["dataset"]), row["held_out"], row["trained_on"])
+            score_bundle(
+                Path(row["bundle"]),
+                Path(row["dataset"]),
+                row["held_out"],
+                row["trained_on"],
+                None if scored_on is None else Path(scored_on),
+            )
         )
         count += 1
         print(f"  {row['held_out']:>13} | {row['row']:<18} seed {row['seed']}: scored again", flush=True)
@@ -535,6 +559,7 @@ class Runs:
         rows,
         tune_samples: int | None = None,
         settings: Sequence[str] = (),
+        score_path: Path | None = None,
     ):
         from data_prep import schema
         from pipeline.feeding import read_sample_families
@@ -542,6 +567,7 @@ class Runs:
         self.dataset_path, self.work_dir = dataset_path, work_dir
         self.model_budget, self.tune_budgets, self.rows = model_budget, tuple(tune_budgets), tuple(rows)
         self.tune_samples, self.settings = tune_samples, tuple(settings)
+        self.score_path = score_path
         self.results_path = work_dir / "results.jsonl"
         with schema.open_dataset(dataset_path) as h5:
             self.all_families = sorted(set(read_sample_families(h5).tolist()))
@@ -558,12 +584,13 @@ class Runs:
 
     def record(self, name, group, seed, budget: Budget, result, families_trained, extra=None) -> dict:
         """Scores ``result``'s model on the held-out group and appends the row."""
-        scores = score_bundle(result.bundle_dir, self.dataset_path, group, families_trained)
+        scores = score_bundle(result.bundle_dir, self.dataset_path, group, families_trained, self.score_path)
         row = {
             "row": name, "held_out": group, "seed": seed, "budget": budget.label, **scores,
             "epochs": len(result.history), "train_s": result.wall_time_s, "trained_on": list(families_trained),
             "load": _load(), "dataset": str(self.dataset_path), "bundle": str(result.bundle_dir),
             "settings": list(self.settings), **(extra or {}),
+            **({} if self.score_path is None else {"score_dataset": str(self.score_path)}),
         }  # fmt: skip
         _append(self.results_path, row)
         self.done.add(_key(row))
@@ -670,7 +697,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "title": args.title,
     }
     if args.rescore:
-        count = rescore(results_path, lambda row: _reported(row, args, model_budget, tune_budgets))
+        count = rescore(
+            results_path, lambda row: _reported(row, args, model_budget, tune_budgets), args.score_data
+        )
         print(f"{count} recorded row(s) scored again", flush=True)
     elif not args.report:
         runs = Runs(
@@ -681,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.rows,
             args.finetune_samples,
             args.settings,
+            args.score_data,
         )
         for seed in args.seeds:
             shared: dict[str, Any] = {}  # the FlatVel-A and the general model serve every group of a seed

@@ -5,6 +5,7 @@ resumes instead of retraining, and that a budget given in epochs is kept apart f
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -206,6 +207,43 @@ def test_the_skill_by_depth_third_is_measured_against_the_baseline_on_those_rows
     scores = generalisation.velocity_scores(true, predicted, baseline, np.zeros_like(true))
     assert scores["skill_by_depth_third"] == pytest.approx([1.0, 0.0, -1.0])
     assert scores["skill"] == pytest.approx(0.0)
+
+
+def test_score_data_scores_the_held_out_group_elsewhere_against_the_training_data_s_baseline(
+    tmp_path, fake_training, monkeypatch
+):
+    """--score-data: the held-out samples come from the other file (a training run and a rescore alike), the
+    1-D baseline from the training file, and the row records where it was scored."""
+    dataset = write_dataset(tmp_path / "mix.h5", num_samples=32, families=FAMILIES)
+    other = write_dataset(tmp_path / "other.h5", num_samples=32, families=FAMILIES)
+    seen = {"scored": [], "baseline": []}
+    scorer = generalisation.score_model
+
+    def score_model(model, stats, dataset_path, families, baseline):
+        seen["scored"].append(Path(dataset_path))
+        return scorer(model, stats, dataset_path, families, baseline)
+
+    def depth_baseline_mps(dataset_path, families):
+        seen["baseline"].append(Path(dataset_path))
+        return np.full(16, 3000.0)
+
+    monkeypatch.setattr(generalisation, "score_model", score_model)
+    monkeypatch.setattr(generalisation, "depth_baseline_mps", depth_baseline_mps)
+    work = tmp_path / "work"
+    argv = ["--data", str(dataset), "--work-dir", str(work), "--held-out", "curvefault-b", "--epochs", "4",
+            "--rows", "general without K", "--no-write"]  # fmt: skip
+    generalisation.main([*argv, "--score-data", str(other)])
+    assert seen == {"scored": [other], "baseline": [dataset]}
+    row = json.loads((work / "results.jsonl").read_text())
+    assert row["score_dataset"] == str(other) and row["dataset"] == str(dataset)
+    # A row scored on the training file, then rescored elsewhere: it now says so.
+    (work / "results.jsonl").write_text(json.dumps({**row, "score_dataset": None}) + "\n")
+    seen["scored"].clear()
+    generalisation.main([*argv, "--rescore"])
+    assert seen["scored"] == [dataset], "no --score-data: where it was scored, here the training file"
+    generalisation.main([*argv, "--rescore", "--score-data", str(other)])
+    assert seen["scored"][-1] == other
+    assert json.loads((work / "results.jsonl").read_text())["score_dataset"] == str(other)
 
 
 def test_rescore_adds_new_scores_to_the_recorded_rows_without_training(tmp_path, fake_training, capsys):

@@ -37,6 +37,10 @@ class DefaultDatasetConfig:
             peak frequency, delay, phase, free surface); off by default.
         trend: per-sample tilt of the depth trend in the synthesis
             (``data_prep.velocity_models.trend_variation.TrendVariationConfig``); off by default.
+        width_cells: x cells of the grid (10 m each; depth stays OpenFWI's 70 rows, 1 s of record). 70 is
+            OpenFWI's window (offsets up to 690 m); wider windows record longer offsets, which is what the
+            deep part of a section needs (docs/training.md, "Longer offsets").
+        num_sources: shots, evenly spread over the width (OpenFWI's 5 on 70 cells: x cells 0, 17, 34, 52, 69).
     """
 
     family: str = "flatvel-a"
@@ -47,10 +51,40 @@ class DefaultDatasetConfig:
     keep_segy: bool = False
     source: SourceVariationConfig = SourceVariationConfig()
     trend: TrendVariationConfig = TrendVariationConfig()
+    width_cells: int = 70
+    num_sources: int = 5
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.width_cells, int) and self.width_cells >= 8):
+            raise ValueError(
+                f"data.default.width_cells must be a whole number of cells >= 8. Received: {self.width_cells!r}"
+            )
+        if not (isinstance(self.num_sources, int) and 1 <= self.num_sources <= self.width_cells):
+            raise ValueError(
+                f"data.default.num_sources must be 1..width_cells ({self.width_cells}). "
+                f"Received: {self.num_sources!r}"
+            )
 
     @property
     def family_list(self) -> tuple[str, ...]:
         return tuple(self.families) or (self.family,)
+
+    @property
+    def openfwi_layout(self) -> bool:
+        """Whether the geometry is OpenFWI's (70 x 70 cells, 5 shots)."""
+        return self.width_cells == 70 and self.num_sources == 5
+
+    def geometry(self):
+        """The acquisition geometry of the synthesis: OpenFWI's survey (depth rows 1, 10 m cells, 1 s at
+        1 ms, 15 Hz) on ``width_cells`` columns with ``num_sources`` shots and a receiver on every column."""
+        from data_prep.geometry import OPENFWI_DEPTH_CELL, AcquisitionGeometry
+
+        return AcquisitionGeometry.surface_line(
+            grid_shape=(70, self.width_cells),
+            num_sources=self.num_sources,
+            source_depth_cell=OPENFWI_DEPTH_CELL,
+            receiver_depth_cell=OPENFWI_DEPTH_CELL,
+        )
 
 
 @dataclass(frozen=True)

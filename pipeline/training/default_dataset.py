@@ -19,13 +19,20 @@ from pipeline.training.config import DefaultDatasetConfig
 
 
 def default_dataset_path(config: DefaultDatasetConfig) -> Path:
-    if not config.families and not config.source.enabled and not config.trend.enabled:
+    if (
+        not config.families
+        and not config.source.enabled
+        and not config.trend.enabled
+        and config.openfwi_layout
+    ):
         return Path(config.directory) / f"default-{config.family}-{config.count}-seed{config.seed}.h5"
     import hashlib
 
     recipe = {"families": list(config.family_list), "source": to_dict(config.source)}
     if config.trend.enabled:  # the key only when on: the names of datasets made without it stay the same
         recipe["trend"] = to_dict(config.trend)
+    if not config.openfwi_layout:  # likewise
+        recipe["geometry"] = {"width_cells": config.width_cells, "num_sources": config.num_sources}
     recipe = json.dumps(recipe, sort_keys=True)
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     name = f"mix{len(config.family_list)}" if len(config.family_list) > 1 else config.family_list[0]
@@ -50,7 +57,12 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
         if len(families) == 1
         else f"{config.count} x {len(families)} families'"
     )
-    echo(f"data: synthesizing {what} models (OpenFWI geometry) into {segy_dir} ...")
+    layout = (
+        "OpenFWI geometry"
+        if config.openfwi_layout
+        else f"70 x {config.width_cells} cells, {config.num_sources} shots"
+    )
+    echo(f"data: synthesizing {what} models ({layout}) into {segy_dir} ...")
     # The data stage logs a line per input file at INFO: the default run prints its own summary instead.
     data_logger = logging.getLogger("data_prep")
     level = data_logger.level
@@ -67,6 +79,7 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
                     batch_size=50,
                     source=config.source,
                     trend=config.trend,
+                    geometry=config.geometry(),
                 ),
                 folder,
                 progress=interactive,

@@ -1,0 +1,56 @@
+"""The default dataset's recipe: cached names, and windows wider than OpenFWI's (``data.default.width_cells``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from data_prep import schema
+from data_prep.geometry import AcquisitionGeometry
+from pipeline.training.config import DefaultDatasetConfig
+from pipeline.training.default_dataset import default_dataset_path, ensure_default_dataset
+
+
+def test_openfwi_s_layout_keeps_the_names_datasets_were_cached_under():
+    assert DefaultDatasetConfig().geometry() == AcquisitionGeometry.openfwi()
+    assert default_dataset_path(DefaultDatasetConfig()).name == "default-flatvel-a-1000-seed0.h5"
+    mix = DefaultDatasetConfig(families=("flatvel-a", "salt"), count=10)
+    assert default_dataset_path(mix).name == "default-mix2-b49f91bd-10-seed0.h5"
+
+
+def test_a_wider_window_spreads_the_shots_over_it_and_gets_its_own_name():
+    wide = DefaultDatasetConfig(width_cells=140)
+    geometry = wide.geometry()
+    assert geometry.grid_shape == (70, 140) and geometry.num_receivers == 140
+    assert [x for _, x in geometry.source_cells] == [0, 35, 70, 104, 139]
+    assert {depth for depth, _ in (*geometry.source_cells, *geometry.receiver_cells)} == {1}
+    assert geometry.num_samples == 1000 and geometry.sample_interval_s == 0.001
+    names = {default_dataset_path(config).name for config in (DefaultDatasetConfig(), wide)}
+    names.add(default_dataset_path(dataclasses.replace(wide, num_sources=9)).name)
+    assert len(names) == 3 and all(name.startswith("default-flatvel-a-") for name in names)
+
+
+def test_a_wider_default_dataset_is_made_on_that_geometry(tmp_path):
+    config = DefaultDatasetConfig(
+        family="flatvel-a", count=10, width_cells=24, num_sources=3, directory=str(tmp_path)
+    )
+    path = ensure_default_dataset(config, echo=lambda text: None)
+    with schema.open_dataset(path) as h5:
+        assert h5[schema.SEISMIC].shape == (10, 3, 1000, 24)
+        assert h5[schema.VELOCITY].shape == (10, 70, 24)
+        geometry = schema.read_geometry(h5)
+    assert geometry.source_positions_m[:, 1].tolist() == [0.0, 120.0, 230.0]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"width_cells": 4}, "width_cells must be a whole number of cells >= 8"),
+        ({"num_sources": 0}, r"num_sources must be 1..width_cells \(70\)"),
+        ({"width_cells": 10, "num_sources": 11}, r"num_sources must be 1..width_cells \(10\)"),
+    ],
+)
+def test_bad_window_settings_are_refused(values, message):
+    with pytest.raises(ValueError, match=message):
+        DefaultDatasetConfig(**values)

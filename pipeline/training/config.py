@@ -30,8 +30,9 @@ class DefaultDatasetConfig:
         count: number of samples (split 80/10/10), per family for a mix.
         seed: synthesis seed.
         directory: cache folder; the dataset is ``<directory>/default-<family>-<count>-seed<seed>.h5``
-            (a mix or source variety: ``default-mix<N>-<hash>-<count>-seed<seed>.h5``, the hash naming the
-            families and source settings).
+            (a mix, source or trend variety, or a window other than OpenFWI's:
+            ``default-<mix<N> or family>-<hash>-<count>-seed<seed>.h5``, the hash naming the families and those
+            settings).
         keep_segy: keep the intermediate SEG-Y files (deleted after ingest by default).
         source: per-sample source variety of the synthesis (``data_prep.synthesize.SourceVariationConfig``:
             peak frequency, delay, phase, free surface); off by default.

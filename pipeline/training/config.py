@@ -73,7 +73,9 @@ class DefaultDatasetConfig:
     @property
     def openfwi_layout(self) -> bool:
         """Whether the geometry is OpenFWI's (70 x 70 cells, 5 shots)."""
-        return self.width_cells == 70 and self.num_sources == 5
+        from data_prep.geometry import AcquisitionGeometry
+
+        return self.geometry() == AcquisitionGeometry.openfwi()
 
     def geometry(self):
         """The acquisition geometry of the synthesis: OpenFWI's survey (depth rows 1, 10 m cells, 1 s at

@@ -81,19 +81,6 @@ def test_synthesis_simulates_the_tilted_model_and_records_the_setting(tmp_path):
     assert "trend_variation" not in read_manifest(tmp_path / "plain")
 
 
-def test_the_default_dataset_s_name_changes_only_when_the_trend_is_varied():
-    from pipeline.training.config import DefaultDatasetConfig
-    from pipeline.training.default_dataset import default_dataset_path
-
-    mix = DefaultDatasetConfig(families=("flatvel-a", "salt"), count=10)
-    # the name this mix had before the trend setting existed (datasets already made are found again)
-    assert default_dataset_path(mix).name == "default-mix2-b49f91bd-10-seed0.h5"
-    varied = default_dataset_path(dataclasses.replace(mix, trend=TrendVariationConfig(probability=0.5)))
-    assert varied.name.startswith("default-mix2-") and varied != default_dataset_path(mix)
-    single = DefaultDatasetConfig(family="salt", count=10, trend=TrendVariationConfig(probability=0.5))
-    assert default_dataset_path(single).name.startswith("default-salt-")
-
-
 @pytest.mark.parametrize(
     "values, message",
     [

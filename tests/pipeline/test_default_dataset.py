@@ -8,6 +8,7 @@ import pytest
 
 from data_prep import schema
 from data_prep.geometry import AcquisitionGeometry
+from data_prep.velocity_models.trend_variation import TrendVariationConfig
 from pipeline.training.config import DefaultDatasetConfig
 from pipeline.training.default_dataset import default_dataset_path, ensure_default_dataset
 
@@ -17,6 +18,15 @@ def test_openfwi_s_layout_keeps_the_names_datasets_were_cached_under():
     assert default_dataset_path(DefaultDatasetConfig()).name == "default-flatvel-a-1000-seed0.h5"
     mix = DefaultDatasetConfig(families=("flatvel-a", "salt"), count=10)
     assert default_dataset_path(mix).name == "default-mix2-b49f91bd-10-seed0.h5"
+
+
+def test_trend_variety_gets_its_own_name():
+    mix = DefaultDatasetConfig(families=("flatvel-a", "salt"), count=10)
+    varied = default_dataset_path(dataclasses.replace(mix, trend=TrendVariationConfig(probability=0.5)))
+    assert varied.name.startswith("default-mix2-") and varied != default_dataset_path(mix)
+    single = DefaultDatasetConfig(family="salt", count=10, trend=TrendVariationConfig(probability=0.5))
+    assert default_dataset_path(single).name.startswith("default-salt-")
+    assert default_dataset_path(single) != default_dataset_path(DefaultDatasetConfig(family="salt", count=10))
 
 
 def test_a_wider_window_spreads_the_shots_over_it_and_gets_its_own_name():

@@ -145,6 +145,18 @@ def run_training(arguments: Sequence[str], workdir: Path) -> tuple[int, str, flo
     return code, "".join(lines), time.monotonic() - started
 
 
+def run_folder(keep: Path | None, prefix: str) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """The empty folder a run starts in, and what removes it afterwards: ``keep`` (created if missing, refused
+    unless empty; kept), else a new temporary folder."""
+    if keep is None:
+        cleanup = tempfile.TemporaryDirectory(prefix=prefix)
+        return Path(cleanup.name), cleanup
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        raise ValueError(f"--keep {keep} is not empty: the run must start from an empty directory")
+    return keep.resolve(), None
+
+
 def measure_training(
     arguments: Sequence[str], workdir: Path
 ) -> tuple[dict[str, Any], str, float, dict, dict] | None:
@@ -385,14 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for config in args.config:
         arguments += ["--config", str(Path(config).resolve())]
     command = benchmark_command(args.config)
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        if any(args.keep.iterdir()):
-            parser.error(f"--keep {args.keep} is not empty: the run must start from an empty directory")
-        workdir, cleanup = args.keep.resolve(), None
-    else:
-        cleanup = tempfile.TemporaryDirectory(prefix="seisinvert-default-run-")
-        workdir = Path(cleanup.name)
+    try:
+        workdir, cleanup = run_folder(args.keep, "seisinvert-default-run-")
+    except ValueError as error:
+        parser.error(str(error))
     try:
         measured = measure_training(arguments, workdir)
         if measured is None:

@@ -2,6 +2,8 @@
 
     python -m benchmarks.general_run                       # ~1 h on 2 cores: data, training, evaluation
     python -m benchmarks.general_run --no-write            # print the record and the block only
+    python -m benchmarks.general_run --keep DIR            # ... in DIR, kept: its dataset serves
+                                                           # benchmarks.generalisation --data
 
 1. Runs the README's training command with ``--config configs/train/general.yaml`` (the README's "which model
    for what" row) in a fresh temporary directory, as ``benchmarks.default_run`` runs the default: the mixed
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from benchmarks.default_run import (
     measure_training,
     readme_train_command,
     replace_block,
+    run_folder,
 )
 from benchmarks.default_run import _minutes as minutes
 from benchmarks.default_run import _range as value_range
@@ -120,13 +122,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, default=RECORD, help="where the record goes")
     parser.add_argument("--training-md", type=Path, default=TRAINING_MD, help=argparse.SUPPRESS)
     parser.add_argument("--config", action="append", default=[], help="a further training YAML (smoke tests)")
+    parser.add_argument("--keep", type=Path, help="run in this (new or empty) folder and keep it")
     args = parser.parse_args(argv)
 
     arguments = readme_train_command(README.read_text())
     for config in (GENERAL_CONFIG, *args.config):
         arguments += ["--config", str((REPO_ROOT / config).resolve())]
-    with tempfile.TemporaryDirectory(prefix="seisinvert-general-run-") as folder:
-        measured = measure_training(arguments, Path(folder))
+    try:
+        workdir, cleanup = run_folder(args.keep, "seisinvert-general-run-")
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        measured = measure_training(arguments, workdir)
+    finally:
+        if cleanup is not None:
+            cleanup.cleanup()
     if measured is None:
         return 1
     summary, output, wall_s, load_before, load_after = measured

@@ -201,3 +201,17 @@ def test_the_main_job_with_the_quick_config_end_to_end_through_the_script(tmp_pa
     assert 0 <= record["test_metrics"]["velocity_ssim"] <= 1
     assert default_run.readme_block(record, record["command"]) in readme.read_text()
     assert default_run.training_block(record, record["command"]) in training.read_text()
+
+
+def test_a_kept_run_folder_starts_empty_and_a_temporary_one_is_removed(tmp_path):
+    kept, cleanup = default_run.run_folder(tmp_path / "new", "x-")
+    assert kept == (tmp_path / "new").resolve() and kept.is_dir() and cleanup is None
+    (kept / "mlflow.db").write_text("")
+    with pytest.raises(
+        ValueError, match=r"--keep .*new is not empty: the run must start from an empty directory"
+    ):
+        default_run.run_folder(kept, "x-")
+    folder, cleanup = default_run.run_folder(None, "seisinvert-test-")
+    assert folder.is_dir() and not any(folder.iterdir())
+    cleanup.cleanup()
+    assert not folder.exists()

@@ -262,6 +262,8 @@ def _append(path: Path, row: Mapping[str, Any]) -> None:
 
 #: The rows trained on K's own samples: their key holds how many.
 TUNING_ROWS = ("fine-tuned on K", "scratch on K")
+#: What ``--rows`` takes: "fine-tuning" trains the pair of TUNING_ROWS.
+ROW_CHOICES = ("flatvel-a model", "general without K", "general (K seen)", "fine-tuning")
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
@@ -424,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rows",
         nargs="+",
-        default=["flatvel-a model", "general without K", "general (K seen)", "fine-tuning"],
+        choices=ROW_CHOICES,
+        default=list(ROW_CHOICES),
         help="which rows to train (fine-tuning = the fine-tuned and from-scratch pair)",
     )
     parser.add_argument(

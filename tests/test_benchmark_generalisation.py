@@ -264,3 +264,10 @@ def test_rescore_adds_new_scores_to_the_recorded_rows_without_training(tmp_path,
     again = json.loads(results.read_text())
     assert again["mae_mps"] == 300.0 and again["bias_mps"] == -5.0 and again["row"] == "general without K"
     assert "| 300 | 0.700 | 400 |" in capsys.readouterr().out
+
+
+def test_an_unknown_row_is_refused_instead_of_skipped(capsys):
+    # "fine-tuned on K" is a row of the table, not something --rows trains: it once ran nothing, silently.
+    with pytest.raises(SystemExit):
+        generalisation.build_parser().parse_args(["--rows", "general without K", "fine-tuned on K"])
+    assert "argument --rows: invalid choice: 'fine-tuned on K'" in capsys.readouterr().err

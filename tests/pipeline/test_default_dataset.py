@@ -64,3 +64,19 @@ def test_a_wider_default_dataset_is_made_on_that_geometry(tmp_path):
 def test_bad_window_settings_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
         DefaultDatasetConfig(**values)
+
+
+def test_the_shipped_general_configs_give_openfwi_window_and_the_wide_window_shot_every_340_m():
+    from core.config import CONFIG_DIR, load_config
+    from pipeline.train import TrainConfig
+
+    general = CONFIG_DIR / "train" / "general.yaml"
+    default = load_config(TrainConfig, files=[general]).data.default
+    assert default.openfwi_layout  # OpenFWI-geometry samples (70 x 70) fit the general model
+    wide = load_config(TrainConfig, files=[general, CONFIG_DIR / "train" / "general_wide.yaml"]).data.default
+    geometry = wide.geometry()
+    assert geometry.grid_shape == (70, 137) and not wide.openfwi_layout
+    # Shots every 34 cells (340 m): on any line shot every 340, 170, 85 or 68 m, a window can start on a shot.
+    assert [x for _, x in geometry.source_cells] == [0, 34, 68, 102, 136]
+    assert [x for _, x in geometry.receiver_cells] == list(range(137))
+    assert wide.families == default.families and wide.source == default.source  # only the window differs

@@ -27,6 +27,7 @@ FAMILY_NAMES = (
     "gradient",
     "structural",
     "structural-salt",
+    "inclusions",
 )
 
 #: The family built around a user's prior model; it needs ``prior_path`` and is therefore not in
@@ -101,6 +102,14 @@ class FamilyParameters:
         salt_rugosity_fraction: largest short-wavelength relief of the salt top, fraction of the depth.
         salt_sheet_probability: chance that the salt is a detached sheet (no stem) instead of a diapir with
             an overhanging cap.
+        num_bodies: range of the number of closed bodies of their own velocity placed last (``structural``,
+            ``prior``; the ``inclusions`` family): lenses, pods and blobs of any orientation
+            (``data_prep.velocity_models.bodies``); 0 = none.
+        body_width_fraction: range of a body's width (before its tilt of up to 30 degrees), of the grid width.
+        body_height_fraction: range of a body's height, of the grid depth.
+        body_depth_fraction: range of the depth of a body's centre, of the grid depth.
+        body_contrast_mps: range of a body's velocity anomaly against the median of the cells it replaces, m/s.
+        body_fast_probability: chance that a body is faster than its host (else slower).
         prior_path: ``prior`` only: the prior model, read by ``data_prep.priors.load_prior`` (``.npy`` with
             one (depth,) profile or a (depth, x) model, SEG-Y with one trace per x, or a ``.csv``/``.txt``
             table of depth (m) and velocity (m/s)).
@@ -137,6 +146,12 @@ class FamilyParameters:
     salt_probability: float = 0.0
     salt_rugosity_fraction: float = 0.0
     salt_sheet_probability: float = 0.0
+    num_bodies: tuple[int, int] = (0, 0)
+    body_width_fraction: tuple[float, float] = (0.1, 0.5)
+    body_height_fraction: tuple[float, float] = (0.06, 0.3)
+    body_depth_fraction: tuple[float, float] = (0.15, 0.9)
+    body_contrast_mps: tuple[float, float] = (400.0, 1800.0)
+    body_fast_probability: float = 0.6
     prior_path: str | None = None
     prior_spacing_m: float = 10.0
     grid_spacing_m: float = 10.0
@@ -147,7 +162,8 @@ class FamilyParameters:
             "fault_throw_fraction", "fault_dip_deg", "salt_velocity_range_mps", "salt_width_fraction",
             "salt_height_fraction", "gradient_top_velocity_range_mps", "gradient_bottom_velocity_range_mps",
             "dip_deg", "num_thin_layers", "thin_layer_contrast_mps", "unconformity_depth_fraction",
-            "num_upper_layers",
+            "num_upper_layers", "num_bodies", "body_width_fraction", "body_height_fraction",
+            "body_depth_fraction", "body_contrast_mps",
         )  # fmt: skip
         for field in ranges:
             value = getattr(self, field)
@@ -183,6 +199,15 @@ class FamilyParameters:
             raise ValueError(f"layer_offset_mps cannot be negative. Received: {self.layer_offset_mps}")
         if self.num_layers[0] < 1:
             raise ValueError(f"num_layers must be at least 1. Received: {self.num_layers!r}")
+        if self.num_bodies[0] < 0 or self.body_contrast_mps[0] < 0:
+            raise ValueError(
+                "num_bodies and body_contrast_mps cannot be negative. Received: "
+                f"num_bodies={self.num_bodies}, body_contrast_mps={self.body_contrast_mps}"
+            )
+        for field in ("body_width_fraction", "body_height_fraction", "body_depth_fraction"):
+            low, high = getattr(self, field)
+            if not (0 <= low and high <= 1 and high > 0):
+                raise ValueError(f"{field} must be a range of fractions in [0, 1]. Received: {(low, high)}")
         if self.num_faults[0] < 0:
             raise ValueError(f"num_faults cannot be negative. Received: {self.num_faults!r}")
         if self.velocity_range_mps[0] <= 0 or self.salt_velocity_range_mps[0] <= 0:
@@ -202,7 +227,12 @@ class FamilyParameters:
         ):
             if not 0 <= getattr(self, field) < 1:
                 raise ValueError(f"{field} must be a fraction in [0, 1). Received: {getattr(self, field)}")
-        for field in ("unconformity_probability", "salt_probability", "salt_sheet_probability"):
+        for field in (
+            "unconformity_probability",
+            "salt_probability",
+            "salt_sheet_probability",
+            "body_fast_probability",
+        ):
             if not 0 <= getattr(self, field) <= 1:
                 raise ValueError(f"{field} must be a probability in [0, 1]. Received: {getattr(self, field)}")
         if self.min_contrast_mps < 0:
@@ -318,6 +348,11 @@ FAMILIES: dict[str, FamilyParameters] = {
             "salt_rugosity_fraction": 0.04,
             "salt_sheet_probability": 0.3,
         },
+    ),
+    # A structural section (fewer faults) holding 1-3 closed bodies faster or slower than their host: the
+    # generic anomaly (carbonate build-up, intrusion, gas sand, channel fill, salt) that layers alone lack.
+    "inclusions": FamilyParameters(
+        name="inclusions", **{**_STRUCTURAL, "num_faults": (0, 2), "num_bodies": (1, 3)}
     ),
 }
 

@@ -75,7 +75,8 @@ def rugose_salt_mask(
 
 
 def cut_by_salt(interfaces, salt: np.ndarray) -> None:
-    """Sets, in place, each interface to NaN in the columns where its first cell below lies in the salt."""
+    """Sets, in place, each interface to NaN in the columns where its first cell below lies in the salt (or
+    in any other body given as the ``(depth, x)`` mask ``salt``)."""
     depth_cells, x_cells = salt.shape
     columns = np.arange(x_cells)
     for interface in interfaces:

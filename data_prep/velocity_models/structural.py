@@ -2,7 +2,8 @@
 
 Part of ``data_prep.velocity_models``: ``structural_model`` builds a folded, dipping, faulted lower
 sequence with thin layers, an erosional unconformity with an onlapping upper sequence, and a rugose salt
-body, over a smooth background (a compaction trend, or the user's prior, ``data_prep.priors``).
+body, over a smooth background (a compaction trend, or the user's prior, ``data_prep.priors``), and last the
+``inclusions`` family's closed bodies (``data_prep.velocity_models.bodies``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 
 import numpy as np
 
+from data_prep.velocity_models.bodies import draw_bodies
 from data_prep.velocity_models.faults import displaced_fault_traces, draw_faults
 from data_prep.velocity_models.recipes import MIN_LAYER_THICKNESS_CELLS, FamilyParameters
 from data_prep.velocity_models.salt import cut_by_salt, rugose_salt_mask
@@ -79,6 +81,19 @@ def structural_model(
         float(velocity[labels == unit].mean()) if (labels == unit).any() else float("nan")
         for unit in range(len(offsets))
     )
+    # Closed bodies, youngest of all (none unless the recipe has num_bodies): units after the salt's label,
+    # drawn after the layers' means so that a layer they cover keeps its velocity.
+    body_velocities = []
+    if parameters.num_bodies[1] > 0:
+        for mask, body_velocity in draw_bodies(parameters, rng, velocity):
+            labels[mask] = len(offsets) + 1 + len(body_velocities)
+            velocity = np.where(mask, body_velocity, velocity)
+            body_velocities.append(body_velocity)
+            cut_by_salt(reported, mask)
+            traces = [
+                trace[~mask[np.rint(trace[:, 0]).astype(int), np.rint(trace[:, 1]).astype(int)]]
+                for trace in traces
+            ]
     return frozen_model(
         velocity_mps=velocity.astype(np.float32),
         family=parameters.name,
@@ -88,6 +103,7 @@ def structural_model(
         labels=labels,
         layer_velocities_mps=layer_means,
         salt_velocity_mps=salt_velocity,
+        body_velocities_mps=tuple(body_velocities),
         unconformity=unconformity,
         num_upper_units=num_upper,
     )

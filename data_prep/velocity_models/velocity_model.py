@@ -33,9 +33,11 @@ class VelocityModel:
             cells, sampled every 0.25 cell of depth, of the fault line in the final model, inside the grid.
             A trace offset by a younger fault has a gap there.
         labels: ``(depth, x)`` int16 geological unit of each cell: layer ``0 .. num_layers - 1`` from the
-            top of the unfaulted stratigraphy, and ``num_layers`` for salt.
+            top of the unfaulted stratigraphy, ``num_layers`` for salt, ``num_layers + 1 + i`` for body ``i``.
         layer_velocities_mps: velocity of each layer, m/s, top first (empty for ``gradient``).
         salt_velocity_mps: velocity of the salt body, m/s, or ``None`` when there is none.
+        body_velocities_mps: velocity of each closed body (``inclusions``), m/s, oldest first; a body covered
+            entirely by a younger one keeps its entry and has no cells.
         unconformity: ``structural``/``prior`` models with an erosional unconformity: its ``(x,)`` depth (cells,
             fractional; the cells ``i >= depth`` of a column belong to the eroded lower sequence), also listed
             among ``interfaces``; ``None`` otherwise.
@@ -50,6 +52,7 @@ class VelocityModel:
     labels: np.ndarray
     layer_velocities_mps: tuple[float, ...]
     salt_velocity_mps: float | None = None
+    body_velocities_mps: tuple[float, ...] = ()
     unconformity: np.ndarray | None = None
     num_upper_units: int = 0
 
@@ -72,6 +75,11 @@ class VelocityModel:
         if self.salt_velocity_mps is None:
             return np.zeros(self.grid_shape, dtype=bool)
         return self.labels == len(self.layer_velocities_mps)
+
+    @property
+    def body_mask(self) -> np.ndarray:
+        """``(depth, x)`` bool, True inside the closed bodies (``inclusions``; salt excluded)."""
+        return self.labels > len(self.layer_velocities_mps)
 
     def fault_mask(self) -> np.ndarray:
         """``(depth, x)`` bool: the cells nearest to the fault traces (``fault_traces`` rasterised)."""

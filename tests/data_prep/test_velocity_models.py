@@ -339,8 +339,10 @@ def _assert_same(first: VelocityModel, second: VelocityModel) -> None:
     for a, b in zip(first.interfaces, second.interfaces, strict=True):
         np.testing.assert_array_equal(a, b)  # NaNs compare equal here
     assert first.faults == second.faults
-    assert first.layer_velocities_mps == second.layer_velocities_mps
+    # NaN (a layer eroded or faulted out of the grid) compares equal here
+    np.testing.assert_array_equal(first.layer_velocities_mps, second.layer_velocities_mps)
     assert first.salt_velocity_mps == second.salt_velocity_mps
+    assert first.body_velocities_mps == second.body_velocities_mps
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)

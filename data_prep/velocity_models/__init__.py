@@ -26,6 +26,8 @@ structural     what real sections have together: a folded, dipping, faulted lowe
 structural-salt
                a structural section (fewer faults) pierced by a salt body with a rugose top, steep flanks
                and an overhanging cap (or a detached salt sheet), 4300-4500 m/s.
+inclusions     a structural section (0-2 faults) holding 1-3 closed bodies (lenses, pods, blobs) 400-1800 m/s
+               faster or slower than what they replace: the generic anomaly, salt included.
 prior          built around a user's prior: a smooth 2-D model or a 1-D profile (well log, tomography;
                ``.npy``, SEG-Y or a depth/velocity table, ``data_prep.priors``) plus the structural family's
                random layering, faults and unconformity as perturbations. Not in ``FAMILY_NAMES``: it needs
@@ -54,7 +56,8 @@ module                                        holds
 ``data_prep.velocity_models.velocity_model``  ``VelocityModel``, the result and its true geometry
 ``data_prep.velocity_models.layered``         flatvel, curvevel, flatfault, curvefault (A, B) and salt
 ``data_prep.velocity_models.gradient``        gradient
-``data_prep.velocity_models.structural``      structural, structural-salt and prior
+``data_prep.velocity_models.structural``      structural, structural-salt, inclusions and prior
+``data_prep.velocity_models.bodies``          the inclusions family's closed bodies
 ``data_prep.velocity_models.faults``          ``Fault``; drawing, applying and tracing faults
 ``data_prep.velocity_models.salt``            salt bodies (blob, rugose diapir or sheet) and the interfaces
                                               they cut

@@ -41,12 +41,18 @@ def main(output: Path = OUTPUT) -> Path:
         edges = edge_map(model.velocity_mps, EdgeConfig())
         axes[row + 1, column].imshow(edges, cmap="gray_r", extent=extent, interpolation="nearest")
         axes[row + 1, column].set_title("edge labels (gradient, 100 m/s)", fontsize=8)
+    for number in range(len(FAMILY_NAMES), rows // 2 * columns):  # the last row's empty places
+        row, column = 2 * (number // columns), number % columns
+        axes[row, column].axis("off")
+        axes[row + 1, column].axis("off")
     for axis in axes.flat:
         axis.tick_params(labelsize=7)
     for row in range(rows):
         axes[row, 0].set_ylabel("depth (km)", fontsize=8)
     for axis in axes[-1]:
         axis.set_xlabel("x (km)", fontsize=8)
+    for column in range(len(FAMILY_NAMES) % columns or columns, columns):  # x labels under the last full row
+        axes[-3, column].set_xlabel("x (km)", fontsize=8)
     figure.colorbar(image, ax=axes[0::2].ravel().tolist(), shrink=0.6, label="velocity (m/s)")
     figure.savefig(output, dpi=100)
     plt.close(figure)

@@ -164,3 +164,79 @@ def test_recipe_overrides_and_refusals():
         family_parameters("structural", unconformity_probability=1.5)
     with pytest.raises(ValueError, match="num_upper_layers must be at least 1"):
         family_parameters("structural", num_upper_layers=[0, 2])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# inclusions: closed bodies faster or slower than their host
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def included():
+    return list(generate_models("inclusions", NUM_MODELS, SEED))
+
+
+def test_inclusions_hold_bodies_of_both_signs_within_the_range(included):
+    parameters = FAMILIES["inclusions"]
+    assert parameters.kind == "structural" and parameters.num_bodies == (1, 3)
+    faster = slower = 0
+    for model in included:
+        assert 1 <= len(model.body_velocities_mps) <= 3
+        assert model.body_mask.any() and not model.salt_mask.any()
+        low, high = parameters.velocity_range_mps
+        for number, velocity in enumerate(model.body_velocities_mps):
+            assert low <= velocity <= high
+            cells = model.labels == model.num_layers + 1 + number
+            if cells.any():  # a body covered by a younger one has no cells left
+                np.testing.assert_array_equal(model.velocity_mps[cells], np.float32(velocity))
+        # Against the layers around it: the median of the model's non-body cells in the body's rows.
+        body = model.labels == model.num_layers + 1
+        if body.any():
+            rows = np.unique(np.nonzero(body)[0])
+            host = np.median(model.velocity_mps[rows][~model.body_mask[rows]])
+            faster += model.body_velocities_mps[0] > host
+            slower += model.body_velocities_mps[0] < host
+    assert faster >= 0.3 * NUM_MODELS and slower >= 0.1 * NUM_MODELS, (faster, slower)
+
+
+def test_body_outlines_are_edges_and_cut_the_interfaces(included):
+    from scipy import ndimage
+
+    for model in included[:10]:
+        mask = model.body_mask
+        outline = mask & ~ndimage.binary_erosion(mask, border_value=1)
+        edges = ndimage.binary_dilation(edge_map(model.velocity_mps).astype(bool))
+        # Two bodies of nearly one velocity can touch without an edge between them: most of the outline.
+        assert edges[outline].mean() > 0.8
+        for interface in model.interfaces:  # no reported interface runs through a body
+            finite = np.flatnonzero(np.isfinite(interface))
+            rows = np.ceil(interface[finite]).astype(int)
+            inside = rows < model.grid_shape[0]
+            assert not mask[rows[inside], finite[inside]].any()
+
+
+def test_draw_bodies_anomaly_against_its_host():
+    from data_prep.velocity_models.bodies import draw_bodies
+
+    recipe = family_parameters("inclusions", num_bodies=[1, 1], body_contrast_mps=[500, 500])
+    host = np.full((40, 60), 2500.0)
+    drawn = [draw_bodies(recipe, np.random.default_rng(seed), host) for seed in range(8)]
+    assert {velocity for bodies in drawn for _, velocity in bodies} == {2000.0, 3000.0}
+    assert all(mask.any() and not mask.all() for bodies in drawn for mask, _ in bodies)
+    # Too close to the top of the range for a fast body: the anomaly goes the other way.
+    always_fast = family_parameters("inclusions", body_fast_probability=1.0, body_contrast_mps=[500, 500])
+    bodies = draw_bodies(always_fast, np.random.default_rng(0), np.full((40, 60), 4450.0))
+    assert bodies and all(velocity == 3950.0 for _, velocity in bodies)
+
+
+def test_bodies_on_other_recipes_and_refusals():
+    plain = generate_model(family_parameters("inclusions", num_bodies=[0, 0]), 0, 0)
+    assert plain.body_velocities_mps == () and not plain.body_mask.any()
+    salted_bodies = generate_model(family_parameters("structural-salt", num_bodies=[2, 2]), 0, 1)
+    assert salted_bodies.salt_mask.any() and len(salted_bodies.body_velocities_mps) == 2
+    with pytest.raises(ValueError, match="num_bodies and body_contrast_mps cannot be negative"):
+        family_parameters("inclusions", num_bodies=[-1, 2])
+    with pytest.raises(ValueError, match=r"body_width_fraction must be a range of fractions in \[0, 1\]"):
+        family_parameters("inclusions", body_width_fraction=[0.5, 1.5])
+    with pytest.raises(ValueError, match="body_fast_probability must be a probability"):
+        family_parameters("inclusions", body_fast_probability=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from data_prep.velocity_models.recipes import FamilyParameters
+from data_prep.velocity_models.shapes import lobed_radius
 
 #: Outline harmonics (2-5 lobes) and the largest relative amplitude of each: the outline stays star-shaped
 #: (the radius never reaches zero: 4 x 0.2 < 1), so a body is one piece without holes.
@@ -63,12 +64,7 @@ def _body_mask(
     along = (x - centre_x) * np.cos(tilt) + (z - centre_z) * np.sin(tilt)
     across = -(x - centre_x) * np.sin(tilt) + (z - centre_z) * np.cos(tilt)
     u, w = along / half_width, across / half_height
-    angle = np.arctan2(w, u)
-    amplitudes = rng.uniform(0.0, _MAX_HARMONIC_AMPLITUDE, size=len(_HARMONICS))
-    phases = rng.uniform(0.0, 2 * np.pi, size=len(_HARMONICS))
-    radius = 1.0 + (
-        amplitudes[:, None, None] * np.cos(_HARMONICS[:, None, None] * angle + phases[:, None, None])
-    ).sum(0)
+    radius = lobed_radius(rng, np.arctan2(w, u), _HARMONICS, _MAX_HARMONIC_AMPLITUDE)
     return np.hypot(u, w) <= radius
 
 

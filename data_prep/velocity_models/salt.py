@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from data_prep.velocity_models.recipes import FamilyParameters
-from data_prep.velocity_models.shapes import smooth_curve
+from data_prep.velocity_models.shapes import lobed_radius, smooth_curve
 
 
 def salt_body_mask(
@@ -24,12 +24,7 @@ def salt_body_mask(
     z, x = np.mgrid[0:depth_cells, 0:x_cells].astype(float)
     angle = np.arctan2((z - centre_z) / half_height, (x - centre_x) / half_width)
     # Radius modulated by low harmonics (2-4 lobes): smooth but irregular, never self-intersecting.
-    harmonics = np.arange(2, 5)
-    amplitudes = rng.uniform(0.0, 0.15, size=3)
-    phases = rng.uniform(0, 2 * np.pi, size=3)
-    radius = 1.0 + (
-        amplitudes[:, None, None] * np.cos(harmonics[:, None, None] * angle + phases[:, None, None])
-    ).sum(0)
+    radius = lobed_radius(rng, angle, np.arange(2, 5), 0.15)
     mask = np.hypot((z - centre_z) / half_height, (x - centre_x) / half_width) <= radius
     if rng.uniform() < parameters.salt_stem_probability:
         # A diapir: a stem, narrower than the body and slightly wavy, rises from the bottom of the grid.

@@ -1,4 +1,5 @@
-"""Random shapes every family draws from: smooth curves, sorted values with gaps, alternating velocities.
+"""Random shapes every family draws from: smooth curves, lobed outlines, sorted values with gaps, alternating
+velocities.
 
 Part of ``data_prep.velocity_models``. Each takes the model's ``np.random.Generator`` and draws from it in a
 fixed order, so a model stays a function of ``(seed, index, family)`` only.
@@ -26,6 +27,19 @@ def smooth_curve(
     return curve / peak if peak > 1e-12 else curve
 
 
+def lobed_radius(
+    rng: np.random.Generator, angle: np.ndarray, harmonics: np.ndarray, max_amplitude: float
+) -> np.ndarray:
+    """The radius (1 on average) of a smooth, irregular closed outline at polar ``angle``: modulated by
+    ``harmonics`` (numbers of lobes) of random amplitude up to ``max_amplitude`` and random phase. With
+    ``len(harmonics) * max_amplitude < 1`` the radius stays positive: the outline is star-shaped."""
+    amplitudes = rng.uniform(0.0, max_amplitude, size=len(harmonics))
+    phases = rng.uniform(0, 2 * np.pi, size=len(harmonics))
+    return 1.0 + (
+        amplitudes[:, None, None] * np.cos(harmonics[:, None, None] * angle + phases[:, None, None])
+    ).sum(0)
+
+
 def sorted_with_gaps(rng: np.random.Generator, count: int, low: float, high: float, gap: float) -> np.ndarray:
     """``count`` sorted uniform values in [low, high] with at least ``gap`` between neighbours."""
     # Draw in the range shrunk by the total gap, sort, then add i * gap: uniform over the feasible set.
@@ -49,4 +63,4 @@ def alternating_velocities(
     return np.asarray(velocities)
 
 
-__all__ = ["alternating_velocities", "smooth_curve", "sorted_with_gaps"]
+__all__ = ["alternating_velocities", "lobed_radius", "smooth_curve", "sorted_with_gaps"]

@@ -8,11 +8,13 @@ file, refuses what cannot be a velocity model in m/s, and resamples it onto a mo
 
 Accepted files:
 
-* ``.npy``: a ``(depth,)`` profile or a ``(depth, x)`` model, sampled every ``spacing_m`` metres (both axes);
+* ``.npy``: a ``(depth,)`` profile or a ``(depth, x)`` model, sampled every ``spacing_m`` metres (both axes, or
+  ``x_spacing_m`` across);
 * ``.csv`` / ``.txt``: a table of two columns, depth (m, increasing) and velocity (m/s); a header line and
   ``,``/whitespace separators are accepted;
-* SEG-Y (``.segy``/``.sgy``): one trace per x position, trace samples along depth every ``spacing_m`` metres
-  (the sample interval in the file is ignored: SEG-Y has no standard depth unit).
+* SEG-Y (``.segy``/``.sgy``): one trace per x position (every ``x_spacing_m``, default ``spacing_m``), trace
+  samples along depth every ``spacing_m`` metres (the sample interval in the file is ignored: SEG-Y has no
+  standard depth unit).
 
 A 1-D profile is the same in every column; a 2-D model wider than the grid is windowed at a random x (one
 window per drawn model, so the training set covers the whole prior).
@@ -41,7 +43,7 @@ class Prior:
     Attributes:
         velocity_mps: ``(depth,)`` profile or ``(depth, x)`` model, float64, m/s.
         depth_m: ``(depth,)`` depths of the samples, m, increasing from the first sample.
-        spacing_m: lateral sample spacing of a 2-D model, m (the depth spacing for ``.npy``/SEG-Y too).
+        spacing_m: lateral sample spacing of a 2-D model, m.
         source: the file it was read from.
     """
 
@@ -59,12 +61,14 @@ class Prior:
         return 0.0 if self.is_profile else (self.velocity_mps.shape[1] - 1) * self.spacing_m
 
 
-def load_prior(path: str | Path, spacing_m: float = 10.0) -> Prior:
+def load_prior(path: str | Path, spacing_m: float = 10.0, x_spacing_m: float | None = None) -> Prior:
     """Reads and checks a prior model (see the module docstring for the formats).
 
     Args:
         path: the prior file.
-        spacing_m: sample spacing of a ``.npy`` or SEG-Y prior, m (ignored for tables, whose depths are given).
+        spacing_m: sample spacing of a ``.npy`` or SEG-Y prior, m (ignored for tables, whose depths are given):
+            in depth, and across too unless ``x_spacing_m`` is given.
+        x_spacing_m: lateral sample spacing of a 2-D prior, m, where it differs from the depth spacing.
 
     Returns:
         The checked prior. Reads are cached per (path, modification time, spacing).
@@ -77,11 +81,12 @@ def load_prior(path: str | Path, spacing_m: float = 10.0) -> Prior:
     if not path.is_file():
         raise PriorError(f"The prior model {str(path)!r} does not exist or is not a file. Give the path of a "
                          ".npy, .csv/.txt or SEG-Y file (prior_path).")  # fmt: skip
-    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, float(spacing_m))
+    x_spacing_m = float(spacing_m if x_spacing_m is None else x_spacing_m)
+    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, float(spacing_m), x_spacing_m)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str, _mtime_ns: int, spacing_m: float) -> Prior:
+def _load_cached(path: str, _mtime_ns: int, spacing_m: float, x_spacing_m: float) -> Prior:
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
         try:
@@ -106,7 +111,7 @@ def _load_cached(path: str, _mtime_ns: int, spacing_m: float) -> Prior:
             "(depth, x) model), .csv/.txt (depth_m, velocity_mps columns) or SEG-Y (.segy/.sgy, one trace per x)."
         )
     _check_velocity(velocity, path)
-    return Prior(velocity_mps=velocity, depth_m=depth, spacing_m=spacing_m, source=path)
+    return Prior(velocity_mps=velocity, depth_m=depth, spacing_m=x_spacing_m, source=path)
 
 
 def _gridded(values: np.ndarray, spacing_m: float, path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -179,24 +184,32 @@ def _check_velocity(velocity: np.ndarray, path: str) -> None:
 
 
 def prior_on_grid(
-    prior: Prior, grid_shape: tuple[int, int], grid_spacing_m: float, rng: np.random.Generator | None = None
+    prior: Prior,
+    grid_shape: tuple[int, int],
+    grid_spacing_m: float,
+    rng: np.random.Generator | None = None,
+    *,
+    top_m: float = 0.0,
+    antialias: bool = False,
 ) -> np.ndarray:
-    """The prior resampled onto a ``(depth, x)`` grid of ``grid_spacing_m`` cells starting at depth 0.
+    """The prior resampled onto a ``(depth, x)`` grid of ``grid_spacing_m`` cells starting at depth ``top_m``.
 
     A profile is repeated in every column; a 2-D prior wider than the grid is windowed at a position drawn
-    from ``rng`` (its left edge when ``rng`` is None). Linear interpolation in depth (and x).
+    from ``rng`` (its left edge when ``rng`` is None). Linear interpolation in depth (and x); with
+    ``antialias`` a 2-D model sampled more finely than the grid is first averaged over a cell (a box of the
+    grid's spacing), so that a sharp section is not aliased by the coarser grid.
 
     Raises:
         PriorError: the prior does not reach the grid's depth or width.
     """
     depth_cells, x_cells = grid_shape
-    grid_depth_m = np.arange(depth_cells) * float(grid_spacing_m)
+    grid_depth_m = float(top_m) + np.arange(depth_cells) * float(grid_spacing_m)
     needed = grid_depth_m[-1]
-    if prior.depth_m[0] > 0 or prior.depth_m[-1] < needed - 1e-6:
+    if prior.depth_m[0] > top_m or prior.depth_m[-1] < needed - 1e-6:
         raise PriorError(
-            f"The prior {prior.source!r} spans depths {prior.depth_m[0]:g}-{prior.depth_m[-1]:g} m, but the grid "
-            f"needs 0-{needed:g} m ({depth_cells} cells of {grid_spacing_m:g} m). Extend the prior (e.g. with the "
-            "deepest value or a trend) or use a shallower grid; check prior_spacing_m."
+            f"The model {prior.source!r} spans depths {prior.depth_m[0]:g}-{prior.depth_m[-1]:g} m, but the grid "
+            f"needs {top_m:g}-{needed:g} m ({depth_cells} cells of {grid_spacing_m:g} m). Extend the model (e.g. "
+            "with the deepest value or a trend), use a shallower grid or window; check prior_spacing_m."
         )
     if prior.is_profile:
         column = np.interp(grid_depth_m, prior.depth_m, prior.velocity_mps)
@@ -204,17 +217,38 @@ def prior_on_grid(
     width_m = (x_cells - 1) * float(grid_spacing_m)
     if prior.width_m < width_m - 1e-6:
         raise PriorError(
-            f"The prior {prior.source!r} is {prior.width_m:g} m wide ({prior.velocity_mps.shape[1]} columns of "
-            f"{prior.spacing_m:g} m), narrower than the grid's {width_m:g} m. Use a 1-D profile, a wider prior or "
+            f"The model {prior.source!r} is {prior.width_m:g} m wide ({prior.velocity_mps.shape[1]} columns of "
+            f"{prior.spacing_m:g} m), narrower than the grid's {width_m:g} m. Use a 1-D profile, a wider model or "
             "a narrower grid; check prior_spacing_m."
         )
     start = 0.0 if rng is None else rng.uniform(0.0, prior.width_m - width_m)
     from scipy.ndimage import map_coordinates
 
+    velocity = prior.velocity_mps
+    cells = float(grid_spacing_m) / prior.spacing_m
+    if antialias and cells > 1.5:
+        velocity = _cell_average(velocity, int(round(cells)))
     depth_index = np.interp(grid_depth_m, prior.depth_m, np.arange(len(prior.depth_m)))
     x_index = (start + np.arange(x_cells) * float(grid_spacing_m)) / prior.spacing_m
     z, x = np.meshgrid(depth_index, x_index, indexing="ij")
-    return map_coordinates(prior.velocity_mps, [z, x], order=1, mode="nearest")
+    return map_coordinates(velocity, [z, x], order=1, mode="nearest")
+
+
+def _cell_average(velocity: np.ndarray, size: int) -> np.ndarray:
+    """``velocity`` averaged over a ``size`` x ``size`` box around each sample (in slowness: the time a wave
+    spends crossing a cell is what the coarser cell must keep), cached per array."""
+    key = (id(velocity), velocity.shape, size)
+    cached = _AVERAGED.get(key)
+    if cached is None or cached[0] is not velocity:
+        from scipy.ndimage import uniform_filter
+
+        cached = (velocity, 1.0 / uniform_filter(1.0 / velocity, size=size, mode="nearest"))
+        _AVERAGED.clear()  # one model at a time: a section is drawn from many times, then the next
+        _AVERAGED[key] = cached
+    return cached[1]
+
+
+_AVERAGED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 __all__ = ["PLAUSIBLE_VELOCITY_MPS", "Prior", "PriorError", "load_prior", "prior_on_grid"]

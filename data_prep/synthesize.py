@@ -71,7 +71,13 @@ from core.progress import Progress
 from data_prep.forward import EngineConfig, engine_settings, resolved_concurrent_calls, simulate
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.segy_io import HEADER_CONVENTION, write_shot_gathers, write_velocity_models
-from data_prep.velocity_models import FAMILY_NAMES, PRIOR_FAMILY, family_parameters, generate_model
+from data_prep.velocity_models import (
+    FAMILY_NAMES,
+    PRIOR_FAMILY,
+    SECTION_FAMILY,
+    family_parameters,
+    generate_model,
+)
 from data_prep.velocity_models.trend_variation import TrendVariationConfig, tilt_trend
 from data_prep.wavelets import openfwi_ricker_delay_s, reshape_source
 
@@ -177,10 +183,10 @@ class SynthesizeConfig:
     trend: TrendVariationConfig = TrendVariationConfig()
 
     def __post_init__(self) -> None:
-        if self.family not in (*FAMILY_NAMES, PRIOR_FAMILY):
+        if self.family not in (*FAMILY_NAMES, PRIOR_FAMILY, SECTION_FAMILY):
             raise ValueError(
-                f"Unknown family {self.family!r}. Choose one of: {', '.join(FAMILY_NAMES)}, or {PRIOR_FAMILY} "
-                "with family_overrides.prior_path."
+                f"Unknown family {self.family!r}. Choose one of: {', '.join(FAMILY_NAMES)}, or {PRIOR_FAMILY} / "
+                f"{SECTION_FAMILY} with family_overrides.prior_path."
             )
         for name in ("count", "chunk_size", "batch_size"):
             if getattr(self, name) < 1:
@@ -293,9 +299,10 @@ def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[st
 
 
 def _prior_record(config: SynthesizeConfig) -> dict[str, Any]:
-    """For the ``prior`` family: the prior file's SHA-256, so the manifest pins the data, not only its path."""
+    """For the ``prior`` and ``section`` families: the user's model file's SHA-256, so the manifest pins the
+    data, not only its path."""
     path = config.family_overrides.get("prior_path")
-    if config.family != PRIOR_FAMILY or not path:
+    if config.family not in (PRIOR_FAMILY, SECTION_FAMILY) or not path:
         return {}
     import hashlib
 
@@ -672,15 +679,19 @@ def build_parser() -> argparse.ArgumentParser:
             "   # 8 worker processes",
             "python -m data_prep.synthesize --family flatvel-a --count 400000 --out data/fa "
             "--scheduler tcp://head:8786   # a Dask cluster (docs/scaling.md)",
+            "python -m data_prep.synthesize --family section --count 200 --out data/marmousi --set "
+            "family_overrides.prior_path=marmousi.segy --set family_overrides.prior_spacing_m=4"
+            "   # windows of your own section",
         ],
     )
     parser.add_argument(
         "--family",
-        choices=(*FAMILY_NAMES, PRIOR_FAMILY),
+        choices=(*FAMILY_NAMES, PRIOR_FAMILY, SECTION_FAMILY),
         metavar="FAMILY",
         help=(
-            f"Velocity-model family: {', '.join(FAMILY_NAMES)} (default: flatvel-a), or {PRIOR_FAMILY} around your "
-            "own model: --set family_overrides.prior_path=FILE (docs/velocity_models.md)."
+            f"Velocity-model family: {', '.join(FAMILY_NAMES)} (default: flatvel-a), {PRIOR_FAMILY} around your "
+            f"own model, or {SECTION_FAMILY}: windows of your own 2-D model as it is (both: --set "
+            "family_overrides.prior_path=FILE --set family_overrides.prior_spacing_m=M; docs/velocity_models.md)."
         ),
     )
     parser.add_argument("--count", type=int, help="Number of velocity models to generate.")

@@ -32,6 +32,9 @@ prior          built around a user's prior: a smooth 2-D model or a 1-D profile 
                ``.npy``, SEG-Y or a depth/velocity table, ``data_prep.priors``) plus the structural family's
                random layering, faults and unconformity as perturbations. Not in ``FAMILY_NAMES``: it needs
                ``prior_path`` (``family_parameters("prior", prior_path=...)``).
+section        windows of a user's own 2-D velocity model (a realistic section: Marmousi, a company model) as
+               they are, at random positions, resampled to the grid: to score a trained model on realistic
+               geology or to fine-tune it. Not in ``FAMILY_NAMES``: it needs ``prior_path``.
 ============== =============================================================================================
 
 Conventions:
@@ -58,6 +61,7 @@ module                                        holds
 ``data_prep.velocity_models.gradient``        gradient
 ``data_prep.velocity_models.structural``      structural, structural-salt, inclusions and prior
 ``data_prep.velocity_models.bodies``          the inclusions family's closed bodies
+``data_prep.velocity_models.section``         windows of a user's section
 ``data_prep.velocity_models.faults``          ``Fault``; drawing, applying and tracing faults
 ``data_prep.velocity_models.salt``            salt bodies (blob, rugose diapir or sheet) and the interfaces
                                               they cut
@@ -75,6 +79,7 @@ from data_prep.velocity_models.recipes import (
     FAMILY_NAMES,
     MIN_GRID_CELLS,
     PRIOR_FAMILY,
+    SECTION_FAMILY,
     FamilyParameters,
     family_parameters,
 )
@@ -84,6 +89,7 @@ __all__ = [
     "FAMILIES",
     "FAMILY_NAMES",
     "PRIOR_FAMILY",
+    "SECTION_FAMILY",
     "Fault",
     "FamilyParameters",
     "MIN_GRID_CELLS",

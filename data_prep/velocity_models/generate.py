@@ -14,6 +14,7 @@ import numpy as np
 from data_prep.velocity_models.gradient import gradient_model
 from data_prep.velocity_models.layered import check_recipe_fits, layered_model
 from data_prep.velocity_models.recipes import MIN_GRID_CELLS, FamilyParameters, family_parameters
+from data_prep.velocity_models.section import section_model
 from data_prep.velocity_models.structural import structural_model
 from data_prep.velocity_models.velocity_model import VelocityModel
 
@@ -50,6 +51,8 @@ def generate_model(
         return gradient_model(parameters, rng, grid_shape)
     if parameters.kind in ("structural", "prior"):
         return structural_model(parameters, rng, grid_shape)
+    if parameters.kind == "section":
+        return section_model(parameters, rng, grid_shape)
     return layered_model(parameters, rng, grid_shape)
 
 

@@ -92,7 +92,7 @@ def _largest_amplitude(parameters: FamilyParameters, num_layers: int, depth_cell
 def check_recipe_fits(parameters: FamilyParameters, grid_shape: tuple[int, int]) -> None:
     """Refuses a grid too shallow for the recipe's most layers even when flat, so that a recipe and a grid
     either always work or always fail, whatever the index. (Curvature shrinks to fit instead.)"""
-    if parameters.kind in ("gradient", "structural", "prior"):
+    if parameters.kind in ("gradient", "structural", "prior", "section"):
         return  # structural layer thicknesses are fractions of the depth that always fit
     depth_cells = grid_shape[0]
     num_layers = parameters.num_layers[1]

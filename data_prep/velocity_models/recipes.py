@@ -34,6 +34,13 @@ FAMILY_NAMES = (
 #: ``FAMILY_NAMES`` (which lists the families that can be drawn as they are).
 PRIOR_FAMILY = "prior"
 
+#: Windows of a user's own 2-D velocity model (``prior_path``) as they are, at random positions: a realistic
+#: section to test a trained model on or to fine-tune it with. Not in ``FAMILY_NAMES`` for the same reason.
+SECTION_FAMILY = "section"
+
+#: The families that read ``prior_path``.
+USER_MODEL_KINDS = ("prior", "section")
+
 #: Smallest grid a model can be drawn on; below it layers and faults no longer fit as whole cells.
 MIN_GRID_CELLS = 8
 
@@ -58,8 +65,9 @@ class FamilyParameters:
     Attributes:
         name: family name; also seeds the random stream (``generate_model``), so two families with the
             same seed do not share their random draws.
-        kind: ``"layered"`` (layers, optionally curved and faulted), ``"salt"`` (layers plus a salt body)
-            or ``"gradient"`` (a smooth depth gradient without interfaces).
+        kind: ``"layered"`` (layers, optionally curved and faulted), ``"salt"`` (layers plus a salt body),
+            ``"gradient"`` (a smooth depth gradient without interfaces), ``"structural"``, ``"prior"`` (the
+            structural elements around a user's model) or ``"section"`` (windows of a user's model as it is).
         num_layers: range of the number of layers (``layered``/``salt``); the bottom layer is a half-space.
         velocity_range_mps: layer velocities, m/s (for ``salt``: the background; the salt has its own).
         min_layer_thickness_fraction: minimum layer thickness as a fraction of the depth cells (at least
@@ -110,15 +118,19 @@ class FamilyParameters:
         body_depth_fraction: range of the depth of a body's centre, of the grid depth.
         body_contrast_mps: range of a body's velocity anomaly against the median of the cells it replaces, m/s.
         body_fast_probability: chance that a body is faster than its host (else slower).
-        prior_path: ``prior`` only: the prior model, read by ``data_prep.priors.load_prior`` (``.npy`` with
+        section_top_m: ``section`` only: range of the depth of a window's top in the user's model, m (0: windows
+            start at its surface, where the acquisition is).
+        prior_path: ``prior`` and ``section``: the user's model, read by ``data_prep.priors.load_prior`` (``.npy`` with
             one (depth,) profile or a (depth, x) model, SEG-Y with one trace per x, or a ``.csv``/``.txt``
             table of depth (m) and velocity (m/s)).
-        prior_spacing_m: ``prior`` only: sample spacing of a ``.npy``/SEG-Y prior, m (both axes of a 2-D one).
-        grid_spacing_m: ``prior`` only: cell size of the grids the models are drawn on, m (to place the prior).
+        prior_x_spacing_m: ``prior``/``section``: lateral sample spacing of a 2-D model, m, where it differs
+            from ``prior_spacing_m`` (None: the same).
+        prior_spacing_m: ``prior``/``section``: sample spacing of a ``.npy``/SEG-Y prior, m (both axes of a 2-D one).
+        grid_spacing_m: ``prior``/``section``: cell size of the grids the models are drawn on, m (to place the prior).
     """
 
     name: str = "custom"
-    kind: Literal["layered", "salt", "gradient", "structural", "prior"] = "layered"
+    kind: Literal["layered", "salt", "gradient", "structural", "prior", "section"] = "layered"
     num_layers: tuple[int, int] = (2, 4)
     velocity_range_mps: tuple[float, float] = (1500.0, 4500.0)
     min_layer_thickness_fraction: float = 0.1
@@ -152,8 +164,10 @@ class FamilyParameters:
     body_depth_fraction: tuple[float, float] = (0.15, 0.9)
     body_contrast_mps: tuple[float, float] = (400.0, 1800.0)
     body_fast_probability: float = 0.6
+    section_top_m: tuple[float, float] = (0.0, 0.0)
     prior_path: str | None = None
     prior_spacing_m: float = 10.0
+    prior_x_spacing_m: float | None = None
     grid_spacing_m: float = 10.0
 
     def __post_init__(self) -> None:
@@ -163,7 +177,7 @@ class FamilyParameters:
             "salt_height_fraction", "gradient_top_velocity_range_mps", "gradient_bottom_velocity_range_mps",
             "dip_deg", "num_thin_layers", "thin_layer_contrast_mps", "unconformity_depth_fraction",
             "num_upper_layers", "num_bodies", "body_width_fraction", "body_height_fraction",
-            "body_depth_fraction", "body_contrast_mps",
+            "body_depth_fraction", "body_contrast_mps", "section_top_m",
         )  # fmt: skip
         for field in ranges:
             value = getattr(self, field)
@@ -172,9 +186,9 @@ class FamilyParameters:
                     f"{field} of family {self.name!r} must be a (low, high) pair with low <= high. "
                     f"Received: {value!r}"
                 )
-        if self.kind not in ("layered", "salt", "gradient", "structural", "prior"):
+        if self.kind not in ("layered", "salt", "gradient", "structural", *USER_MODEL_KINDS):
             raise ValueError(
-                "kind must be 'layered', 'salt', 'gradient', 'structural' or 'prior'. "
+                "kind must be 'layered', 'salt', 'gradient', 'structural', 'prior' or 'section'. "
                 f"Received: {self.kind!r}"
             )
         if self.kind == "prior" and not self.prior_path:
@@ -183,6 +197,17 @@ class FamilyParameters:
                 "depth/velocity table file (e.g. --set family_overrides.prior_path=well.csv). Received: "
                 "prior_path=None"
             )
+        if self.kind == "section" and not self.prior_path:
+            raise ValueError(
+                f"Family {self.name!r} cuts windows from your own 2-D velocity model: set prior_path to a .npy "
+                "(depth, x) array or a SEG-Y file with one trace per x, and prior_spacing_m to its sample "
+                "spacing (e.g. --set family_overrides.prior_path=marmousi.segy --set "
+                "family_overrides.prior_spacing_m=4). Received: prior_path=None"
+            )
+        if self.section_top_m[0] < 0:
+            raise ValueError(
+                f"section_top_m cannot be negative (m below the surface). Received: {self.section_top_m}"
+            )
         if not (0 <= self.dip_deg[0] and self.dip_deg[1] < 60):
             raise ValueError(f"dip_deg must lie in [0, 60) degrees. Received: {self.dip_deg}")
         if self.num_thin_layers[0] < 0 or self.num_upper_layers[0] < 1:
@@ -190,8 +215,8 @@ class FamilyParameters:
                 "num_thin_layers cannot be negative and num_upper_layers must be at least 1. Received: "
                 f"num_thin_layers={self.num_thin_layers}, num_upper_layers={self.num_upper_layers}"
             )
-        for field in ("prior_spacing_m", "grid_spacing_m"):
-            if not getattr(self, field) > 0:
+        for field in ("prior_spacing_m", "grid_spacing_m", "prior_x_spacing_m"):
+            if getattr(self, field) is not None and not getattr(self, field) > 0:
                 raise ValueError(
                     f"{field} must be a positive length in m. Received: {getattr(self, field)!r}"
                 )
@@ -264,6 +289,8 @@ class FamilyParameters:
         ``num_layers`` itself for the OpenFWI-style kinds; ``structural``/``prior`` models add the upper
         sequence (when an unconformity is drawn) and two layers per thin layer to their ``num_layers``.
         """
+        if self.kind == "section":
+            return (1, 1)  # a user's model has no layers we know of: one unit
         if self.kind not in ("structural", "prior"):
             return self.num_layers
         upper = self.num_upper_layers[1] if self.unconformity_probability > 0 else 0
@@ -373,6 +400,13 @@ def family_parameters(name: str, /, **overrides) -> FamilyParameters:
     Raises:
         ValueError: unknown family, unknown field, or a value of the wrong type or out of range.
     """
+    if name == SECTION_FAMILY:
+        base = FamilyParameters(name=SECTION_FAMILY, kind="section", num_layers=(1, 1), prior_path="unset")
+        merged = {**to_dict(base), "prior_path": None, **overrides}
+        try:
+            return from_dict(FamilyParameters, merged, path=f"family {name}")
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
     if name == PRIOR_FAMILY:
         base = FamilyParameters(name=PRIOR_FAMILY, **{**_STRUCTURAL, "kind": "prior", "prior_path": "unset"})
         merged = {**to_dict(base), "prior_path": None, **overrides}
@@ -383,7 +417,7 @@ def family_parameters(name: str, /, **overrides) -> FamilyParameters:
     if name not in FAMILIES:
         raise ValueError(
             f"Unknown velocity-model family {name!r}. Valid names: {', '.join(FAMILY_NAMES)}, and "
-            f"{PRIOR_FAMILY!r} with a prior_path."
+            f"{PRIOR_FAMILY!r} or {SECTION_FAMILY!r} with a prior_path."
         )
     if not overrides:
         return FAMILIES[name]
@@ -408,5 +442,7 @@ __all__ = [
     "MIN_GRID_CELLS",
     "MIN_LAYER_THICKNESS_CELLS",
     "PRIOR_FAMILY",
+    "SECTION_FAMILY",
+    "USER_MODEL_KINDS",
     "family_parameters",
 ]

@@ -219,7 +219,7 @@ def _background_velocity(
     if parameters.kind == "prior":
         from data_prep.priors import load_prior, prior_on_grid
 
-        prior = load_prior(parameters.prior_path, parameters.prior_spacing_m)
+        prior = load_prior(parameters.prior_path, parameters.prior_spacing_m, parameters.prior_x_spacing_m)
         return prior_on_grid(prior, grid_shape, parameters.grid_spacing_m, rng)
     top = rng.uniform(*parameters.gradient_top_velocity_range_mps)
     bottom = rng.uniform(*parameters.gradient_bottom_velocity_range_mps)

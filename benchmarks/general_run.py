@@ -4,6 +4,8 @@
     python -m benchmarks.general_run --no-write            # print the record and the block only
     python -m benchmarks.general_run --keep DIR            # ... in DIR, kept: its dataset serves
                                                            # benchmarks.generalisation --data
+    python -m benchmarks.general_run --config configs/train/general_wide.yaml \
+        --record docs/general_wide_run.json --block general_wide_run   # a layer's own hour, its own block
 
 1. Runs the README's training command with ``--config configs/train/general.yaml`` (the README's "which model
    for what" row) in a fresh temporary directory, as ``benchmarks.default_run`` runs the default: the mixed
@@ -57,9 +59,11 @@ def general_record(
     wall_s: float,
     load_before: dict[str, Any],
     load_after: dict[str, Any],
+    command: str = COMMAND,
 ) -> dict[str, Any]:
-    """``benchmarks.default_run``'s record of the run, with the per-family test metrics."""
-    record = make_record(COMMAND, arguments, summary, output, wall_s, load_before, load_after)
+    """``benchmarks.default_run``'s record of the run, with the per-family test metrics; ``command`` is the
+    benchmark's own command line (a layer's ``--config`` and where it records)."""
+    record = make_record(command, arguments, summary, output, wall_s, load_before, load_after)
     record["format"] = "seisinvert-general-run"
     record["test_metrics_per_family"] = {
         family: {key: round(float(value), 4) for key, value in metrics.items()}
@@ -68,12 +72,13 @@ def general_record(
     return record
 
 
-def block(record: dict[str, Any] | None) -> str:
-    """docs/training.md's sentences and per-family table (or, without a record, that none is recorded yet)."""
+def block(record: dict[str, Any] | None, record_name: str = RECORD.name) -> str:
+    """docs/training.md's sentences and per-family table (or, without a record, that none is recorded yet);
+    ``record_name``: the record's file name in docs/, linked from the sentences."""
     if record is None:
         return (
             f"*Not yet measured:* `{COMMAND}` runs `python -m pipeline.train --config {GENERAL_CONFIG}` in an "
-            "empty directory (data included), records it in [docs/general_run.json](general_run.json) and "
+            f"empty directory (data included), records it in [docs/{record_name}]({record_name}) and "
             "writes here how long it took and its test metrics per family."
         )
     phases, metrics, epochs = record["phases_s"], record["test_metrics"], record["epochs"]
@@ -98,7 +103,8 @@ def block(record: dict[str, Any] | None) -> str:
     )
     table = f"| family | test SSIM | test MAE m/s |\n|---|---|---|\n{rows}" if rows else ""
     return (
-        f"Measured by `{COMMAND}` ([docs/general_run.json](general_run.json)) from an empty directory on "
+        f"Measured by `{record.get('command', COMMAND)}` ([docs/{record_name}]({record_name})) from an empty "
+        "directory on "
         f"{record['date_utc']} at {record['commit']}, on {record['machine']['cpu']} with "
         f"{record['machine']['cores']} cores (1-minute load {load_before:.1f} before, {load_after:.1f} after): "
         f"**{minutes(record['wall_s'])}** in all (data {phases['data']:.0f} s, {epochs['run']} epochs{cut}, "
@@ -121,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only: no record, no block")
     parser.add_argument("--record", type=Path, default=RECORD, help="where the record goes")
     parser.add_argument("--training-md", type=Path, default=TRAINING_MD, help=argparse.SUPPRESS)
-    parser.add_argument("--config", action="append", default=[], help="a further training YAML (smoke tests)")
+    parser.add_argument("--config", action="append", default=[], help="a further training YAML (a layer)")
+    parser.add_argument(
+        "--block", default=BLOCK, help="the docs/training.md block to rewrite (give a layer's run its own)"
+    )
     parser.add_argument("--keep", type=Path, help="run in this (new or empty) folder and keep it")
     args = parser.parse_args(argv)
 
@@ -140,14 +149,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if measured is None:
         return 1
     summary, output, wall_s, load_before, load_after = measured
-    record = general_record(summary, arguments, output, wall_s, load_before, load_after)
-    text = block(record)
+    command = " ".join(
+        [
+            COMMAND,
+            *(f"--config {config}" for config in args.config),
+            *([f"--record docs/{args.record.name}"] if args.record.resolve() != RECORD else []),
+            *([f"--block {args.block}"] if args.block != BLOCK else []),
+        ]
+    )
+    record = general_record(summary, arguments, output, wall_s, load_before, load_after, command)
+    text = block(record, args.record.name)
     print(json.dumps(record, indent=2), text, sep="\n\n")
     if args.no_write:
         return 0
     args.record.write_text(json.dumps(record, indent=2) + "\n")
-    args.training_md.write_text(replace_block(args.training_md.read_text(), text, BLOCK))
-    print(f"wrote {args.record} and the {BLOCK} block of {args.training_md}")
+    args.training_md.write_text(replace_block(args.training_md.read_text(), text, args.block))
+    print(f"wrote {args.record} and the {args.block} block of {args.training_md}")
     return 0
 
 

@@ -22,7 +22,7 @@ bundle is then scored on every window of its geometry:
   can do (an oracle; what issue 21's table calls "the true 1-D average"), and the network's skill over it;
 * the share of cells faster than 4500 m/s, which no model of the project's range can reach.
 
-Data is kept in ``--work-dir`` (``<section>-<grid>.h5``) and reused; the table goes to the ``realistic``
+Data is kept in ``--work-dir`` (one file per section, spacings, window tops, grid and count) and reused; the table goes to the ``realistic``
 section of ``docs/benchmarks.md``.
 """
 
@@ -85,7 +85,10 @@ def section_dataset(
 
     name, path, dz, dx = section
     depth_cells, x_cells = setup.geometry.grid_shape
-    target = work_dir / f"{name}-{depth_cells}x{x_cells}-{count}.h5"
+    # Everything that changes the windows is in the name: a cached file is reused only for the same ones.
+    target = (
+        work_dir / f"{name}-{dz:g}x{dx:g}m-top{top_m[0]:g}-{top_m[1]:g}-{depth_cells}x{x_cells}-{count}.h5"
+    )
     if target.is_file():
         return target
     folder = target.with_suffix("")
@@ -173,7 +176,8 @@ def report(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
     ]
     return "\n".join(
         [
-            "## Realistic sections: windows of velocity models nobody here drew",
+            "## Realistic sections: windows of velocity models nobody here drew"
+            + (f", {settings['title']}" if settings.get("title") else ""),
             "",
             f"`{settings['command']}` — {settings['machine']}.",
             "",
@@ -209,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--work-dir", type=Path, default=Path("runs/realistic"))
     parser.add_argument("--section-name", default=SECTION, help="the docs/benchmarks.md section to write")
+    parser.add_argument(
+        "--title", default="", help="words added to the section's heading (what sets it apart)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")
     return parser
 
@@ -249,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write"),
         "machine": machine_description(),
         "sections": [f"{name} ({path.name}, {dz:g} × {dx:g} m)" for name, path, dz, dx in args.section],
+        "title": args.title,
     }
     markdown = report(rows, settings)
     print(markdown)

@@ -65,3 +65,12 @@ def test_the_committed_block_matches_the_committed_record():
     path = REPO_ROOT / "docs" / "general_run.json"
     record = json.loads(path.read_text()) if path.exists() else None
     assert default_run.replace_block(training, general_run.block(record), general_run.BLOCK) == training
+
+
+def test_the_wide_layers_block_matches_its_record():
+    training = (REPO_ROOT / "docs" / "training.md").read_text()
+    record = json.loads((REPO_ROOT / "docs" / "general_wide_run.json").read_text())
+    assert record["command"].endswith("--record docs/general_wide_run.json --block general_wide_run")
+    text = general_run.block(record, "general_wide_run.json")
+    assert "[docs/general_wide_run.json](general_wide_run.json)" in text
+    assert default_run.replace_block(training, text, "general_wide_run") == training

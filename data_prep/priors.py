@@ -225,18 +225,23 @@ def prior_on_grid(
     from scipy.ndimage import map_coordinates
 
     velocity = prior.velocity_mps
-    cells = float(grid_spacing_m) / prior.spacing_m
-    if antialias and cells > 1.5:
-        velocity = _cell_average(velocity, int(round(cells)))
+    if antialias:
+        # Samples per grid cell along each axis (depth and x spacings may differ): a box of that many.
+        depth_spacing = float(prior.depth_m[1] - prior.depth_m[0])
+        box = tuple(
+            max(1, int(round(float(grid_spacing_m) / step))) for step in (depth_spacing, prior.spacing_m)
+        )
+        if box != (1, 1):
+            velocity = _cell_average(velocity, box)
     depth_index = np.interp(grid_depth_m, prior.depth_m, np.arange(len(prior.depth_m)))
     x_index = (start + np.arange(x_cells) * float(grid_spacing_m)) / prior.spacing_m
     z, x = np.meshgrid(depth_index, x_index, indexing="ij")
     return map_coordinates(velocity, [z, x], order=1, mode="nearest")
 
 
-def _cell_average(velocity: np.ndarray, size: int) -> np.ndarray:
-    """``velocity`` averaged over a ``size`` x ``size`` box around each sample (in slowness: the time a wave
-    spends crossing a cell is what the coarser cell must keep), cached per array."""
+def _cell_average(velocity: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``velocity`` averaged over a ``size`` = ``(depth, x)`` box of samples around each sample (in slowness:
+    the time a wave spends crossing a cell is what the coarser cell must keep), cached per array."""
     key = (id(velocity), velocity.shape, size)
     cached = _AVERAGED.get(key)
     if cached is None or cached[0] is not velocity:

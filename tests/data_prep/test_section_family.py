@@ -65,6 +65,21 @@ def test_finer_sections_are_averaged_over_a_cell_in_slowness(tmp_path):
     assert model.velocity_mps.max() < 3000, "no aliased 4500 m/s row"
 
 
+def test_the_cell_average_follows_each_axis_spacing(tmp_path):
+    # Samples every 2 m in depth and 12.5 m across: the beds must be averaged over 5 depth samples even though
+    # the lateral spacing is coarser than the grid's.
+    rows = np.arange(1000)
+    column = np.where(rows % 10 == 3, 4500.0, 2000.0)
+    path = tmp_path / "anisotropic.npy"
+    np.save(path, np.repeat(column[:, None], 120, axis=1))
+    parameters = family_parameters(
+        SECTION_FAMILY, prior_path=str(path), prior_spacing_m=2, prior_x_spacing_m=12.5
+    )
+    velocity = generate_model(parameters, 0, 0).velocity_mps
+    assert velocity.max() < 3000, "the 2 m beds are averaged into their 10 m cells"
+    np.testing.assert_allclose(velocity, velocity[:, :1], rtol=1e-6)  # laterally uniform as the file is
+
+
 def test_anisotropic_spacing_and_segy(tmp_path):
     import segyio
 

@@ -226,10 +226,11 @@ def prior_on_grid(
 
     velocity = prior.velocity_mps
     if antialias:
-        # Samples per grid cell along each axis (depth and x spacings may differ): a box of that many.
+        # Samples per grid cell along each axis (depth and x spacings may differ): an odd box of about that many
+        # (centred on its sample: an even box would shift the model by half a sample).
         depth_spacing = float(prior.depth_m[1] - prior.depth_m[0])
         box = tuple(
-            max(1, int(round(float(grid_spacing_m) / step))) for step in (depth_spacing, prior.spacing_m)
+            2 * int(float(grid_spacing_m) / step / 2) + 1 for step in (depth_spacing, prior.spacing_m)
         )
         if box != (1, 1):
             velocity = _cell_average(velocity, box)

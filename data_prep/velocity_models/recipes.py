@@ -125,7 +125,8 @@ class FamilyParameters:
             table of depth (m) and velocity (m/s)).
         prior_x_spacing_m: ``prior``/``section``: lateral sample spacing of a 2-D model, m, where it differs
             from ``prior_spacing_m`` (None: the same).
-        prior_spacing_m: ``prior``/``section``: sample spacing of a ``.npy``/SEG-Y prior, m (both axes of a 2-D one).
+        prior_spacing_m: ``prior``/``section``: sample spacing of a ``.npy``/SEG-Y prior, m (both axes of a 2-D one,
+            unless ``prior_x_spacing_m`` is set).
         grid_spacing_m: ``prior``/``section``: cell size of the grids the models are drawn on, m (to place the prior).
     """
 

@@ -69,13 +69,7 @@ def structural_model(
     if rng.uniform() < parameters.salt_probability:
         salt = rugose_salt_mask(parameters, rng, grid_shape)
         salt_velocity = float(rng.uniform(*parameters.salt_velocity_range_mps))
-        labels[salt] = len(offsets)
-        velocity = np.where(salt, salt_velocity, velocity)
-        cut_by_salt(reported, salt)
-        traces = [
-            trace[~salt[np.rint(trace[:, 0]).astype(int), np.rint(trace[:, 1]).astype(int)]]
-            for trace in traces
-        ]
+        velocity, traces = _place_body(salt, salt_velocity, len(offsets), labels, velocity, reported, traces)
     # Layer velocities: each layer's mean (they vary within a layer with the background).
     layer_means = tuple(
         float(velocity[labels == unit].mean()) if (labels == unit).any() else float("nan")
@@ -86,14 +80,9 @@ def structural_model(
     body_velocities = []
     if parameters.num_bodies[1] > 0:
         for mask, body_velocity in draw_bodies(parameters, rng, velocity):
-            labels[mask] = len(offsets) + 1 + len(body_velocities)
-            velocity = np.where(mask, body_velocity, velocity)
+            label = len(offsets) + 1 + len(body_velocities)
+            velocity, traces = _place_body(mask, body_velocity, label, labels, velocity, reported, traces)
             body_velocities.append(body_velocity)
-            cut_by_salt(reported, mask)
-            traces = [
-                trace[~mask[np.rint(trace[:, 0]).astype(int), np.rint(trace[:, 1]).astype(int)]]
-                for trace in traces
-            ]
     return frozen_model(
         velocity_mps=velocity.astype(np.float32),
         family=parameters.name,
@@ -107,6 +96,18 @@ def structural_model(
         unconformity=unconformity,
         num_upper_units=num_upper,
     )
+
+
+def _place_body(mask, body_velocity, label, labels, velocity, reported, traces):
+    """Puts a body (salt or a closed body) over everything older: its ``label`` into ``labels`` (in place), its
+    velocity, and the ``reported`` interfaces (in place) and fault ``traces`` ended where it covers them.
+    Returns ``(velocity, traces)``."""
+    labels[mask] = label
+    cut_by_salt(reported, mask)
+    kept = [
+        trace[~mask[np.rint(trace[:, 0]).astype(int), np.rint(trace[:, 1]).astype(int)]] for trace in traces
+    ]
+    return np.where(mask, body_velocity, velocity), kept
 
 
 def _lower_sequence(

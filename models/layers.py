@@ -176,6 +176,58 @@ class ResizeToGrid(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class TimeGain(keras.layers.Layer):
+    """Appends a time-gained copy of the seismic channels, balanced to their amplitude.
+
+    Late arrivals (deep reflections) are tens of times weaker than the direct wave, even after the log
+    compression of the input normalisation. A processing geophysicist applies a gain in time (``t^p``, with
+    ``p`` near 2 for spherical spreading) before looking at them; this layer gives the network that view next
+    to the recorded one, so nothing of the original amplitudes is lost. The gained copy of every (sample,
+    channel) is scaled to the RMS of the original, so that both views enter the first convolution at the same
+    level and a global amplitude change (the amplitude augmentation, another survey's units) scales both
+    alike.
+
+    Args:
+        power: ``p`` of the gain ``((i + 0.5) / n) ** p`` over the ``n`` rows (time samples); positive.
+
+    Call args:
+        inputs: ``(batch, time, receivers, channels)`` with static ``time``.
+
+    Returns:
+        ``(batch, time, receivers, 2 * channels)``: the inputs, then their gained copies.
+    """
+
+    def __init__(self, power: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        if not float(power) > 0:
+            raise ValueError(f"`power` of TimeGain must be positive. Received: power={power}")
+        self.power = float(power)
+
+    def build(self, input_shape):
+        steps = input_shape[1]
+        if steps is None:
+            raise ValueError(f"TimeGain needs a static time axis. Received input shape {input_shape}")
+        # A constant derived from the configuration, not a weight.
+        self._gain = (((np.arange(int(steps)) + 0.5) / int(steps)) ** self.power).astype("float32")
+
+    def call(self, inputs):
+        gain = ops.cast(ops.convert_to_tensor(self._gain), inputs.dtype)[None, :, None, None]
+        gained = inputs * gain
+        inputs_rms = ops.sqrt(ops.mean(ops.square(inputs), axis=(1, 2), keepdims=True))
+        gained_rms = ops.sqrt(ops.mean(ops.square(gained), axis=(1, 2), keepdims=True))
+        balanced = gained * (inputs_rms / (gained_rms + 1e-6))
+        return ops.concatenate([inputs, balanced], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], None if input_shape[-1] is None else 2 * input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"power": self.power})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class PositionEmbedding(keras.layers.Layer):
     """Adds a learned position embedding to a token sequence.
 

@@ -40,6 +40,7 @@ from models.layers import (
     VELOCITY,
     VELOCITY_ACTIVATIONS,
     ResizeToGrid,
+    TimeGain,
     conv_block,
     output_head,
     seismic_to_image,
@@ -65,6 +66,7 @@ class UNetConfig:
     seismic_shape: tuple[int, int, int] = (5, 1000, 70)
     grid_shape: tuple[int, int] = (70, 70)
     time_pooling: int = 1
+    time_gain_power: float = 0.0
     front_end_filters: tuple[int, ...] = (16, 32, 32)
     front_end_kernel_sizes: tuple[int, ...] = (7, 3, 3)
     encoder_filters: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -86,6 +88,9 @@ class DualDecoderUNet(keras.Model):
         time_pooling: average the time axis over windows of this many samples before the front end (1 =
             off). OpenFWI's 1 ms sampling oversamples its 15 Hz wavelet (energy below ~40 Hz, Nyquist
             500 Hz), so pooling by 2 or 4 loses no signal and takes most of the front end's cost away.
+        time_gain_power: if positive, the front end also sees a copy of the (pooled) seismic gained by
+            ``t ** time_gain_power`` and balanced to the original's amplitude (``layers.TimeGain``), so that
+            late, deep reflections are as visible as the direct wave; 0 = off.
         front_end_filters: channels of the time-striding front-end convolutions; each stage halves time.
         front_end_kernel_sizes: time-axis kernel length of each front-end stage (same length as
             ``front_end_filters``).
@@ -119,6 +124,7 @@ class DualDecoderUNet(keras.Model):
         seismic_shape: Sequence[int] = (5, 1000, 70),
         grid_shape: Sequence[int] = (70, 70),
         time_pooling: int = 1,
+        time_gain_power: float = 0.0,
         front_end_filters: Sequence[int] = (16, 32, 32),
         front_end_kernel_sizes: Sequence[int] = (7, 3, 3),
         encoder_filters: Sequence[int] = (16, 32, 64, 128, 256),
@@ -147,6 +153,11 @@ class DualDecoderUNet(keras.Model):
                 f"Pooling time by {time_pooling}, then {len(front_end_filters)} front-end stages that each halve "
                 f"it, is too much for {seismic_shape[1]} time samples: pool less or use fewer stages. "
                 f"Received: seismic_shape={seismic_shape}, time_pooling={time_pooling}"
+            )
+        time_gain_power = float(time_gain_power)
+        if time_gain_power < 0:
+            raise ValueError(
+                f"`time_gain_power` must be 0 (off) or positive. Received: time_gain_power={time_gain_power}"
             )
         encoder_filters = validate_filters(encoder_filters, "encoder_filters", minimum_length=2)
         if int(blocks_per_level) < 1:
@@ -191,6 +202,8 @@ class DualDecoderUNet(keras.Model):
         x = seismic_to_image(seismic)
         if time_pooling > 1:
             x = keras.layers.AveragePooling2D((time_pooling, 1), name="time_pooling")(x)
+        if time_gain_power > 0:
+            x = TimeGain(time_gain_power, name="time_gain")(x)
         x = time_reduction_front_end(x, front_end_filters, front_end_kernel_sizes, normalization, activation)
         x = ResizeToGrid(depth_cells, lateral_cells, name="resize_to_grid")(x)
 
@@ -239,6 +252,7 @@ class DualDecoderUNet(keras.Model):
         self.seismic_shape = seismic_shape
         self.grid_shape = grid_shape
         self.time_pooling = time_pooling
+        self.time_gain_power = time_gain_power
         self.front_end_filters = front_end_filters
         self.front_end_kernel_sizes = front_end_kernel_sizes
         self.encoder_filters = encoder_filters
@@ -256,6 +270,7 @@ class DualDecoderUNet(keras.Model):
             "seismic_shape": list(self.seismic_shape),
             "grid_shape": list(self.grid_shape),
             "time_pooling": self.time_pooling,
+            "time_gain_power": self.time_gain_power,
             "front_end_filters": list(self.front_end_filters),
             "front_end_kernel_sizes": list(self.front_end_kernel_sizes),
             "encoder_filters": list(self.encoder_filters),

@@ -71,6 +71,42 @@ def test_time_pooling_averages_time_before_the_front_end():
     assert models.DualDecoderUNet.from_config(model.get_config()).count_params() == model.count_params()
 
 
+def test_time_gain_appends_a_balanced_gained_copy():
+    import numpy as np
+
+    from models.layers import TimeGain
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(2, 100, 7, 3)).astype("float32")
+    images[1] *= 40.0  # another amplitude scale: the gained copy follows it
+    result = np.asarray(TimeGain(2.0)(images))
+    assert result.shape == (2, 100, 7, 6)
+    np.testing.assert_array_equal(result[..., :3], images)
+    gain = ((np.arange(100) + 0.5) / 100) ** 2
+    gained = images * gain[None, :, None, None]
+    rms = np.sqrt((images**2).mean(axis=(1, 2), keepdims=True))
+    expected = gained * rms / np.sqrt((gained**2).mean(axis=(1, 2), keepdims=True))
+    np.testing.assert_allclose(result[..., 3:], expected, rtol=1e-4)
+    # The late samples are lifted against the early ones, by the ratio of the gain.
+    late_to_early = np.abs(result[..., -10:, :, 3:]).mean() / np.abs(result[..., :10, :, 3:]).mean()
+    assert late_to_early > 100 * np.abs(images[:, -10:]).mean() / np.abs(images[:, :10]).mean()
+    with pytest.raises(ValueError, match="power=0"):
+        TimeGain(0.0)
+    with pytest.raises(ValueError, match="time_gain_power=-1"):
+        models.DualDecoderUNet(time_gain_power=-1)
+
+    model = models.DualDecoderUNet(
+        time_pooling=4,
+        time_gain_power=2.0,
+        front_end_filters=(4,),
+        front_end_kernel_sizes=(3,),
+        encoder_filters=(4, 8),
+    )
+    assert model.get_layer("time_gain").output.shape[-1] == 10  # 5 shots, then their gained copies
+    assert model.get_config()["time_gain_power"] == 2.0
+    assert models.DualDecoderUNet.from_config(model.get_config()).count_params() == model.count_params()
+
+
 def test_overrides_and_dataclass_inputs():
     config = models.load_model_config(CONFIG_DIR / "lstm.yaml", overrides=["cell=gru", "recurrent_units=[8]"])
     assert config.cell == "gru" and config.recurrent_units == (8,)

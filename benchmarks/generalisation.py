@@ -163,20 +163,56 @@ def error_split(true_mps: np.ndarray, predicted_mps: np.ndarray) -> dict[str, fl
     }
 
 
-def score_model(
-    model, stats, dataset_path: Path, families: Sequence[str], baseline_mps: np.ndarray
-) -> dict[str, float]:
-    """Scores a trained model on the validation and test samples of ``families``."""
-    from data_prep.normalization import denormalize_velocity
-    from pipeline.evaluate import predict_dataset
+def bundle_predictions(bundle, dataset_path: Path, indices: np.ndarray) -> SimpleNamespace:
+    """A loaded bundle's velocity for the samples ``indices`` of ``dataset_path``, as ``bundle.predict`` gives
+    it (``plain``) and mirror-averaged (``mirrored``; None for a geometry that does not mirror onto itself),
+    with the samples' ``true_mps`` and ``edges``; all in the dataset reader's order."""
+    from core.errors import UserError
     from pipeline.feeding import SeismicDataset
 
+    dataset = SeismicDataset(dataset_path, indices=indices, batch_size=16, stats=bundle.stats)
+    order = dataset.epoch_order()
+    true, edges, plain, mirrored = [], [], [], []
+    for start in range(0, len(order), 32):
+        raw, velocity_mps, edge = dataset.read(order[start : start + 32])
+        true.append(velocity_mps)
+        edges.append(edge)
+        plain.append(bundle.predict(raw)["velocity_mps"])
+        if mirrored is not None:
+            try:
+                mirrored.append(bundle.predict(raw, mirror_average=True)["velocity_mps"])
+            except UserError:
+                mirrored = None
+    return SimpleNamespace(
+        true_mps=np.concatenate(true),
+        edges=np.concatenate(edges),
+        plain=np.concatenate(plain),
+        mirrored=None if mirrored is None else np.concatenate(mirrored),
+    )
+
+
+def score_model(
+    bundle, dataset_path: Path, families: Sequence[str], baseline_mps: np.ndarray
+) -> dict[str, float]:
+    """Scores a loaded bundle on the validation and test samples of ``families`` (``bundle_predictions``):
+    as predicted, and mirror-averaged (keys ``mirror_*``, absent for a geometry that does not mirror)."""
     indices = family_indices(dataset_path, families, ("val", "test"))
-    dataset = SeismicDataset(dataset_path, indices=indices, batch_size=16, stats=stats)
-    predicted = predict_dataset(model, dataset)["velocity"]
-    true_mps, edges = dataset.read_labels(dataset.epoch_order())
-    scores = velocity_scores(true_mps, denormalize_velocity(predicted, stats), baseline_mps, edges)
-    return {**scores, "samples": int(len(indices))}
+    predictions = bundle_predictions(bundle, dataset_path, indices)
+    scores = velocity_scores(predictions.true_mps, predictions.plain, baseline_mps, predictions.edges)
+    return {**scores, **mirror_scores(predictions, baseline_mps), "samples": int(len(indices))}
+
+
+def mirror_scores(predictions: SimpleNamespace, baseline_mps: np.ndarray) -> dict[str, Any]:
+    """``MIRROR_SCORES`` of ``bundle_predictions``' mirror-averaged velocity, prefixed ``mirror_`` (empty
+    when there is none)."""
+    if predictions.mirrored is None:
+        return {}
+    scores = velocity_scores(predictions.true_mps, predictions.mirrored, baseline_mps, predictions.edges)
+    return {f"mirror_{key}": scores[key] for key in MIRROR_SCORES}
+
+
+#: The scores kept of the mirror-averaged prediction (``score_model``).
+MIRROR_SCORES = ("mae_mps", "ssim", "skill", "skill_by_depth_third")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -303,7 +339,9 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
         "variation (the MAE of a model with exact depth trends and no lateral structure, given under each "
         'heading; `error_split`); "predicted lateral" the same measure of the predicted sections themselves '
         "(how much lateral structure the model draws at all; near 0 for 1-D sections); the skill is also given "
-        "over the top, middle and bottom thirds of the depth rows. Rows: a model trained on FlatVel-A alone, the "
+        'over the top, middle and bottom thirds of the depth rows. "mirror-averaged" scores the same model '
+        "with each sample also predicted mirrored left to right and the two sections averaged (the test-time "
+        "augmentation of `pipeline.infer --set mirror_average=true`). Rows: a model trained on FlatVel-A alone, the "
         "general recipe without K, that model fine-tuned on K's training samples, a model trained from scratch on "
         "the same samples within the same budget, and (when run) the general recipe with K seen, an "
         "in-distribution reference. Training budgets (whole-run wall clock on this machine, or epochs): "
@@ -336,6 +374,7 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
                         " / ".join(f"{v:+.2f}" for v in row["skill_by_depth_third"])
                         if "skill_by_depth_third" in row
                         else "–",
+                        _mirror_scores(row),
                         row.get("epochs", ""),
                         f"{row.get('train_s', float('nan')):.0f}",
                     ]
@@ -348,7 +387,8 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
             markdown_table(
                 ["model", "seed", "MAE m/s", "SSIM", "1-D MAE m/s", "skill", "near interfaces m/s",
                  "error TV m/s", "bias m/s", "depth trend corrected m/s", "predicted lateral m/s",
-                 "skill top / middle / bottom third", "epochs", "train s"],
+                 "skill top / middle / bottom third", "mirror-averaged: MAE / SSIM / skill", "epochs",
+                 "train s"],
                 table,
             )
         )  # fmt: skip
@@ -373,6 +413,13 @@ def report(results: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) ->
 def _scored(row: Mapping[str, Any], key: str, form: str) -> str:
     """A score of ``row``, or "–" for rows scored before it existed (``--rescore`` adds it)."""
     return form.format(row[key]) if key in row else "–"
+
+
+def _mirror_scores(row: Mapping[str, Any]) -> str:
+    """MAE / SSIM / skill of the mirror-averaged prediction, or "–" (not scored, or an asymmetric geometry)."""
+    if "mirror_mae_mps" not in row:
+        return "–"
+    return f"{row['mirror_mae_mps']:.0f} / {row['mirror_ssim']:.3f} / {row['mirror_skill']:+.2f}"
 
 
 def _pair_order(pair: tuple) -> tuple:
@@ -496,7 +543,7 @@ def score_bundle(
     # Scored from the saved bundle (what inference would load), then everything of the run is let go: one
     # process trains a dozen models, and keeping each one's graphs and caches ran it out of memory.
     bundle = load_bundle(bundle_dir)
-    scores = score_model(bundle.model, bundle.stats, scored_on, HELD_OUT_GROUPS[group], baseline)
+    scores = score_model(bundle, scored_on, HELD_OUT_GROUPS[group], baseline)
     del bundle
     _release_memory()
     return scores

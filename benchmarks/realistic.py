@@ -116,19 +116,19 @@ def section_dataset(
 
 
 def score(bundle: Any, dataset_path: Path, baseline_mps: np.ndarray) -> dict[str, float]:
-    """A bundle's scores on every window of ``dataset_path`` (see the module docstring)."""
-    from benchmarks.generalisation import velocity_scores
+    """A bundle's scores on every window of ``dataset_path`` (see the module docstring), as predicted and
+    mirror-averaged (``mirror_*``)."""
+    from benchmarks.generalisation import bundle_predictions, mirror_scores, velocity_scores
     from data_prep import schema
-    from data_prep.normalization import denormalize_velocity
-    from pipeline.evaluate import predict_dataset
-    from pipeline.feeding import SeismicDataset
 
     with schema.open_dataset(dataset_path) as h5:
         count = int(h5[schema.VELOCITY].shape[0])
-    dataset = SeismicDataset(dataset_path, indices=np.arange(count), batch_size=16, stats=bundle.stats)
-    predicted = denormalize_velocity(predict_dataset(bundle.model, dataset)["velocity"], bundle.stats)
-    true_mps, edges = dataset.read_labels(dataset.epoch_order())
-    scores = velocity_scores(true_mps, predicted, baseline_mps, edges)
+    predictions = bundle_predictions(bundle, dataset_path, np.arange(count))
+    true_mps, edges = predictions.true_mps, predictions.edges
+    scores = {
+        **velocity_scores(true_mps, predictions.plain, baseline_mps, edges),
+        **mirror_scores(predictions, baseline_mps),
+    }
     # The true 1-D average scored the same way: each window's rows averaged across.
     rows_mean = np.broadcast_to(true_mps.mean(axis=2, keepdims=True), true_mps.shape)
     oracle = velocity_scores(true_mps, rows_mean, baseline_mps, edges)
@@ -156,6 +156,7 @@ def report(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
         "skill over it",
         "bias m/s",
         "cells > 4500 m/s",
+        "mirror-averaged: MAE / SSIM",
     ]
     table = [
         [
@@ -170,6 +171,7 @@ def report(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
             f"{row['oracle_skill']:+.2f}",
             f"{row['bias_mps']:+.0f}",
             f"{row['faster_than_model_percent']:.1f} %",
+            f"{row['mirror_mae_mps']:.0f} / {row['mirror_ssim']:.3f}" if "mirror_mae_mps" in row else "–",
         ]
         for row in rows
     ]
@@ -183,7 +185,8 @@ def report(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
             "Each window simulated in the model's own training geometry and engine (15 Hz Ricker), scored on "
             "every window; skill = 1 − MAE / MAE(baseline). The mix 1-D mean is the per-depth mean of "
             "`--baseline-data`'s training samples; the true 1-D average is each window's own rows averaged "
-            "across (an oracle without lateral structure). Sections: "
+            "across (an oracle without lateral structure). Mirror-averaged: each window also predicted mirrored "
+            "left to right and the two sections averaged (`pipeline.infer --set mirror_average=true`). Sections: "
             + "; ".join(settings["sections"])
             + ".",
             "",

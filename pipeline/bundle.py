@@ -37,6 +37,7 @@ from core.config import json_ready
 from core.errors import UserError
 from data_prep.normalization import NormalizationStats, denormalize_velocity, normalize_seismic
 from data_prep.schema import DatasetGeometry
+from pipeline.feeding import mirror_shot_order, mirrored_seismic
 
 BUNDLE_FORMAT = "seisinvert-model-bundle"
 BUNDLE_SCHEMA_VERSION = 1
@@ -151,23 +152,43 @@ class ModelBundle:
             raise UserError("Seismic input holds NaN or Inf values: remove or zero them before prediction.")
         return array
 
-    def predict(self, seismic: Any, batch_size: int = 16) -> dict[str, np.ndarray | None]:
+    def predict(
+        self, seismic: Any, batch_size: int = 16, mirror_average: bool = False
+    ) -> dict[str, np.ndarray | None]:
         """Velocity in m/s and edge probabilities for raw seismic.
 
         Args:
             seismic: ``(batch, shots, time, receivers)`` float32, raw (the training data's units).
             batch_size: samples per forward pass.
+            mirror_average: also predict each sample mirrored left to right (receivers reversed, each shot
+                played by the shot at its mirrored position) and average the two sections, the second
+                mirrored back: a test-time augmentation that costs a second forward pass. Needs a geometry
+                that mirrors onto itself within one cell (OpenFWI's does, its middle shot moving 10 m).
 
         Returns:
             ``{"velocity_mps": (batch, depth, x) float32 m/s, "edges": (batch, depth, x) float32 in [0, 1]
             or None when the model has no edge head}``.
 
         Raises:
-            UserError: the input's shape does not match the training geometry, or it holds NaN/Inf.
+            UserError: the input's shape does not match the training geometry, or it holds NaN/Inf, or
+                ``mirror_average`` is asked of a geometry that does not mirror onto itself.
         """
         array = self.check_input(seismic)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1. Received: {batch_size}")
+        outputs = self._predict(array, batch_size)
+        if mirror_average:
+            order = mirror_shot_order(
+                self.geometry, 1, option="mirror_average", turn_off="mirror_average=false", shift_option=None
+            )
+            mirrored = self._predict(mirrored_seismic(array, order), batch_size)
+            outputs = {
+                name: None if values is None else 0.5 * (values + mirrored[name][..., ::-1])
+                for name, values in outputs.items()
+            }
+        return outputs
+
+    def _predict(self, array: np.ndarray, batch_size: int) -> dict[str, np.ndarray | None]:
         depth, width = self.grid_shape
         velocity = np.empty((len(array), depth, width), dtype=np.float32)
         edges = np.empty((len(array), depth, width), dtype=np.float32) if self.has_edges else None

@@ -76,18 +76,34 @@ class Evaluation:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def predict_dataset(model, dataset, batch_size: int | None = None) -> dict[str, np.ndarray]:
-    """Model outputs for every sample of a ``SeismicDataset`` (in its order), as float32 arrays."""
+def predict_dataset(
+    model, dataset, batch_size: int | None = None, mirror_order: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Model outputs for every sample of a ``SeismicDataset`` (in its order), as float32 arrays.
+
+    With ``mirror_order`` (``pipeline.feeding.mirror_shot_order``) every batch is also predicted mirrored
+    left to right and the two outputs averaged, the mirrored one mirrored back (``ModelBundle.predict``'s
+    ``mirror_average``).
+    """
+    from pipeline.feeding import mirrored_seismic
+
+    def run(seismic):
+        if batch_size is None:
+            return model.predict_on_batch(seismic)
+        return model.predict(seismic, batch_size=batch_size, verbose=0)
+
     outputs: dict[str, list[np.ndarray]] = {}
     for index in range(len(dataset)):
         seismic, _ = dataset[index]
-        result = (
-            model.predict_on_batch(seismic)
-            if batch_size is None
-            else model.predict(seismic, batch_size=batch_size, verbose=0)
-        )
+        result = {name: np.asarray(values, dtype=np.float32) for name, values in run(seismic).items()}
+        if mirror_order is not None:
+            mirrored = run(mirrored_seismic(seismic, mirror_order))
+            result = {
+                name: 0.5 * (values + np.asarray(mirrored[name], dtype=np.float32)[..., ::-1])
+                for name, values in result.items()
+            }
         for name, values in result.items():
-            outputs.setdefault(name, []).append(np.asarray(values, dtype=np.float32))
+            outputs.setdefault(name, []).append(values)
     return {name: np.concatenate(values) for name, values in outputs.items()}
 
 
@@ -131,7 +147,11 @@ def per_sample_metrics(
 
 
 def evaluate_model(
-    model, dataset, stats: NormalizationStats | None = None, edge_threshold: float = 0.5
+    model,
+    dataset,
+    stats: NormalizationStats | None = None,
+    edge_threshold: float = 0.5,
+    mirror_order: np.ndarray | None = None,
 ) -> Evaluation:
     """Predicts every sample of a ``SeismicDataset`` and computes overall, per-family and per-sample metrics.
 
@@ -139,11 +159,13 @@ def evaluate_model(
         model: a Keras model (normalised seismic in, normalised velocity and edge probabilities out).
         dataset: ``pipeline.feeding.SeismicDataset`` (not shuffled, no augmentation).
         stats: the normalisation the model was trained with (default: the dataset's).
+        edge_threshold: probability at or above which a cell counts as an edge.
+        mirror_order: predict mirror-averaged (``predict_dataset``); None: as the model predicts.
     """
     from models.metrics import evaluate_arrays, smoothness_metrics
 
     stats = stats or dataset.stats
-    predictions = predict_dataset(model, dataset)
+    predictions = predict_dataset(model, dataset, mirror_order=mirror_order)
     order = dataset.epoch_order()
     velocity_mps, edges = dataset.read_labels(order)
     from data_prep.normalization import normalize_velocity
@@ -271,6 +293,9 @@ class EvaluateConfig:
         max_samples: evaluate only the first ``max_samples`` samples of the split.
         worst_k: samples in the worst-k figure.
         edge_threshold: probability at or above which a cell counts as an edge.
+        mirror_average: predict every sample also mirrored left to right and average the two sections
+            (the test-time augmentation of ``pipeline.infer``'s ``mirror_average``); needs a geometry that
+            mirrors onto itself within one cell.
         output_dir: where the report, CSV and figure are written (default ``outputs/evaluation-<name>``).
         tracking: the evaluation run in MLflow (``pipeline.tracking.TrackingSettings``: ``enabled``,
             ``tracking_uri``, ``experiment``, ``run_name``; default ``./mlflow.db``, ``seisinvert``). The flat
@@ -291,6 +316,7 @@ class EvaluateConfig:
     max_samples: int | None = None
     worst_k: int = 4
     edge_threshold: float = 0.5
+    mirror_average: bool = False
     output_dir: str | None = None
     tracking: TrackingSettings = TrackingSettings()
 
@@ -303,7 +329,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """
     from data_prep import schema
     from pipeline import tracking
-    from pipeline.feeding import SeismicDataset
+    from pipeline.feeding import SeismicDataset, mirror_shot_order
     from pipeline.figures import save_png
 
     if not config.model:
@@ -332,7 +358,14 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         max_samples=config.max_samples,
         stats=bundle.stats,
     )
-    result = evaluate_model(bundle.model, dataset, bundle.stats, config.edge_threshold)
+    mirror_order = (
+        mirror_shot_order(
+            bundle.geometry, 1, option="mirror_average", turn_off="mirror_average=false", shift_option=None
+        )
+        if config.mirror_average
+        else None
+    )
+    result = evaluate_model(bundle.model, dataset, bundle.stats, config.edge_threshold, mirror_order)
 
     name = config.model.replace(":/", "-").replace("/", "-").replace("@", "-").strip("-")
     output_dir = Path(config.output_dir or Path("outputs") / f"evaluation-{name}")
@@ -430,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--experiment", help="MLflow experiment of the evaluation run")
     parser.add_argument("--out", dest="output_dir", help="folder for report, CSV and figure")
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    parser.add_argument(
+        "--mirror-average",
+        action="store_true",
+        default=None,
+        help="also predict every sample mirrored left to right and average the two (test-time augmentation)",
+    )
     add_config_arguments(parser)
     add_common_arguments(parser)
     return parser
@@ -442,6 +481,7 @@ def _main(args: argparse.Namespace) -> int:
         "split": args.split,
         "tracking": {"tracking_uri": args.tracking_uri, "experiment": args.experiment},
         "output_dir": args.output_dir,
+        "mirror_average": args.mirror_average,
     }
     if args.no_tracking:
         values["tracking"]["enabled"] = False

@@ -164,13 +164,26 @@ def augment(seismic: np.ndarray, config: AugmentationConfig, rng: np.random.Gene
     return seismic
 
 
-def mirror_shot_order(geometry: schema.DatasetGeometry, max_shift_cells: int = 1) -> np.ndarray:
+def mirror_shot_order(
+    geometry: schema.DatasetGeometry,
+    max_shift_cells: int = 1,
+    *,
+    option: str = "augmentation.mirror_probability",
+    turn_off: str = "augmentation.mirror_probability=0",
+    shift_option: str | None = "augmentation.mirror_max_shift_cells",
+) -> np.ndarray:
     """The shot order of a left-right mirrored sample: entry ``i`` is the recorded shot that plays shot ``i``.
 
     Mirroring about the grid's centre sends a source at ``x`` to ``width - x`` (``width`` = (x cells − 1) ×
     cell size) and reverses the receivers. That is a sample of the same geometry when every mirrored source
     lands on a source of the geometry at its depth (within ``max_shift_cells``; OpenFWI's middle shot, at
     340 m of 0..690 m, lands 10 m from it) and the receivers mirror onto themselves.
+
+    Args:
+        geometry: the dataset's (or the model's) geometry.
+        max_shift_cells: how far a mirrored source may land from the source that plays it.
+        option, turn_off, shift_option: the setting that needs the mirror, how to turn it off and the setting
+            of ``max_shift_cells`` (None: not a setting), named in the messages.
 
     Raises:
         UserError: the layout is not symmetric within the tolerance (says which shot or receiver is not).
@@ -185,10 +198,11 @@ def mirror_shot_order(geometry: schema.DatasetGeometry, max_shift_cells: int = 1
 
     if not np.allclose(rows(receivers), rows(mirrored)):
         raise UserError(
-            "augmentation.mirror_probability needs receivers placed symmetrically about the grid's centre; "
+            f"{option} needs receivers placed symmetrically about the grid's centre; "
             f"this geometry's {len(receivers)} receivers span x {receivers[:, 1].min():g}..{receivers[:, 1].max():g} m "
-            f"of 0..{width:g} m. Set augmentation.mirror_probability=0 for this dataset."
+            f"of 0..{width:g} m. Set {turn_off} for this geometry."
         )
+    shift = f"{shift_option}={max_shift_cells}" if shift_option else f"{max_shift_cells}"
     sources = np.asarray(geometry.source_positions_m, dtype=np.float64)
     order = []
     for depth, x in sources:
@@ -196,22 +210,32 @@ def mirror_shot_order(geometry: schema.DatasetGeometry, max_shift_cells: int = 1
         distance = np.where(same_depth, np.abs(sources[:, 1] - (width - x)), np.inf)
         nearest = int(np.argmin(distance))
         if distance[nearest] > max_shift_cells * spacing + 1e-6:
+            remedy = (
+                f"Raise {shift_option} to accept the shift (the mirrored shot is then labelled as fired where it "
+                f"was not) or set {turn_off}."
+                if shift_option
+                else f"Set {turn_off} for this geometry."
+            )
             raise UserError(
-                f"augmentation.mirror_probability: the source at x {x:g} m mirrors to {width - x:g} m, "
+                f"{option}: the source at x {x:g} m mirrors to {width - x:g} m, "
                 f"{distance[nearest]:g} m from the nearest source at its depth (at most "
-                f"augmentation.mirror_max_shift_cells={max_shift_cells} cells of {spacing:g} m). Raise that "
-                "setting to accept the shift (the mirrored shot is then labelled as fired where it was not) or "
-                "set augmentation.mirror_probability=0."
+                f"{shift} cells of {spacing:g} m). {remedy}"
             )
         order.append(nearest)
     if len(set(order)) != len(order):
         raise UserError(
-            "augmentation.mirror_probability: two sources mirror onto the same one within "
-            f"augmentation.mirror_max_shift_cells={max_shift_cells}; lower it or set mirror_probability=0."
+            f"{option}: two sources mirror onto the same one within {shift} cells; set {turn_off}"
+            + (f" or lower {shift_option}." if shift_option else ".")
         )
     playing = np.empty(len(order), dtype=np.int64)
     playing[np.asarray(order)] = np.arange(len(order))  # shot order[i] of the mirror is recorded shot i
     return playing
+
+
+def mirrored_seismic(seismic: np.ndarray, shot_order: np.ndarray) -> np.ndarray:
+    """``(batch, shots, time, receivers)`` mirrored left to right: receivers reversed, shots reordered by
+    ``shot_order`` (``mirror_shot_order``). The section predicted from it is mirrored back with ``[..., ::-1]``."""
+    return np.ascontiguousarray(np.asarray(seismic)[:, shot_order, :, ::-1])
 
 
 def mirror(

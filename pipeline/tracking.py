@@ -586,10 +586,11 @@ def model_signature(seismic_shape: tuple[int, int, int], grid_shape: tuple[int, 
     what the model takes; MLflow then refuses another shape itself ("Shape of input (…) does not match expected
     shape (-1, …)") before the model's own check would. The input stays unnamed: a named input would make
     MLflow require a dict. The outputs are named (``velocity_mps``, ``edges``) with their ``(-1, depth, x)``
-    shapes.
+    shapes. Two inference parameters (``model.predict(seismic, params={...})``): ``batch_size`` (16) and
+    ``mirror_average`` (false; ``ModelBundle.predict``).
     """
     from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
     outputs = [TensorSpec(np.dtype(np.float32), (-1, *grid_shape), VELOCITY_MPS)]
     if has_edges:
@@ -597,6 +598,9 @@ def model_signature(seismic_shape: tuple[int, int, int], grid_shape: tuple[int, 
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *(int(n) for n in seismic_shape)))]),
         outputs=Schema(outputs),
+        params=ParamSchema(
+            [ParamSpec("batch_size", "long", 16), ParamSpec("mirror_average", "boolean", False)]
+        ),
     )
 
 
@@ -631,8 +635,12 @@ class SeisinvertModel(_python_model_base()):
                 "This model takes a float32 numpy array (batch, shots, time, receivers), not a table. "
                 f"Received {type(model_input).__name__}."
             )
-        batch_size = int((params or {}).get("batch_size", 16))
-        outputs = self.bundle.predict(model_input, batch_size=batch_size)
+        params = params or {}
+        outputs = self.bundle.predict(
+            model_input,
+            batch_size=int(params.get("batch_size", 16)),
+            mirror_average=bool(params.get("mirror_average", False)),
+        )
         return {key: value for key, value in outputs.items() if value is not None}
 
 

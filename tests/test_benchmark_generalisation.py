@@ -32,8 +32,8 @@ def fake_training(tmp_path, monkeypatch):
             bundle_dir=bundle, history=[{}] * (budget.epochs or 3), wall_time_s=1.0, model=None
         )
 
-    def score_model(model, stats, dataset_path, families, baseline):
-        mae = {None: 300.0}.get(model, 200.0)
+    def score_model(bundle, dataset_path, families, baseline):
+        mae = {None: 300.0}.get(bundle.model, 200.0)
         return {"mae_mps": mae, "ssim": 0.7, "baseline_mae_mps": 400.0, "baseline_ssim": 0.6,
                 "skill": 1 - mae / 400.0, "interface_mae_mps": 350.0, "error_tv_mps": 20.0, "samples": 4,
                 "bias_mps": -5.0, "lateral_mae_mps": 150.0, "truth_lateral_mps": 160.0}  # fmt: skip
@@ -209,6 +209,32 @@ def test_the_skill_by_depth_third_is_measured_against_the_baseline_on_those_rows
     assert scores["skill"] == pytest.approx(0.0)
 
 
+def test_a_bundle_is_scored_as_predicted_and_mirror_averaged(trained_flatvel):
+    """``score_model`` on a trained bundle: the plain scores are those of ``bundle.predict``, the ``mirror_*``
+    ones those of ``bundle.predict(..., mirror_average=True)`` on the same samples (the window geometry's shots
+    at cells 0, 12, 22 of 24 mirror within one cell); both beat the 1-D baseline of the training data."""
+    from pipeline.bundle import load_bundle
+    from pipeline.feeding import SeismicDataset
+
+    dataset = trained_flatvel.dataset
+    bundle = load_bundle(trained_flatvel.result.bundle_dir)
+    baseline = generalisation.depth_baseline_mps(dataset, ["flatvel-a"])
+    scores = generalisation.score_model(bundle, dataset, ["flatvel-a"], baseline)
+
+    samples = SeismicDataset(
+        dataset, indices=generalisation.family_indices(dataset, ["flatvel-a"], ("val", "test"))
+    )
+    seismic, truth, _ = samples.read(samples.epoch_order())
+    assert scores["samples"] == len(truth) == 48
+    plain = bundle.predict(seismic)["velocity_mps"]
+    averaged = bundle.predict(seismic, mirror_average=True)["velocity_mps"]
+    assert scores["mae_mps"] == pytest.approx(np.abs(plain - truth).mean(), rel=1e-5)
+    assert scores["mirror_mae_mps"] == pytest.approx(np.abs(averaged - truth).mean(), rel=1e-5)
+    assert scores["mirror_mae_mps"] != pytest.approx(scores["mae_mps"], rel=1e-4)
+    assert 0 < scores["mirror_skill"] and 0 < scores["skill"], scores
+    assert set(generalisation.MIRROR_SCORES) <= {key.removeprefix("mirror_") for key in scores}
+
+
 def test_score_data_scores_the_held_out_group_elsewhere_against_the_training_data_s_baseline(
     tmp_path, fake_training, monkeypatch
 ):
@@ -219,9 +245,9 @@ def test_score_data_scores_the_held_out_group_elsewhere_against_the_training_dat
     seen = {"scored": [], "baseline": []}
     scorer = generalisation.score_model
 
-    def score_model(model, stats, dataset_path, families, baseline):
+    def score_model(bundle, dataset_path, families, baseline):
         seen["scored"].append(Path(dataset_path))
-        return scorer(model, stats, dataset_path, families, baseline)
+        return scorer(bundle, dataset_path, families, baseline)
 
     def depth_baseline_mps(dataset_path, families):
         seen["baseline"].append(Path(dataset_path))

@@ -57,8 +57,14 @@ def test_the_table_reports_both_baselines():
         "machine": "m",
         "sections": ["marmousi (m.npy)"],
     }
-    table = realistic.report([row], settings)
+    table = realistic.report(
+        [row, {**row, "model": "wide", "mirror_mae_mps": 290.0, "mirror_ssim": 0.61}], settings
+    )
     assert (
-        "| marmousi | general | 100 | 300 | 0.600 | 600 / 0.500 | +0.50 | 150 / 0.750 | -1.00 | -20 | 2.5 % |"
+        "| marmousi | general | 100 | 300 | 0.600 | 600 / 0.500 | +0.50 | 150 / 0.750 | -1.00 | -20 | 2.5 % | – |"
+        in table
+    )
+    assert (
+        "| wide | 100 | 300 | 0.600 | 600 / 0.500 | +0.50 | 150 / 0.750 | -1.00 | -20 | 2.5 % | 290 / 0.610 |"
         in table
     )

@@ -295,7 +295,9 @@ def predict_batch(
     if predict_windows is not None:
         outputs = predict_windows(calibrated, plan.window_origin_m()[batch], batch_size=config.batch_size)
     else:
-        outputs = bundle.predict(calibrated, batch_size=config.batch_size)
+        # Asked for only when set: a stand-in model (``InferStage``'s ``model``) needs no mirror argument.
+        mirror = {"mirror_average": True} if config.mirror_average else {}
+        outputs = bundle.predict(calibrated, batch_size=config.batch_size, **mirror)
     velocity = np.asarray(outputs["velocity_mps"], dtype=np.float32)
     edges = outputs.get("edges")
     edges = None if edges is None else np.asarray(edges, dtype=np.float32)

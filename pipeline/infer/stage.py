@@ -69,7 +69,8 @@ def infer(
     Args:
         inputs: the line's shot-gather SEG-Y files.
         model: a ``pipeline.bundle.ModelBundle`` (or an object with the same ``geometry``, ``stats``,
-            ``engine_settings``, ``info``, ``has_edges`` and ``predict``; one that also has
+            ``engine_settings``, ``info``, ``has_edges`` and ``predict``, which ``mirror_average`` calls with
+            ``mirror_average=True``; one that also has
             ``predict_windows(seismic, window_origins_m, batch_size)`` is told where each window lies, e.g.
             a baseline or an oracle), or a bundle location (folder, ``runs:/…``, ``models:/…``).
         out: output folder.

@@ -115,6 +115,30 @@ def test_wrong_shape_is_refused_with_both_shapes(tmp_path: Path, tiny_model):
         bundle.predict(np.full((1, *SEISMIC_SHAPE), np.nan, np.float32))
 
 
+def test_mirror_average_is_the_mean_of_the_sample_and_its_mirror(tmp_path: Path, tiny_model):
+    import dataclasses
+
+    bundle = load_bundle(save_bundle(tmp_path / "b", tiny_model, stats=_stats(), geometry=_geometry()))
+    raw = np.random.default_rng(1).normal(0, 3, (3, *SEISMIC_SHAPE)).astype(np.float32)
+    plain = bundle.predict(raw)
+    # Sources at x 0 and 110 m of a 0..110 m window: the mirror swaps the two shots and reverses the receivers.
+    mirrored = bundle.predict(np.ascontiguousarray(raw[:, ::-1, :, ::-1]))
+    averaged = bundle.predict(raw, batch_size=2, mirror_average=True)
+    for name in (VELOCITY_MPS, EDGES):
+        np.testing.assert_allclose(
+            averaged[name], 0.5 * (plain[name] + mirrored[name][..., ::-1]), rtol=1e-5, atol=1e-3
+        )
+    assert np.abs(averaged[VELOCITY_MPS] - plain[VELOCITY_MPS]).max() > 1.0, "the mirror changes the section"
+    # A layout that does not mirror onto itself is refused, naming the setting to turn off.
+    lopsided = dataclasses.replace(_geometry(), source_positions_m=np.array([[10.0, 0.0], [10.0, 40.0]]))
+    bundle = load_bundle(save_bundle(tmp_path / "c", tiny_model, stats=_stats(), geometry=lopsided))
+    with pytest.raises(
+        UserError, match=r"mirror_average: the source at x 0 m mirrors to 110 m.*mirror_average=false"
+    ):
+        bundle.predict(raw, mirror_average=True)
+    np.testing.assert_allclose(bundle.predict(raw)[VELOCITY_MPS], plain[VELOCITY_MPS], rtol=1e-6)
+
+
 def test_overwrite_replaces_and_missing_paths_are_explained(tmp_path: Path, tiny_model):
     first = save_bundle(tmp_path / "b", tiny_model, stats=_stats(), geometry=_geometry())
     save_bundle(first, tiny_model, stats=_stats((1500.0, 4500.0)), geometry=_geometry())

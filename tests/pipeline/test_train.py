@@ -8,6 +8,7 @@ system metrics, images, dataset lineage, tags), the registered pyfunc model, the
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -194,6 +195,11 @@ def test_registered_pyfunc_returns_velocity_in_mps(trained):
     assert 0 <= outputs["edges"].min() and outputs["edges"].max() <= 1
     local = load_bundle(result.bundle_dir).predict(raw)
     np.testing.assert_allclose(outputs["velocity_mps"], local["velocity_mps"], rtol=1e-5)
+    # The inference parameters of the signature reach the bundle.
+    mirrored = pyfunc.predict(raw, params={"mirror_average": True, "batch_size": 3})
+    local_mirrored = load_bundle(result.bundle_dir).predict(raw, mirror_average=True)
+    np.testing.assert_allclose(mirrored["velocity_mps"], local_mirrored["velocity_mps"], rtol=1e-5)
+    assert np.abs(mirrored["velocity_mps"] - outputs["velocity_mps"]).max() > 0
     # Closer to the truth than the middle of the range would be (it learned something in 2 epochs).
     assert (
         np.mean(np.abs(outputs["velocity_mps"] - velocity_mps)) < np.mean(np.abs(3000 - velocity_mps)) * 1.5
@@ -274,6 +280,26 @@ def test_evaluate_cli_logs_an_evaluation_run(trained, client, tmp_path, capsys):
         result.test_metrics["velocity_ssim"], abs=1e-5
     )
     assert "SSIM" in capsys.readouterr().out
+
+
+def test_evaluate_mirror_average_scores_the_bundle_s_mirror_averaged_prediction(trained, tmp_path):
+    from pipeline.bundle import load_bundle
+    from pipeline.evaluate import main as evaluate_main
+    from pipeline.feeding import SeismicDataset
+
+    root, data, _, result, _ = trained
+    argv = ["--model", str(result.bundle_dir), "--data", str(data), "--no-tracking"]
+    assert evaluate_main([*argv, "--out", str(tmp_path / "mirror"), "--mirror-average"]) == 0
+    rows = list(csv.DictReader((tmp_path / "mirror" / "per_sample_test.csv").open()))
+    test = SeismicDataset(data, "test", batch_size=4)
+    raw, velocity_mps, _ = test.read([int(row["index"]) for row in rows])
+    expected = np.abs(
+        load_bundle(result.bundle_dir).predict(raw, mirror_average=True)["velocity_mps"] - velocity_mps
+    ).mean(axis=(1, 2))
+    np.testing.assert_allclose([float(row["mae_mps"]) for row in rows], expected, rtol=1e-4)
+    assert evaluate_main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    plain = list(csv.DictReader((tmp_path / "plain" / "per_sample_test.csv").open()))
+    assert [row["mae_mps"] for row in plain] != [row["mae_mps"] for row in rows]
 
 
 @pytest.fixture(scope="module")

@@ -178,15 +178,23 @@ class ModelBundle:
             raise ValueError(f"batch_size must be at least 1. Received: {batch_size}")
         outputs = self._predict(array, batch_size)
         if mirror_average:
-            order = mirror_shot_order(
-                self.geometry, 1, option="mirror_average", turn_off="mirror_average=false", shift_option=None
-            )
-            mirrored = self._predict(mirrored_seismic(array, order), batch_size)
+            mirrored = self._predict(mirrored_seismic(array, self.mirror_order()), batch_size)
             outputs = {
                 name: None if values is None else 0.5 * (values + mirrored[name][..., ::-1])
                 for name, values in outputs.items()
             }
         return outputs
+
+    def mirror_order(self) -> np.ndarray:
+        """The shot order of a sample of this model's geometry mirrored left to right (``mirror_average``; a
+        mirrored shot may land up to one cell from the shot that plays it).
+
+        Raises:
+            UserError: the geometry does not mirror onto itself (names the shot or receivers that do not).
+        """
+        return mirror_shot_order(
+            self.geometry, 1, option="mirror_average", turn_off="mirror_average=false", shift_option=None
+        )
 
     def _predict(self, array: np.ndarray, batch_size: int) -> dict[str, np.ndarray | None]:
         depth, width = self.grid_shape

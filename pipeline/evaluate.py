@@ -329,7 +329,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """
     from data_prep import schema
     from pipeline import tracking
-    from pipeline.feeding import SeismicDataset, mirror_shot_order
+    from pipeline.feeding import SeismicDataset
     from pipeline.figures import save_png
 
     if not config.model:
@@ -358,13 +358,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         max_samples=config.max_samples,
         stats=bundle.stats,
     )
-    mirror_order = (
-        mirror_shot_order(
-            bundle.geometry, 1, option="mirror_average", turn_off="mirror_average=false", shift_option=None
-        )
-        if config.mirror_average
-        else None
-    )
+    mirror_order = bundle.mirror_order() if config.mirror_average else None
     result = evaluate_model(bundle.model, dataset, bundle.stats, config.edge_threshold, mirror_order)
 
     name = config.model.replace(":/", "-").replace("/", "-").replace("@", "-").strip("-")

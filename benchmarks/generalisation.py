@@ -168,8 +168,12 @@ def bundle_predictions(bundle, dataset_path: Path, indices: np.ndarray) -> Simpl
     it (``plain``) and mirror-averaged (``mirrored``; None for a geometry that does not mirror onto itself),
     with the samples' ``true_mps`` and ``edges``; all in the dataset reader's order."""
     from core.errors import UserError
-    from pipeline.feeding import SeismicDataset
+    from pipeline.feeding import SeismicDataset, mirrored_seismic
 
+    try:
+        shot_order = bundle.mirror_order()
+    except UserError:
+        shot_order = None
     dataset = SeismicDataset(dataset_path, indices=indices, batch_size=16, stats=bundle.stats)
     order = dataset.epoch_order()
     true, edges, plain, mirrored = [], [], [], []
@@ -178,16 +182,14 @@ def bundle_predictions(bundle, dataset_path: Path, indices: np.ndarray) -> Simpl
         true.append(velocity_mps)
         edges.append(edge)
         plain.append(bundle.predict(raw)["velocity_mps"])
-        if mirrored is not None:
-            try:
-                mirrored.append(bundle.predict(raw, mirror_average=True)["velocity_mps"])
-            except UserError:
-                mirrored = None
+        if shot_order is not None:  # ModelBundle.predict(mirror_average=True), without its plain pass again
+            flipped = bundle.predict(mirrored_seismic(raw, shot_order))["velocity_mps"][..., ::-1]
+            mirrored.append(0.5 * (plain[-1] + flipped))
     return SimpleNamespace(
         true_mps=np.concatenate(true),
         edges=np.concatenate(edges),
         plain=np.concatenate(plain),
-        mirrored=None if mirrored is None else np.concatenate(mirrored),
+        mirrored=None if shot_order is None else np.concatenate(mirrored),
     )
 
 

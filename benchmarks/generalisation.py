@@ -168,7 +168,7 @@ def bundle_predictions(bundle, dataset_path: Path, indices: np.ndarray) -> Simpl
     it (``plain``) and mirror-averaged (``mirrored``; None for a geometry that does not mirror onto itself),
     with the samples' ``true_mps`` and ``edges``; all in the dataset reader's order."""
     from core.errors import UserError
-    from pipeline.feeding import SeismicDataset, mirrored_seismic
+    from pipeline.feeding import SeismicDataset, average_with_mirror, mirrored_seismic
 
     try:
         shot_order = bundle.mirror_order()
@@ -183,8 +183,8 @@ def bundle_predictions(bundle, dataset_path: Path, indices: np.ndarray) -> Simpl
         edges.append(edge)
         plain.append(bundle.predict(raw)["velocity_mps"])
         if shot_order is not None:  # ModelBundle.predict(mirror_average=True), without its plain pass again
-            flipped = bundle.predict(mirrored_seismic(raw, shot_order))["velocity_mps"][..., ::-1]
-            mirrored.append(0.5 * (plain[-1] + flipped))
+            flipped = bundle.predict(mirrored_seismic(raw, shot_order))["velocity_mps"]
+            mirrored.append(average_with_mirror(plain[-1], flipped))
     return SimpleNamespace(
         true_mps=np.concatenate(true),
         edges=np.concatenate(edges),

@@ -37,7 +37,7 @@ from core.config import json_ready
 from core.errors import UserError
 from data_prep.normalization import NormalizationStats, denormalize_velocity, normalize_seismic
 from data_prep.schema import DatasetGeometry
-from pipeline.feeding import mirror_shot_order, mirrored_seismic
+from pipeline.feeding import average_with_mirror, mirror_shot_order, mirrored_seismic
 
 BUNDLE_FORMAT = "seisinvert-model-bundle"
 BUNDLE_SCHEMA_VERSION = 1
@@ -180,7 +180,7 @@ class ModelBundle:
         if mirror_average:
             mirrored = self._predict(mirrored_seismic(array, self.mirror_order()), batch_size)
             outputs = {
-                name: None if values is None else 0.5 * (values + mirrored[name][..., ::-1])
+                name: None if values is None else average_with_mirror(values, mirrored[name])
                 for name, values in outputs.items()
             }
         return outputs

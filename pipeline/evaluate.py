@@ -85,7 +85,7 @@ def predict_dataset(
     left to right and the two outputs averaged, the mirrored one mirrored back (``ModelBundle.predict``'s
     ``mirror_average``).
     """
-    from pipeline.feeding import mirrored_seismic
+    from pipeline.feeding import average_with_mirror, mirrored_seismic
 
     def run(seismic):
         if batch_size is None:
@@ -99,7 +99,7 @@ def predict_dataset(
         if mirror_order is not None:
             mirrored = run(mirrored_seismic(seismic, mirror_order))
             result = {
-                name: 0.5 * (values + np.asarray(mirrored[name], dtype=np.float32)[..., ::-1])
+                name: average_with_mirror(values, np.asarray(mirrored[name], dtype=np.float32))
                 for name, values in result.items()
             }
         for name, values in result.items():

@@ -238,6 +238,11 @@ def mirrored_seismic(seismic: np.ndarray, shot_order: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(seismic)[:, shot_order, :, ::-1])
 
 
+def average_with_mirror(section: np.ndarray, mirrored_section: np.ndarray) -> np.ndarray:
+    """The mean of a ``(..., depth, x)`` prediction and the one made from ``mirrored_seismic``, mirrored back."""
+    return 0.5 * (np.asarray(section) + np.asarray(mirrored_section)[..., ::-1])
+
+
 def mirror(
     seismic: np.ndarray,
     targets: dict[str, np.ndarray],

@@ -50,6 +50,7 @@ from models.layers import (
     validate_rate,
     validate_shape,
 )
+from models.moveout import semblance_features
 
 DECODER_MODES = ("independent", "shared_upsampling", "shared")
 
@@ -67,6 +68,7 @@ class UNetConfig:
     grid_shape: tuple[int, int] = (70, 70)
     time_pooling: int = 1
     time_gain_power: float = 0.0
+    moveout_scan: dict | None = None
     front_end_filters: tuple[int, ...] = (16, 32, 32)
     front_end_kernel_sizes: tuple[int, ...] = (7, 3, 3)
     encoder_filters: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -91,6 +93,10 @@ class DualDecoderUNet(keras.Model):
         time_gain_power: if positive, the front end also sees a copy of the (pooled) seismic gained by
             ``t ** time_gain_power`` and balanced to the original's amplitude (``layers.TimeGain``), so that
             late, deep reflections are as visible as the direct wave; 0 = off.
+        moveout_scan: if given, the ``models.moveout.MoveoutSemblance`` arguments (``source_receivers``,
+            ``time_step_s`` of the input's samples, ``receiver_spacing_m``, ...): the encoder also sees
+            ``moveout.semblance_features``, each shot's velocity spectrum placed on the grid, next to the
+            front end's features; None = off. ``pipeline.train`` fills the geometry in from the data.
         front_end_filters: channels of the time-striding front-end convolutions; each stage halves time.
         front_end_kernel_sizes: time-axis kernel length of each front-end stage (same length as
             ``front_end_filters``).
@@ -125,6 +131,7 @@ class DualDecoderUNet(keras.Model):
         grid_shape: Sequence[int] = (70, 70),
         time_pooling: int = 1,
         time_gain_power: float = 0.0,
+        moveout_scan: dict | None = None,
         front_end_filters: Sequence[int] = (16, 32, 32),
         front_end_kernel_sizes: Sequence[int] = (7, 3, 3),
         encoder_filters: Sequence[int] = (16, 32, 64, 128, 256),
@@ -202,10 +209,15 @@ class DualDecoderUNet(keras.Model):
         x = seismic_to_image(seismic)
         if time_pooling > 1:
             x = keras.layers.AveragePooling2D((time_pooling, 1), name="time_pooling")(x)
+        pooled = x
         if time_gain_power > 0:
             x = TimeGain(time_gain_power, name="time_gain")(x)
         x = time_reduction_front_end(x, front_end_filters, front_end_kernel_sizes, normalization, activation)
         x = ResizeToGrid(depth_cells, lateral_cells, name="resize_to_grid")(x)
+        if moveout_scan:
+            scan = {**moveout_scan, "time_step_s": float(moveout_scan["time_step_s"]) * time_pooling}
+            spectra = semblance_features(pooled, scan, grid_shape)
+            x = keras.layers.Concatenate(name="moveout_concat")([x, spectra])
 
         skips = []
         for level, channels in enumerate(encoder_filters):
@@ -253,6 +265,7 @@ class DualDecoderUNet(keras.Model):
         self.grid_shape = grid_shape
         self.time_pooling = time_pooling
         self.time_gain_power = time_gain_power
+        self.moveout_scan = dict(moveout_scan) if moveout_scan else None
         self.front_end_filters = front_end_filters
         self.front_end_kernel_sizes = front_end_kernel_sizes
         self.encoder_filters = encoder_filters
@@ -271,6 +284,7 @@ class DualDecoderUNet(keras.Model):
             "grid_shape": list(self.grid_shape),
             "time_pooling": self.time_pooling,
             "time_gain_power": self.time_gain_power,
+            "moveout_scan": self.moveout_scan,
             "front_end_filters": list(self.front_end_filters),
             "front_end_kernel_sizes": list(self.front_end_kernel_sizes),
             "encoder_filters": list(self.encoder_filters),

@@ -27,7 +27,7 @@ import numpy as np
 
 from core.atomic import write_text_atomic
 from core.config import config_hash, from_dict, to_dict, to_yaml
-from core.errors import UserError
+from core.errors import ConfigError, UserError
 from pipeline.lineage import dataset_info
 from pipeline.training.checkpointing import Checkpointer, find_checkpoint, restore_rng_state
 from pipeline.training.config import TrainConfig, TrainResult
@@ -213,8 +213,11 @@ def _build_model(config: TrainConfig, dataset_path: Path, info, distribution: Di
             fine_tuning.check_geometry(parent, schema.read_geometry(h5), dataset_path)
         family_config, edge_head = fine_tuning.parent_architecture(parent)
     else:
+        options = dict(config.model_options)
+        if options.get("moveout_scan"):
+            options["moveout_scan"] = _moveout_scan(options["moveout_scan"], dataset_path)
         family_config, edge_head = resolve_model_config(
-            config.model, config.model_options, info["seismic_shape"], info["grid_shape"]
+            config.model, options, info["seismic_shape"], info["grid_shape"]
         )
     with distribution.scope():
         model = build_model(family_config, edge_head)
@@ -230,6 +233,28 @@ def _build_model(config: TrainConfig, dataset_path: Path, info, distribution: Di
             "architecture, weights and normalisation statistics"
         )
     return model, family_config, parent
+
+
+def _moveout_scan(options, dataset_path: Path) -> dict:
+    """``model_options.moveout_scan`` completed with the dataset's geometry (``models.moveout``)."""
+    from data_prep import schema
+    from data_prep.wavelets import openfwi_ricker_delay_s
+    from models.moveout import scan_from_geometry
+
+    with schema.open_dataset(dataset_path) as h5:
+        geometry = schema.read_geometry(h5)
+    try:
+        return scan_from_geometry(
+            options,
+            sample_interval_s=geometry.sample_interval_s,
+            start_time_s=geometry.start_time_s,
+            source_x_m=geometry.source_positions_m[:, 1],
+            receiver_x_m=geometry.receiver_positions_m[:, 1],
+            # OpenFWI's 15 Hz Ricker; a recipe whose sources differ names its own (configs/train/general_wide.yaml).
+            default_wavelet_delay_s=openfwi_ricker_delay_s(15.0, geometry.sample_interval_s),
+        )
+    except ValueError as error:
+        raise ConfigError(f"{dataset_path}: {error}") from None
 
 
 def _open_data(

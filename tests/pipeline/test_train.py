@@ -574,3 +574,27 @@ def test_the_run_summary_records_phases_epochs_and_test_metrics(trained, client)
     assert summary["registered_model"] == "seisinvert-unet" and summary["champion"] is True
     logged = client.download_artifacts(result.run_id, "run_summary.json", str(root / "downloaded"))
     assert json.loads(Path(logged).read_text()) == summary
+
+
+def test_the_moveout_scan_reads_its_geometry_from_the_data(tmp_path):
+    """``model_options.moveout_scan: true`` trains a U-Net whose velocity spectra use the dataset's shots,
+    sample interval and receiver spacing; the saved bundle keeps them."""
+    from data_prep.wavelets import openfwi_ricker_delay_s
+    from pipeline.bundle import load_bundle
+
+    data = write_dataset(tmp_path / "small.h5", num_samples=24)
+    options = {**TINY_OPTIONS, "moveout_scan": True}
+    config = tiny_config(tmp_path, data, epochs=1, model_options=options, tracking__enabled=False)
+    result = train(config, echo=lambda *_: None)
+    layer = load_bundle(result.bundle_dir).model.get_layer("moveout_semblance")
+    assert layer.source_receivers == [0.0, 15.0]
+    assert layer.time_step_s == 0.002 and layer.receiver_spacing_m == 10.0
+    assert layer.wavelet_delay_s == pytest.approx(openfwi_ricker_delay_s(15.0, 0.002))
+    assert np.isfinite(result.history[0]["val_loss"])
+
+    wrong = {**TINY_OPTIONS, "moveout_scan": {"time_step_s": 0.001}}
+    config = tiny_config(tmp_path, data, model_options=wrong, tracking__enabled=False)
+    with pytest.raises(
+        ConfigError, match=r"small.h5: model_options.moveout_scan.time_step_s=0.001 does not match"
+    ):
+        train(config, echo=lambda *_: None)

@@ -221,6 +221,9 @@ def run_infer(model: str, survey: Path, out: Path, extra: list[str]) -> dict:
 
 #: Families of the foreign lines (the default model is trained on flatvel-a only).
 FOREIGN_FAMILIES = ("curvevel-a", "flatfault-a", "curvefault-a")
+#: Suffix of the runs with ``--mirror-average`` (the windows also predicted mirrored, ``pipeline.infer``'s
+#: ``mirror_average``).
+MIRRORED = ", mirror-averaged"
 #: ``(peak frequency Hz, delay relative to the training wavelet's peak s, polarity)`` of each line's Ricker.
 FOREIGN_WAVELETS = ((12.0, 0.020, -1), (15.0, 0.015, -1), (20.0, -0.010, 1))
 FOREIGN_SHOT_STEP_CELLS = 17
@@ -357,12 +360,37 @@ def refinement_verdict(results: list[dict], runs: list[str]) -> str:
     """Issue 22's bar for ``--refine``, read from the rows: the refined section's MAE against the input-corrected
     network's, per line (>= 10 % lower on average, no line more than 5 % worse: stricter than the issue, which
     excuses a line with a warning), with the refinement's own seconds per window (wall clock, as recorded)."""
-    return "".join(_refinement_verdict(results, name) for name in runs if "+ refine" in name)
+    return "".join(
+        _refinement_verdict(results, name) if "+ refine" in name else _mirror_verdict(results, name)
+        for name in runs
+        if "+ refine" in name or name.endswith(MIRRORED)
+    )
+
+
+def _mirror_verdict(results: list[dict], run: str) -> str:
+    """The mirror-averaged network's section MAE and SSIM against its plain twin's, per line."""
+    plain = {r["line_index"]: r for r in results if r["run"] == run.removesuffix(MIRRORED)}
+    rows = [r for r in results if r["run"] == run and r["line_index"] in plain]
+    changes = [r["mae_mps"] / plain[r["line_index"]]["mae_mps"] - 1 for r in rows]
+    ssim = float(np.mean([r["ssim"] - plain[r["line_index"]]["ssim"] for r in rows]))
+    better = sum(change < 0 for change in changes)
+    return (
+        f"\n- {run} against the same without mirroring: section MAE {100 * np.mean(changes):+.1f} % on average "
+        f"over {len(rows)} line(s) (best {100 * min(changes):+.1f} %, worst {100 * max(changes):+.1f} %; "
+        f"lower on {better}), SSIM {ssim:+.3f}."
+    )
+
+
+def _start_run(run: str) -> str:
+    """The run a refined (or mirror-averaged) run is measured against: the input-corrected network it started
+    from, mirror-averaged when it was."""
+    return "network + input correction" + (MIRRORED if run.endswith(MIRRORED) and "+ refine" in run else "")
 
 
 def _refinement_verdict(results: list[dict], run: str) -> str:
     # Keyed by the line's index: with more lines than families x wavelets, two lines share a label.
-    start = {r["line_index"]: r["mae_mps"] for r in results if r["run"] == "network + input correction"}
+    start_run = _start_run(run)
+    start = {r["line_index"]: r["mae_mps"] for r in results if r["run"] == start_run}
     rows = [r for r in results if r["run"] == run]
     changes = {(r["line_index"], r["line"]): r["mae_mps"] / start[r["line_index"]] - 1 for r in rows}
     worse = [f"{line} ({100 * change:+.1f} %)" for (_, line), change in changes.items() if change > 0.05]
@@ -370,23 +398,23 @@ def _refinement_verdict(results: list[dict], run: str) -> str:
     mean = float(np.mean(list(changes.values())))
     met = mean <= -0.10 and not worse
     return (
-        f"\n- {run} against the network + input correction: section MAE {100 * mean:+.1f} % on "
+        f"\n- {run} against the {start_run}: section MAE {100 * mean:+.1f} % on "
         f"average over {len(rows)} line(s) (best {100 * min(changes.values()):+.1f} %, worst "
         f"{100 * max(changes.values()):+.1f} %); lines more than 5 % worse: {', '.join(worse) or 'none'}; "
         f"refinement {np.median(seconds):.1f} s per window (median of the lines' means, wall clock). "
         f"Bar (>= 10 % lower on average, none > 5 % worse): **{'met' if met else 'not met'}**; the refinement's "
         f"data misfit went {np.median([r['refine_misfit_before'] for r in rows]):.3f} -> "
-        f"{np.median([r['refine_misfit_after'] for r in rows]):.3f} (median over lines).{_by_depth(results, rows)}"
+        f"{np.median([r['refine_misfit_after'] for r in rows]):.3f} (median over lines).{_by_depth(results, rows, start_run)}"
     )
 
 
-def _by_depth(results: list[dict], rows: list[dict]) -> str:
+def _by_depth(results: list[dict], rows: list[dict], start_run: str = "network + input correction") -> str:
     """The refined run's MAE change in the section's top, middle and bottom thirds (mean over lines), with
     the network's MAE there; "" for rows recorded without ``mae_by_depth_third_mps``."""
     start = {
         r["line_index"]: np.asarray(r["mae_by_depth_third_mps"])
         for r in results
-        if r["run"] == "network + input correction" and "mae_by_depth_third_mps" in r
+        if r["run"] == start_run and "mae_by_depth_third_mps" in r
     }
     rows = [r for r in rows if "mae_by_depth_third_mps" in r and r["line_index"] in start]
     if not rows:
@@ -473,6 +501,7 @@ def foreign_report(args, results: list[dict], runs: list[str], bundle, bounds, l
         + (f" --refine-padding {args.refine_padding}" if args.refine and args.refine_padding else "")
         + "".join(f" --refine-set {pair}" for pair in (args.refine_set if args.refine else []))
         + (f" --first-seed {args.first_seed}" if args.first_seed != 100 else "")
+        + (" --mirror-average" if args.mirror_average else "")
         + (" --skip-references" if args.skip_references else "")
         + (f" --section {args.section}" if args.section != "inference-foreign" else "")
     )
@@ -578,6 +607,18 @@ def foreign_runs(args: argparse.Namespace, refine_settings: dict) -> dict[str, t
     if args.skip_references:
         # Tuning: the input-corrected network (what refinement changes is measured against) and the refined runs.
         runs = {name: run for name, run in runs.items() if name.startswith("network + input correction")}
+    if args.mirror_average:
+        # Each input-corrected network run again with the windows also predicted mirrored (pipeline.infer's
+        # mirror_average), right after its plain twin.
+        runs = {
+            key: value
+            for name, (kind, values) in runs.items()
+            for key, value in (
+                ((name, (kind, values)), (f"{name}{MIRRORED}", (kind, {**values, "mirror_average": True})))
+                if name.startswith("network + input correction")
+                else ((name, (kind, values)),)
+            )
+        }
     return runs
 
 
@@ -754,6 +795,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100,
         help="--foreign: the first line's model seed (the benchmark's lines: 100; tune on others, e.g. 500).",
+    )
+    parser.add_argument(
+        "--mirror-average",
+        action="store_true",
+        help="--foreign: run every input-corrected network run (refined or not) also with mirror_average=true, "
+        "and compare.",
     )
     parser.add_argument(
         "--skip-references",

@@ -117,3 +117,37 @@ def test_skip_references_keeps_the_start_and_every_refined_run_with_its_settings
         {"refine": {"iterations": 20, "prior_weight": 1}},
     )
     assert runs[REFINED + ", whole line"][1] == {"refine": {"iterations": 20, "mode": "line"}}
+
+
+def test_mirror_average_twins_each_input_corrected_run_and_judges_each_against_its_own_start():
+    """``--mirror-average`` adds a mirror-averaged twin after every input-corrected network run; the mirrored
+    refinement is measured against the mirrored start, the mirrored start against the plain one."""
+    from benchmarks.inference import MIRRORED, build_parser, foreign_runs
+
+    args = build_parser().parse_args(["--foreign", "B", "--refine", "20", "--mirror-average"])
+    runs = foreign_runs(args, {})
+    assert list(runs) == [
+        "network as recorded",
+        START,
+        START + MIRRORED,
+        REFINED,
+        REFINED + MIRRORED,
+        "true model, QC wavelet",
+        "true model, QC scale",
+    ]
+    assert runs[REFINED + MIRRORED] == ("network", {"refine": {"iterations": 20}, "mirror_average": True})
+    assert runs["network as recorded"][1] == {"input_correction": {"enabled": False}}
+
+    rows = _rows([(400.0, 360.0), (300.0, 300.0)])  # plain: -10 %, 0 %
+    for row in _rows([(380.0, 323.0), (285.0, 270.75)]):  # mirrored: start -5 %, -5 %; refined -15 %, -5 %
+        rows.append({**row, "run": row["run"] + MIRRORED, "ssim": 0.7})
+    for row in rows:
+        row.setdefault("ssim", 0.6)
+    verdict = refinement_verdict(rows, [START, START + MIRRORED, REFINED, REFINED + MIRRORED])
+    lines = verdict.strip().splitlines()
+    assert lines[0].startswith(f"- {START + MIRRORED} against the same without mirroring: section MAE -5.0 %")
+    assert "lower on 2), SSIM +0.100." in lines[0]
+    assert lines[1].startswith(f"- {REFINED} against the network + input correction: section MAE -5.0 %")
+    assert lines[2].startswith(
+        f"- {REFINED + MIRRORED} against the network + input correction{MIRRORED}: section MAE -10.0 %"
+    )

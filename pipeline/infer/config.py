@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from core.config import load_config
 from pipeline.calibration import CalibrationConfig
@@ -55,7 +55,10 @@ class InferConfig:
         mirror_average: predict every window also mirrored left to right and average the two sections
             (``ModelBundle.predict``; twice the network's time, which is small beside QC and refinement): 1.5-2.6 %
             lower MAE for the general models in the leave-family-out benchmark, on the families they were trained
-            on as on held-out ones (docs/training.md, "Mirror averaging"). Off by default.
+            on as on held-out ones (docs/training.md, "Mirror averaging"); on lines from elsewhere (`benchmarks.inference
+            --foreign --mirror-average`) 4.1 % lower for a general model on families it never saw, no change for the
+            FlatVel-A model. ``auto`` (``configs/infer/field.yaml``): on when the model's geometry mirrors onto
+            itself, else off with a log line; ``true`` refuses a model whose geometry does not. Off by default.
         truth: a true velocity section for velocity errors: SEG-Y (one trace per lateral position) or
             ``.npy``/``.npz``/HDF5 ``(depth, x)`` m/s (``pipeline.section.ArrayTruth``).
         progress_interval_s: seconds between progress lines when stderr is not a terminal.
@@ -74,7 +77,7 @@ class InferConfig:
     MOVED_KEYS: ClassVar[dict[str, str]] = {"mlflow": "tracking"}
 
     batch_size: int = 8
-    mirror_average: bool = False
+    mirror_average: bool | Literal["auto"] = False
     truth: Path | None = None
     progress_interval_s: float = 10.0
     line: LineConfig = LineConfig()

@@ -8,8 +8,10 @@ model its windows came from (``--resume`` refuses another).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from core.errors import UserError
 from pipeline.infer.config import InferConfig
 from pipeline.qc import engine_setup
 from pipeline.windows import ModelLayout
+
+logger = logging.getLogger(__name__)
 
 
 def check_refinement(bundle: Any, layout: ModelLayout, config: InferConfig) -> None:
@@ -32,6 +36,28 @@ def check_refinement(bundle: Any, layout: ModelLayout, config: InferConfig) -> N
         engine_setup(layout, bundle.engine_settings)
     except ValueError as error:
         raise UserError(f"--refine cannot simulate this model's geometry: {error}") from None
+
+
+def resolve_mirror_average(config: InferConfig, bundle: Any) -> InferConfig:
+    """``config`` with ``mirror_average: auto`` decided for this model: on when its geometry mirrors onto
+    itself (``ModelBundle.mirror_order``), off (logged, with the reason) when it does not or when the model
+    cannot be mirror-averaged (a stand-in told where each window lies); ``true``/``false`` are kept."""
+    if config.mirror_average != "auto":
+        return config
+    mirror_order = getattr(bundle, "mirror_order", None)
+    if mirror_order is None or getattr(bundle, "predict_windows", None) is not None:
+        reason = "this model predicts each window from where it lies, not mirrored"
+    else:
+        try:
+            mirror_order()
+            reason = None
+        except UserError as error:
+            reason = str(error)
+    if reason is None:
+        logger.info("mirror_average=auto: on (the model's geometry mirrors onto itself)")
+    else:
+        logger.info("mirror_average=auto: off: %s", reason)
+    return dataclasses.replace(config, mirror_average=reason is None)
 
 
 def resolve_model(model: Any, model_uri: str | None) -> tuple[Any, str]:

@@ -28,7 +28,7 @@ from core.distributed import add_scheduler_argument, connect
 from core.errors import EXPECTED_ERRORS, UserError
 from pipeline.infer.config import InferConfig, InferResult, load_infer_config
 from pipeline.infer.line_refinement import refine_run_line
-from pipeline.infer.model import check_refinement, model_identity, resolve_model
+from pipeline.infer.model import check_refinement, model_identity, resolve_mirror_average, resolve_model
 from pipeline.infer.outputs import finished_result, write_outputs
 from pipeline.infer.processing import LineCorrection, prepare_line, process_windows
 from pipeline.infer.work_dir import (
@@ -97,6 +97,7 @@ def infer(
     if not 1 <= index <= count:
         raise UserError(f"--shard K/N needs 1 <= K <= N. Received: {index}/{count}")
     bundle, model_uri = resolve_model(model, model_uri)
+    config = resolve_mirror_average(config, bundle)
     layout = ModelLayout.from_geometry(bundle.geometry)
 
     section_path = out / SECTION_FILE

@@ -422,3 +422,35 @@ def test_mlflow_logging(tmp_path, line, survey):
         for a in mlflow.MlflowClient(tracking_uri=uri).list_artifacts(result.mlflow_run_id, "inference")
     }
     assert {"inference/qc.csv", "inference/summary.json", "inference/config.yaml"} <= artifacts
+
+
+def test_mirror_average_auto_is_on_for_a_model_whose_geometry_mirrors(tmp_path, survey, keras_bundle):
+    """``mirror_average: auto`` (configs/infer/field.yaml) gives the section of ``true`` for a model whose shots
+    mirror onto themselves within a cell (the fixture's 0, 120, 220 m of 0..230 m), not the plain one."""
+    sections = {}
+    for setting in ("auto", True, False):
+        out = tmp_path / str(setting)
+        infer([survey["line"]], str(keras_bundle), out, quiet(mirror_average=setting), progress=False)
+        sections[setting] = read_section(out / "section.h5")["velocity_mps"]
+    np.testing.assert_array_equal(sections["auto"], sections[True])
+    assert np.nanmax(np.abs(sections[True] - sections[False])) > 1.0
+
+
+def test_mirror_average_auto_is_off_with_the_reason_when_the_model_cannot_mirror(caplog):
+    from types import SimpleNamespace
+
+    from core.errors import UserError
+    from pipeline.infer.model import resolve_mirror_average
+
+    def refuse():
+        raise UserError("mirror_average: the source at x 0 m mirrors to 110 m, 70 m from the nearest source")
+
+    auto = quiet(mirror_average="auto")
+    with caplog.at_level("INFO", logger="pipeline.infer.model"):
+        assert resolve_mirror_average(auto, SimpleNamespace(mirror_order=refuse)).mirror_average is False
+    assert "mirror_average=auto: off: mirror_average: the source at x 0 m mirrors to 110 m" in caplog.text
+    stand_in = SimpleNamespace(mirror_order=lambda: None, predict_windows=lambda *a, **k: None)
+    assert resolve_mirror_average(auto, stand_in).mirror_average is False
+    assert resolve_mirror_average(auto, SimpleNamespace(mirror_order=lambda: None)).mirror_average is True
+    # An explicit setting is kept as it is: true is refused later by the model itself if it cannot mirror.
+    assert resolve_mirror_average(quiet(mirror_average=True), SimpleNamespace()).mirror_average is True

@@ -5,7 +5,7 @@ A reflection from depth ``z`` under a layer stack of RMS velocity ``v`` arrives 
 a *velocity spectrum* (semblance, Neidell and Taner 1971), whose peak at each zero-offset time ``t0`` is the
 RMS velocity above that reflector. The U-Net can learn moveout from the traces in principle, but on a few
 thousand samples it does not: held-out families get the training mix's deep velocity trend instead of their
-own (docs/training.md, "On realistic sections"). ``MoveoutSemblance`` computes the spectrum of every shot
+own (docs/training.md, "Longer offsets"). ``MoveoutSemblance`` computes the spectrum of every shot
 inside the model (a fixed gather, no weights), and ``semblance_features`` turns it into a few feature
 channels on the velocity grid, placed laterally by shot position, that the encoder sees next to the
 recorded traces.

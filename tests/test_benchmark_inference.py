@@ -1,11 +1,12 @@
-"""benchmarks/inference.py --foreign --refine: the refinement verdict is read from the rows as issue 22 states it
-(>= 10 % lower section MAE on average, no line more than 5 % worse). Fabricated rows only (no timing in tests)."""
+"""benchmarks/inference_foreign.py (``python -m benchmarks.inference --foreign --refine``): the refinement verdict is
+read from the rows as issue 22 states it (>= 10 % lower section MAE on average, no line more than 5 % worse).
+Fabricated rows only (no timing in tests)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.inference import refinement_verdict
+from benchmarks.inference_foreign import refinement_verdict
 
 START, REFINED = "network + input correction", "network + input correction + refine 20"
 
@@ -84,7 +85,7 @@ def test_the_change_by_depth_is_each_third_s_mean_over_lines():
 
 
 def test_refine_set_pairs_are_parsed_as_yaml_and_a_malformed_one_is_refused():
-    from benchmarks.inference import _refine_settings
+    from benchmarks.inference_foreign import _refine_settings
 
     assert _refine_settings(["prior_weight=1", "bounds_mps=[1500, 4000]", "mode=line"]) == {
         "prior_weight": 1,
@@ -99,7 +100,8 @@ def test_refine_set_pairs_are_parsed_as_yaml_and_a_malformed_one_is_refused():
 def test_skip_references_keeps_the_start_and_every_refined_run_with_its_settings():
     """``--skip-references`` (tuning) drops the as-recorded and true-model runs, keeps the input-corrected
     network every refined row is measured against, and a ``--refine-set`` row carries its settings."""
-    from benchmarks.inference import _refine_settings, build_parser, foreign_runs
+    from benchmarks.inference import build_parser
+    from benchmarks.inference_foreign import _refine_settings, foreign_runs
 
     arguments = ["--foreign", "B", "--refine", "20", "--refine-line", "--refine-set", "prior_weight=1"]
     full = foreign_runs(build_parser().parse_args(arguments), _refine_settings(["prior_weight=1"]))
@@ -122,7 +124,8 @@ def test_skip_references_keeps_the_start_and_every_refined_run_with_its_settings
 def test_mirror_average_twins_each_input_corrected_run_and_judges_each_against_its_own_start():
     """``--mirror-average`` adds a mirror-averaged twin after every input-corrected network run; the mirrored
     refinement is measured against the mirrored start, the mirrored start against the plain one."""
-    from benchmarks.inference import MIRRORED, build_parser, foreign_runs
+    from benchmarks.inference import build_parser
+    from benchmarks.inference_foreign import MIRRORED, foreign_runs
 
     args = build_parser().parse_args(["--foreign", "B", "--refine", "20", "--mirror-average"])
     runs = foreign_runs(args, {})

@@ -166,6 +166,15 @@ class DualDecoderUNet(keras.Model):
             raise ValueError(
                 f"`time_gain_power` must be 0 (off) or positive. Received: time_gain_power={time_gain_power}"
             )
+        if moveout_scan and not (
+            isinstance(moveout_scan, dict)
+            and {"source_receivers", "time_step_s", "receiver_spacing_m"} <= set(moveout_scan)
+        ):
+            raise ValueError(
+                "`moveout_scan` needs the MoveoutSemblance arguments, at least `source_receivers`, `time_step_s` "
+                "and `receiver_spacing_m` (pipeline.train fills them in from the dataset for `moveout_scan: true`)."
+                f" Received: moveout_scan={moveout_scan}"
+            )
         encoder_filters = validate_filters(encoder_filters, "encoder_filters", minimum_length=2)
         if int(blocks_per_level) < 1:
             raise ValueError(

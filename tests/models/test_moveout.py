@@ -114,6 +114,8 @@ def test_bad_layer_arguments_are_refused():
         MoveoutSemblance(SHOTS, DT, SPACING, window=2)
     with pytest.raises(ValueError, match="receiver_spacing_m=0"):
         MoveoutSemblance(SHOTS, DT, 0)
+    with pytest.raises(ValueError, match="fills them in from the dataset.*moveout_scan=True"):
+        models.DualDecoderUNet(moveout_scan=True)
     with pytest.raises(ValueError, match="3 shot positions for 2 shots"):
         MoveoutSemblance(SHOTS, DT, SPACING)(np.zeros((1, STEPS, RECEIVERS, 2), np.float32))
 

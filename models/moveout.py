@@ -266,7 +266,22 @@ class ShotsAlongLine(keras.layers.Layer):
         return config
 
 
-def semblance_features(image, scan: dict, grid_shape: Sequence[int], channels: int = 8):
+def validate_scan(moveout_scan: Any) -> None:
+    """Refuses a U-Net ``moveout_scan`` that is on but lacks the geometry ``MoveoutSemblance`` needs."""
+    if moveout_scan and not (
+        isinstance(moveout_scan, Mapping)
+        and {"source_receivers", "time_step_s", "receiver_spacing_m"} <= set(moveout_scan)
+    ):
+        raise ValueError(
+            "`moveout_scan` needs the MoveoutSemblance arguments, at least `source_receivers`, `time_step_s` "
+            "and `receiver_spacing_m` (pipeline.train fills them in from the dataset for `moveout_scan: true`)."
+            f" Received: moveout_scan={moveout_scan}"
+        )
+
+
+def semblance_features(
+    image, scan: Mapping[str, Any], grid_shape: Sequence[int], time_pooling: int = 1, channels: int = 8
+):
     """The velocity spectra of ``image`` as ``channels`` feature maps on the ``(depth, x)`` grid.
 
     Each shot's spectrum ``(t0, velocity)`` goes through two small convolutions shared by all shots, its
@@ -276,13 +291,15 @@ def semblance_features(image, scan: dict, grid_shape: Sequence[int], channels: i
 
     Args:
         image: ``(batch, time, receivers, shots)``, after any time pooling.
-        scan: ``MoveoutSemblance`` arguments.
+        scan: ``MoveoutSemblance`` arguments, ``time_step_s`` the sample interval of the data before pooling.
+        time_pooling: samples the image's rows average (its sample interval is ``time_step_s`` times this).
         grid_shape: ``(depth, x)`` of the output.
         channels: feature maps returned.
 
     Returns:
         ``(batch, depth, x, channels)``.
     """
+    scan = {**scan, "time_step_s": float(scan["time_step_s"]) * time_pooling}
     spectra = MoveoutSemblance(**scan, name="moveout_semblance")(image)
     x = keras.layers.Reshape((*spectra.shape[1:], 1), name="moveout_expand")(spectra)
     for index in range(2):

@@ -50,7 +50,7 @@ from models.layers import (
     validate_rate,
     validate_shape,
 )
-from models.moveout import semblance_features
+from models.moveout import semblance_features, validate_scan
 
 DECODER_MODES = ("independent", "shared_upsampling", "shared")
 
@@ -166,15 +166,7 @@ class DualDecoderUNet(keras.Model):
             raise ValueError(
                 f"`time_gain_power` must be 0 (off) or positive. Received: time_gain_power={time_gain_power}"
             )
-        if moveout_scan and not (
-            isinstance(moveout_scan, dict)
-            and {"source_receivers", "time_step_s", "receiver_spacing_m"} <= set(moveout_scan)
-        ):
-            raise ValueError(
-                "`moveout_scan` needs the MoveoutSemblance arguments, at least `source_receivers`, `time_step_s` "
-                "and `receiver_spacing_m` (pipeline.train fills them in from the dataset for `moveout_scan: true`)."
-                f" Received: moveout_scan={moveout_scan}"
-            )
+        validate_scan(moveout_scan)
         encoder_filters = validate_filters(encoder_filters, "encoder_filters", minimum_length=2)
         if int(blocks_per_level) < 1:
             raise ValueError(
@@ -224,8 +216,7 @@ class DualDecoderUNet(keras.Model):
         x = time_reduction_front_end(x, front_end_filters, front_end_kernel_sizes, normalization, activation)
         x = ResizeToGrid(depth_cells, lateral_cells, name="resize_to_grid")(x)
         if moveout_scan:
-            scan = {**moveout_scan, "time_step_s": float(moveout_scan["time_step_s"]) * time_pooling}
-            spectra = semblance_features(pooled, scan, grid_shape)
+            spectra = semblance_features(pooled, moveout_scan, grid_shape, time_pooling)
             x = keras.layers.Concatenate(name="moveout_concat")([x, spectra])
 
         skips = []

@@ -192,8 +192,8 @@ class MoveoutSemblance(keras.layers.Layer):
         return stack / (energy + floor)
 
     def compute_output_shape(self, input_shape):
-        shots, t0s, velocities, _ = semblance_shape(input_shape, self)
-        return (input_shape[0], shots, t0s, velocities)
+        batch, steps, _, shots = input_shape
+        return (batch, shots, -(-int(steps) // self.t0_stride), self.num_velocities)
 
     def get_config(self):
         config = super().get_config()
@@ -212,17 +212,6 @@ class MoveoutSemblance(keras.layers.Layer):
             }
         )
         return config
-
-
-def semblance_shape(input_shape, layer: MoveoutSemblance) -> tuple[int, int, int, int]:
-    """``(shots, t0s, velocities, used receivers)`` of the layer's gather for an image of ``input_shape``."""
-    _, steps, receivers, shots = input_shape
-    return (
-        int(shots),
-        -(-int(steps) // layer.t0_stride),
-        layer.num_velocities,
-        -(-int(receivers) // layer.receiver_stride),
-    )
 
 
 def receivers_from_shots(source_receivers: Sequence[float], receivers: int) -> np.ndarray:

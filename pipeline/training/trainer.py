@@ -250,7 +250,7 @@ def _moveout_scan(options, dataset_path: Path) -> dict:
             start_time_s=geometry.start_time_s,
             source_x_m=geometry.source_positions_m[:, 1],
             receiver_x_m=geometry.receiver_positions_m[:, 1],
-            # OpenFWI's 15 Hz Ricker; a recipe whose sources differ names its own (configs/train/general_wide.yaml).
+            # OpenFWI's 15 Hz Ricker; data with other sources set model_options.moveout_scan.wavelet_delay_s.
             default_wavelet_delay_s=openfwi_ricker_delay_s(15.0, geometry.sample_interval_s),
         )
     except ValueError as error:

@@ -79,6 +79,7 @@ from data_prep.velocity_models import (
     generate_model,
 )
 from data_prep.velocity_models.trend_variation import TrendVariationConfig, tilt_trend
+from data_prep.velocity_models.water_layer import WaterLayerConfig, add_water
 from data_prep.wavelets import openfwi_ricker_delay_s, reshape_source
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class SynthesizeConfig:
         source: per-model source variety (off by default: every model gets the geometry's Ricker).
         trend: per-model tilt of the depth trend (``data_prep.velocity_models.trend_variation``; off by
             default).
+        water: per-model water column on top (``data_prep.velocity_models.water_layer``; off by default).
     """
 
     family: str = "flatvel-a"
@@ -181,6 +183,7 @@ class SynthesizeConfig:
     family_overrides: dict[str, Any] = field(default_factory=dict)
     source: SourceVariationConfig = SourceVariationConfig()
     trend: TrendVariationConfig = TrendVariationConfig()
+    water: WaterLayerConfig = WaterLayerConfig()
 
     def __post_init__(self) -> None:
         if self.family not in (*FAMILY_NAMES, PRIOR_FAMILY, SECTION_FAMILY):
@@ -272,6 +275,7 @@ def build_manifest(config: SynthesizeConfig, chunks: Sequence[Chunk]) -> dict[st
         "engine_settings": engine_settings(geometry, config.engine),
         **({"source_variation": to_dict(config.source)} if config.source.enabled else {}),
         **({"trend_variation": to_dict(config.trend)} if config.trend.enabled else {}),
+        **({"water_layer": to_dict(config.water)} if config.water.enabled else {}),
         **_prior_record(config),
         "segy": {
             "sample_format": "IEEE float32 (format 5), big-endian",
@@ -505,11 +509,16 @@ def simulate_chunk(
 
 
 def _model(parameters, config: SynthesizeConfig, index: int) -> np.ndarray:
-    """Model ``index`` of the family, its depth trend tilted when ``config.trend`` chooses it."""
+    """Model ``index`` of the family, its depth trend tilted when ``config.trend`` chooses it, then under water
+    when ``config.water`` does."""
     velocity = generate_model(parameters, config.seed, index, config.geometry.grid_shape).velocity_mps
-    if not config.trend.enabled:
-        return velocity
-    return tilt_trend(velocity, config.trend.draw(velocity, config.seed, index))
+    if config.trend.enabled:
+        velocity = tilt_trend(velocity, config.trend.draw(velocity, config.seed, index))
+    if config.water.enabled:
+        water = config.water.draw(config.seed, index, velocity.shape, config.geometry.grid_spacing_m)
+        if water is not None:
+            velocity = add_water(velocity, water, config.water.velocity_mps)
+    return velocity
 
 
 def _threads(max_threads: int | None) -> dict[str, int]:
@@ -645,6 +654,7 @@ def _describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list
         "family_parameters",
         "source_variation",
         "trend_variation",
+        "water_layer",
         "prior",
     )
     differences: list[str] = []

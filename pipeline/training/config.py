@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from data_prep.synthesize import SourceVariationConfig
 from data_prep.velocity_models.trend_variation import TrendVariationConfig
+from data_prep.velocity_models.water_layer import WaterLayerConfig
 from models.losses import LossConfig
 from pipeline.feeding import AugmentationConfig
 from pipeline.tracking import TrackingSettings
@@ -30,7 +31,7 @@ class DefaultDatasetConfig:
         count: number of samples (split 80/10/10), per family for a mix.
         seed: synthesis seed.
         directory: cache folder; the dataset is ``<directory>/default-<family>-<count>-seed<seed>.h5``
-            (a mix, source or trend variety, or a window other than OpenFWI's:
+            (a mix, source, trend or water variety, or a window other than OpenFWI's:
             ``default-<mix<N> or family>-<hash>-<count>-seed<seed>.h5``, the hash naming the families and those
             settings).
         keep_segy: keep the intermediate SEG-Y files (deleted after ingest by default).
@@ -38,6 +39,8 @@ class DefaultDatasetConfig:
             peak frequency, delay, phase, free surface); off by default.
         trend: per-sample tilt of the depth trend in the synthesis
             (``data_prep.velocity_models.trend_variation.TrendVariationConfig``); off by default.
+        water: per-sample water column on top of the models in the synthesis, for marine surveys
+            (``data_prep.velocity_models.water_layer.WaterLayerConfig``); off by default.
         width_cells: x cells of the grid (10 m each; depth stays OpenFWI's 70 rows, 1 s of record). 70 is
             OpenFWI's window (offsets up to 690 m); wider windows record longer offsets, which is what the
             deep part of a section needs (docs/training.md, "Longer offsets").
@@ -52,6 +55,7 @@ class DefaultDatasetConfig:
     keep_segy: bool = False
     source: SourceVariationConfig = SourceVariationConfig()
     trend: TrendVariationConfig = TrendVariationConfig()
+    water: WaterLayerConfig = WaterLayerConfig()
     width_cells: int = 70
     num_sources: int = 5
 

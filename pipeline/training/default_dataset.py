@@ -23,6 +23,7 @@ def default_dataset_path(config: DefaultDatasetConfig) -> Path:
         not config.families
         and not config.source.enabled
         and not config.trend.enabled
+        and not config.water.enabled
         and config.openfwi_layout
     ):
         return Path(config.directory) / f"default-{config.family}-{config.count}-seed{config.seed}.h5"
@@ -31,6 +32,8 @@ def default_dataset_path(config: DefaultDatasetConfig) -> Path:
     recipe = {"families": list(config.family_list), "source": to_dict(config.source)}
     if config.trend.enabled:  # the key only when on: the names of datasets made without it stay the same
         recipe["trend"] = to_dict(config.trend)
+    if config.water.enabled:  # likewise
+        recipe["water"] = to_dict(config.water)
     if not config.openfwi_layout:  # likewise
         recipe["geometry"] = {"width_cells": config.width_cells, "num_sources": config.num_sources}
     recipe = json.dumps(recipe, sort_keys=True)
@@ -79,6 +82,7 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
                     batch_size=50,
                     source=config.source,
                     trend=config.trend,
+                    water=config.water,
                     geometry=config.geometry(),
                 ),
                 folder,

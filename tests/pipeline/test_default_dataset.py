@@ -9,6 +9,7 @@ import pytest
 from data_prep import schema
 from data_prep.geometry import AcquisitionGeometry
 from data_prep.velocity_models.trend_variation import TrendVariationConfig
+from data_prep.velocity_models.water_layer import WaterLayerConfig
 from pipeline.training.config import DefaultDatasetConfig
 from pipeline.training.default_dataset import default_dataset_path, ensure_default_dataset
 
@@ -27,6 +28,14 @@ def test_trend_variety_gets_its_own_name():
     single = DefaultDatasetConfig(family="salt", count=10, trend=TrendVariationConfig(probability=0.5))
     assert default_dataset_path(single).name.startswith("default-salt-")
     assert default_dataset_path(single) != default_dataset_path(DefaultDatasetConfig(family="salt", count=10))
+
+
+def test_a_water_column_gets_its_own_name():
+    mix = DefaultDatasetConfig(families=("flatvel-a", "salt"), count=10)
+    marine = dataclasses.replace(mix, water=WaterLayerConfig(probability=0.3))
+    names = {default_dataset_path(config) for config in (mix, marine)}
+    names.add(default_dataset_path(dataclasses.replace(marine, water=WaterLayerConfig(probability=0.6))))
+    assert len(names) == 3 and all(path.name.startswith("default-mix2-") for path in names)
 
 
 def test_a_wider_window_spreads_the_shots_over_it_and_gets_its_own_name():

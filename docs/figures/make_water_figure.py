@@ -1,9 +1,9 @@
 """Draws docs/figures/water.png: four families' models as drawn and under a water column, with edge labels.
 
 Run from anywhere: ``python docs/figures/make_water_figure.py`` (writes next to this script). The models are
-``generate_model(family, seed=7, index=0)`` on OpenFWI's 70 x 70 grid of 10 m cells; the water column is
-``WaterLayerConfig(probability=1)`` drawn for ``(seed 7, index 0)`` (its default depths and dips), so the
-picture changes only when a family recipe or the water layer does.
+``generate_model(family, seed=7, index=i)`` for the i-th family shown, on OpenFWI's 70 x 70 grid of 10 m cells;
+the water column is ``WaterLayerConfig(probability=1)`` drawn for the same ``(seed, index)`` (its default depths
+and dips), so the picture changes only when a family recipe or the water layer does.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main(output: Path = OUTPUT) -> Path:
         depth_cells, x_cells = velocity.shape
         cells = water.draw(SEED, column, velocity.shape, GRID_SPACING_M)
         marine = add_water(velocity, cells, water.velocity_mps)
-        depths = sorted({int(cells.min()) * 10, int(cells.max()) * 10})
+        depths = sorted({int(cells.min() * GRID_SPACING_M), int(cells.max() * GRID_SPACING_M)})
         extent = (0, x_cells * GRID_SPACING_M / 1000, depth_cells * GRID_SPACING_M / 1000, 0)
         for row, (model, title) in enumerate(
             (

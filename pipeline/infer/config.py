@@ -56,9 +56,10 @@ class InferConfig:
             (``ModelBundle.predict``; twice the network's time, which is small beside QC and refinement): 1.5-2.6 %
             lower MAE for the general models in the leave-family-out benchmark, on the families they were trained
             on as on held-out ones (docs/training.md, "Mirror averaging"); on lines from elsewhere (`benchmarks.inference
-            --foreign --mirror-average`) 4.1 % and 1.5 % lower for the general models (OpenFWI and wide window) on
-            families they never saw, no change for the FlatVel-A model. ``auto`` (``configs/infer/field.yaml``): on when the model's geometry mirrors onto
-            itself, else off with a log line; ``true`` refuses a model whose geometry does not. Off by default.
+            --foreign --mirror-average`) 4.1 % and 1.5 % lower for the general models (OpenFWI and wide window)
+            on families they never saw, no change for the FlatVel-A model. ``auto`` (``configs/infer/field.yaml``):
+            on when the model's geometry mirrors onto itself, else off with a log line; ``true`` refuses a model
+            whose geometry does not. Off by default.
         truth: a true velocity section for velocity errors: SEG-Y (one trace per lateral position) or
             ``.npy``/``.npz``/HDF5 ``(depth, x)`` m/s (``pipeline.section.ArrayTruth``).
         progress_interval_s: seconds between progress lines when stderr is not a terminal.

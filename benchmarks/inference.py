@@ -173,6 +173,8 @@ def run_infer(model: str, survey: Path, out: Path, extra: list[str]) -> dict:
         "--quiet",
         "--set",
         "outputs.png=false",
+        "--set",
+        "mirror_average=false",  # the sections were recorded predicted once per window
         *extra,
     ]
     environment = dict(

@@ -479,6 +479,7 @@ def foreign_main(args: argparse.Namespace) -> int:
                         "truth": str(truth),
                         "regrid": {"enabled": True},
                         "outputs": {"png": False, "segy": False, "keep_window_files": kind == "network"},
+                        "mirror_average": False,  # as recorded; --mirror-average runs add mirrored twins
                         **values,
                     },
                 )

@@ -228,7 +228,10 @@ def inference_main(args: argparse.Namespace) -> int:
     from pipeline.infer import InferConfig, infer
     from pipeline.infer.cluster import bundle_on_workers
 
-    config = from_dict(InferConfig, {"batch_size": args.batch_size, "outputs": {"png": False, "segy": False}})
+    config = from_dict(
+        InferConfig,
+        {"batch_size": args.batch_size, "mirror_average": False, "outputs": {"png": False, "segy": False}},
+    )
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} (1 min) on {os.cpu_count()} cores", flush=True)
     root = Path(tempfile.mkdtemp(prefix="scaling-infer-"))

@@ -57,9 +57,9 @@ class InferConfig:
             lower MAE for the general models in the leave-family-out benchmark, on the families they were trained
             on as on held-out ones (docs/training.md, "Mirror averaging"); on lines from elsewhere (`benchmarks.inference
             --foreign --mirror-average`) 4.1 % and 1.5 % lower for the general models (OpenFWI and wide window)
-            on families they never saw, no change for the FlatVel-A model. ``auto`` (``configs/infer/field.yaml``):
-            on when the model's geometry mirrors onto itself, else off with a log line; ``true`` refuses a model
-            whose geometry does not. Off by default.
+            on families they never saw, no change for the FlatVel-A model. ``auto`` (the default): on when the
+            model's geometry mirrors onto itself, else off with a log line; ``true`` refuses a model whose
+            geometry does not; ``false`` predicts each window once (the recorded inference benchmarks set it).
         truth: a true velocity section for velocity errors: SEG-Y (one trace per lateral position) or
             ``.npy``/``.npz``/HDF5 ``(depth, x)`` m/s (``pipeline.section.ArrayTruth``).
         progress_interval_s: seconds between progress lines when stderr is not a terminal.
@@ -78,7 +78,7 @@ class InferConfig:
     MOVED_KEYS: ClassVar[dict[str, str]] = {"mlflow": "tracking"}
 
     batch_size: int = 8
-    mirror_average: bool | Literal["auto"] = False
+    mirror_average: bool | Literal["auto"] = "auto"
     truth: Path | None = None
     progress_interval_s: float = 10.0
     line: LineConfig = LineConfig()

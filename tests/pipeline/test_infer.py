@@ -425,14 +425,16 @@ def test_mlflow_logging(tmp_path, line, survey):
 
 
 def test_mirror_average_auto_is_on_for_a_model_whose_geometry_mirrors(tmp_path, survey, keras_bundle):
-    """``mirror_average: auto`` (configs/infer/field.yaml) gives the section of ``true`` for a model whose shots
-    mirror onto themselves within a cell (the fixture's 0, 120, 220 m of 0..230 m), not the plain one."""
+    """``mirror_average: auto`` (the default) gives the section of ``true`` for a model whose shots mirror onto
+    themselves within a cell (the fixture's 0, 120, 220 m of 0..230 m), not the plain one."""
     sections = {}
-    for setting in ("auto", True, False):
+    for setting in ("default", "auto", True, False):
         out = tmp_path / str(setting)
-        infer([survey["line"]], str(keras_bundle), out, quiet(mirror_average=setting), progress=False)
+        config = quiet() if setting == "default" else quiet(mirror_average=setting)
+        infer([survey["line"]], str(keras_bundle), out, config, progress=False)
         sections[setting] = read_section(out / "section.h5")["velocity_mps"]
     np.testing.assert_array_equal(sections["auto"], sections[True])
+    np.testing.assert_array_equal(sections["default"], sections[True])
     assert np.nanmax(np.abs(sections[True] - sections[False])) > 1.0
 
 

@@ -48,7 +48,7 @@ from core.progress import Progress
 from data_prep import schema
 from data_prep.append_journal import begin_append, finish_append, roll_back
 from data_prep.edges import EdgeConfig, edge_map
-from data_prep.normalization import StatisticsAccumulator
+from data_prep.normalization import NormalizationStats, StatisticsAccumulator
 from data_prep.schema import DatasetGeometry
 from data_prep.splits import extend_splits, make_splits
 
@@ -454,6 +454,21 @@ def write_sample_fields(
     ]
 
 
+def _checked(stats: NormalizationStats, destination: Path) -> NormalizationStats:
+    """``stats``, after a warning when the training velocities reach beyond the dataset's fixed range: a model
+    trained on it could not predict them (``NormalizationStats.velocities_beyond``)."""
+    beyond = stats.velocities_beyond()
+    if beyond is not None:
+        low, high = stats.covering_range_mps()
+        logger.warning(
+            "%s: %s, which the velocity normalisation maps to [-1, 1]: a model with a bounded output (tanh, the "
+            "default) cannot predict them. Ingest with --set 'normalization.velocity_range_mps=[%g, %g]' to "
+            "cover them, or null for the training split's own range.",
+            destination, beyond, low, high,
+        )  # fmt: skip
+    return stats
+
+
 def write_dataset(
     destination: str | Path,
     plans: Sequence[SamplePlan],
@@ -507,7 +522,9 @@ def write_dataset(
             schema.write_splits(
                 h5, splits, config.splits.seed, config.splits.fractions, stratified_by="family"
             )
-            schema.write_normalization(h5, statistics.result(has_velocity=labelled), splits["train"])
+            schema.write_normalization(
+                h5, _checked(statistics.result(has_velocity=labelled), destination), splits["train"]
+            )
             history = [{"action": "create", "num_samples": len(plans), "package_version": __version__}]
             breakdown = schema.family_breakdown(families, splits)
             schema.write_provenance(
@@ -600,7 +617,9 @@ def append_samples(
                 load_samples=load_samples,
             )
             schema.write_splits(h5, splits, seed, fractions, stratified_by="family")
-            schema.write_normalization(h5, statistics.result(has_velocity=labelled), splits["train"])
+            schema.write_normalization(
+                h5, _checked(statistics.result(has_velocity=labelled), destination), splits["train"]
+            )
             provenance = schema.read_provenance(h5)
             provenance["sources"] = provenance["sources"] + [record.to_json() for record in records]
             provenance["origins"] = old_origins + new_entries

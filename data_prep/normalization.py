@@ -230,6 +230,42 @@ class NormalizationStats:
         """The velocity part: what ``denormalize_velocity`` and the metrics in m/s and SSIM need."""
         return VelocityNormalization.from_stats(self)
 
+    def velocities_beyond(self, low_mps: float | None = None, high_mps: float | None = None) -> str | None:
+        """Where the training velocities (``velocity``) reach beyond ``[low_mps, high_mps]`` (default: this
+        dataset's range) by more than 1 % of its span, in words; None when they do not, or are not known.
+
+        A model with a bounded velocity output (``tanh``, every model's default) maps that range to [-1, 1] and
+        no further: a velocity beyond it is predicted at the range's edge.
+        """
+        low = self.velocity_min_mps if low_mps is None else float(low_mps)
+        high = self.velocity_max_mps if high_mps is None else float(high_mps)
+        if not self.velocity or low is None or high is None:
+            return None
+        tolerance = 0.01 * (high - low)
+        observed_low, observed_high = self.velocity.get("min"), self.velocity.get("max")
+        reach = []
+        if observed_high is not None and observed_high > high + tolerance:
+            reach.append(f"up to {observed_high:.0f} m/s")
+        if observed_low is not None and observed_low < low - tolerance:
+            reach.append(f"down to {observed_low:.0f} m/s")
+        if not reach:
+            return None
+        return f"the training velocities reach {' and '.join(reach)}, beyond the range {low:g}-{high:g} m/s"
+
+    def covering_range_mps(
+        self, low_mps: float | None = None, high_mps: float | None = None
+    ) -> tuple[float, float]:
+        """``[low_mps, high_mps]`` (default: this dataset's range) widened to whole 100 m/s that hold every
+        training velocity: the ``velocity_range_mps`` to ingest with so that nothing lies beyond it."""
+        low = self.velocity_min_mps if low_mps is None else float(low_mps)
+        high = self.velocity_max_mps if high_mps is None else float(high_mps)
+        observed = self.velocity or {}
+        if observed.get("min") is not None:
+            low = min(low, math.floor(observed["min"] / 100.0) * 100.0)
+        if observed.get("max") is not None:
+            high = max(high, math.ceil(observed["max"] / 100.0) * 100.0)
+        return low, high
+
 
 @dataclass(frozen=True)
 class VelocityNormalization:

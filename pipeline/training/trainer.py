@@ -77,6 +77,7 @@ def train(
     info["trained_families"] = sorted(config.data.families) if config.data.families else info["families"]
     model, family_config, parent = _build_model(config, dataset_path, info, distribution, echo)
     data = _open_data(config, dataset_path, model, distribution, parent)
+    _check_velocity_range(dataset_path, data.stats, family_config, parent, echo)
     run = _training_run(config, state)
     schedule, evaluator = _compile(config, model, data, run.planned_epochs, distribution)
     tracker = _start_tracking(
@@ -233,6 +234,35 @@ def _build_model(config: TrainConfig, dataset_path: Path, info, distribution: Di
             "architecture, weights and normalisation statistics"
         )
     return model, family_config, parent
+
+
+def _check_velocity_range(dataset_path: Path, model_stats, family_config, parent, echo) -> None:
+    """Warns when the training velocities reach beyond the range the model's bounded output maps to (the
+    dataset's own range, or the fine-tuning parent's): those cells would be learnt, and predicted, at its edge."""
+    from data_prep import schema
+
+    if getattr(family_config, "velocity_activation", "tanh") != "tanh":
+        return
+    low, high = model_stats.velocity_min_mps, model_stats.velocity_max_mps
+    own = schema.read_normalization(dataset_path)
+    beyond = own.velocities_beyond(low, high)
+    if beyond is None:
+        return
+    wider = own.covering_range_mps(low, high)
+    if parent is not None:
+        remedy = (
+            f"A fine-tuned model keeps its parent's range ({parent.address}); to reach them, train from scratch "
+            f"on data ingested with --set 'normalization.velocity_range_mps=[{wider[0]:g}, {wider[1]:g}]'."
+        )
+    else:
+        remedy = (
+            f"Ingest the data again with --set 'normalization.velocity_range_mps=[{wider[0]:g}, {wider[1]:g}]' "
+            "(or null: the training split's own range)."
+        )
+    echo(
+        f"warning: {dataset_path}: {beyond}, which this model's output (tanh) cannot reach: those cells are "
+        f"learnt and predicted at the range's edge. {remedy}"
+    )
 
 
 def _moveout_scan(options, dataset_path: Path) -> dict:

@@ -135,3 +135,24 @@ def test_velocity_normalization_coerces_and_validates():
     accumulator.update(np.ones((1, 2, 8, 3), np.float32))
     with pytest.raises(ValueError, match="no velocity models"):
         denormalize_velocity(np.zeros(3), accumulator.result(has_velocity=False))
+
+
+def test_velocities_beyond_the_fixed_range_are_named_with_a_range_that_covers_them():
+    """A model's tanh output maps the dataset's range and no further: training velocities beyond it by more
+    than 1 % of its span are reported (how far, which range), with the whole-100 m/s range that holds them."""
+    salt = np.array([[[1480.0, 2000.0], [4000.0, 5230.0]]])  # water 20 m/s under, salt 730 m/s over 4500
+    stats = _stats("minmax", velocity_range_mps=(1500.0, 4500.0), velocity_mps=salt)
+    assert stats.velocities_beyond() == (
+        "the training velocities reach up to 5230 m/s, beyond the range 1500-4500 m/s"
+    ), "1480 m/s is within 1 % of the 3000 m/s span (30 m/s): not reported"
+    assert stats.covering_range_mps() == (1400.0, 5300.0)
+    slow = _stats("minmax", velocity_range_mps=(1500.0, 4500.0), velocity_mps=np.array([[[1300.0, 4600.0]]]))
+    assert slow.velocities_beyond() == (
+        "the training velocities reach up to 4600 m/s and down to 1300 m/s, beyond the range 1500-4500 m/s"
+    )
+    # Against another range (a fine-tuning parent's), and a range that holds them.
+    assert stats.velocities_beyond(1400.0, 5300.0) is None
+    assert stats.velocities_beyond(1500.0, 5000.0).startswith("the training velocities reach up to 5230 m/s")
+    assert stats.covering_range_mps(1000.0, 6000.0) == (1000.0, 6000.0)
+    # The training split's own range (velocity_range_mps: null) holds everything by construction.
+    assert _stats("minmax", velocity_range_mps=None, velocity_mps=salt).velocities_beyond() is None

@@ -98,3 +98,27 @@ def test_openfwi_layouts_and_errors(tmp_path, capsys):
     assert main([str(tmp_path / "lonely"), "--out", str(out / "x.h5"), "--quiet"]) == 2
     assert "Received shape (1, 5, 500, 70)" in capsys.readouterr().err
     assert list(out.iterdir()) == []
+
+
+def test_velocities_beyond_the_fixed_range_are_warned_about_at_ingest(tmp_path, caplog):
+    """Salt at 5200 m/s in data ingested with OpenFWI's fixed 1500-4500 m/s: the warning names the file, how far
+    the velocities reach and the --set that covers them; ingested with the training split's own range, none."""
+    import logging
+
+    from data_prep.normalization import NormalizationConfig
+
+    _, velocity = write_openfwi_pair(tmp_path / "Salt", 1, 2, seed=0)
+    velocity[:, :, 40:50, 20:30] = 5200.0
+    np.save(tmp_path / "Salt" / "model1.npy", velocity)
+    with caplog.at_level(logging.WARNING, logger="data_prep"):
+        path = import_openfwi([tmp_path / "Salt"], tmp_path / "fixed.h5", QUIET)
+    assert schema.read_normalization(path).velocity_max_mps == 4500.0
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "fixed.h5: the training velocities reach up to 5200 m/s" in warnings[0]
+    assert "--set 'normalization.velocity_range_mps=[1500, 5200]'" in warnings[0]
+    caplog.clear()
+    own_range = OpenFWIConfig(progress=False, normalization=NormalizationConfig(velocity_range_mps=None))
+    with caplog.at_level(logging.WARNING, logger="data_prep"):
+        path = import_openfwi([tmp_path / "Salt"], tmp_path / "own.h5", own_range)
+    assert schema.read_normalization(path).velocity_max_mps == 5200.0
+    assert not [record for record in caplog.records if record.levelno == logging.WARNING]

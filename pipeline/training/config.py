@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from data_prep.normalization import OPENFWI_VELOCITY_RANGE_MPS
 from data_prep.synthesize import SourceVariationConfig
 from data_prep.velocity_models.trend_variation import TrendVariationConfig
 from data_prep.velocity_models.water_layer import WaterLayerConfig
@@ -45,6 +46,10 @@ class DefaultDatasetConfig:
             OpenFWI's window (offsets up to 690 m); wider windows record longer offsets, which is what the
             deep part of a section needs (docs/training.md, "Longer offsets").
         num_sources: shots, evenly spread over the width (OpenFWI's 5 on 70 cells: x cells 0, 17, 34, 52, 69).
+        velocity_range_mps: the velocities the ingest maps to [-1, 1] (``data_prep.normalization``): the range
+            the model's bounded output can predict, and that ``velocity_scale`` augmentation keeps models in.
+            OpenFWI's 1500-4500 m/s by default; a wider one (e.g. ``[1400, 5500]``) lets velocity scaling reach
+            the rock velocities of salt and carbonates.
     """
 
     family: str = "flatvel-a"
@@ -58,8 +63,16 @@ class DefaultDatasetConfig:
     water: WaterLayerConfig = WaterLayerConfig()
     width_cells: int = 70
     num_sources: int = 5
+    velocity_range_mps: tuple[float, float] = OPENFWI_VELOCITY_RANGE_MPS
 
     def __post_init__(self) -> None:
+        low, high = map(float, self.velocity_range_mps)
+        if not 0 < low < high:
+            raise ValueError(
+                "data.default.velocity_range_mps must be [min, max] in m/s with 0 < min < max. "
+                f"Received: {self.velocity_range_mps!r}"
+            )
+        object.__setattr__(self, "velocity_range_mps", (low, high))
         if not (isinstance(self.width_cells, int) and self.width_cells >= 8):
             raise ValueError(
                 f"data.default.width_cells must be a whole number of cells >= 8. Received: {self.width_cells!r}"

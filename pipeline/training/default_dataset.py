@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from core.config import to_dict
+from data_prep.normalization import OPENFWI_VELOCITY_RANGE_MPS
 from pipeline.training.config import DefaultDatasetConfig
 
 
@@ -25,6 +26,7 @@ def default_dataset_path(config: DefaultDatasetConfig) -> Path:
         and not config.trend.enabled
         and not config.water.enabled
         and config.openfwi_layout
+        and config.velocity_range_mps == OPENFWI_VELOCITY_RANGE_MPS
     ):
         return Path(config.directory) / f"default-{config.family}-{config.count}-seed{config.seed}.h5"
     import hashlib
@@ -36,6 +38,8 @@ def default_dataset_path(config: DefaultDatasetConfig) -> Path:
         recipe["water"] = to_dict(config.water)
     if not config.openfwi_layout:  # likewise
         recipe["geometry"] = {"width_cells": config.width_cells, "num_sources": config.num_sources}
+    if config.velocity_range_mps != OPENFWI_VELOCITY_RANGE_MPS:  # likewise
+        recipe["velocity_range_mps"] = list(config.velocity_range_mps)
     recipe = json.dumps(recipe, sort_keys=True)
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     name = f"mix{len(config.family_list)}" if len(config.family_list) > 1 else config.family_list[0]
@@ -49,6 +53,7 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
         echo(f"data: using the cached default dataset {path}")
         return path
     from data_prep.ingest import IngestConfig, ingest
+    from data_prep.normalization import NormalizationConfig
     from data_prep.synthesize import SynthesizeConfig, synthesize
 
     interactive = sys.stderr.isatty()
@@ -89,7 +94,8 @@ def ensure_default_dataset(config: DefaultDatasetConfig, echo=print) -> Path:
                 progress=interactive,
             )
         echo(f"data: synthesized in {time.monotonic() - started:.0f} s; ingesting into {path} ...")
-        ingest(folders, path, IngestConfig(progress=interactive), overwrite=True)
+        normalization = NormalizationConfig(velocity_range_mps=config.velocity_range_mps)
+        ingest(folders, path, IngestConfig(progress=interactive, normalization=normalization), overwrite=True)
     finally:
         data_logger.setLevel(level)
     if not config.keep_segy:

@@ -89,3 +89,29 @@ def test_the_shipped_general_configs_give_openfwi_window_and_the_wide_window_sho
     assert [x for _, x in geometry.source_cells] == [0, 34, 68, 102, 136]
     assert [x for _, x in geometry.receiver_cells] == list(range(137))
     assert wide.families == default.families and wide.source == default.source  # only the window differs
+
+
+def test_a_wider_velocity_range_gets_its_own_name_and_reaches_the_ingested_statistics(tmp_path):
+    """``data.default.velocity_range_mps``: what the ingest maps to [-1, 1] (the model's output range, and the
+    bounds of velocity scaling); OpenFWI's range keeps the cached names, another gets its own; bad ranges are
+    refused naming the key."""
+    from core.config import from_dict
+    from pipeline.training.config import TrainConfig
+
+    assert DefaultDatasetConfig(velocity_range_mps=[1500, 4500]) == DefaultDatasetConfig()
+    wide = DefaultDatasetConfig(
+        family="flatvel-a", count=4, width_cells=24, num_sources=3, directory=str(tmp_path)
+    )
+    wider = dataclasses.replace(wide, velocity_range_mps=(1400.0, 5500.0))
+    assert default_dataset_path(wider) != default_dataset_path(wide)
+    single = DefaultDatasetConfig(velocity_range_mps=(1400.0, 5500.0))
+    assert default_dataset_path(single).name.startswith("default-flatvel-a-") and default_dataset_path(
+        single
+    ) != default_dataset_path(DefaultDatasetConfig())
+    loaded = from_dict(TrainConfig, {"data": {"default": {"velocity_range_mps": [1400, 5500]}}})
+    assert loaded.data.default.velocity_range_mps == (1400.0, 5500.0)
+    stats = schema.read_normalization(ensure_default_dataset(wider, echo=lambda text: None))
+    assert (stats.velocity_min_mps, stats.velocity_max_mps) == (1400.0, 5500.0)
+    for bad in ((4500.0, 1500.0), (0.0, 4500.0)):
+        with pytest.raises(ValueError, match=r"data.default.velocity_range_mps must be \[min, max\]"):
+            DefaultDatasetConfig(velocity_range_mps=bad)

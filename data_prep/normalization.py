@@ -230,9 +230,15 @@ class NormalizationStats:
         """The velocity part: what ``denormalize_velocity`` and the metrics in m/s and SSIM need."""
         return VelocityNormalization.from_stats(self)
 
-    def velocities_beyond(self, low_mps: float | None = None, high_mps: float | None = None) -> str | None:
+    def velocities_beyond(
+        self,
+        low_mps: float | None = None,
+        high_mps: float | None = None,
+        subject: str = "the training velocities",
+    ) -> str | None:
         """Where the training velocities (``velocity``) reach beyond ``[low_mps, high_mps]`` (default: this
-        dataset's range) by more than 1 % of its span, in words; None when they do not, or are not known.
+        dataset's range) by more than 1 % of its span, in words (``subject`` names them); None when they do
+        not, or are not known.
 
         A model with a bounded velocity output (``tanh``, every model's default) maps that range to [-1, 1] and
         no further: a velocity beyond it is predicted at the range's edge.
@@ -250,7 +256,7 @@ class NormalizationStats:
             reach.append(f"down to {observed_low:.0f} m/s")
         if not reach:
             return None
-        return f"the training velocities reach {' and '.join(reach)}, beyond the range {low:g}-{high:g} m/s"
+        return f"{subject} reach {' and '.join(reach)}, beyond the range {low:g}-{high:g} m/s"
 
     def covering_range_mps(
         self, low_mps: float | None = None, high_mps: float | None = None

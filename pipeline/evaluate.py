@@ -349,6 +349,17 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             + "; ".join(differences)
             + ". Evaluate on data of the training geometry (or run pipeline.infer)."
         )
+    beyond = schema.read_normalization(dataset_path).velocities_beyond(
+        bundle.stats.velocity_min_mps,
+        bundle.stats.velocity_max_mps,
+        subject="its velocities (training split)",
+    )
+    if beyond is not None:
+        logger.warning(
+            "%s: %s, the output range of %s: those cells are scored against predictions that stop at its "
+            "edge, an error that no training at this range removes.",
+            dataset_path, beyond, config.model,
+        )  # fmt: skip
     outputs = ("velocity", "edges") if bundle.has_edges else ("velocity",)
     dataset = SeismicDataset(
         dataset_path,

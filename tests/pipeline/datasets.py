@@ -61,18 +61,26 @@ def layered_samples(num_samples: int, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def write_dataset(
-    path: Path, num_samples: int = 24, seed: int = 0, files: int = 1, families: tuple[str, ...] = ()
+    path: Path,
+    num_samples: int = 24,
+    seed: int = 0,
+    files: int = 1,
+    families: tuple[str, ...] = (),
+    basement_mps: float | None = None,
 ) -> Path:
     """Writes ``num_samples`` two-layer samples as OpenFWI ``.npy`` files and imports them to ``path``.
 
     With ``families``, the files are spread over folders named after them (OpenFWI's layout), so the
-    dataset records those families (split stratified by family).
+    dataset records those families (split stratified by family). ``basement_mps`` sets the deepest three
+    rows of every model to that velocity (e.g. beyond the fixed 1500-4500 m/s range the import uses).
     """
     from data_prep.openfwi import OpenFWIConfig, import_openfwi
 
     source = path.parent / f"{path.stem}_npy"
     source.mkdir(parents=True, exist_ok=True)
     seismic, velocity = layered_samples(num_samples, seed)
+    if basement_mps is not None:
+        velocity[:, -3:, :] = basement_mps
     count = max(files, len(families))
     for index, chunk in enumerate(np.array_split(np.arange(num_samples), count), start=1):
         folder = source / families[(index - 1) % len(families)] if families else source

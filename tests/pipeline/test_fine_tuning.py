@@ -178,25 +178,11 @@ def test_the_lineage_names_the_families_the_parent_trained_on_not_every_family_o
     assert trained_families({}) == []
 
 
-def _fast_basement_dataset(path):
-    """The stand-in samples with a 5150 m/s basement, ingested with OpenFWI's fixed 1500-4500 m/s range."""
-    from data_prep.openfwi import OpenFWIConfig, import_openfwi
-    from tests.pipeline.datasets import layered_samples, small_geometry
-
-    seismic, velocity = layered_samples(24, seed=7)
-    velocity[:, -3:, :] = 5150.0
-    folder = path.parent / f"{path.stem}_npy" / "salt"
-    folder.mkdir(parents=True)
-    np.save(folder / "data1.npy", seismic)
-    np.save(folder / "model1.npy", velocity[:, None])
-    return import_openfwi([folder.parent], path, OpenFWIConfig(geometry=small_geometry(), progress=False))
-
-
 def test_training_velocities_beyond_the_model_s_range_are_warned_about_with_the_remedy(parent, tmp_path):
     """A tanh output stops at its range's edge: training (from scratch, or fine-tuning a parent whose range it
     keeps) on velocities beyond it says so, how far they reach, and the range to ingest with instead."""
     root, result = parent
-    data = _fast_basement_dataset(tmp_path / "fast.h5")
+    data = write_dataset(tmp_path / "fast.h5", seed=7, families=("salt",), basement_mps=5150.0)
     for init_from, remedy in (
         (None, "Ingest the data again with --set 'normalization.velocity_range_mps=[1500, 5200]'"),
         (str(result.bundle_dir), "A fine-tuned model keeps its parent's range"),

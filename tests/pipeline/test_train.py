@@ -302,6 +302,34 @@ def test_evaluate_mirror_average_scores_the_bundle_s_mirror_averaged_prediction(
     assert [row["mae_mps"] for row in plain] != [row["mae_mps"] for row in rows]
 
 
+def test_evaluate_warns_when_the_truth_reaches_beyond_the_model_s_output_range(trained, tmp_path, caplog):
+    """A 5150 m/s basement scored by a model whose tanh output stops at 4500 m/s: the warning says how far the
+    data reach and that this part of the error is the range's, not the training's."""
+    import logging
+
+    from pipeline.evaluate import main as evaluate_main
+
+    _, _, _, result, _ = trained
+    data = write_dataset(tmp_path / "basement.h5", num_samples=20, seed=3, basement_mps=5150.0)
+    argv = [
+        "--model",
+        str(result.bundle_dir),
+        "--data",
+        str(data),
+        "--no-tracking",
+        "--out",
+        str(tmp_path / "e"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="pipeline.evaluate"):
+        assert evaluate_main(argv) == 0
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "pipeline.evaluate"]
+    assert (
+        "basement.h5: its velocities (training split) reach up to 5150 m/s, beyond the range 1500-4500 m/s"
+        in (message)
+    )
+    assert f"the output range of {result.bundle_dir}" in message
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on loopback (the command ``pipeline.dashboard`` runs), on a free port."""

@@ -66,7 +66,10 @@ class DefaultDatasetConfig:
     velocity_range_mps: tuple[float, float] = OPENFWI_VELOCITY_RANGE_MPS
 
     def __post_init__(self) -> None:
-        low, high = map(float, self.velocity_range_mps)
+        try:
+            low, high = (float(value) for value in self.velocity_range_mps)
+        except (TypeError, ValueError):  # not two numbers
+            low = high = float("nan")
         if not 0 < low < high:
             raise ValueError(
                 "data.default.velocity_range_mps must be [min, max] in m/s with 0 < min < max. "

@@ -112,6 +112,6 @@ def test_a_wider_velocity_range_gets_its_own_name_and_reaches_the_ingested_stati
     assert loaded.data.default.velocity_range_mps == (1400.0, 5500.0)
     stats = schema.read_normalization(ensure_default_dataset(wider, echo=lambda text: None))
     assert (stats.velocity_min_mps, stats.velocity_max_mps) == (1400.0, 5500.0)
-    for bad in ((4500.0, 1500.0), (0.0, 4500.0)):
+    for bad in ((4500.0, 1500.0), (0.0, 4500.0), (1500.0, 3000.0, 4500.0), ("slow", "fast")):
         with pytest.raises(ValueError, match=r"data.default.velocity_range_mps must be \[min, max\]"):
             DefaultDatasetConfig(velocity_range_mps=bad)
